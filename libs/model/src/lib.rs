@@ -1,0 +1,33 @@
+//! The vocabulary every Strata crate shares: label sets, samples, label matchers
+//! with Prometheus semantics, tenant IDs and the series hash used for sharding.
+//!
+//! This crate owns no storage and no I/O. It deliberately keeps labels as plain
+//! owned strings: storage engines intern them in their own structures, and this
+//! type is what crosses crate boundaries.
+
+mod labels;
+mod matcher;
+mod sample;
+mod tenant;
+
+pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{is_stale_nan, Sample, Series, STALE_NAN, STALE_NAN_BITS};
+pub use tenant::{validate_tenant_id, TenantError, MAX_TENANT_ID_LENGTH};
+
+/// The hash that places a series on the ingester ring: a 32-bit token derived from
+/// the tenant and the series' sorted labels. Stable across processes and versions,
+/// because it decides which ingesters hold a series.
+pub fn shard_token(tenant: &str, labels: &Labels) -> u32 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update(&[0xff]);
+    for label in labels.iter() {
+        hasher.update(label.name.as_bytes());
+        hasher.update(&[0xff]);
+        hasher.update(label.value.as_bytes());
+        hasher.update(&[0xff]);
+    }
+    let h = hasher.digest();
+    (h ^ (h >> 32)) as u32
+}
