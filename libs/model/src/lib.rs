@@ -5,11 +5,13 @@
 //! owned strings: storage engines intern them in their own structures, and this
 //! type is what crosses crate boundaries.
 
+mod duration;
 mod labels;
 mod matcher;
 mod sample;
 mod tenant;
 
+pub use duration::{format_duration, parse_duration, ConfigDuration, DurationError};
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{is_stale_nan, Sample, Series, STALE_NAN, STALE_NAN_BITS};

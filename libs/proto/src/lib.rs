@@ -1,1 +1,30 @@
-//! placeholder
+//! Rust types and gRPC stubs generated from `proto/`, plus the conversions between
+//! wire types and `strata-model` types. Nothing here knows about processes.
+
+#![allow(missing_debug_implementations, unreachable_pub, clippy::all)]
+
+/// Prometheus remote-write 1.0 (package `prometheus`).
+pub mod prometheus {
+    tonic::include_proto!("prometheus");
+}
+
+/// Generated modules nest by protobuf package, so `strata.ingester` lives at
+/// `strata::ingester` for its references to `super::super::prometheus` to resolve.
+pub mod strata {
+    /// The ingester's gRPC service (package `strata.ingester`).
+    pub mod ingester {
+        tonic::include_proto!("strata.ingester");
+    }
+}
+
+pub use strata::ingester;
+
+mod convert;
+
+pub use convert::{
+    labels_from_proto, labels_to_proto, matcher_from_proto, matcher_to_proto, matchers_from_proto,
+    ConvertError,
+};
+
+/// gRPC metadata key carrying the tenant ID between components.
+pub const TENANT_METADATA_KEY: &str = "x-scope-orgid";

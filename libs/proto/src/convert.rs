@@ -1,0 +1,92 @@
+use strata_model::{Label, Labels, MatchOp, Matcher, MatcherError};
+
+use crate::ingester::{LabelMatcher, MatchType};
+use crate::prometheus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("unknown matcher type {0}")]
+    UnknownMatchType(i32),
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+}
+
+/// Wire labels to a sorted label set. The distributor has validated order and
+/// uniqueness before this is reached on the write path.
+pub fn labels_from_proto(labels: Vec<prometheus::Label>) -> Labels {
+    Labels::new(
+        labels
+            .into_iter()
+            .map(|l| Label {
+                name: l.name,
+                value: l.value,
+            })
+            .collect(),
+    )
+}
+
+pub fn labels_to_proto(labels: &Labels) -> Vec<prometheus::Label> {
+    labels
+        .iter()
+        .map(|l| prometheus::Label {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+pub fn matcher_to_proto(m: &Matcher) -> LabelMatcher {
+    let r#type = match m.op {
+        MatchOp::Equal => MatchType::Equal,
+        MatchOp::NotEqual => MatchType::NotEqual,
+        MatchOp::RegexMatch => MatchType::RegexMatch,
+        MatchOp::RegexNoMatch => MatchType::RegexNoMatch,
+    };
+    LabelMatcher {
+        r#type: r#type as i32,
+        name: m.name.clone(),
+        value: m.value.clone(),
+    }
+}
+
+pub fn matcher_from_proto(m: &LabelMatcher) -> Result<Matcher, ConvertError> {
+    let op = match MatchType::try_from(m.r#type) {
+        Ok(MatchType::Equal) => MatchOp::Equal,
+        Ok(MatchType::NotEqual) => MatchOp::NotEqual,
+        Ok(MatchType::RegexMatch) => MatchOp::RegexMatch,
+        Ok(MatchType::RegexNoMatch) => MatchOp::RegexNoMatch,
+        Err(_) => return Err(ConvertError::UnknownMatchType(m.r#type)),
+    };
+    Ok(Matcher::new(op, m.name.clone(), m.value.clone())?)
+}
+
+pub fn matchers_from_proto(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ConvertError> {
+    ms.iter().map(matcher_from_proto).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matcher_round_trip() {
+        for op in [
+            MatchOp::Equal,
+            MatchOp::NotEqual,
+            MatchOp::RegexMatch,
+            MatchOp::RegexNoMatch,
+        ] {
+            let m = Matcher::new(op, "job", "a.*").unwrap();
+            assert_eq!(matcher_from_proto(&matcher_to_proto(&m)).unwrap(), m);
+        }
+        let bad = LabelMatcher {
+            r#type: 9,
+            name: "a".into(),
+            value: "b".into(),
+        };
+        assert!(matches!(
+            matcher_from_proto(&bad),
+            Err(ConvertError::UnknownMatchType(9))
+        ));
+    }
+}
