@@ -1,0 +1,35 @@
+# Strata: the commands a developer and CI use. See README.md.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run build test lint fmt bench e2e helm-lint deps-build
+
+# protoc is needed by tonic's code generation (our protos and etcd-client's).
+deps-build:
+	@command -v protoc >/dev/null 2>&1 || { \
+	  echo "protoc not found: installing Debian's protobuf-compiler and libprotobuf-dev (needed to compile the gRPC protos)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev >/dev/null \
+	  || { echo "could not install protoc; install protobuf-compiler yourself and retry" >&2; exit 1; }; }
+
+build: deps-build
+	$(CARGO) build --release -p strata
+
+# One process, every component, embedded defaults: HTTP 127.0.0.1:9009, gRPC 127.0.0.1:9095, data under ./data.
+run: build
+	mkdir -p data
+	./target/release/strata -target=all -config.file=docs/examples/single-process.yaml
+
+# Unit, conformance and integration tests. Integration tests start real Prometheus,
+# vmagent (and later etcd, S3) processes; .ci/run installs them.
+test: deps-build
+	$(CARGO) build -p strata
+	$(CARGO) test --workspace --no-fail-fast
+
+lint: deps-build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,375 @@
+//! The harness for Strata's end-to-end tests: it starts the real `strata` binary
+//! and the real peers (Prometheus, vmagent, ...) as child processes on 127.0.0.1
+//! with free ports and temporary directories, waits until they are ready, and
+//! kills them when dropped. Tests talk to every process over HTTP only.
+//!
+//! The `strata` binary is found through `STRATA_BIN`, else in the workspace's
+//! target directory (`make test` builds it first).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn strata_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("STRATA_BIN") {
+        return PathBuf::from(p);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace.join("target"));
+    let bin = target.join("debug").join("strata");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p strata` first (make test does), or set STRATA_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether an external program is installed; tests that need it fail with a
+/// clear message when it is not (CI installs it; a silent skip would hide gaps).
+pub fn require_program(name: &str) -> PathBuf {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} is not installed: run .ci/run (it installs the Debian packages the tests need)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A child process killed on drop; its output goes to files in its temp dir so a
+/// failing test can show the log.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Process {
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: TempDir) -> Process {
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+        Process {
+            name: name.to_string(),
+            child,
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's log so far (stderr then stdout), for failure messages.
+    pub fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!(
+            "--- {} stderr ---\n{}\n--- {} stdout ---\n{}",
+            self.name,
+            read("stderr.log"),
+            self.name,
+            read("stdout.log")
+        )
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until `url` answers 200, or panics with the process's log.
+    pub async fn wait_ready(&mut self, url: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(resp) = client.get(url).send().await {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            if !self.is_running() {
+                panic!(
+                    "{} exited before becoming ready\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} not ready at {url} after {timeout:?}\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `strata` process with its ports.
+#[derive(Debug)]
+pub struct Strata {
+    pub process: Process,
+    pub http_port: u16,
+    pub grpc_port: u16,
+}
+
+impl Strata {
+    /// Starts `strata` with the given extra flags (e.g. `-target=all`) on free ports.
+    pub async fn start(extra_args: &[&str]) -> Strata {
+        let http_port = free_port();
+        let grpc_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            format!("-server.http_listen_port={http_port}"),
+            format!("-server.grpc_listen_port={grpc_port}"),
+            "-server.http_listen_address=127.0.0.1".to_string(),
+            "-server.grpc_listen_address=127.0.0.1".to_string(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut process = Process::spawn("strata", &strata_bin(), &args, dir);
+        process
+            .wait_ready(
+                &format!("http://127.0.0.1:{http_port}/ready"),
+                Duration::from_secs(30),
+            )
+            .await;
+        Strata {
+            process,
+            http_port,
+            grpc_port,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.http_port, path)
+    }
+}
+
+/// A Debian `prometheus` 2.42 with the given config file contents (`{{PORT}}` in
+/// the text is replaced by its own web port).
+#[derive(Debug)]
+pub struct Prometheus {
+    pub process: Process,
+    pub port: u16,
+}
+
+impl Prometheus {
+    pub async fn start(config: &str, extra_args: &[&str]) -> Prometheus {
+        let bin = require_program("prometheus");
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config.replace("{{PORT}}", &port.to_string())).unwrap();
+        let mut args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--storage.remote.flush-deadline=1s".to_string(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut process = Process::spawn("prometheus", &bin, &args, dir);
+        process
+            .wait_ready(
+                &format!("http://127.0.0.1:{port}/-/ready"),
+                Duration::from_secs(30),
+            )
+            .await;
+        Prometheus { process, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+/// vmagent (Debian `victoria-metrics` package) scraping with the given config and
+/// remote-writing to `remote_write_url` with the given extra headers.
+#[derive(Debug)]
+pub struct Vmagent {
+    pub process: Process,
+    pub port: u16,
+}
+
+impl Vmagent {
+    /// `remote_write_urls` each get the same `headers` (vmagent applies a single
+    /// `-remoteWrite.headers` value to every URL).
+    pub async fn start(
+        scrape_config: &str,
+        remote_write_urls: &[String],
+        headers: &str,
+    ) -> Vmagent {
+        let bin = require_program("vmagent");
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("scrape.yml");
+        std::fs::write(
+            &config_path,
+            scrape_config.replace("{{PORT}}", &port.to_string()),
+        )
+        .unwrap();
+        let mut args = vec![
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            format!("-promscrape.config={}", config_path.display()),
+            format!("-remoteWrite.headers={headers}"),
+            format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("tmp").display()
+            ),
+            "-remoteWrite.flushInterval=1s".to_string(),
+        ];
+        args.extend(
+            remote_write_urls
+                .iter()
+                .map(|u| format!("-remoteWrite.url={u}")),
+        );
+        let mut process = Process::spawn("vmagent", &bin, &args, dir);
+        process
+            .wait_ready(
+                &format!("http://127.0.0.1:{port}/health"),
+                Duration::from_secs(30),
+            )
+            .await;
+        Vmagent { process, port }
+    }
+}
+
+/// GETs a Prometheus-API URL and returns the parsed JSON body and status.
+pub async fn get_json(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = tenant {
+        req = req.header("X-Scope-OrgID", t);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("GET {url}: body is not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Encodes a remote-write request the way Prometheus sends it (protobuf, then
+/// snappy block format).
+pub fn encode_write_request(req: &strata_proto::prometheus::WriteRequest) -> Vec<u8> {
+    let raw = prost::Message::encode_to_vec(req);
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+}
+
+/// A one-series, one-sample-per-entry remote-write request.
+pub fn write_request(
+    series: &[(&[(&str, &str)], &[(i64, f64)])],
+) -> strata_proto::prometheus::WriteRequest {
+    use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|(labels, samples)| {
+                let mut labels: Vec<Label> = labels
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect();
+                labels.sort_by(|a, b| a.name.cmp(&b.name));
+                TimeSeries {
+                    labels,
+                    samples: samples
+                        .iter()
+                        .map(|(t, v)| Sample {
+                            timestamp: *t,
+                            value: *v,
+                        })
+                        .collect(),
+                    ..Default::default()
+                }
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// POSTs a remote-write body; returns the status and the response text.
+pub async fn push_raw(url: &str, tenant: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body);
+    if let Some(t) = tenant {
+        req = req.header("X-Scope-OrgID", t);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout`
+/// with `what` in the message.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
