@@ -46,3 +46,31 @@ pub fn render(registry: &Registry) -> String {
     let _ = encoder.encode(&registry.gather(), &mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// `strata_discarded_samples_total{tenant,reason}`: samples rejected anywhere on
+/// the write path (distributor validation, ingester appends). One family for the
+/// whole process, like Mimir's `cortex_discarded_samples_total`, so components
+/// share it instead of registering twins; [`register_shared`] adds it to a
+/// registry once.
+pub fn discarded_samples() -> &'static prometheus::IntCounterVec {
+    static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_discarded_samples_total",
+                "Samples rejected on the write path, by tenant and reason.",
+            ),
+            &["tenant", "reason"],
+        )
+        // The options are constants and valid; this cannot fail.
+        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
+    })
+}
+
+/// Registers the process-wide metric families of this crate in `registry`.
+pub fn register_shared(registry: &Registry) -> Result<(), prometheus::Error> {
+    match registry.register(Box::new(discarded_samples().clone())) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

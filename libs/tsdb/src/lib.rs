@@ -1,1 +1,16 @@
-//! placeholder
+//! Strata's time-series storage engine for one tenant at a time.
+//!
+//! It owns the Prometheus XOR chunk encoding ([`chunk`], bit-exact with
+//! Prometheus so chunks can be shipped to queriers and written into blocks
+//! unchanged), the in-memory head that holds a tenant's recent series ([`head`]:
+//! label interning, per-series chunk lists, the append rules for out-of-order and
+//! duplicate samples) and the postings index that selects series by label matchers
+//! ([`postings`] holds the sorted-list set operations it is built on).
+//!
+//! It deliberately knows nothing about tenants, the network or configuration: the
+//! ingester keeps one [`head::Head`] per tenant and turns [`head::AppendError`]s
+//! into client-facing statuses. The WAL and the block writer/reader come later.
+
+pub mod chunk;
+pub mod head;
+pub mod postings;

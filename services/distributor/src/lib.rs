@@ -1,1 +1,280 @@
-//! placeholder
+//! The distributor: the remote-write endpoint. It owns decoding a push
+//! (snappy + protobuf, with size limits checked before allocating), per-series
+//! validation against the tenant's limits, and forwarding the valid series to
+//! the ingesters through [`IngesterPush`]. It keeps no samples itself.
+//!
+//! Which ingesters get a series (the ring, replication, quorum) arrives with
+//! `libs/ring`; until then one [`IngesterPush`] receives every series.
+
+mod client;
+mod decode;
+mod http_api;
+mod metrics;
+mod validation;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use strata_limits::Overrides;
+use strata_proto::prometheus::WriteRequest;
+use strata_status::ServiceError;
+
+pub use client::GrpcIngesterPush;
+pub use decode::{decode_write_request, DecodeError};
+pub use http_api::router;
+pub use validation::{format_series, validate_labels, Rejection};
+
+/// The distributor's section of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributorConfig {
+    /// Largest push accepted, in bytes, both as sent (snappy) and decompressed.
+    pub max_recv_msg_size: usize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        Self {
+            max_recv_msg_size: 100 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributorError {
+    #[error("cannot register distributor metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Where validated series go: one ingester over gRPC, or the in-process one.
+#[async_trait::async_trait]
+pub trait IngesterPush: Send + Sync + std::fmt::Debug {
+    /// Stores the series of `request` for `tenant`; `Ok` means stored durably.
+    async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError>;
+}
+
+/// Validates pushes and forwards them. One per process.
+#[derive(Debug)]
+pub struct Distributor {
+    config: DistributorConfig,
+    overrides: Arc<Overrides>,
+    ingesters: Arc<dyn IngesterPush>,
+    metrics: metrics::DistributorMetrics,
+}
+
+impl Distributor {
+    pub fn new(
+        config: DistributorConfig,
+        overrides: Arc<Overrides>,
+        ingesters: Arc<dyn IngesterPush>,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, DistributorError> {
+        Ok(Self {
+            config,
+            overrides,
+            ingesters,
+            metrics: metrics::DistributorMetrics::new(registry)?,
+        })
+    }
+
+    pub fn config(&self) -> &DistributorConfig {
+        &self.config
+    }
+
+    /// Handles one remote-write body for `tenant`. The valid series of a partly
+    /// invalid push are stored, and the first rejection is returned as 400.
+    pub async fn push_body(&self, tenant: &str, body: &[u8]) -> Result<(), ServiceError> {
+        let request = decode_write_request(body, self.config.max_recv_msg_size)
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+        self.push(tenant, request).await
+    }
+
+    /// Validates and forwards a decoded push.
+    pub async fn push(&self, tenant: &str, mut request: WriteRequest) -> Result<(), ServiceError> {
+        let limits = self.overrides.for_tenant(tenant);
+        let now_ms = now_ms();
+        let received_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
+        self.metrics
+            .received(tenant, request.timeseries.len(), received_samples);
+
+        let mut first_rejection: Option<Rejection> = None;
+        let mut note = |rejection: Rejection, samples: usize| {
+            strata_telemetry::discarded_samples()
+                .with_label_values(&[tenant, rejection.reason])
+                .inc_by(samples as u64);
+            if first_rejection.is_none() {
+                first_rejection = Some(rejection);
+            }
+        };
+        request.timeseries.retain_mut(|series| {
+            if !series.histograms.is_empty() {
+                note(
+                    Rejection {
+                        reason: "native_histogram_unsupported",
+                        message: format!(
+                            "received a series with native histogram samples, which Strata does not store yet, series: {}",
+                            format_series(&series.labels)
+                        ),
+                    },
+                    series.histograms.len(),
+                );
+                series.histograms.clear();
+            }
+            if let Err(rejection) = validate_labels(&limits, &series.labels) {
+                note(rejection, series.samples.len());
+                return false;
+            }
+            if let Some((rejection, dropped)) =
+                validation::drop_future_samples(&limits, now_ms, series)
+            {
+                note(rejection, dropped);
+            }
+            // Exemplars are not stored yet; dropping them keeps ingester messages small.
+            series.exemplars.clear();
+            !series.samples.is_empty()
+        });
+        // Metadata is accepted and ignored (remote-write 1.0 allows that).
+        request.metadata.clear();
+
+        let stored = if request.timeseries.is_empty() {
+            Ok(())
+        } else {
+            self.ingesters.push(tenant, request).await
+        };
+        match (first_rejection, stored) {
+            // A failure to store is reported first when it is retryable, so the
+            // client retries and nothing acknowledged is lost.
+            (_, Err(e)) if !e.code.is_client_error() => Err(e),
+            (Some(rejection), _) => Err(ServiceError::bad_request(rejection.message)),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fake::Recorder;
+    use strata_proto::prometheus::{Label, Sample, TimeSeries};
+    use strata_status::ErrorCode;
+
+    mod fake {
+        use super::*;
+        use std::sync::Mutex;
+
+        /// Records what reaches the "ingester".
+        #[derive(Debug, Default)]
+        pub(super) struct Recorder {
+            pub(super) pushed: Mutex<Vec<(String, WriteRequest)>>,
+            pub(super) fail_with: Option<ServiceError>,
+        }
+
+        #[async_trait::async_trait]
+        impl IngesterPush for Recorder {
+            async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+                self.pushed
+                    .lock()
+                    .unwrap()
+                    .push((tenant.to_string(), request));
+                match &self.fail_with {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn series(name_value: &[(&str, &str)], ts: i64) -> TimeSeries {
+        TimeSeries {
+            labels: name_value
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: ts,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn distributor(recorder: Arc<Recorder>) -> Distributor {
+        Distributor::new(
+            DistributorConfig::default(),
+            Arc::new(Overrides::new(Default::default())),
+            recorder,
+            &prometheus::Registry::new(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn valid_series_of_a_partly_invalid_push_are_stored() {
+        let recorder = Arc::new(Recorder::default());
+        let d = distributor(recorder.clone());
+        let now = now_ms();
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "good")], now),
+                series(&[("__name__", "bad"), ("in-valid", "x")], now),
+                series(&[("__name__", "good2")], now),
+            ],
+            ..Default::default()
+        };
+        let err = d.push("t", request).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("'in-valid'"), "{}", err.message);
+        let pushed = recorder.pushed.lock().unwrap();
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(pushed[0].1.timeseries.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn ingester_unavailability_wins_over_validation_errors() {
+        let recorder = Arc::new(Recorder {
+            fail_with: Some(ServiceError::unavailable("down")),
+            ..Default::default()
+        });
+        let d = distributor(recorder);
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "good")], now_ms()),
+                series(&[("job", "no-name")], now_ms()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            d.push("t", request).await.unwrap_err().code,
+            ErrorCode::Unavailable
+        );
+    }
+
+    #[tokio::test]
+    async fn an_all_invalid_push_reaches_no_ingester() {
+        let recorder = Arc::new(Recorder::default());
+        let d = distributor(recorder.clone());
+        let request = WriteRequest {
+            timeseries: vec![series(&[("job", "no-name")], now_ms())],
+            ..Default::default()
+        };
+        let err = d.push("t", request).await.unwrap_err();
+        assert!(
+            err.message.contains("without metric name"),
+            "{}",
+            err.message
+        );
+        assert!(recorder.pushed.lock().unwrap().is_empty());
+    }
+}

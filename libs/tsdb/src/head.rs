@@ -1,0 +1,719 @@
+//! One tenant's in-memory series: interned labels, XOR chunks, a postings index.
+//!
+//! Locking, in the only order locks are ever taken: a series stripe (by label
+//! hash), then the symbol table, then the index; a series' own chunk mutex is taken
+//! with none of them held. Appending to an existing series takes a stripe and the
+//! symbol table for reading and the series' mutex; only creating a series takes
+//! write locks. Queries compute postings under the index read lock, then visit each
+//! series' mutex briefly to copy its chunks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
+use strata_model::{Label, Labels, MatchOp, Matcher, Sample};
+use thiserror::Error;
+
+use crate::chunk::{XorChunk, SAMPLES_PER_CHUNK};
+use crate::postings;
+
+/// Number of lock stripes of the labels → series map.
+const STRIPES: usize = 128;
+
+/// A series' position in its head's index; assigned in increasing order, so
+/// appending IDs keeps postings lists sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesId(pub u32);
+
+/// What an append stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Samples stored; silent duplicates (same timestamp, same value) are not counted.
+    pub appended: usize,
+}
+
+/// A rejected sample. Samples of the same call before it stay appended; the rest of
+/// that call's samples are not looked at.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum AppendError {
+    #[error(
+        "out-of-order sample: timestamp {} is older than the latest sample {} of series {series}; \
+         samples of a series must be sent in timestamp order (err-strata-sample-out-of-order)",
+        Rfc3339(*.timestamp_ms),
+        Rfc3339(*.latest_ms)
+    )]
+    OutOfOrder {
+        series: Labels,
+        timestamp_ms: i64,
+        latest_ms: i64,
+        appended: usize,
+    },
+    #[error(
+        "duplicate sample for timestamp: new value for timestamp {}, which is the latest sample {} \
+         of series {series} and holds a different value (err-strata-sample-duplicate-timestamp)",
+        Rfc3339(*.timestamp_ms),
+        Rfc3339(*.latest_ms)
+    )]
+    DuplicateTimestamp {
+        series: Labels,
+        timestamp_ms: i64,
+        latest_ms: i64,
+        appended: usize,
+    },
+}
+
+impl AppendError {
+    /// Samples of the failed call that were appended before the rejected one.
+    pub fn appended(&self) -> usize {
+        match self {
+            AppendError::OutOfOrder { appended, .. }
+            | AppendError::DuplicateTimestamp { appended, .. } => *appended,
+        }
+    }
+
+    /// The discard reason, as Mimir names it in `cortex_discarded_samples_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AppendError::OutOfOrder { .. } => "sample-out-of-order",
+            AppendError::DuplicateTimestamp { .. } => "new-value-for-timestamp",
+        }
+    }
+
+    /// The series the rejected sample belongs to.
+    pub fn series(&self) -> &Labels {
+        match self {
+            AppendError::OutOfOrder { series, .. }
+            | AppendError::DuplicateTimestamp { series, .. } => series,
+        }
+    }
+
+    /// The rejected sample's timestamp (ms).
+    pub fn timestamp_ms(&self) -> i64 {
+        match self {
+            AppendError::OutOfOrder { timestamp_ms, .. }
+            | AppendError::DuplicateTimestamp { timestamp_ms, .. } => *timestamp_ms,
+        }
+    }
+}
+
+/// A chunk as handed to queriers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkData {
+    pub min_time: i64,
+    pub max_time: i64,
+    /// Prometheus XOR chunk bytes ([`XorChunk::bytes`]).
+    pub data: Vec<u8>,
+}
+
+/// A series with the chunks that overlap a query's time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesChunks {
+    pub labels: Labels,
+    pub chunks: Vec<ChunkData>,
+}
+
+/// One tenant's in-memory series. Cheap to share (`Arc<Head>`); every method
+/// takes `&self`.
+pub struct Head {
+    stripes: Box<[RwLock<Stripe>]>,
+    symbols: RwLock<SymbolTable>,
+    index: RwLock<Index>,
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+}
+
+impl fmt::Debug for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Head")
+            .field("num_series", &self.num_series())
+            .field("min_time", &self.min_time.load(Ordering::Relaxed))
+            .field("max_time", &self.max_time.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Head {
+    pub fn new() -> Self {
+        Self {
+            stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            symbols: RwLock::default(),
+            index: RwLock::default(),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Appends samples to the series `labels`, creating it if new (and if there is
+    /// at least one sample). Timestamps must increase strictly: a sample equal in
+    /// timestamp and value bits to the series' latest is skipped silently; one with
+    /// an equal timestamp and another value, or an older timestamp, is rejected.
+    pub fn append(&self, labels: &Labels, samples: &[Sample]) -> Result<Outcome, AppendError> {
+        if samples.is_empty() {
+            return Ok(Outcome::default());
+        }
+        let series = self.get_or_create(labels);
+        let mut appended = 0;
+        let mut min_t = i64::MAX;
+        let mut max_t = i64::MIN;
+        let mut rejected = None;
+        {
+            let mut chunks = series.chunks.lock();
+            for s in samples {
+                if let Some(last) = chunks.open.last() {
+                    if s.timestamp_ms < last.timestamp_ms {
+                        rejected = Some((s.timestamp_ms, last.timestamp_ms, false));
+                        break;
+                    }
+                    if s.timestamp_ms == last.timestamp_ms {
+                        if s.value.to_bits() == last.value.to_bits() {
+                            continue;
+                        }
+                        rejected = Some((s.timestamp_ms, last.timestamp_ms, true));
+                        break;
+                    }
+                }
+                if chunks.push(s.timestamp_ms, s.value) {
+                    appended += 1;
+                    min_t = min_t.min(s.timestamp_ms);
+                    max_t = max_t.max(s.timestamp_ms);
+                }
+            }
+        }
+        if appended > 0 {
+            self.note_time_range(min_t, max_t);
+        }
+        match rejected {
+            None => Ok(Outcome { appended }),
+            Some((timestamp_ms, latest_ms, duplicate)) => {
+                let series = labels.clone();
+                Err(if duplicate {
+                    AppendError::DuplicateTimestamp {
+                        series,
+                        timestamp_ms,
+                        latest_ms,
+                        appended,
+                    }
+                } else {
+                    AppendError::OutOfOrder {
+                        series,
+                        timestamp_ms,
+                        latest_ms,
+                        appended,
+                    }
+                })
+            }
+        }
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.index.read().series.len()
+    }
+
+    /// IDs of the series matching all `matchers` (all series for none), sorted,
+    /// with Prometheus's semantics: a series without a label has it as `""`.
+    pub fn postings_for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        self.index.read().postings_for_matchers(matchers)
+    }
+
+    /// Series matching `matchers` with their chunks overlapping `[mint, maxt]`;
+    /// series without such a chunk are left out. Sorted by labels.
+    pub fn select_chunks(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesChunks> {
+        if mint > maxt {
+            return Vec::new();
+        }
+        let found: Vec<(Arc<MemSeries>, Vec<ChunkData>)> = self
+            .matching_series(matchers)
+            .into_iter()
+            .filter_map(|s| {
+                let chunks = s.chunks.lock().overlapping(mint, maxt);
+                (!chunks.is_empty()).then_some((s, chunks))
+            })
+            .collect();
+        let mut out: Vec<SeriesChunks> = {
+            let symbols = self.symbols.read();
+            found
+                .into_iter()
+                .map(|(s, chunks)| SeriesChunks {
+                    labels: symbols.labels(&s.labels),
+                    chunks,
+                })
+                .collect()
+        };
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Labels of the series matching `matchers` that have samples in
+    /// `[mint, maxt]`, sorted.
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        let found = self.series_with_data(matchers, mint, maxt);
+        let symbols = self.symbols.read();
+        let mut out: Vec<Labels> = found.iter().map(|s| symbols.labels(&s.labels)).collect();
+        drop(symbols);
+        out.sort();
+        out
+    }
+
+    /// Label names of the series matching `matchers` (all series for none) that
+    /// have samples in `[mint, maxt]`, sorted.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        if mint > maxt {
+            return Vec::new();
+        }
+        if matchers.is_empty() && self.range_covers_head(mint, maxt) {
+            return self
+                .index
+                .read()
+                .postings
+                .keys()
+                .map(|k| k.to_string())
+                .collect();
+        }
+        let found = self.series_with_data(matchers, mint, maxt);
+        let mut ids: Vec<u32> = found
+            .iter()
+            .flat_map(|s| s.labels.chunks_exact(2).map(|pair| pair[0]))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.resolve_sorted(&ids)
+    }
+
+    /// Non-empty values of label `name` among the series matching `matchers` (all
+    /// series for none) that have samples in `[mint, maxt]`, sorted.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
+        if mint > maxt {
+            return Vec::new();
+        }
+        if matchers.is_empty() && self.range_covers_head(mint, maxt) {
+            return self
+                .index
+                .read()
+                .postings
+                .get(name)
+                .map(|values| values.keys().map(|v| v.to_string()).collect())
+                .unwrap_or_default();
+        }
+        let Some(name_id) = self.symbols.read().lookup(name) else {
+            return Vec::new();
+        };
+        let found = self.series_with_data(matchers, mint, maxt);
+        let mut ids: Vec<u32> = found
+            .iter()
+            .filter_map(|s| {
+                s.labels
+                    .chunks_exact(2)
+                    .find(|pair| pair[0] == name_id)
+                    .map(|pair| pair[1])
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.resolve_sorted(&ids)
+    }
+
+    /// Earliest and latest sample timestamps in the head; `None` while empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let min = self.min_time.load(Ordering::Acquire);
+        let max = self.max_time.load(Ordering::Acquire);
+        (min <= max).then_some((min, max))
+    }
+
+    fn note_time_range(&self, min_t: i64, max_t: i64) {
+        // Load first: the common case changes nothing and keeps the line shared.
+        if min_t < self.min_time.load(Ordering::Relaxed) {
+            self.min_time.fetch_min(min_t, Ordering::AcqRel);
+        }
+        if max_t > self.max_time.load(Ordering::Relaxed) {
+            self.max_time.fetch_max(max_t, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether every sample in the head lies within `[mint, maxt]`, so that every
+    /// series has data in the range.
+    fn range_covers_head(&self, mint: i64, maxt: i64) -> bool {
+        match self.time_range() {
+            Some((min, max)) => mint <= min && max <= maxt,
+            None => true,
+        }
+    }
+
+    fn matching_series(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let index = self.index.read();
+        let ids = index.postings_for_matchers(matchers);
+        ids.iter()
+            .filter_map(|id| index.series.get(id.0 as usize).cloned())
+            .collect()
+    }
+
+    fn series_with_data(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Arc<MemSeries>> {
+        if mint > maxt {
+            return Vec::new();
+        }
+        let mut found = self.matching_series(matchers);
+        found.retain(|s| s.chunks.lock().has_data_in(mint, maxt));
+        found
+    }
+
+    /// Symbol IDs to strings, sorted by string.
+    fn resolve_sorted(&self, ids: &[u32]) -> Vec<String> {
+        let symbols = self.symbols.read();
+        let mut out: Vec<String> = ids.iter().map(|&id| symbols.get(id).to_string()).collect();
+        drop(symbols);
+        out.sort_unstable();
+        out
+    }
+
+    fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
+        let hash = labels_hash(labels);
+        let stripe = &self.stripes[((hash >> 32) as usize) % STRIPES];
+        if let Some(found) = stripe.read().find(hash, labels, &self.symbols) {
+            return found;
+        }
+        let mut stripe = stripe.write();
+        if let Some(found) = stripe.find(hash, labels, &self.symbols) {
+            return found;
+        }
+        let mut syms = Vec::with_capacity(labels.len() * 2);
+        let mut strings = Vec::with_capacity(labels.len());
+        {
+            let mut symbols = self.symbols.write();
+            for Label { name, value } in labels.iter() {
+                let (name_id, name) = symbols.intern(name);
+                let (value_id, value) = symbols.intern(value);
+                syms.push(name_id);
+                syms.push(value_id);
+                strings.push((name, value));
+            }
+        }
+        let series = Arc::new(MemSeries {
+            labels: syms.into_boxed_slice(),
+            chunks: Mutex::new(ChunkList::default()),
+        });
+        {
+            let mut index = self.index.write();
+            // Four billion series in one head would need terabytes of memory first.
+            let id = SeriesId(index.series.len() as u32);
+            index.series.push(Arc::clone(&series));
+            for (name, value) in strings {
+                index
+                    .postings
+                    .entry(name)
+                    .or_default()
+                    .entry(value)
+                    .or_default()
+                    .push(id);
+            }
+        }
+        stripe
+            .by_hash
+            .entry(hash)
+            .or_default()
+            .push(Arc::clone(&series));
+        series
+    }
+}
+
+/// Renders epoch milliseconds as RFC 3339 in UTC, e.g. `2024-01-02T03:04:05.006Z`.
+struct Rfc3339(i64);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MS_PER_DAY: i64 = 86_400_000;
+        let days = self.0.div_euclid(MS_PER_DAY);
+        let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
+        // Civil date from days since 1970-01-01 (proleptic Gregorian calendar),
+        // counting in 400-year eras that start on March 1st.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            ms_of_day / 3_600_000,
+            ms_of_day / 60_000 % 60,
+            ms_of_day / 1000 % 60,
+            ms_of_day % 1000
+        )
+    }
+}
+
+fn labels_hash(labels: &Labels) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    for l in labels.iter() {
+        hasher.update(l.name.as_bytes());
+        hasher.update(&[0xff]);
+        hasher.update(l.value.as_bytes());
+        hasher.update(&[0xff]);
+    }
+    hasher.digest()
+}
+
+/// A `Hasher` for keys that already are good hashes.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Series by label hash; collisions share a (rarely longer than one) list.
+#[derive(Default)]
+struct Stripe {
+    by_hash: HashMap<u64, SmallVec<[Arc<MemSeries>; 1]>, BuildHasherDefault<PassThroughHasher>>,
+}
+
+impl Stripe {
+    fn find(
+        &self,
+        hash: u64,
+        labels: &Labels,
+        symbols: &RwLock<SymbolTable>,
+    ) -> Option<Arc<MemSeries>> {
+        let candidates = self.by_hash.get(&hash)?;
+        let symbols = symbols.read();
+        candidates
+            .iter()
+            .find(|s| symbols.equals(&s.labels, labels))
+            .cloned()
+    }
+}
+
+/// Every distinct label string of the head, stored once.
+#[derive(Default)]
+struct SymbolTable {
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+}
+
+impl SymbolTable {
+    fn intern(&mut self, s: &str) -> (u32, Arc<str>) {
+        if let Some((k, &id)) = self.ids.get_key_value(s) {
+            return (id, Arc::clone(k));
+        }
+        let id = self.strings.len() as u32;
+        let arc: Arc<str> = Arc::from(s);
+        self.strings.push(Arc::clone(&arc));
+        self.ids.insert(Arc::clone(&arc), id);
+        (id, arc)
+    }
+
+    fn lookup(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    fn get(&self, id: u32) -> &str {
+        self.strings.get(id as usize).map_or("", |s| s)
+    }
+
+    fn equals(&self, syms: &[u32], labels: &Labels) -> bool {
+        syms.len() == labels.len() * 2
+            && syms
+                .chunks_exact(2)
+                .zip(labels.iter())
+                .all(|(pair, l)| self.get(pair[0]) == l.name && self.get(pair[1]) == l.value)
+    }
+
+    fn labels(&self, syms: &[u32]) -> Labels {
+        Labels::from_sorted(
+            syms.chunks_exact(2)
+                .map(|pair| Label::new(self.get(pair[0]), self.get(pair[1])))
+                .collect(),
+        )
+    }
+}
+
+/// One series: its labels as symbol IDs (name, value, name, value, …, in label
+/// order) and its chunks.
+struct MemSeries {
+    labels: Box<[u32]>,
+    chunks: Mutex<ChunkList>,
+}
+
+struct ClosedChunk {
+    min_time: i64,
+    max_time: i64,
+    data: Box<[u8]>,
+}
+
+/// Closed chunks in time order, then the open one. The open chunk holds the
+/// series' latest sample (chunks are cut lazily, when the next sample arrives).
+#[derive(Default)]
+struct ChunkList {
+    closed: Vec<ClosedChunk>,
+    open: XorChunk,
+}
+
+impl ChunkList {
+    /// Appends to the open chunk, first cutting it if full. False only if the
+    /// encoder refused the sample, which cutting makes impossible.
+    fn push(&mut self, t: i64, v: f64) -> bool {
+        if self.open.num_samples() >= SAMPLES_PER_CHUNK {
+            let full = std::mem::take(&mut self.open);
+            if let (Some(min_time), Some(max_time)) = (full.min_time(), full.max_time()) {
+                self.closed.push(ClosedChunk {
+                    min_time,
+                    max_time,
+                    data: full.into_bytes().into_boxed_slice(),
+                });
+            }
+        }
+        self.open.append(t, v).is_ok()
+    }
+
+    fn open_range(&self) -> Option<(i64, i64)> {
+        Some((self.open.min_time()?, self.open.max_time()?))
+    }
+
+    fn has_data_in(&self, mint: i64, maxt: i64) -> bool {
+        let overlaps = |min: i64, max: i64| min <= maxt && max >= mint;
+        self.open_range().is_some_and(|(a, b)| overlaps(a, b))
+            || self.closed.iter().any(|c| overlaps(c.min_time, c.max_time))
+    }
+
+    fn overlapping(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        let overlaps = |min: i64, max: i64| min <= maxt && max >= mint;
+        let mut out: Vec<ChunkData> = self
+            .closed
+            .iter()
+            .filter(|c| overlaps(c.min_time, c.max_time))
+            .map(|c| ChunkData {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                data: c.data.to_vec(),
+            })
+            .collect();
+        if let Some((min_time, max_time)) = self.open_range() {
+            if overlaps(min_time, max_time) {
+                out.push(ChunkData {
+                    min_time,
+                    max_time,
+                    data: self.open.bytes().to_vec(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The postings index plus the ID → series table.
+#[derive(Default)]
+struct Index {
+    series: Vec<Arc<MemSeries>>,
+    postings: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Vec<SeriesId>>>,
+}
+
+impl Index {
+    fn all(&self) -> Vec<SeriesId> {
+        (0..self.series.len() as u32).map(SeriesId).collect()
+    }
+
+    /// Prometheus's `PostingsForMatchers`: matchers that reject `""` contribute
+    /// the union of their matching values' postings to an intersection; matchers
+    /// that accept `""` (so also select series lacking the label) subtract the
+    /// postings of the values they reject. With no intersecting matcher the
+    /// intersection starts from all series.
+    fn postings_for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        let mut include: Vec<Vec<SeriesId>> = Vec::new();
+        let mut exclude: Vec<Vec<SeriesId>> = Vec::new();
+        for m in matchers {
+            if m.op == MatchOp::RegexMatch && m.value == ".*" {
+                continue;
+            }
+            let values = self.postings.get(m.name.as_str());
+            if m.matches_empty() {
+                // No series has the label: all of them have "" and match.
+                let Some(values) = values else { continue };
+                let rejected = match m.op {
+                    // Accepts "" so its value is not ""; rejects exactly its value.
+                    MatchOp::NotEqual => values.get(m.value.as_str()).cloned().unwrap_or_default(),
+                    // `name=""`: rejects every present value.
+                    MatchOp::Equal => union_of(values.values()),
+                    MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                        union_of(values.iter().filter(|(v, _)| !m.matches(v)).map(|(_, p)| p))
+                    }
+                };
+                if !rejected.is_empty() {
+                    exclude.push(rejected);
+                }
+            } else {
+                let Some(values) = values else {
+                    return Vec::new();
+                };
+                let accepted = match (m.op, m.set_matches()) {
+                    (MatchOp::Equal, _) => {
+                        values.get(m.value.as_str()).cloned().unwrap_or_default()
+                    }
+                    (MatchOp::RegexMatch, Some(set)) => {
+                        union_of(set.iter().filter_map(|v| values.get(v.as_str())))
+                    }
+                    _ => union_of(values.iter().filter(|(v, _)| m.matches(v)).map(|(_, p)| p)),
+                };
+                if accepted.is_empty() {
+                    return Vec::new();
+                }
+                include.push(accepted);
+            }
+        }
+        let mut result = if include.is_empty() {
+            self.all()
+        } else {
+            let lists: Vec<&[SeriesId]> = include.iter().map(Vec::as_slice).collect();
+            postings::intersect_many(&lists)
+        };
+        for rejected in &exclude {
+            if result.is_empty() {
+                break;
+            }
+            result = postings::subtract(&result, rejected);
+        }
+        result
+    }
+}
+
+fn union_of<'a>(lists: impl Iterator<Item = &'a Vec<SeriesId>>) -> Vec<SeriesId> {
+    let lists: Vec<&[SeriesId]> = lists.map(Vec::as_slice).collect();
+    postings::union_many(&lists)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,594 @@
+use super::*;
+use crate::chunk::decode_xor;
+use strata_model::{STALE_NAN, STALE_NAN_BITS};
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
+    points.iter().map(|&(t, v)| Sample::new(t, v)).collect()
+}
+
+fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+    Matcher::new(op, name, value).unwrap()
+}
+
+fn decoded(
+    head: &Head,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    head.select_chunks(matchers, mint, maxt)
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .chunks
+                .iter()
+                .flat_map(|c| decode_xor(&c.data).unwrap())
+                .map(|s| (s.timestamp_ms, s.value.to_bits()))
+                .collect();
+            (s.labels, points)
+        })
+        .collect()
+}
+
+/// a: m{job="a",inst="1"}, b: m{job="b",inst="2"}, c: m{inst="3"}, d: other{job="a"}.
+fn matcher_fixture() -> Head {
+    let head = Head::new();
+    for l in [
+        labels(&[("__name__", "m"), ("job", "a"), ("inst", "1")]),
+        labels(&[("__name__", "m"), ("job", "b"), ("inst", "2")]),
+        labels(&[("__name__", "m"), ("inst", "3")]),
+        labels(&[("__name__", "other"), ("job", "a")]),
+    ] {
+        head.append(&l, &samples(&[(10, 1.0)])).unwrap();
+    }
+    head
+}
+
+/// Which fixture series ("a".."d", by their `inst` or name) the matchers select.
+fn selected(head: &Head, matchers: &[Matcher]) -> String {
+    let mut out: Vec<&str> = head
+        .series(matchers, i64::MIN, i64::MAX)
+        .iter()
+        .map(|l| match (l.get("inst"), l.metric_name()) {
+            (Some("1"), _) => "a",
+            (Some("2"), _) => "b",
+            (Some("3"), _) => "c",
+            (_, Some("other")) => "d",
+            _ => "?",
+        })
+        .collect();
+    out.sort_unstable();
+    out.concat()
+}
+
+#[test]
+fn head_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Head>();
+    check::<Arc<Head>>();
+}
+
+#[test]
+fn append_creates_series_and_select_returns_decodable_chunks() {
+    let head = Head::new();
+    let l = labels(&[("__name__", "up"), ("job", "x")]);
+    let out = head
+        .append(&l, &samples(&[(1, 1.0), (2, 0.0), (3, STALE_NAN)]))
+        .unwrap();
+    assert_eq!(out.appended, 3);
+    assert_eq!(head.num_series(), 1);
+    let got = decoded(&head, &[Matcher::equal("job", "x")], 0, 10);
+    assert_eq!(
+        got,
+        vec![(
+            l.clone(),
+            vec![
+                (1, 1f64.to_bits()),
+                (2, 0f64.to_bits()),
+                (3, STALE_NAN_BITS)
+            ]
+        )]
+    );
+    // Appending again to the same labels reuses the series.
+    head.append(&l, &samples(&[(4, 4.0)])).unwrap();
+    assert_eq!(head.num_series(), 1);
+    assert_eq!(head.time_range(), Some((1, 4)));
+}
+
+#[test]
+fn empty_append_creates_nothing() {
+    let head = Head::new();
+    let out = head.append(&labels(&[("__name__", "m")]), &[]).unwrap();
+    assert_eq!(out.appended, 0);
+    assert_eq!(head.num_series(), 0);
+    assert_eq!(head.time_range(), None);
+}
+
+#[test]
+fn equality_matchers() {
+    let head = matcher_fixture();
+    assert_eq!(selected(&head, &[Matcher::equal("job", "a")]), "ad");
+    assert_eq!(selected(&head, &[Matcher::equal("job", "zzz")]), "");
+    assert_eq!(
+        selected(
+            &head,
+            &[Matcher::equal("__name__", "m"), Matcher::equal("job", "b")]
+        ),
+        "b"
+    );
+    assert_eq!(selected(&head, &[Matcher::equal("nope", "x")]), "");
+    assert_eq!(selected(&head, &[]), "abcd");
+}
+
+#[test]
+fn empty_value_matchers_select_series_lacking_the_label() {
+    let head = matcher_fixture();
+    assert_eq!(selected(&head, &[Matcher::equal("job", "")]), "c");
+    assert_eq!(selected(&head, &[m(MatchOp::NotEqual, "job", "")]), "abd");
+    assert_eq!(selected(&head, &[m(MatchOp::NotEqual, "job", "a")]), "bc");
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "job", "a|")]),
+        "acd"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexNoMatch, "job", "a")]),
+        "bc"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexNoMatch, "job", "a|b")]),
+        "c"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexNoMatch, "job", "")]),
+        "abd"
+    );
+    // A label no series has: every series has it as "".
+    assert_eq!(selected(&head, &[Matcher::equal("nope", "")]), "abcd");
+    assert_eq!(
+        selected(&head, &[m(MatchOp::NotEqual, "nope", "x")]),
+        "abcd"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "nope", ".*")]),
+        "abcd"
+    );
+    assert_eq!(selected(&head, &[m(MatchOp::RegexMatch, "nope", ".+")]), "");
+    // Combined with an intersecting matcher.
+    assert_eq!(
+        selected(
+            &head,
+            &[Matcher::equal("__name__", "m"), Matcher::equal("job", "")]
+        ),
+        "c"
+    );
+    assert_eq!(
+        selected(
+            &head,
+            &[
+                Matcher::equal("__name__", "m"),
+                m(MatchOp::NotEqual, "job", "a")
+            ]
+        ),
+        "bc"
+    );
+}
+
+#[test]
+fn regex_matchers() {
+    let head = matcher_fixture();
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "job", "a|b")]),
+        "abd"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "job", "a|zzz")]),
+        "ad"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "job", "[b-z]")]),
+        "b"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "job", ".*")]),
+        "abcd"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexMatch, "job", ".+")]),
+        "abd"
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexNoMatch, "job", ".*")]),
+        ""
+    );
+    assert_eq!(
+        selected(&head, &[m(MatchOp::RegexNoMatch, "job", ".+")]),
+        "c"
+    );
+    assert_eq!(
+        selected(
+            &head,
+            &[
+                m(MatchOp::RegexMatch, "__name__", "m|other"),
+                m(MatchOp::RegexMatch, "inst", "1|3")
+            ]
+        ),
+        "ac"
+    );
+}
+
+#[test]
+fn postings_are_sorted_ids() {
+    let head = matcher_fixture();
+    assert_eq!(
+        head.postings_for_matchers(&[Matcher::equal("job", "a")]),
+        vec![SeriesId(0), SeriesId(3)]
+    );
+    assert_eq!(
+        head.postings_for_matchers(&[]),
+        vec![SeriesId(0), SeriesId(1), SeriesId(2), SeriesId(3)]
+    );
+}
+
+#[test]
+fn out_of_order_sample_is_rejected_after_storing_earlier_ones() {
+    let head = Head::new();
+    let l = labels(&[("__name__", "m"), ("job", "x")]);
+    head.append(&l, &samples(&[(10_000, 1.0), (20_000, 2.0)]))
+        .unwrap();
+    let err = head
+        .append(&l, &samples(&[(30_000, 3.0), (25_000, 1.0), (40_000, 4.0)]))
+        .unwrap_err();
+    assert_eq!(err.appended(), 1);
+    assert_eq!(err.reason(), "sample-out-of-order");
+    assert_eq!(err.timestamp_ms(), 25_000);
+    assert_eq!(err.series(), &l);
+    assert!(matches!(
+        err,
+        AppendError::OutOfOrder {
+            latest_ms: 30_000,
+            ..
+        }
+    ));
+    let msg = err.to_string();
+    assert!(msg.contains(r#"m{job="x"}"#), "{msg}");
+    assert!(msg.contains("1970-01-01T00:00:25.000Z"), "{msg}");
+    assert!(msg.contains("1970-01-01T00:00:30.000Z"), "{msg}");
+    assert!(msg.contains("out-of-order"), "{msg}");
+    let got = decoded(&head, &[], i64::MIN, i64::MAX);
+    let ts: Vec<i64> = got[0].1.iter().map(|p| p.0).collect();
+    assert_eq!(ts, vec![10_000, 20_000, 30_000]);
+}
+
+#[test]
+fn duplicates_are_silent_and_new_values_for_a_timestamp_are_rejected() {
+    let head = Head::new();
+    let l = labels(&[("__name__", "m")]);
+    assert_eq!(
+        head.append(&l, &samples(&[(5, 1.0), (5, 1.0)]))
+            .unwrap()
+            .appended,
+        1
+    );
+    assert_eq!(
+        head.append(&l, &samples(&[(5, 1.0), (6, f64::NAN)]))
+            .unwrap()
+            .appended,
+        1
+    );
+    // Same NaN bits: a duplicate. The stale marker is another value.
+    assert_eq!(
+        head.append(&l, &samples(&[(6, f64::NAN)]))
+            .unwrap()
+            .appended,
+        0
+    );
+    let err = head.append(&l, &samples(&[(6, STALE_NAN)])).unwrap_err();
+    assert_eq!(err.reason(), "new-value-for-timestamp");
+    assert_eq!(err.appended(), 0);
+    // 0.0 and -0.0 differ in bits.
+    head.append(&l, &samples(&[(7, 0.0)])).unwrap();
+    let err = head.append(&l, &samples(&[(7, -0.0)])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::DuplicateTimestamp {
+                timestamp_ms: 7,
+                latest_ms: 7,
+                appended: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("m{}"), "{err}");
+    assert!(
+        err.to_string().contains("1970-01-01T00:00:00.007Z"),
+        "{err}"
+    );
+    // The order check comes first; the sample before the bad one stays.
+    let err = head
+        .append(&l, &samples(&[(8, 8.0), (7, 0.0)]))
+        .unwrap_err();
+    assert_eq!(err.reason(), "sample-out-of-order");
+    assert_eq!(err.appended(), 1);
+    let got = decoded(&head, &[], i64::MIN, i64::MAX);
+    let ts: Vec<i64> = got[0].1.iter().map(|p| p.0).collect();
+    assert_eq!(ts, vec![5, 6, 7, 8]);
+}
+
+#[test]
+fn chunks_are_cut_at_120_samples() {
+    let head = Head::new();
+    let l = labels(&[("__name__", "m")]);
+    let points: Vec<(i64, f64)> = (0..250).map(|i| (i * 1000, i as f64)).collect();
+    head.append(&l, &samples(&points)).unwrap();
+    let got = head.select_chunks(&[], i64::MIN, i64::MAX);
+    assert_eq!(got.len(), 1);
+    let chunks = &got[0].chunks;
+    let sizes: Vec<usize> = chunks
+        .iter()
+        .map(|c| decode_xor(&c.data).unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![120, 120, 10]);
+    let ranges: Vec<(i64, i64)> = chunks.iter().map(|c| (c.min_time, c.max_time)).collect();
+    assert_eq!(
+        ranges,
+        vec![(0, 119_000), (120_000, 239_000), (240_000, 249_000)]
+    );
+    // A full open chunk is cut only when the next sample arrives.
+    let head = Head::new();
+    head.append(&l, &samples(&points[..120])).unwrap();
+    assert_eq!(
+        head.select_chunks(&[], i64::MIN, i64::MAX)[0].chunks.len(),
+        1
+    );
+    head.append(&l, &samples(&points[120..121])).unwrap();
+    assert_eq!(
+        head.select_chunks(&[], i64::MIN, i64::MAX)[0].chunks.len(),
+        2
+    );
+}
+
+#[test]
+fn time_range_filters_chunks_and_series() {
+    let head = Head::new();
+    let early = labels(&[("__name__", "early"), ("zone", "z1")]);
+    let late = labels(&[("__name__", "late"), ("rack", "r1")]);
+    let points: Vec<(i64, f64)> = (0..250).map(|i| (i * 1000, 1.0)).collect();
+    head.append(&early, &samples(&points)).unwrap();
+    head.append(&late, &samples(&[(1_000_000, 1.0), (1_001_000, 2.0)]))
+        .unwrap();
+
+    // Only the second chunk of `early` overlaps.
+    let got = head.select_chunks(&[], 125_000, 130_000);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels, early);
+    assert_eq!(got[0].chunks.len(), 1);
+    assert_eq!(got[0].chunks[0].min_time, 120_000);
+    // Boundaries are inclusive.
+    assert_eq!(
+        head.select_chunks(&[], 119_000, 119_000)[0].chunks[0].max_time,
+        119_000
+    );
+    assert_eq!(head.select_chunks(&[], 249_000, 1_000_000).len(), 2);
+    assert!(head.select_chunks(&[], 250_000, 999_999).is_empty());
+    assert!(head.select_chunks(&[], 10, 5).is_empty());
+
+    assert_eq!(head.series(&[], 1_000_500, 2_000_000), vec![late.clone()]);
+    assert_eq!(
+        head.label_names(&[], 1_000_500, 2_000_000),
+        vec!["__name__", "rack"]
+    );
+    assert_eq!(head.label_names(&[], 0, 10), vec!["__name__", "zone"]);
+    assert_eq!(
+        head.label_names(&[], i64::MIN, i64::MAX),
+        vec!["__name__", "rack", "zone"]
+    );
+    assert_eq!(head.label_values("__name__", &[], 0, 10), vec!["early"]);
+    assert_eq!(
+        head.label_values("__name__", &[], i64::MIN, i64::MAX),
+        vec!["early", "late"]
+    );
+    assert!(head.label_names(&[], 500_000, 600_000).is_empty());
+    // Sorted by labels: "early" < "late".
+    let all = head.select_chunks(&[], i64::MIN, i64::MAX);
+    assert_eq!(
+        all.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+        vec![early, late]
+    );
+}
+
+#[test]
+fn label_names_and_values_with_matchers() {
+    let head = matcher_fixture();
+    let all = (i64::MIN, i64::MAX);
+    assert_eq!(
+        head.label_names(&[], all.0, all.1),
+        vec!["__name__", "inst", "job"]
+    );
+    assert_eq!(
+        head.label_names(&[Matcher::equal("__name__", "other")], all.0, all.1),
+        vec!["__name__", "job"]
+    );
+    assert_eq!(head.label_values("job", &[], all.0, all.1), vec!["a", "b"]);
+    assert_eq!(
+        head.label_values("job", &[Matcher::equal("inst", "2")], all.0, all.1),
+        vec!["b"]
+    );
+    assert_eq!(
+        head.label_values("inst", &[Matcher::equal("job", "a")], all.0, all.1),
+        vec!["1"]
+    );
+    assert!(head.label_values("nope", &[], all.0, all.1).is_empty());
+    assert!(head
+        .label_values("nope", &[Matcher::equal("job", "a")], all.0, all.1)
+        .is_empty());
+    assert!(head
+        .label_values("job", &[Matcher::equal("job", "zzz")], all.0, all.1)
+        .is_empty());
+    // Outside the head's range: nothing.
+    assert!(head.label_values("job", &[], 100, 200).is_empty());
+    assert_eq!(head.label_values("job", &[], 5, 200), vec!["a", "b"]);
+}
+
+#[test]
+fn label_strings_are_interned_once() {
+    let head = Head::new();
+    for i in 0..10 {
+        let inst = i.to_string();
+        head.append(
+            &labels(&[("__name__", "m"), ("job", "j"), ("inst", &inst)]),
+            &samples(&[(1, 1.0)]),
+        )
+        .unwrap();
+    }
+    // __name__, m, job, j, inst, and ten instance values.
+    assert_eq!(head.symbols.read().strings.len(), 15);
+    let index = head.index.read();
+    let (name_key, _) = index.postings.get_key_value("job").unwrap();
+    let symbols = head.symbols.read();
+    let id = symbols.lookup("job").unwrap();
+    assert!(Arc::ptr_eq(name_key, &symbols.strings[id as usize]));
+}
+
+#[test]
+fn rfc3339_formatting() {
+    assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        Rfc3339(1_704_164_645_006).to_string(),
+        "2024-01-02T03:04:05.006Z"
+    );
+    assert_eq!(Rfc3339(-1).to_string(), "1969-12-31T23:59:59.999Z");
+    assert_eq!(
+        Rfc3339(951_782_400_000).to_string(),
+        "2000-02-29T00:00:00.000Z"
+    );
+    // Extremes do not panic.
+    let _ = Rfc3339(i64::MIN).to_string();
+    let _ = Rfc3339(i64::MAX).to_string();
+}
+
+#[test]
+fn concurrent_appends_and_queries() {
+    let head = Arc::new(Head::new());
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let head = Arc::clone(&head);
+            std::thread::spawn(move || {
+                for t in 0..300i64 {
+                    for s in 0..20 {
+                        let inst = s.to_string();
+                        // Shared series (all writers) and own series.
+                        let shared = labels(&[("__name__", "shared"), ("inst", &inst)]);
+                        let _ = head.append(&shared, &samples(&[(t, t as f64)]));
+                        let own_job = format!("w{w}");
+                        let own =
+                            labels(&[("__name__", "own"), ("job", &own_job), ("inst", &inst)]);
+                        head.append(&own, &samples(&[(t, 1.0)])).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let head = Arc::clone(&head);
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    for s in head.select_chunks(&[Matcher::equal("__name__", "own")], 0, 1000) {
+                        for c in s.chunks {
+                            decode_xor(&c.data).unwrap();
+                        }
+                    }
+                    let _ = head.label_values("job", &[], 0, 1000);
+                    let _ = head.series(&[m(MatchOp::RegexMatch, "job", "w1|w2")], 0, 1000);
+                }
+            })
+        })
+        .collect();
+    for t in writers.into_iter().chain(readers) {
+        t.join().unwrap();
+    }
+    assert_eq!(head.num_series(), 20 + 4 * 20);
+    let own = decoded(&head, &[Matcher::equal("__name__", "own")], 0, 1000);
+    assert_eq!(own.len(), 80);
+    assert!(own.iter().all(|(_, points)| points.len() == 300));
+    // Shared series: every timestamp stored once, in order, whatever the interleaving.
+    for (_, points) in decoded(&head, &[Matcher::equal("__name__", "shared")], 0, 1000) {
+        assert!(points.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+    assert_eq!(
+        head.label_values("job", &[], 0, 1000),
+        vec!["w0", "w1", "w2", "w3"]
+    );
+}
+
+mod matcher_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just("x"), Just("y"), Just("z")]
+    }
+
+    fn matcher() -> impl Strategy<Value = Matcher> {
+        let op = prop_oneof![
+            Just(MatchOp::Equal),
+            Just(MatchOp::NotEqual),
+            Just(MatchOp::RegexMatch),
+            Just(MatchOp::RegexNoMatch),
+        ];
+        let name = prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")];
+        let value = prop_oneof![
+            Just(""),
+            Just("x"),
+            Just("y"),
+            Just("x|y"),
+            Just("x|"),
+            Just(".*"),
+            Just(".+"),
+            Just("[xy]"),
+        ];
+        (op, name, value).prop_map(|(op, name, value)| Matcher::new(op, name, value).unwrap())
+    }
+
+    proptest! {
+        /// The postings evaluation agrees with checking every series' labels directly.
+        #[test]
+        fn postings_agree_with_brute_force(
+            series in proptest::collection::vec((value(), value(), value()), 1..40),
+            matchers in proptest::collection::vec(matcher(), 0..4),
+        ) {
+            let head = Head::new();
+            let mut all = Vec::new();
+            for (i, (a, b, c)) in series.iter().enumerate() {
+                let id = i.to_string();
+                let l = labels(&[("id", &id), ("a", a), ("b", b), ("c", c)]);
+                head.append(&l, &samples(&[(1, 1.0)])).unwrap();
+                all.push(l);
+            }
+            let mut want: Vec<Labels> = all
+                .into_iter()
+                .filter(|l| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+                .collect();
+            want.sort();
+            prop_assert_eq!(head.series(&matchers, 0, 10), want);
+        }
+    }
+}
+
+/// Per-series memory stays small: the fixed part of a series, before its label
+/// symbols and chunk bytes.
+#[test]
+fn series_struct_is_small() {
+    let fixed = std::mem::size_of::<MemSeries>();
+    println!(
+        "MemSeries {fixed} bytes, ChunkList {}",
+        std::mem::size_of::<ChunkList>()
+    );
+    assert!(fixed <= 160, "{fixed}");
+}

@@ -1,0 +1,114 @@
+//! Remote-write 1.0 bodies: snappy block format around a protobuf `WriteRequest`.
+
+use prost::Message;
+use strata_proto::prometheus::WriteRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the request body is empty")]
+    Empty,
+    #[error("the request body is not snappy-compressed (block format): {0}")]
+    NotSnappy(String),
+    #[error("the decompressed request would be {declared} bytes, more than the limit of {limit} bytes (distributor.max_recv_msg_size)")]
+    TooLarge { declared: usize, limit: usize },
+    #[error("the request body is not a remote-write protobuf WriteRequest: {0}")]
+    NotProtobuf(String),
+}
+
+/// Decodes a remote-write body. The declared decompressed length is checked
+/// against `max_decompressed` before anything is allocated for it, so a tiny
+/// body claiming gigabytes costs nothing.
+pub fn decode_write_request(
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<WriteRequest, DecodeError> {
+    if body.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let declared =
+        snap::raw::decompress_len(body).map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
+    if declared > max_decompressed {
+        return Err(DecodeError::TooLarge {
+            declared,
+            limit: max_decompressed,
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::NotProtobuf(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use strata_proto::prometheus::{Label, Sample, TimeSeries};
+
+    fn encode(request: &WriteRequest) -> Vec<u8> {
+        snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let request = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                }],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 5,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_write_request(&encode(&request), 1 << 20).unwrap(),
+            request
+        );
+    }
+
+    #[test]
+    fn classifies_bad_bodies() {
+        assert_eq!(decode_write_request(b"", 100), Err(DecodeError::Empty));
+        assert!(matches!(
+            decode_write_request(&[0xff; 12], 1 << 20),
+            Err(DecodeError::NotSnappy(_))
+        ));
+        let not_proto = snap::raw::Encoder::new()
+            .compress_vec(b"\xff\xff\xff\xff hello")
+            .unwrap();
+        assert!(matches!(
+            decode_write_request(&not_proto, 1 << 20),
+            Err(DecodeError::NotProtobuf(_))
+        ));
+    }
+
+    #[test]
+    fn huge_declared_length_is_refused_before_allocation() {
+        // A varint declaring 0xFFFFFFFF bytes, then garbage.
+        let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x01];
+        match decode_write_request(&body, 100 << 20) {
+            Err(DecodeError::TooLarge { declared, .. }) => assert_eq!(declared, 0xffff_ffff),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = decode_write_request(&body, 1 << 20);
+        }
+
+        #[test]
+        fn random_protobuf_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let body = snap::raw::Encoder::new().compress_vec(&payload).unwrap();
+            let _ = decode_write_request(&body, 1 << 20);
+        }
+    }
+}

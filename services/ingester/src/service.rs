@@ -1,0 +1,168 @@
+//! The tonic service: gRPC in, [`Ingester`] calls, gRPC out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use strata_model::Matcher;
+use strata_proto::ingester::ingester_server::{Ingester as IngesterApi, IngesterServer};
+use strata_proto::ingester::{
+    Chunk, ChunkEncoding, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelSet,
+    LabelValuesRequest, LabelValuesResponse, PushResponse, QueryRequest, QueryStreamResponse,
+    SeriesRequest, SeriesResponse, StreamSeries,
+};
+use strata_proto::prometheus::WriteRequest;
+use strata_proto::TENANT_METADATA_KEY;
+use strata_status::{ErrorCode, ServiceError};
+use tonic::{Request, Response, Status};
+
+use crate::Ingester;
+
+/// The gRPC face of an [`Ingester`]. `-target=all` calls it in-process through
+/// the same trait the network server uses.
+#[derive(Debug, Clone)]
+pub struct IngesterGrpc {
+    ingester: Arc<Ingester>,
+}
+
+impl IngesterGrpc {
+    pub fn new(ingester: Arc<Ingester>) -> Self {
+        Self { ingester }
+    }
+}
+
+/// The service ready to add to a tonic server.
+pub fn grpc_service(ingester: Arc<Ingester>) -> IngesterServer<IngesterGrpc> {
+    IngesterServer::new(IngesterGrpc::new(ingester))
+        .max_decoding_message_size(100 << 20)
+        .max_encoding_message_size(100 << 20)
+}
+
+fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
+    let value = request
+        .metadata()
+        .get(TENANT_METADATA_KEY)
+        .ok_or_else(|| Status::unauthenticated("no tenant ID in the x-scope-orgid metadata"))?;
+    value
+        .to_str()
+        .map(str::to_string)
+        .map_err(|_| Status::unauthenticated("the tenant ID in x-scope-orgid is not valid ASCII"))
+}
+
+fn matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+    strata_proto::matchers_from_proto(ms)
+        .map_err(|e| ServiceError::new(ErrorCode::BadRequest, e.to_string()).into())
+}
+
+type QueryStream =
+    Pin<Box<dyn Stream<Item = Result<QueryStreamResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl IngesterApi for IngesterGrpc {
+    async fn push(&self, request: Request<WriteRequest>) -> Result<Response<PushResponse>, Status> {
+        let tenant = tenant(&request)?;
+        self.ingester.push(&tenant, request.into_inner())?;
+        Ok(Response::new(PushResponse {}))
+    }
+
+    type QueryStreamStream = QueryStream;
+
+    async fn query_stream(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryStreamStream>, Status> {
+        let tenant = tenant(&request)?;
+        let req = request.into_inner();
+        let matchers = matchers(&req.matchers)?;
+        let found = self.ingester.query(
+            &tenant,
+            &matchers,
+            req.start_timestamp_ms,
+            req.end_timestamp_ms,
+        )?;
+        let batch = self.ingester.config().query_stream_batch_size.max(1);
+        let mut messages = Vec::with_capacity(found.len() / batch + 1);
+        let mut current = Vec::with_capacity(batch.min(found.len()));
+        for s in found {
+            current.push(StreamSeries {
+                labels: strata_proto::labels_to_proto(&s.labels),
+                chunks: s
+                    .chunks
+                    .into_iter()
+                    .map(|c| Chunk {
+                        min_time_ms: c.min_time,
+                        max_time_ms: c.max_time,
+                        encoding: ChunkEncoding::Xor as i32,
+                        data: c.data.into(),
+                    })
+                    .collect(),
+            });
+            if current.len() == batch {
+                messages.push(Ok(QueryStreamResponse {
+                    series: std::mem::take(&mut current),
+                }));
+            }
+        }
+        if !current.is_empty() {
+            messages.push(Ok(QueryStreamResponse { series: current }));
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let req = request.into_inner();
+        let matchers = matchers(&req.matchers)?;
+        let label_names = self.ingester.label_names(
+            &tenant,
+            &matchers,
+            req.start_timestamp_ms,
+            req.end_timestamp_ms,
+        )?;
+        Ok(Response::new(LabelNamesResponse { label_names }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let req = request.into_inner();
+        let matchers = matchers(&req.matchers)?;
+        let label_values = self.ingester.label_values(
+            &tenant,
+            &req.label_name,
+            &matchers,
+            req.start_timestamp_ms,
+            req.end_timestamp_ms,
+        )?;
+        Ok(Response::new(LabelValuesResponse { label_values }))
+    }
+
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<SeriesResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let req = request.into_inner();
+        let sets = req
+            .matcher_sets
+            .iter()
+            .map(|s| matchers(&s.matchers))
+            .collect::<Result<Vec<_>, _>>()?;
+        let series =
+            self.ingester
+                .series(&tenant, &sets, req.start_timestamp_ms, req.end_timestamp_ms)?;
+        Ok(Response::new(SeriesResponse {
+            series: series
+                .iter()
+                .map(|l| LabelSet {
+                    labels: strata_proto::labels_to_proto(l),
+                })
+                .collect(),
+        }))
+    }
+}

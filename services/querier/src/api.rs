@@ -1,0 +1,416 @@
+//! The Prometheus HTTP API (`/api/v1/...` and `/prometheus/api/v1/...`) as an axum
+//! router: parameter parsing, tenant resolution, and responses shaped exactly as
+//! Prometheus shapes them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use strata_model::{is_valid_label_name, Labels};
+use strata_status::{ErrorCode, ServiceError};
+
+use crate::engine::{format_value, EngineError, QueryOutput};
+use crate::json::{error_body, success_body, write_labels, write_query_data, write_str};
+use crate::params::{
+    invalid_param, parse_limit, parse_match_param, parse_range_params, parse_time_param,
+    parse_timeout, Params, MAX_TIME_MS, MIN_TIME_MS,
+};
+use crate::Querier;
+
+/// Resolves the tenant of a request from its headers (`X-Scope-OrgID`, or
+/// whatever the auth layer decides).
+pub type TenantResolver = Arc<dyn Fn(&HeaderMap) -> Result<String, ServiceError> + Send + Sync>;
+
+/// The warning Prometheus adds when `limit` cut a result short.
+const TRUNCATED_WARNING: &str = "results truncated due to limit";
+
+/// An error as the Prometheus API reports it: an HTTP status, an `errorType`
+/// and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error_type: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    pub fn execution(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error_type: "execution",
+            message: message.into(),
+        }
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error_type: "timeout",
+            message: message.into(),
+        }
+    }
+
+    pub fn canceled(message: impl Into<String>) -> Self {
+        Self {
+            status: ErrorCode::Canceled.http_status(),
+            error_type: "canceled",
+            message: message.into(),
+        }
+    }
+
+    /// A service error keeps its code's HTTP status (the one mapping in
+    /// `strata-status`). Internal details go to the log, not to the client.
+    pub fn from_service(error: ServiceError) -> Self {
+        let error_type = match error.code {
+            ErrorCode::BadRequest => "bad_data",
+            ErrorCode::Unauthenticated => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Canceled => "canceled",
+            ErrorCode::Internal => "internal",
+        };
+        let message = if error.code == ErrorCode::Internal {
+            tracing::error!(error = %error.message, "internal error serving a query");
+            "internal error; details are in the querier's log".to_string()
+        } else {
+            error.message
+        };
+        Self {
+            status: error.code.http_status(),
+            error_type,
+            message,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::BadQuery(m) => ApiError::bad_data(invalid_param("query", m)),
+            EngineError::Execution(m) => ApiError::execution(m),
+            EngineError::Timeout(m) => ApiError::timeout(m),
+            EngineError::Canceled(m) => ApiError::canceled(m),
+            EngineError::Storage(e) => ApiError::from_service(e),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, error_body(self.error_type, &self.message))
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn success(data: &[u8], warnings: &[String], infos: &[String]) -> Response {
+    json_response(StatusCode::OK, success_body(data, warnings, infos))
+}
+
+#[derive(Clone)]
+struct AppState {
+    querier: Arc<Querier>,
+    resolve_tenant: TenantResolver,
+}
+
+/// The Prometheus API, mounted under both `/prometheus/api/v1` and `/api/v1`.
+pub fn router(querier: Arc<Querier>, resolve_tenant: TenantResolver) -> Router {
+    let api = Router::new()
+        .route("/query", get(query).post(query))
+        .route("/query_range", get(query_range).post(query_range))
+        .route("/series", get(series).post(series))
+        .route("/labels", get(labels).post(labels))
+        .route("/label/{name}/values", get(label_values))
+        .route(
+            "/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
+        .route("/format_query", get(format_query).post(format_query))
+        .route("/metadata", get(metadata))
+        .route("/status/buildinfo", get(buildinfo));
+    Router::new()
+        .nest("/prometheus/api/v1", api.clone())
+        .nest("/api/v1", api)
+        .with_state(AppState {
+            querier,
+            resolve_tenant,
+        })
+}
+
+/// The tenant and the form values of a request. Like Go's `ParseForm`, reads the
+/// body only of a form-encoded POST.
+fn prepare(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &Bytes,
+) -> Result<(String, Params), ApiError> {
+    let tenant = (state.resolve_tenant)(headers).map_err(ApiError::from_service)?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let form_body = (is_form && method == Method::POST).then_some(&body[..]);
+    Ok((tenant, Params::parse(uri.query(), form_body)))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn query_response(output: QueryOutput) -> Response {
+    let mut data = Vec::new();
+    write_query_data(&mut data, &output.data, format_value);
+    success(&data, &output.warnings, &output.infos)
+}
+
+async fn query(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let time_ms = parse_time_param(&params, "time", now_ms()).map_err(ApiError::bad_data)?;
+    let timeout = parse_timeout(&params).map_err(ApiError::bad_data)?;
+    let output = state
+        .querier
+        .instant_query(&tenant, params.get("query"), time_ms, timeout)
+        .await?;
+    Ok(query_response(output))
+}
+
+async fn query_range(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let range = parse_range_params(&params).map_err(ApiError::bad_data)?;
+    let timeout = parse_timeout(&params).map_err(ApiError::bad_data)?;
+    let output = state
+        .querier
+        .range_query(&tenant, params.get("query"), range, timeout)
+        .await?;
+    Ok(query_response(output))
+}
+
+/// `start` and `end` of the metadata endpoints: all time when absent.
+fn metadata_range(params: &Params) -> Result<(i64, i64), ApiError> {
+    let start = parse_time_param(params, "start", MIN_TIME_MS).map_err(ApiError::bad_data)?;
+    let end = parse_time_param(params, "end", MAX_TIME_MS).map_err(ApiError::bad_data)?;
+    Ok((start, end))
+}
+
+/// Runs a storage call within the querier's timeout.
+async fn with_timeout<T>(
+    querier: &Querier,
+    call: impl std::future::Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(querier.config().timeout.0, call).await {
+        Ok(result) => result.map_err(ApiError::from_service),
+        Err(_) => Err(ApiError::timeout("query timed out in fetching series")),
+    }
+}
+
+fn truncate<T>(items: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        warnings.push(TRUNCATED_WARNING.to_string());
+    }
+}
+
+async fn series(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let matches = params.get_all("match[]");
+    if matches.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = metadata_range(&params)?;
+    let matcher_sets =
+        parse_match_param(&matches).map_err(|e| ApiError::bad_data(invalid_param("match[]", e)))?;
+    let limit = parse_limit(&params).map_err(ApiError::bad_data)?;
+    let storage = state.querier.queryable(&tenant);
+    let mut found: Vec<Labels> =
+        with_timeout(&state.querier, storage.series(&matcher_sets, start, end)).await?;
+    let mut warnings = Vec::new();
+    truncate(&mut found, limit, &mut warnings);
+    let mut data = Vec::new();
+    data.push(b'[');
+    for (i, labels) in found.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        write_labels(&mut data, labels);
+    }
+    data.push(b']');
+    Ok(success(&data, &warnings, &[]))
+}
+
+fn string_list_response(mut list: Vec<String>, limit: usize) -> Response {
+    let mut warnings = Vec::new();
+    truncate(&mut list, limit, &mut warnings);
+    let mut data = Vec::new();
+    data.push(b'[');
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        write_str(&mut data, s);
+    }
+    data.push(b']');
+    success(&data, &warnings, &[])
+}
+
+async fn labels(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (start, end) = metadata_range(&params)?;
+    let matcher_sets = parse_match_param(&params.get_all("match[]")).map_err(ApiError::bad_data)?;
+    let limit = parse_limit(&params).map_err(ApiError::bad_data)?;
+    let storage = state.querier.queryable(&tenant);
+    let names = with_timeout(
+        &state.querier,
+        storage.label_names(&matcher_sets, start, end),
+    )
+    .await?;
+    Ok(string_list_response(names, limit))
+}
+
+async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    if !is_valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let (start, end) = metadata_range(&params)?;
+    let matcher_sets = parse_match_param(&params.get_all("match[]")).map_err(ApiError::bad_data)?;
+    let limit = parse_limit(&params).map_err(ApiError::bad_data)?;
+    let storage = state.querier.queryable(&tenant);
+    let values = with_timeout(
+        &state.querier,
+        storage.label_values(&name, &matcher_sets, start, end),
+    )
+    .await?;
+    Ok(string_list_response(values, limit))
+}
+
+/// Exemplars are not stored (yet): always an empty list.
+async fn query_exemplars(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (start, end) = metadata_range(&params)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
+    }
+    promql_parser::parser::parse(params.get("query")).map_err(ApiError::bad_data)?;
+    Ok(success(b"[]", &[], &[]))
+}
+
+/// Metric metadata is not stored (yet): always an empty object.
+async fn metadata(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    prepare(&state, &method, &headers, &uri, &body)?;
+    Ok(success(b"{}", &[], &[]))
+}
+
+async fn format_query(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let expr = promql_parser::parser::parse(params.get("query"))
+        .map_err(|e| ApiError::bad_data(invalid_param("query", e)))?;
+    let mut data = Vec::new();
+    write_str(&mut data, &expr.prettify());
+    Ok(success(&data, &[], &[]))
+}
+
+/// Build information, in Prometheus's fields plus `application`; needs no tenant.
+async fn buildinfo() -> Response {
+    let info = serde_json::json!({
+        "application": "Strata",
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    });
+    success(info.to_string().as_bytes(), &[], &[])
+}
+
+/// How long a request may wait for a query slot and run: the querier's timeout,
+/// shortened by the request's `timeout` parameter.
+pub(crate) fn effective_timeout(configured: Duration, requested: Option<Duration>) -> Duration {
+    requested.map_or(configured, |r| r.min(configured))
+}

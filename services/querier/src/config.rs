@@ -1,0 +1,132 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strata_model::ConfigDuration;
+
+use crate::ingester::DEFAULT_INGESTER_TIMEOUT;
+
+/// The querier's section of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerierConfig {
+    /// How far back an instant vector selector looks for a series' latest sample
+    /// (Prometheus's `--query.lookback-delta`).
+    pub lookback_delta: ConfigDuration,
+    /// The longest a query may run before it fails with a timeout (503). A
+    /// request's `timeout` parameter can only shorten it.
+    pub timeout: ConfigDuration,
+    /// The most samples one query may hold in memory at once; beyond it the query
+    /// fails with an execution error (422).
+    pub max_samples: usize,
+    /// The most PromQL queries evaluated at once by this querier; further queries
+    /// wait for a slot (within their timeout). 0 means no limit.
+    pub max_concurrent: usize,
+    /// How the querier talks to ingesters.
+    pub ingester_client: IngesterClientConfig,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        Self {
+            lookback_delta: ConfigDuration::from_secs(5 * 60),
+            timeout: ConfigDuration::from_secs(2 * 60),
+            max_samples: 50_000_000,
+            max_concurrent: 20,
+            ingester_client: IngesterClientConfig::default(),
+        }
+    }
+}
+
+/// gRPC client settings for queries to ingesters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngesterClientConfig {
+    /// The longest one call to one ingester may take.
+    pub timeout: ConfigDuration,
+    /// The longest establishing a connection to an ingester may take.
+    pub connect_timeout: ConfigDuration,
+    /// The largest gRPC message accepted from an ingester, in bytes.
+    pub max_recv_message_size: usize,
+}
+
+impl Default for IngesterClientConfig {
+    fn default() -> Self {
+        Self {
+            timeout: ConfigDuration(DEFAULT_INGESTER_TIMEOUT),
+            connect_timeout: ConfigDuration::from_secs(5),
+            max_recv_message_size: 100 << 20,
+        }
+    }
+}
+
+/// A config value the querier cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("querier.{key}: {reason}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub reason: &'static str,
+}
+
+impl QuerierConfig {
+    /// Checks the values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key, d: ConfigDuration| {
+            if d.0 == Duration::ZERO {
+                Err(ConfigError {
+                    key,
+                    reason: "must be greater than 0s",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("lookback_delta", self.lookback_delta)?;
+        positive("timeout", self.timeout)?;
+        positive("ingester_client.timeout", self.ingester_client.timeout)?;
+        positive(
+            "ingester_client.connect_timeout",
+            self.ingester_client.connect_timeout,
+        )?;
+        if self.max_samples == 0 {
+            return Err(ConfigError {
+                key: "max_samples",
+                reason: "must be greater than 0",
+            });
+        }
+        if self.ingester_client.max_recv_message_size == 0 {
+            return Err(ConfigError {
+                key: "ingester_client.max_recv_message_size",
+                reason: "must be greater than 0",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = QuerierConfig::default();
+        assert_eq!(c.lookback_delta.to_string(), "5m");
+        assert_eq!(c.timeout.to_string(), "2m");
+        assert_eq!(c.max_samples, 50_000_000);
+        assert_eq!(c.max_concurrent, 20);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn reads_partial_json_and_refuses_unknown_keys() {
+        let c: QuerierConfig =
+            serde_json::from_str(r#"{"timeout":"30s","ingester_client":{"timeout":"10s"}}"#)
+                .unwrap();
+        assert_eq!(c.timeout, ConfigDuration::from_secs(30));
+        assert_eq!(c.ingester_client.timeout, ConfigDuration::from_secs(10));
+        assert_eq!(c.lookback_delta, ConfigDuration::from_secs(300));
+        assert!(serde_json::from_str::<QuerierConfig>(r#"{"timeuot":"30s"}"#).is_err());
+        let zero: QuerierConfig = serde_json::from_str(r#"{"timeout":"0s"}"#).unwrap();
+        assert_eq!(zero.validate().unwrap_err().key, "timeout");
+    }
+}

@@ -1,0 +1,152 @@
+//! The one module that calls the PromQL engine (`strata_promql`): builds it from
+//! the config, runs instant and range queries against an [`IngesterQueryable`],
+//! and turns its results and errors into this crate's [`ResultData`] and
+//! [`EngineError`]. Nothing else in the crate names an engine type.
+//!
+//! The engine reads series through [`IngesterQueryable`], which implements
+//! [`strata_promql::Queryable`] here by delegating to `select_series`.
+
+use strata_model::{Matcher, Series};
+use strata_promql::{Engine, EngineOptions, QueryError, QueryResult, Queryable, Value};
+use strata_status::ServiceError;
+
+use crate::config::QuerierConfig;
+use crate::json::{InstantSample, ResultData};
+use crate::storage::IngesterQueryable;
+
+/// What a query produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOutput {
+    pub data: ResultData,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+/// Why a query failed, in the classes the Prometheus API distinguishes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The query does not parse or is invalid (400 `bad_data`).
+    #[error("{0}")]
+    BadQuery(String),
+    /// Evaluation failed (422 `execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// The query ran out of time (503 `timeout`).
+    #[error("{0}")]
+    Timeout(String),
+    /// The query was canceled (499 `canceled`).
+    #[error("{0}")]
+    Canceled(String),
+    /// Reading series failed; keeps the storage's own code.
+    #[error("{0}")]
+    Storage(ServiceError),
+}
+
+/// The PromQL engine, configured once per querier.
+#[derive(Debug)]
+pub(crate) struct QueryEngine {
+    engine: Engine,
+}
+
+#[async_trait::async_trait]
+impl Queryable for IngesterQueryable {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, ServiceError> {
+        self.select_series(matchers, start_ms, end_ms).await
+    }
+}
+
+impl QueryEngine {
+    pub(crate) fn new(config: &QuerierConfig) -> Self {
+        Self {
+            engine: Engine::new(EngineOptions {
+                lookback_delta_ms: config.lookback_delta.as_millis_i64(),
+                max_samples: config.max_samples,
+                timeout: config.timeout.0,
+            }),
+        }
+    }
+
+    pub(crate) async fn instant_query(
+        &self,
+        storage: &IngesterQueryable,
+        query: &str,
+        time_ms: i64,
+    ) -> Result<QueryOutput, EngineError> {
+        self.engine
+            .instant_query(storage, query, time_ms)
+            .await
+            .map(output)
+            .map_err(engine_error)
+    }
+
+    pub(crate) async fn range_query(
+        &self,
+        storage: &IngesterQueryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryOutput, EngineError> {
+        self.engine
+            .range_query(storage, query, start_ms, end_ms, step_ms)
+            .await
+            .map(output)
+            .map_err(engine_error)
+    }
+}
+
+fn output(r: QueryResult) -> QueryOutput {
+    let data = match r.value {
+        Value::Scalar {
+            timestamp_ms,
+            value,
+        } => ResultData::Scalar {
+            timestamp_ms,
+            value,
+        },
+        Value::String {
+            timestamp_ms,
+            value,
+        } => ResultData::String {
+            timestamp_ms,
+            value,
+        },
+        Value::Vector(v) => ResultData::Vector(
+            v.into_iter()
+                .map(|s| InstantSample {
+                    labels: s.labels,
+                    timestamp_ms: s.timestamp_ms,
+                    value: s.value,
+                })
+                .collect(),
+        ),
+        Value::Matrix(m) => ResultData::Matrix(m),
+    };
+    QueryOutput {
+        data,
+        warnings: r.warnings,
+        infos: r.infos,
+    }
+}
+
+fn engine_error(e: QueryError) -> EngineError {
+    match e {
+        QueryError::Parse(m) => EngineError::BadQuery(m),
+        e @ (QueryError::Execution(_) | QueryError::TooManySamples(_)) => {
+            EngineError::Execution(e.to_string())
+        }
+        QueryError::Timeout(m) => EngineError::Timeout(m),
+        QueryError::Canceled(m) => EngineError::Canceled(m),
+        QueryError::Storage(e) => EngineError::Storage(e),
+    }
+}
+
+/// A float as PromQL renders it in API responses.
+pub(crate) fn format_value(v: f64) -> String {
+    strata_promql::format_value(v)
+}

@@ -1,0 +1,205 @@
+//! The seam between the querier and the ingesters: [`IngesterQuery`] is what the
+//! querier asks of "the ingesters", [`GrpcIngesterQuery`] asks one ingester over
+//! gRPC. The ring-aware implementation (fan out to the replicas of every shard,
+//! merge with [`crate::merge_series`]) will implement the same trait.
+
+use std::fmt;
+use std::time::Duration;
+
+use strata_model::Labels;
+use strata_proto::ingester::ingester_client::IngesterClient;
+use strata_proto::ingester::{
+    LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
+};
+use strata_proto::{labels_from_proto, TENANT_METADATA_KEY};
+use strata_status::ServiceError;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::IngesterClientConfig;
+
+/// Read access to the recent data of the ingesters, one tenant per call.
+#[async_trait::async_trait]
+pub trait IngesterQuery: Send + Sync + fmt::Debug {
+    /// Series matching the request's matchers, with their chunks overlapping
+    /// [start, end] (chunks may extend beyond it).
+    async fn query_stream(
+        &self,
+        tenant: &str,
+        request: QueryRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError>;
+
+    /// Label names of the series matching the request, in any order.
+    async fn label_names(
+        &self,
+        tenant: &str,
+        request: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError>;
+
+    /// Values of one label among the series matching the request, in any order.
+    async fn label_values(
+        &self,
+        tenant: &str,
+        request: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError>;
+
+    /// Label sets of the series matching any of the request's matcher sets.
+    async fn series(
+        &self,
+        tenant: &str,
+        request: SeriesRequest,
+    ) -> Result<Vec<Labels>, ServiceError>;
+}
+
+/// One ingester over gRPC. The connection is made on first use and re-made by
+/// tonic after failures; every call carries the tenant in `x-scope-orgid`.
+#[derive(Debug, Clone)]
+pub struct GrpcIngesterQuery {
+    address: String,
+    client: IngesterClient<Channel>,
+}
+
+impl GrpcIngesterQuery {
+    /// A client for the ingester at `address` (`http://host:port`). Must be called
+    /// inside a Tokio runtime; does not connect yet.
+    pub fn new(address: &str, config: &IngesterClientConfig) -> Result<Self, ServiceError> {
+        let endpoint = Endpoint::from_shared(address.to_string())
+            .map_err(|e| {
+                ServiceError::internal(format!("invalid ingester address {address:?}: {e}"))
+            })?
+            .timeout(config.timeout.0)
+            .connect_timeout(config.connect_timeout.0);
+        let client = IngesterClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(config.max_recv_message_size);
+        Ok(Self {
+            address: address.to_string(),
+            client,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn request<T>(&self, tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
+        let tenant = tenant.parse().map_err(|_| {
+            ServiceError::bad_request(format!(
+                "tenant ID {tenant:?} cannot be sent as gRPC metadata"
+            ))
+        })?;
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(TENANT_METADATA_KEY, tenant);
+        Ok(request)
+    }
+
+    fn error(&self, status: tonic::Status) -> ServiceError {
+        let mut error = ServiceError::from(status);
+        if !error.code.is_client_error() {
+            error.message = format!("ingester {}: {}", self.address, error.message);
+        }
+        error
+    }
+}
+
+#[async_trait::async_trait]
+impl IngesterQuery for GrpcIngesterQuery {
+    async fn query_stream(
+        &self,
+        tenant: &str,
+        request: QueryRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError> {
+        let request = self.request(tenant, request)?;
+        let mut stream = self
+            .client
+            .clone()
+            .query_stream(request)
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        let mut series = Vec::new();
+        while let Some(batch) = stream.message().await.map_err(|s| self.error(s))? {
+            series.extend(batch.series);
+        }
+        Ok(series)
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &str,
+        request: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let request = self.request(tenant, request)?;
+        let response = self
+            .client
+            .clone()
+            .label_names(request)
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(response.into_inner().label_names)
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &str,
+        request: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let request = self.request(tenant, request)?;
+        let response = self
+            .client
+            .clone()
+            .label_values(request)
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(response.into_inner().label_values)
+    }
+
+    async fn series(
+        &self,
+        tenant: &str,
+        request: SeriesRequest,
+    ) -> Result<Vec<Labels>, ServiceError> {
+        let request = self.request(tenant, request)?;
+        let response = self
+            .client
+            .clone()
+            .series(request)
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(response
+            .into_inner()
+            .series
+            .into_iter()
+            .map(|set| labels_from_proto(set.labels))
+            .collect())
+    }
+}
+
+/// The default for [`IngesterClientConfig::timeout`].
+pub(crate) const DEFAULT_INGESTER_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_ingester_is_an_error_not_a_panic() {
+        let config = IngesterClientConfig {
+            connect_timeout: strata_model::ConfigDuration(Duration::from_millis(200)),
+            ..IngesterClientConfig::default()
+        };
+        // Port 1 on localhost: nothing listens there.
+        let client = GrpcIngesterQuery::new("http://127.0.0.1:1", &config).unwrap();
+        let err = client
+            .label_names("t", LabelNamesRequest::default())
+            .await
+            .unwrap_err();
+        assert!(!err.code.is_client_error(), "{err:?}");
+        assert!(err.message.contains("127.0.0.1:1"), "{err:?}");
+
+        assert!(GrpcIngesterQuery::new("not a uri", &config).is_err());
+        let err = client
+            .label_names("bad\ntenant", LabelNamesRequest::default())
+            .await
+            .unwrap_err();
+        assert!(err.code.is_client_error());
+    }
+}

@@ -1,0 +1,250 @@
+//! Starting and stopping the modules of one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus::{HistogramOpts, HistogramVec, Registry};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::in_process::InProcessIngester;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("invalid listen address {0}")]
+    BadAddress(String),
+    #[error("{0}")]
+    Module(String),
+}
+
+/// Runs the configured modules until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), AppError> {
+    let registry = Registry::new();
+    let started = Instant::now();
+    tracing::info!(target_modules = %config.target, version = env!("CARGO_PKG_VERSION"), "starting strata");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // Ingester first: the distributor and querier depend on it.
+    let ingester = if config.runs("ingester") {
+        let ingester = strata_ingester::Ingester::new(config.ingester.clone(), &registry)
+            .map_err(|e| AppError::Module(format!("ingester: {e}")))?;
+        let ingester = Arc::new(ingester);
+        let addr = socket_addr(
+            &config.server.grpc_listen_address,
+            config.server.grpc_listen_port,
+        )?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AppError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(%addr, "gRPC server listening");
+        let service = strata_ingester::grpc_service(ingester.clone());
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let result = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        }));
+        Some(ingester)
+    } else {
+        None
+    };
+
+    let in_process = ingester
+        .as_ref()
+        .map(|i| Arc::new(InProcessIngester::new(i.clone())));
+    let remote_timeout = config.ingester_client.remote_timeout.0;
+    let mut router = Router::new();
+
+    if config.runs("distributor") {
+        let push: Arc<dyn strata_distributor::IngesterPush> = match &in_process {
+            Some(p) => p.clone(),
+            None => Arc::new(
+                strata_distributor::GrpcIngesterPush::new(
+                    &config.ingester_client.address,
+                    remote_timeout,
+                )
+                .map_err(|e| AppError::Module(format!("distributor: {}", e.message)))?,
+            ),
+        };
+        let overrides = Arc::new(strata_limits::Overrides::new(config.limits.clone()));
+        let distributor = strata_distributor::Distributor::new(
+            config.distributor.clone(),
+            overrides,
+            push,
+            &registry,
+        )
+        .map_err(|e| AppError::Module(format!("distributor: {e}")))?;
+        router = router.merge(strata_distributor::router(
+            Arc::new(distributor),
+            tenant_resolver(&config),
+        ));
+    }
+
+    if config.runs("querier") {
+        let source: Arc<dyn strata_querier::IngesterQuery> = match &in_process {
+            Some(p) => p.clone(),
+            None => Arc::new(
+                strata_querier::GrpcIngesterQuery::new(
+                    &grpc_uri(&config.ingester_client.address),
+                    &config.querier.ingester_client,
+                )
+                .map_err(|e| AppError::Module(format!("querier: {}", e.message)))?,
+            ),
+        };
+        let querier = strata_querier::Querier::new(config.querier.clone(), source)
+            .map_err(|e| AppError::Module(e.to_string()))?;
+        let api = strata_querier::router(Arc::new(querier), tenant_resolver(&config));
+        router = router.merge(api);
+    }
+
+    let registry = Arc::new(registry);
+    let request_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "strata_request_duration_seconds",
+            "Time spent serving HTTP requests, by route and status code.",
+        )
+        .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0]),
+        &["method", "route", "status_code"],
+    )
+    .map_err(|e| AppError::Module(e.to_string()))?;
+    registry
+        .register(Box::new(request_duration.clone()))
+        .map_err(|e| AppError::Module(e.to_string()))?;
+
+    let router = router
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics).with_state(registry.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            request_duration,
+            observe_request,
+        ));
+
+    let addr = socket_addr(
+        &config.server.http_listen_address,
+        config.server.http_listen_port,
+    )?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(%addr, startup = ?started.elapsed(), "HTTP server listening");
+    let mut rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let grace = config
+        .server
+        .graceful_shutdown_timeout
+        .0
+        .max(Duration::from_millis(1));
+    let _ = tokio::time::timeout(grace, futures::future::join_all(tasks)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn socket_addr(host: &str, port: u16) -> Result<SocketAddr, AppError> {
+    format!("{host}:{port}")
+        .parse()
+        .map_err(|_| AppError::BadAddress(format!("{host}:{port}")))
+}
+
+fn tenant_resolver(config: &Config) -> strata_auth::TenantResolver {
+    strata_auth::resolver(config.multitenancy_enabled)
+}
+
+/// tonic wants a URI; the config takes `host:port` as Mimir's does.
+fn grpc_uri(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+async fn ready() -> &'static str {
+    "ready\n"
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        strata_telemetry::render(&registry),
+    )
+        .into_response()
+}
+
+async fn observe_request(
+    State(histogram): State<HistogramVec>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    histogram
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

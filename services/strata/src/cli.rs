@@ -1,0 +1,234 @@
+//! Command-line parsing in the style of Mimir and Go's `flag` package: every
+//! config key is also a flag named by its dotted YAML path
+//! (`-server.http_listen_port=9009`), written with one dash or two, with `_` or
+//! `-` between words. Flags override the config file, which overrides defaults.
+
+use std::ffi::OsString;
+
+use clap::{Arg, ArgAction, Command};
+use serde_yaml::Value;
+
+use crate::config::{Config, ConfigError, FIELD_DOCS};
+
+#[derive(Debug)]
+pub(crate) enum Invocation {
+    /// Print this text and exit successfully.
+    Print(String),
+    /// Check the config and exit.
+    Verify(Box<Config>),
+    Run(Box<Config>),
+}
+
+const CONFIG_FILE: &str = "config.file";
+const CONFIG_VERIFY: &str = "config.verify";
+const CONFIG_EXPAND_ENV: &str = "config.expand-env";
+const VERSION: &str = "version";
+
+/// Go's flag package accepts `-name=value`; clap wants `--name=value`.
+fn normalise_dashes(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut after_terminator = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let s = arg.to_string_lossy();
+        if i == 0 || after_terminator {
+            out.push(arg);
+            continue;
+        }
+        if s == "--" {
+            after_terminator = true;
+            out.push(arg);
+        } else if s.starts_with('-') && !s.starts_with("--") && s.len() > 2 {
+            out.push(OsString::from(format!("-{s}")));
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+fn command() -> Command {
+    let mut cmd = Command::new("strata")
+        .about("Strata: long-term, horizontally scalable, multi-tenant storage for Prometheus metrics.")
+        .override_usage("strata [-target=all] [-config.file=strata.yaml] [-<dotted.config.key>=<value> ...]")
+        .after_help("Every config key can be set by a flag named by its dotted YAML path; flags win over the config file. See docs/configuration.md.")
+        .disable_version_flag(true)
+        .arg(Arg::new(CONFIG_FILE).long(CONFIG_FILE).value_name("path").help("YAML config file to load."))
+        .arg(
+            Arg::new(CONFIG_VERIFY)
+                .long(CONFIG_VERIFY)
+                .action(ArgAction::SetTrue)
+                .help("Check the config (file and flags) and exit: 0 when it is valid."),
+        )
+        .arg(
+            Arg::new(CONFIG_EXPAND_ENV)
+                .long(CONFIG_EXPAND_ENV)
+                .action(ArgAction::SetTrue)
+                .help("Replace ${VAR} and ${VAR:default} in the config file with environment variables."),
+        )
+        .arg(Arg::new(VERSION).long(VERSION).action(ArgAction::SetTrue).help("Print the version and exit."));
+    for field in FIELD_DOCS {
+        let dashed = field.path.replace('_', "-");
+        let mut arg = Arg::new(field.path)
+            .long(field.path)
+            .value_name(field.kind.value_name())
+            .help(format!(
+                "{} (default: {})",
+                field.help,
+                field.default_text()
+            ));
+        if dashed != field.path {
+            arg = arg.alias(dashed);
+        }
+        if field.kind == crate::config::FieldKind::Bool {
+            arg = arg
+                .num_args(0..=1)
+                .default_missing_value("true")
+                .require_equals(true);
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, ConfigError> {
+    let matches = match command().try_get_matches_from(normalise_dashes(args)) {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => {
+            return Ok(Invocation::Print(e.to_string()))
+        }
+        Err(e) => return Err(ConfigError::Flags(e.to_string())),
+    };
+    if matches.get_flag(VERSION) {
+        return Ok(Invocation::Print(format!(
+            "strata, version {}\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let mut tree = match matches.get_one::<String>(CONFIG_FILE) {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let text = if matches.get_flag(CONFIG_EXPAND_ENV) {
+                crate::config::expand_env(&text)
+            } else {
+                text
+            };
+            crate::config::parse_yaml_tree(&text, path)?
+        }
+        None => Value::Mapping(Default::default()),
+    };
+    for field in FIELD_DOCS {
+        if let Some(raw) = matches.get_one::<String>(field.path) {
+            crate::config::set_path(&mut tree, field, raw)?;
+        }
+    }
+    let config = Config::from_tree(tree)?;
+    if matches.get_flag(CONFIG_VERIFY) {
+        Ok(Invocation::Verify(Box::new(config)))
+    } else {
+        Ok(Invocation::Run(Box::new(config)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Invocation, ConfigError> {
+        parse(
+            std::iter::once("strata")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    fn config(args: &[&str]) -> Config {
+        match run(args) {
+            Ok(Invocation::Run(c)) => *c,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_and_double_dash_and_dashed_names() {
+        assert_eq!(
+            config(&["-server.http_listen_port=1234"])
+                .server
+                .http_listen_port,
+            1234
+        );
+        assert_eq!(
+            config(&["--server.http_listen_port=1235"])
+                .server
+                .http_listen_port,
+            1235
+        );
+        assert_eq!(
+            config(&["-server.http-listen-port", "1236"])
+                .server
+                .http_listen_port,
+            1236
+        );
+        assert_eq!(config(&["-target=querier"]).target, "querier");
+    }
+
+    #[test]
+    fn bool_flags_without_value_mean_true() {
+        assert!(!config(&["-multitenancy_enabled=false"]).multitenancy_enabled);
+        assert!(config(&["-multitenancy_enabled"]).multitenancy_enabled);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "server:\n  http_listen_port: 1\n  grpc_listen_port: 2\n",
+        )
+        .unwrap();
+        let c = config(&[
+            &format!("-config.file={}", path.display()),
+            "-server.grpc_listen_port=3",
+        ]);
+        assert_eq!(
+            (c.server.http_listen_port, c.server.grpc_listen_port),
+            (1, 3)
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "server:\n  http_listen_prot: 1\n").unwrap();
+        let err = run(&[&format!("-config.file={}", path.display())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_listen_prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = run(&["-server.http_listen_port=abc"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.http_listen_port"), "{err}");
+        let err = run(&["-no.such.flag=1"]).unwrap_err().to_string();
+        assert!(err.contains("no.such.flag"), "{err}");
+        let err = run(&["-target=nope"]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn help_lists_every_key() {
+        let Ok(Invocation::Print(text)) = run(&["-help"]) else {
+            panic!("no help")
+        };
+        for field in FIELD_DOCS {
+            assert!(text.contains(field.path), "help lacks {}", field.path);
+        }
+    }
+}

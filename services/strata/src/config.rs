@@ -1,0 +1,439 @@
+//! The whole process's configuration: one YAML document whose sections belong to
+//! the components, plus the table that documents every key (it drives `-help`,
+//! the flags and docs/configuration.md, and a test keeps it complete).
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use strata_distributor::DistributorConfig;
+use strata_ingester::IngesterConfig;
+use strata_limits::Limits;
+use strata_querier::QuerierConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    ReadFile { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Yaml { path: String, reason: String },
+    #[error("{0}")]
+    Flags(String),
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The modules `-target` can name. `all` is distributor + ingester + querier.
+pub const TARGETS: &[&str] = &["all", "distributor", "ingester", "querier"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub target: String,
+    pub multitenancy_enabled: bool,
+    pub server: ServerConfig,
+    pub distributor: DistributorConfig,
+    pub ingester_client: IngesterClientConfig,
+    pub ingester: IngesterConfig,
+    pub querier: QuerierConfig,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target: "all".to_string(),
+            multitenancy_enabled: true,
+            server: ServerConfig::default(),
+            distributor: DistributorConfig::default(),
+            ingester_client: IngesterClientConfig::default(),
+            ingester: IngesterConfig::default(),
+            querier: QuerierConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http_listen_address: String,
+    pub http_listen_port: u16,
+    pub grpc_listen_address: String,
+    pub grpc_listen_port: u16,
+    pub log_level: String,
+    pub log_format: String,
+    pub graceful_shutdown_timeout: strata_model::ConfigDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen_address: "127.0.0.1".to_string(),
+            http_listen_port: 9009,
+            grpc_listen_address: "127.0.0.1".to_string(),
+            grpc_listen_port: 9095,
+            log_level: "info".to_string(),
+            log_format: "logfmt".to_string(),
+            graceful_shutdown_timeout: strata_model::ConfigDuration::from_secs(30),
+        }
+    }
+}
+
+/// Where a distributor or querier that does not run an ingester itself finds one.
+/// (The ingester ring replaces this single address.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngesterClientConfig {
+    pub address: String,
+    pub remote_timeout: strata_model::ConfigDuration,
+}
+
+impl Default for IngesterClientConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:9095".to_string(),
+            remote_timeout: strata_model::ConfigDuration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Deserialises a YAML tree (file merged with flags) and validates it.
+    pub fn from_tree(tree: Value) -> Result<Config, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            ConfigError::Invalid(if path == "." {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for t in self.target.split(',') {
+            if !TARGETS.contains(&t.trim()) {
+                return Err(ConfigError::BadValue {
+                    key: "target".into(),
+                    value: self.target.clone(),
+                    reason: format!(
+                        "unknown target {:?}; valid targets are {}",
+                        t.trim(),
+                        TARGETS.join(", ")
+                    ),
+                });
+            }
+        }
+        if !matches!(
+            self.server.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(ConfigError::BadValue {
+                key: "server.log_level".into(),
+                value: self.server.log_level.clone(),
+                reason: "use error, warn, info, debug or trace".into(),
+            });
+        }
+        if !matches!(self.server.log_format.as_str(), "logfmt" | "json") {
+            return Err(ConfigError::BadValue {
+                key: "server.log_format".into(),
+                value: self.server.log_format.clone(),
+                reason: "use logfmt or json".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this process runs `module` (a name from [`TARGETS`] other than `all`).
+    pub fn runs(&self, module: &str) -> bool {
+        self.target
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == module || t == "all")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    String,
+    Int,
+    Bool,
+    Duration,
+}
+
+impl FieldKind {
+    pub fn value_name(self) -> &'static str {
+        match self {
+            FieldKind::String => "string",
+            FieldKind::Int => "int",
+            FieldKind::Bool => "bool",
+            FieldKind::Duration => "duration",
+        }
+    }
+}
+
+/// One documented config key.
+#[derive(Debug)]
+pub struct FieldDoc {
+    pub path: &'static str,
+    pub kind: FieldKind,
+    pub help: &'static str,
+}
+
+impl FieldDoc {
+    /// The built-in default, read from `Config::default()` so it cannot drift.
+    pub fn default_text(&self) -> String {
+        let tree = serde_yaml::to_value(Config::default()).unwrap_or(Value::Null);
+        let mut node = &tree;
+        for part in self.path.split('.') {
+            node = match node.get(part) {
+                Some(n) => n,
+                None => return String::new(),
+            };
+        }
+        match node {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+macro_rules! fields {
+    ($($path:literal $kind:ident $help:literal,)*) => {
+        pub const FIELD_DOCS: &[FieldDoc] = &[$(FieldDoc { path: $path, kind: FieldKind::$kind, help: $help },)*];
+    };
+}
+
+fields! {
+    "target" String "Comma-separated modules to run: all, distributor, ingester, querier.",
+    "multitenancy_enabled" Bool "When false, every request belongs to the tenant `anonymous` and no tenant header is needed.",
+    "server.http_listen_address" String "Address the HTTP server listens on.",
+    "server.http_listen_port" Int "Port of the HTTP server (push, query API, /metrics, /ready).",
+    "server.grpc_listen_address" String "Address the gRPC server listens on.",
+    "server.grpc_listen_port" Int "Port of the gRPC server (ingester service).",
+    "server.log_level" String "Log level: error, warn, info, debug or trace.",
+    "server.log_format" String "Log format: logfmt or json.",
+    "server.graceful_shutdown_timeout" Duration "How long in-flight requests may take to finish on SIGTERM.",
+    "ingester_client.address" String "gRPC address of the ingester when this process does not run one.",
+    "ingester_client.remote_timeout" Duration "Timeout of a gRPC call to an ingester.",
+    "distributor.max_recv_msg_size" Int "Largest remote-write push accepted, in bytes, both compressed and decompressed; larger pushes get 413 or 400.",
+    "ingester.query_stream_batch_size" Int "Series per message when an ingester streams query results.",
+    "querier.lookback_delta" Duration "How far back an instant selector looks for a series' latest sample (Prometheus's --query.lookback-delta).",
+    "querier.timeout" Duration "Longest a query may run (the request's timeout parameter can only shorten it); beyond it the query fails with 503.",
+    "querier.max_samples" Int "Most samples one query may hold in memory at once; beyond it the query fails with 422.",
+    "querier.max_concurrent" Int "Most queries evaluated at once by one querier; others wait. 0 means no limit.",
+    "querier.ingester_client.timeout" Duration "Longest one query call to one ingester may take.",
+    "querier.ingester_client.connect_timeout" Duration "Longest connecting to an ingester may take.",
+    "querier.ingester_client.max_recv_message_size" Int "Largest gRPC message accepted from an ingester, in bytes.",
+    "limits.max_label_name_length" Int "Per-tenant: longest label name accepted, in bytes.",
+    "limits.max_label_value_length" Int "Per-tenant: longest label value accepted, in bytes.",
+    "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
+    "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
+}
+
+/// Parses YAML text into a tree; the top level must be a mapping (or empty).
+pub fn parse_yaml_tree(text: &str, path: &str) -> Result<Value, ConfigError> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    match value {
+        Value::Null => Ok(Value::Mapping(Default::default())),
+        Value::Mapping(_) => Ok(value),
+        _ => Err(ConfigError::Yaml {
+            path: path.to_string(),
+            reason: "the top level must be a mapping of sections".into(),
+        }),
+    }
+}
+
+/// Sets the value of a flag at its dotted path in the tree, typed by the field's kind.
+pub fn set_path(tree: &mut Value, field: &FieldDoc, raw: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &str| ConfigError::BadValue {
+        key: field.path.to_string(),
+        value: raw.to_string(),
+        reason: reason.to_string(),
+    };
+    let value = match field.kind {
+        FieldKind::String => Value::String(raw.to_string()),
+        FieldKind::Int => Value::Number(
+            raw.parse::<i64>()
+                .map_err(|_| bad("expected an integer"))?
+                .into(),
+        ),
+        FieldKind::Bool => Value::Bool(
+            raw.parse::<bool>()
+                .map_err(|_| bad("expected true or false"))?,
+        ),
+        FieldKind::Duration => {
+            strata_model::parse_duration(raw).map_err(|e| bad(e.reason))?;
+            Value::String(raw.to_string())
+        }
+    };
+    let mut node = tree;
+    let parts: Vec<&str> = field.path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Mapping(map) = node else {
+            return Err(bad(
+                "the config file has a non-mapping value above this key",
+            ));
+        };
+        let key = Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(key, value);
+            return Ok(());
+        }
+        node = map
+            .entry(key)
+            .or_insert_with(|| Value::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+/// Replaces `${VAR}` and `${VAR:default}` with environment values.
+pub fn expand_env(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let spec = &after[..end];
+                let (name, default) = spec.split_once(':').unwrap_or((spec, ""));
+                out.push_str(&std::env::var(name).unwrap_or_else(|_| default.to_string()));
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+/// docs/configuration.md, generated from [`FIELD_DOCS`] and the defaults.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Generated from the code (`services/strata/src/config.rs`); a test fails when this file is stale \
+         (regenerate with `STRATA_UPDATE_DOCS=1 cargo test -p strata config_reference`).\n\n\
+         Strata reads one YAML file (`-config.file`); every key can also be set by a flag named by its \
+         dotted path, with one or two leading dashes and `_` or `-` between words \
+         (`-server.http_listen_port=9009`, `--server.http-listen-port 9009`). Flags win over the file; \
+         unknown keys are an error that names the key. `-config.verify` checks a config and exits; \
+         `-config.expand-env` replaces `${VAR}` and `${VAR:default}` in the file.\n\n\
+         Durations use Prometheus's syntax (`30s`, `1h30m`, `2w`).\n\n\
+         | key / flag | type | default | description |\n|---|---|---|---|\n",
+    );
+    for f in FIELD_DOCS {
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} |\n",
+            f.path,
+            f.kind.value_name(),
+            f.default_text(),
+            f.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let k = k.as_str().unwrap_or_default();
+                    let p = if prefix.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&p, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented_with_its_type() {
+        let mut all = Vec::new();
+        leaves(
+            "",
+            &serde_yaml::to_value(Config::default()).unwrap(),
+            &mut all,
+        );
+        for (path, value) in &all {
+            let doc = FIELD_DOCS
+                .iter()
+                .find(|f| f.path == path)
+                .unwrap_or_else(|| panic!("config key {path} has no entry in FIELD_DOCS"));
+            let ok = match (doc.kind, value) {
+                (FieldKind::String, Value::String(_)) => true,
+                (FieldKind::Duration, Value::String(s)) => strata_model::parse_duration(s).is_ok(),
+                (FieldKind::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+                (FieldKind::Bool, Value::Bool(_)) => true,
+                _ => false,
+            };
+            assert!(
+                ok,
+                "{path}: documented as {:?} but the default is {value:?}",
+                doc.kind
+            );
+        }
+        for f in FIELD_DOCS {
+            assert!(
+                all.iter().any(|(p, _)| p == f.path),
+                "FIELD_DOCS names {} which is not a config key",
+                f.path
+            );
+        }
+    }
+
+    #[test]
+    fn config_reference_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let want = reference_markdown();
+        if std::env::var_os("STRATA_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "docs/configuration.md is stale: run STRATA_UPDATE_DOCS=1 cargo test -p strata config_reference");
+    }
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let tree = serde_yaml::to_value(Config::default()).unwrap();
+        assert_eq!(Config::from_tree(tree).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn expand_env_with_defaults() {
+        std::env::set_var("STRATA_TEST_X", "7");
+        assert_eq!(
+            expand_env("a: ${STRATA_TEST_X}\nb: ${STRATA_TEST_NOPE:5}"),
+            "a: 7\nb: 5"
+        );
+    }
+}

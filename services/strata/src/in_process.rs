@@ -1,0 +1,101 @@
+//! `-target=all`: the distributor and querier call the ingester of the same
+//! process through its gRPC service trait, so the in-process path runs exactly
+//! the code a remote call runs (tenant metadata, validation, error mapping),
+//! only without the network.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use strata_ingester::IngesterGrpc;
+use strata_model::Labels;
+use strata_proto::ingester::ingester_server::Ingester as IngesterApi;
+use strata_proto::ingester::{
+    LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
+};
+use strata_proto::prometheus::WriteRequest;
+use strata_proto::TENANT_METADATA_KEY;
+use strata_status::ServiceError;
+
+#[derive(Debug, Clone)]
+pub struct InProcessIngester {
+    service: IngesterGrpc,
+}
+
+impl InProcessIngester {
+    pub fn new(ingester: Arc<strata_ingester::Ingester>) -> Self {
+        Self {
+            service: IngesterGrpc::new(ingester),
+        }
+    }
+}
+
+fn request<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
+    let value = tenant.parse().map_err(|_| {
+        ServiceError::bad_request(format!(
+            "tenant ID {tenant:?} cannot be sent as gRPC metadata"
+        ))
+    })?;
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(TENANT_METADATA_KEY, value);
+    Ok(request)
+}
+
+#[async_trait::async_trait]
+impl strata_distributor::IngesterPush for InProcessIngester {
+    async fn push(&self, tenant: &str, message: WriteRequest) -> Result<(), ServiceError> {
+        self.service.push(request(tenant, message)?).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl strata_querier::IngesterQuery for InProcessIngester {
+    async fn query_stream(
+        &self,
+        tenant: &str,
+        message: QueryRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError> {
+        let mut stream = self
+            .service
+            .query_stream(request(tenant, message)?)
+            .await?
+            .into_inner();
+        let mut series = Vec::new();
+        while let Some(batch) = stream.next().await {
+            series.extend(batch?.series);
+        }
+        Ok(series)
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &str,
+        message: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let response = self.service.label_names(request(tenant, message)?).await?;
+        Ok(response.into_inner().label_names)
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &str,
+        message: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let response = self.service.label_values(request(tenant, message)?).await?;
+        Ok(response.into_inner().label_values)
+    }
+
+    async fn series(
+        &self,
+        tenant: &str,
+        message: SeriesRequest,
+    ) -> Result<Vec<Labels>, ServiceError> {
+        let response = self.service.series(request(tenant, message)?).await?;
+        Ok(response
+            .into_inner()
+            .series
+            .into_iter()
+            .map(|set| strata_proto::labels_from_proto(set.labels))
+            .collect())
+    }
+}
