@@ -295,10 +295,11 @@ pub fn encode_write_request(req: &strata_proto::prometheus::WriteRequest) -> Vec
     snap::raw::Encoder::new().compress_vec(&raw).unwrap()
 }
 
-/// A one-series, one-sample-per-entry remote-write request.
-pub fn write_request(
-    series: &[(&[(&str, &str)], &[(i64, f64)])],
-) -> strata_proto::prometheus::WriteRequest {
+/// A series as test code writes it: label pairs and (timestamp ms, value) samples.
+pub type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+/// A remote-write request holding `series`.
+pub fn write_request(series: &[TestSeries<'_>]) -> strata_proto::prometheus::WriteRequest {
     use strata_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
     WriteRequest {
         timeseries: series

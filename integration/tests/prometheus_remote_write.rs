@@ -13,8 +13,12 @@ const QUERIES: &[&str] = &[
     "up",
     "sum by (job) (up)",
     "scrape_samples_scraped * 2 + 1",
-    "rate(prometheus_http_requests_total[10s])",
-    "sum by (job) (rate(scrape_duration_seconds[10s]))",
+    // Strata follows Prometheus 3 semantics; the reference here is 2.42. Their
+    // `rate` differs only for counters whose value is small next to their
+    // increase (3.x clamps the extrapolation to the zero point after, 2.x
+    // before, the half-interval rule), so the counters compared are old ones.
+    "rate(prometheus_tsdb_head_samples_appended_total[10s])",
+    "sum by (job) (rate(process_cpu_seconds_total[10s]))",
     "max_over_time(process_resident_memory_bytes[10s])",
     "count by (job) ({__name__=~\"scrape_.*\"})",
     "prometheus_tsdb_head_series / 2",

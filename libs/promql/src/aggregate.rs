@@ -1,0 +1,347 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`, ...).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use strata_model::{is_valid_label_name, Labels, METRIC_NAME};
+
+use crate::error::QueryError;
+use crate::eval::{drop_labels, keep_labels, set_label, string_arg, Evaluator, Sample, Val};
+use crate::mathx::{kahan_sum_inc, nan_first_cmp, quantile};
+use crate::value::format_value;
+
+/// Running state of one group.
+#[derive(Debug, Default)]
+struct Group {
+    labels: Labels,
+    drop_name: bool,
+    count: f64,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    incremental_mean: bool,
+    values: Vec<f64>,
+    members: Vec<Sample>,
+}
+
+/// Whether `a` should rank above `b` in `topk` (NaN ranks lowest).
+fn topk_better(a: f64, b: f64) -> bool {
+    if b.is_nan() {
+        !a.is_nan()
+    } else {
+        a > b
+    }
+}
+
+fn bottomk_better(a: f64, b: f64) -> bool {
+    if b.is_nan() {
+        !a.is_nan()
+    } else {
+        a < b
+    }
+}
+
+/// The `k` of `topk`/`bottomk`/`limitk`, checked like Prometheus does.
+fn k_param(v: f64) -> Result<i64, QueryError> {
+    if v.is_nan() {
+        return Err(QueryError::exec("Parameter value is NaN"));
+    }
+    // i64::MAX as f64 rounds up to 2^63, which is already out of range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if !(-LIMIT..LIMIT).contains(&v) {
+        return Err(QueryError::exec(format!(
+            "Scalar value {} overflows int64",
+            crate::value::format_value(v)
+        )));
+    }
+    Ok(v as i64)
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn aggregate(&mut self, a: &AggregateExpr, t: i64) -> Result<Val, QueryError> {
+        let op = a.op.id();
+        let mut param = None;
+        let mut label_param = None;
+        if let Some(p) = &a.param {
+            if op == T_COUNT_VALUES {
+                label_param = Some(string_arg(p)?);
+            } else {
+                param = Some(self.scalar_arg(p, t)?);
+            }
+        }
+        let input = self.vector_arg(&a.expr, t)?;
+        let (by, names): (bool, &[String]) = match &a.modifier {
+            None => (true, &[]),
+            Some(LabelModifier::Include(ls)) => (true, &ls.labels),
+            Some(LabelModifier::Exclude(ls)) => (false, &ls.labels),
+        };
+        let group_key = |l: &Labels| -> Labels {
+            if by {
+                keep_labels(l, names)
+            } else {
+                drop_labels(l, names, true)
+            }
+        };
+        let name_in_key = by && names.iter().any(|n| n == METRIC_NAME);
+
+        if op == T_COUNT_VALUES {
+            let label = label_param.unwrap_or_default();
+            if !is_valid_label_name(&label) {
+                return Err(QueryError::exec(format!("invalid label name {label:?}")));
+            }
+            let mut order: Vec<Labels> = Vec::new();
+            let mut counts: HashMap<Labels, f64> = HashMap::new();
+            for s in &input {
+                let key = set_label(&group_key(&s.labels), &label, &format_value(s.value));
+                let c = counts.entry(key.clone()).or_insert_with(|| {
+                    order.push(key);
+                    0.0
+                });
+                *c += 1.0;
+            }
+            let out = order
+                .into_iter()
+                .map(|l| {
+                    let v = counts.get(&l).copied().unwrap_or(0.0);
+                    Sample {
+                        labels: l,
+                        value: v,
+                        drop_name: false,
+                    }
+                })
+                .collect();
+            return Ok(Val::Vector(out));
+        }
+
+        let mut k = 0i64;
+        if matches!(op, T_TOPK | T_BOTTOMK | T_LIMITK) {
+            k = k_param(param.unwrap_or(f64::NAN))?;
+            if k < 1 {
+                return Ok(Val::Vector(Vec::new()));
+            }
+        }
+        if op == T_QUANTILE {
+            let q = param.unwrap_or(f64::NAN);
+            if !(0.0..=1.0).contains(&q) {
+                self.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    format_value(q)
+                ));
+            }
+        }
+        if op == T_LIMIT_RATIO {
+            let r = param.unwrap_or(f64::NAN);
+            if r.is_nan() {
+                return Err(QueryError::exec("Ratio value is NaN"));
+            }
+            if !(-1.0..=1.0).contains(&r) {
+                self.warn(format!(
+                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                    format_value(r),
+                    if r < 0.0 { -1 } else { 1 }
+                ));
+            }
+        }
+
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in input {
+            let key = group_key(&s.labels);
+            let gi = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push(Group {
+                        labels: key,
+                        ..Group::default()
+                    });
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[gi];
+            let first = g.count == 0.0;
+            g.count += 1.0;
+            if name_in_key {
+                g.drop_name |= s.drop_name;
+            }
+            let f = s.value;
+            match op {
+                T_SUM => {
+                    (g.value, g.kahan_c) = kahan_sum_inc(f, g.value, g.kahan_c);
+                }
+                T_AVG => {
+                    if first {
+                        g.value = f;
+                        g.mean = f;
+                        continue;
+                    }
+                    avg_step(g, f);
+                }
+                T_MAX => {
+                    if first || g.value < f || g.value.is_nan() {
+                        g.value = f;
+                    }
+                }
+                T_MIN => {
+                    if first || g.value > f || g.value.is_nan() {
+                        g.value = f;
+                    }
+                }
+                T_COUNT | T_GROUP => {}
+                T_STDDEV | T_STDVAR => {
+                    if first {
+                        g.mean = f;
+                        g.value = if f.is_nan() || f.is_infinite() {
+                            f64::NAN
+                        } else {
+                            0.0
+                        };
+                        continue;
+                    }
+                    let delta = f - g.mean;
+                    g.mean += delta / g.count;
+                    g.value += delta * (f - g.mean);
+                }
+                T_QUANTILE => g.values.push(f),
+                T_TOPK | T_BOTTOMK => {
+                    let better = if op == T_TOPK {
+                        topk_better
+                    } else {
+                        bottomk_better
+                    };
+                    if (g.members.len() as i64) < k {
+                        g.members.push(s);
+                    } else {
+                        // Replace the worst member if this one is better.
+                        let mut worst = 0;
+                        for (i, m) in g.members.iter().enumerate() {
+                            if better(g.members[worst].value, m.value) {
+                                worst = i;
+                            }
+                        }
+                        if better(f, g.members[worst].value) {
+                            g.members[worst] = s;
+                        }
+                    }
+                }
+                T_LIMITK => {
+                    if (g.members.len() as i64) < k {
+                        g.members.push(s);
+                    }
+                }
+                T_LIMIT_RATIO => {
+                    let r = param.unwrap_or(f64::NAN).clamp(-1.0, 1.0);
+                    let offset = ratio_offset(&s.labels);
+                    if (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r) {
+                        g.members.push(s);
+                    }
+                }
+                _ => {
+                    return Err(QueryError::exec(format!(
+                        "unsupported aggregation operator {}",
+                        a.op
+                    )))
+                }
+            }
+        }
+
+        let mut out = Vec::with_capacity(groups.len());
+        for mut g in groups {
+            let value = match op {
+                T_SUM => g.value + g.kahan_c,
+                T_AVG => {
+                    if g.incremental_mean {
+                        g.mean + g.kahan_c
+                    } else {
+                        g.value / g.count + g.kahan_c / g.count
+                    }
+                }
+                T_MAX | T_MIN => g.value,
+                T_COUNT => g.count,
+                T_GROUP => 1.0,
+                T_STDVAR => g.value / g.count,
+                T_STDDEV => (g.value / g.count).sqrt(),
+                T_QUANTILE => quantile(param.unwrap_or(f64::NAN), &mut g.values),
+                T_TOPK | T_BOTTOMK => {
+                    // Best first, NaN last, for both.
+                    if op == T_TOPK {
+                        g.members.sort_by(|a, b| nan_first_cmp(b.value, a.value));
+                    } else {
+                        g.members
+                            .sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                                (true, false) => std::cmp::Ordering::Greater,
+                                (false, true) => std::cmp::Ordering::Less,
+                                _ => nan_first_cmp(a.value, b.value),
+                            });
+                    }
+                    out.append(&mut g.members);
+                    continue;
+                }
+                T_LIMITK | T_LIMIT_RATIO => {
+                    out.append(&mut g.members);
+                    continue;
+                }
+                _ => f64::NAN,
+            };
+            out.push(Sample {
+                labels: g.labels,
+                value,
+                drop_name: g.drop_name,
+            });
+        }
+        Ok(Val::Vector(out))
+    }
+}
+
+fn avg_step(g: &mut Group, f: f64) {
+    if !g.incremental_mean {
+        let (nv, nc) = kahan_sum_inc(f, g.value, g.kahan_c);
+        if !nv.is_infinite() {
+            g.value = nv;
+            g.kahan_c = nc;
+            return;
+        }
+        g.incremental_mean = true;
+        g.mean = g.value / (g.count - 1.0);
+        g.kahan_c /= g.count - 1.0;
+    }
+    if g.mean.is_infinite() {
+        if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
+            return;
+        }
+        if !f.is_infinite() && !f.is_nan() {
+            return;
+        }
+    }
+    let current = g.mean + g.kahan_c;
+    (g.mean, g.kahan_c) = kahan_sum_inc(f / g.count - current / g.count, g.mean, g.kahan_c);
+}
+
+/// A stable pseudo-random position in [0, 1) for a label set (for `limit_ratio`).
+fn ratio_offset(l: &Labels) -> f64 {
+    let mut h = xxhash_like(l);
+    h ^= h >> 11;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn xxhash_like(l: &Labels) -> u64 {
+    // FNV-1a over name/value pairs: deterministic across processes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for lab in l.iter() {
+        for b in lab
+            .name
+            .bytes()
+            .chain([0xff])
+            .chain(lab.value.bytes())
+            .chain([0xff])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}

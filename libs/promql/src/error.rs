@@ -1,0 +1,32 @@
+//! The engine's error type.
+
+use strata_status::ServiceError;
+
+/// Why a query failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The query does not parse or is not valid PromQL.
+    #[error("{0}")]
+    Parse(String),
+    /// Evaluation failed (bad arguments, many-to-many matching, duplicate label sets, ...).
+    #[error("{0}")]
+    Execution(String),
+    /// The query would hold more samples in memory than `max_samples` (the limit).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples(usize),
+    /// The query ran longer than its timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// The query was canceled.
+    #[error("{0}")]
+    Canceled(String),
+    /// Reading series from storage failed.
+    #[error("{0}")]
+    Storage(ServiceError),
+}
+
+impl QueryError {
+    pub(crate) fn exec(msg: impl Into<String>) -> Self {
+        QueryError::Execution(msg.into())
+    }
+}

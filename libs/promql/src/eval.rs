@@ -1,0 +1,485 @@
+//! The evaluator: walks the parsed expression at one evaluation time over data
+//! that was fetched up front. Range queries and subqueries evaluate the same code
+//! once per step, which is what Prometheus's range evaluation is equivalent to.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as ParserMatchOp;
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
+use strata_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Series, METRIC_NAME};
+
+use crate::error::QueryError;
+
+/// Subqueries without an explicit step use this resolution (Prometheus's default
+/// global evaluation interval).
+pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// The series each selector node selected, keyed by the node's address in the
+/// (immutable, borrowed) AST.
+pub(crate) type SelectorData = HashMap<usize, Vec<Series>>;
+
+/// The key of a selector node in [`SelectorData`].
+pub(crate) fn node_key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+/// One element of an instant vector during evaluation. `drop_name` is Prometheus's
+/// delayed `__name__` removal: the name stays (so `label_replace` and `by (__name__)`
+/// can still see it) and is removed when the result is returned.
+#[derive(Debug, Clone)]
+pub(crate) struct Sample {
+    pub(crate) labels: Labels,
+    pub(crate) value: f64,
+    pub(crate) drop_name: bool,
+}
+
+/// One series of a range vector.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeSeries {
+    pub(crate) labels: Labels,
+    pub(crate) points: Vec<(i64, f64)>,
+    pub(crate) drop_name: bool,
+}
+
+/// A value during evaluation at one time.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<Sample>),
+    Matrix(Vec<RangeSeries>),
+}
+
+impl Val {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Matrix(_) => "range vector",
+        }
+    }
+}
+
+/// A range vector argument with the window it covers.
+#[derive(Debug)]
+pub(crate) struct RangeArg {
+    pub(crate) series: Vec<RangeSeries>,
+    pub(crate) range_ms: i64,
+    /// The (inclusive) end of the window.
+    pub(crate) end_ms: i64,
+}
+
+/// Evaluation state for one query.
+#[derive(Debug)]
+pub(crate) struct Evaluator<'a> {
+    pub(crate) data: &'a SelectorData,
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: i64,
+    pub(crate) step_ms: i64,
+    pub(crate) lookback_ms: i64,
+    pub(crate) deadline: Option<Instant>,
+    /// Set when the caller stopped waiting for the result.
+    pub(crate) canceled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub(crate) max_samples: usize,
+    pub(crate) cur_samples: usize,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) infos: Vec<String>,
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+        Some(Offset::Neg(d)) => -i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+    }
+}
+
+pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX / 4),
+    }
+}
+
+pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// The `@` time of a selector or subquery, if it has one.
+pub(crate) fn at_ms(at: &Option<AtModifier>, start_ms: i64, end_ms: i64) -> Option<i64> {
+    match at {
+        None => None,
+        Some(AtModifier::Start) => Some(start_ms),
+        Some(AtModifier::End) => Some(end_ms),
+        Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+    }
+}
+
+/// The matcher sets of a selector (more than one for `{a="b" or c="d"}`), converted
+/// to the shared matcher type; the metric name becomes a `__name__` matcher.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    let convert = |m: &promql_parser::label::Matcher| -> Result<Matcher, QueryError> {
+        let op = match m.op {
+            ParserMatchOp::Equal => MatchOp::Equal,
+            ParserMatchOp::NotEqual => MatchOp::NotEqual,
+            ParserMatchOp::Re(_) => MatchOp::RegexMatch,
+            ParserMatchOp::NotRe(_) => MatchOp::RegexNoMatch,
+        };
+        Matcher::new(op, m.name.clone(), m.value.clone())
+            .map_err(|e| QueryError::Parse(e.to_string()))
+    };
+    let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty() {
+        vec![&vs.matchers.matchers]
+    } else {
+        let mut g: Vec<&Vec<_>> = vs.matchers.or_matchers.iter().collect();
+        if !vs.matchers.matchers.is_empty() {
+            g.push(&vs.matchers.matchers);
+        }
+        g
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let mut set = Vec::with_capacity(g.len() + 1);
+        if let Some(name) = &vs.name {
+            set.push(Matcher::equal(METRIC_NAME, name.clone()));
+        }
+        for m in g {
+            set.push(convert(m)?);
+        }
+        out.push(set);
+    }
+    Ok(out)
+}
+
+/// Labels restricted to `names` (`by`, `on`).
+pub(crate) fn keep_labels(l: &Labels, names: &[String]) -> Labels {
+    Labels::from_sorted(
+        l.iter()
+            .filter(|x| names.contains(&x.name))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Whether a label goes away with the metric name: `__name__` and the
+/// type-and-unit labels `__type__`/`__unit__`.
+pub(crate) fn is_name_label(name: &str) -> bool {
+    matches!(name, METRIC_NAME | "__type__" | "__unit__")
+}
+
+/// Labels without the metric name (and type and unit).
+pub(crate) fn without_name(l: &Labels) -> Labels {
+    Labels::from_sorted(
+        l.iter()
+            .filter(|x| !is_name_label(&x.name))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Labels without `names` and, if `drop_name`, without `__name__` (`without`, `ignoring`).
+pub(crate) fn drop_labels(l: &Labels, names: &[String], drop_name: bool) -> Labels {
+    Labels::from_sorted(
+        l.iter()
+            .filter(|x| !(names.contains(&x.name) || (drop_name && is_name_label(&x.name))))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// A copy with `name` set to `value` (removed when `value` is empty).
+pub(crate) fn set_label(l: &Labels, name: &str, value: &str) -> Labels {
+    let mut v: Vec<Label> = l.iter().filter(|x| x.name != name).cloned().collect();
+    if !value.is_empty() {
+        v.push(Label::new(name, value));
+    }
+    Labels::new(v)
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn check_deadline(&self) -> Result<(), QueryError> {
+        if let Some(c) = &self.canceled {
+            if c.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(QueryError::Canceled("query was canceled".to_string()));
+            }
+        }
+        if let Some(d) = self.deadline {
+            if Instant::now() > d {
+                return Err(QueryError::Timeout(
+                    "query timed out in expression evaluation".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_samples(&mut self, n: usize) -> Result<(), QueryError> {
+        self.cur_samples = self.cur_samples.saturating_add(n);
+        if self.cur_samples > self.max_samples {
+            return Err(QueryError::TooManySamples(self.max_samples));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    pub(crate) fn info(&mut self, msg: String) {
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+
+    /// Evaluates `e` at time `t` (milliseconds).
+    pub(crate) fn eval(&mut self, e: &Expr, t: i64) -> Result<Val, QueryError> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(mut vec) => {
+                    for s in &mut vec {
+                        s.value = -s.value;
+                        s.drop_name = true;
+                    }
+                    Ok(Val::Vector(vec))
+                }
+                other => Err(QueryError::exec(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => {
+                let v = self
+                    .select_instant(vs, t)?
+                    .into_iter()
+                    .map(|(labels, _, value)| Sample {
+                        labels,
+                        value,
+                        drop_name: false,
+                    })
+                    .collect();
+                Ok(Val::Vector(v))
+            }
+            Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.select_range(ms, t)?.series)),
+            Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, t)?.series)),
+            Expr::Aggregate(a) => self.aggregate(a, t),
+            Expr::Binary(b) => self.binary(b, t),
+            Expr::Call(c) => self.call(c, t),
+            Expr::Extension(_) => Err(QueryError::exec("extension expressions are not supported")),
+        }
+    }
+
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+        self.data
+            .get(&node_key(vs))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The instant vector a selector yields at `t`: per series the newest sample in
+    /// the left-open lookback window, unless it is a staleness marker. Returns
+    /// `(labels, sample timestamp, value)`.
+    pub(crate) fn select_instant(
+        &mut self,
+        vs: &VectorSelector,
+        t: i64,
+    ) -> Result<Vec<(Labels, i64, f64)>, QueryError> {
+        let ref_t = at_ms(&vs.at, self.start_ms, self.end_ms)
+            .unwrap_or(t)
+            .saturating_sub(offset_ms(&vs.offset));
+        let min_t = ref_t.saturating_sub(self.lookback_ms);
+        let mut out = Vec::new();
+        for s in self.series_of(vs) {
+            let idx = s.samples.partition_point(|p| p.timestamp_ms <= ref_t);
+            if idx == 0 {
+                continue;
+            }
+            let p = s.samples[idx - 1];
+            if p.timestamp_ms <= min_t || is_stale_nan(p.value) {
+                continue;
+            }
+            out.push((s.labels.clone(), p.timestamp_ms, p.value));
+        }
+        self.add_samples(out.len())?;
+        Ok(out)
+    }
+
+    /// The range vector a matrix selector yields at `t`: the samples in
+    /// `(t - offset - range, t - offset]`, staleness markers removed.
+    pub(crate) fn select_range(
+        &mut self,
+        ms: &MatrixSelector,
+        t: i64,
+    ) -> Result<RangeArg, QueryError> {
+        let vs = &ms.vs;
+        let end = at_ms(&vs.at, self.start_ms, self.end_ms)
+            .unwrap_or(t)
+            .saturating_sub(offset_ms(&vs.offset));
+        let range = duration_ms(&ms.range);
+        let start = end.saturating_sub(range);
+        let mut out = Vec::new();
+        let mut n = 0;
+        for s in self.series_of(vs) {
+            let lo = s.samples.partition_point(|p| p.timestamp_ms <= start);
+            let hi = s.samples.partition_point(|p| p.timestamp_ms <= end);
+            if lo >= hi {
+                continue;
+            }
+            let points: Vec<(i64, f64)> = s.samples[lo..hi]
+                .iter()
+                .filter(|p| !is_stale_nan(p.value))
+                .map(|p| (p.timestamp_ms, p.value))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            n += points.len();
+            out.push(RangeSeries {
+                labels: s.labels.clone(),
+                points,
+                drop_name: false,
+            });
+        }
+        self.add_samples(n)?;
+        Ok(RangeArg {
+            series: out,
+            range_ms: range,
+            end_ms: end,
+        })
+    }
+
+    /// A subquery at `t`: the inner expression evaluated at every multiple of the
+    /// step inside `(t - offset - range, t - offset]`.
+    pub(crate) fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg, QueryError> {
+        let end = at_ms(&sq.at, self.start_ms, self.end_ms)
+            .unwrap_or(t)
+            .saturating_sub(offset_ms(&sq.offset));
+        let range = duration_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(duration_ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+        let start = end.saturating_sub(range);
+        let mut ts = start.div_euclid(step).saturating_mul(step);
+        if ts <= start {
+            ts = ts.saturating_add(step);
+        }
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut out: Vec<RangeSeries> = Vec::new();
+        while ts <= end {
+            self.check_deadline()?;
+            match self.eval(&sq.expr, ts)? {
+                Val::Vector(v) => {
+                    self.add_samples(v.len())?;
+                    for s in v {
+                        match index.get(&s.labels) {
+                            Some(&i) => {
+                                out[i].points.push((ts, s.value));
+                                out[i].drop_name |= s.drop_name;
+                            }
+                            None => {
+                                index.insert(s.labels.clone(), out.len());
+                                out.push(RangeSeries {
+                                    labels: s.labels,
+                                    points: vec![(ts, s.value)],
+                                    drop_name: s.drop_name,
+                                });
+                            }
+                        }
+                    }
+                }
+                Val::Scalar(v) => {
+                    self.add_samples(1)?;
+                    match out.first_mut() {
+                        Some(s) => s.points.push((ts, v)),
+                        None => out.push(RangeSeries {
+                            labels: Labels::default(),
+                            points: vec![(ts, v)],
+                            drop_name: false,
+                        }),
+                    }
+                }
+                other => {
+                    return Err(QueryError::exec(format!(
+                        "subquery is only allowed on instant vector, got {}",
+                        other.type_name()
+                    )))
+                }
+            }
+            ts = match ts.checked_add(step) {
+                Some(x) => x,
+                None => break,
+            };
+        }
+        Ok(RangeArg {
+            series: out,
+            range_ms: range,
+            end_ms: end,
+        })
+    }
+
+    /// Evaluates a range-vector argument (matrix selector or subquery, possibly in
+    /// parentheses).
+    pub(crate) fn range_arg(&mut self, e: &Expr, t: i64) -> Result<RangeArg, QueryError> {
+        match e {
+            Expr::Paren(p) => self.range_arg(&p.expr, t),
+            Expr::MatrixSelector(ms) => self.select_range(ms, t),
+            Expr::Subquery(sq) => self.subquery(sq, t),
+            other => Err(QueryError::exec(format!(
+                "expected a range vector, got {}",
+                other.value_type()
+            ))),
+        }
+    }
+
+    pub(crate) fn scalar_arg(&mut self, e: &Expr, t: i64) -> Result<f64, QueryError> {
+        match self.eval(e, t)? {
+            Val::Scalar(v) => Ok(v),
+            other => Err(QueryError::exec(format!(
+                "expected a scalar, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    pub(crate) fn vector_arg(&mut self, e: &Expr, t: i64) -> Result<Vec<Sample>, QueryError> {
+        match self.eval(e, t)? {
+            Val::Vector(v) => Ok(v),
+            other => Err(QueryError::exec(format!(
+                "expected an instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+/// A string literal argument (possibly in parentheses).
+pub(crate) fn string_arg(e: &Expr) -> Result<String, QueryError> {
+    match e {
+        Expr::Paren(p) => string_arg(&p.expr),
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        other => Err(QueryError::exec(format!(
+            "expected a string literal, got {}",
+            other.value_type()
+        ))),
+    }
+}
+
+/// Removes parentheses.
+pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}

@@ -1,0 +1,764 @@
+//! PromQL functions over floats (native histograms are not supported).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{Call, Expr};
+use regex::Regex;
+use strata_model::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
+
+use crate::error::QueryError;
+use crate::eval::{
+    selector_matchers, set_label, string_arg, unwrap_parens, Evaluator, RangeArg, Sample, Val,
+};
+use crate::mathx::{
+    bucket_quantile, civil_from_unix, days_in_month, go_max, go_min, kahan_sum_inc,
+    linear_regression, parse_go_float, quantile, Bucket,
+};
+use crate::value::format_value;
+
+type Points = [(i64, f64)];
+
+fn map_vector(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Vec<Sample> {
+    v.into_iter()
+        .map(|mut s| {
+            s.value = f(s.value);
+            s.drop_name = true;
+            s
+        })
+        .collect()
+}
+
+/// Go's `math.Round` rounds half away from zero, which is Rust's `round`; the
+/// `round()` function instead rounds half up (`floor(x + 0.5)`).
+fn round_to(v: f64, to_nearest: f64) -> f64 {
+    let inv = 1.0 / to_nearest;
+    (v * inv + 0.5).floor() / inv
+}
+
+fn sgn(v: f64) -> f64 {
+    if v < 0.0 {
+        -1.0
+    } else if v > 0.0 {
+        1.0
+    } else {
+        v
+    }
+}
+
+/// Prometheus's `extrapolatedRate` for `rate`, `increase` and `delta`.
+fn extrapolated_rate(p: &Points, range: &RangeArg, is_counter: bool, is_rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (first_t, first_v) = p[0];
+    let (last_t, last_v) = p[p.len() - 1];
+    let mut result = last_v - first_v;
+    if is_counter {
+        let mut prev = first_v;
+        for &(_, v) in &p[1..] {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+    }
+    let range_start = range.end_ms.saturating_sub(range.range_ms);
+    let range_end = range.end_ms;
+    let mut to_start = first_t.saturating_sub(range_start) as f64 / 1000.0;
+    let mut to_end = range_end.saturating_sub(last_t) as f64 / 1000.0;
+    let sampled = last_t.saturating_sub(first_t) as f64 / 1000.0;
+    let avg = sampled / (p.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter && result > 0.0 && first_v >= 0.0 {
+        let to_zero = sampled * (first_v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= range.range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_value(p: &Points, is_rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (lt, lv) = p[p.len() - 1];
+    let (pt, pv) = p[p.len() - 2];
+    let mut result = if is_rate && lv < pv { lv } else { lv - pv };
+    let dt = lt - pt;
+    if dt == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= dt as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+fn avg_points(p: &Points) -> f64 {
+    let (mut sum, mut mean, mut count, mut c) = (0.0, 0.0, 0.0, 0.0);
+    let mut incremental = false;
+    for &(_, f) in p {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_sum_inc(f, sum, c);
+            if count == 1.0 || !ns.is_infinite() {
+                sum = ns;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_sum_inc(f / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
+fn variance_points(p: &Points) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, f) in p {
+        count += 1.0;
+        let delta = f - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (f - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+fn double_exponential_smoothing(p: &Points, sf: f64, tf: f64) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let mut s0 = 0.0;
+    let mut s1 = p[0].1;
+    let mut b = p[1].1 - p[0].1;
+    for (i, &(_, v)) in p.iter().enumerate().skip(1) {
+        let x = sf * v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// Label set of `absent()`'s result: the equality matchers of the selector.
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match unwrap_parens(e) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::default(),
+    };
+    let sets = match selector_matchers(vs) {
+        Ok(s) if s.len() == 1 => s,
+        _ => return Labels::default(),
+    };
+    // Prometheus's historic rule: the first `=` matcher of a label sets it, any
+    // other matcher of the same label removes it.
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut has: Vec<String> = Vec::new();
+    for m in sets.iter().flatten() {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == MatchOp::Equal && !has.contains(&m.name) {
+            pairs.retain(|(n, _)| *n != m.name);
+            pairs.push((m.name.clone(), m.value.clone()));
+            has.push(m.name.clone());
+        } else {
+            pairs.retain(|(n, _)| *n != m.name);
+        }
+    }
+    Labels::from_pairs(pairs)
+}
+
+/// Compares strings the way Prometheus's `sort_by_label` does: natural order, so
+/// runs of digits compare by numeric value.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < ab.len() && j < bb.len() {
+        if ab[i].is_ascii_digit() && bb[j].is_ascii_digit() {
+            let si = i;
+            while i < ab.len() && ab[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < bb.len() && bb[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = a[si..i].trim_start_matches('0');
+            let nb = b[sj..j].trim_start_matches('0');
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Ordering::Equal {
+                return o;
+            }
+        } else {
+            let o = ab[i].cmp(&bb[j]);
+            if o != Ordering::Equal {
+                return o;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (ab.len() - i).cmp(&(bb.len() - j))
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn call(&mut self, c: &Call, t: i64) -> Result<Val, QueryError> {
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+        let arg = |i: usize| -> Result<&Expr, QueryError> {
+            args.get(i)
+                .copied()
+                .ok_or_else(|| QueryError::exec(format!("missing argument {} of {name}()", i + 1)))
+        };
+        match name {
+            "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
+            "pi" => Ok(Val::Scalar(std::f64::consts::PI)),
+            "start" => Ok(Val::Scalar(self.start_ms as f64 / 1000.0)),
+            "end" => Ok(Val::Scalar(self.end_ms as f64 / 1000.0)),
+            "range" => Ok(Val::Scalar((self.end_ms - self.start_ms) as f64 / 1000.0)),
+            "step" => Ok(Val::Scalar(self.step_ms as f64 / 1000.0)),
+            "vector" => {
+                let v = self.scalar_arg(arg(0)?, t)?;
+                Ok(Val::Vector(vec![Sample {
+                    labels: Labels::default(),
+                    value: v,
+                    drop_name: false,
+                }]))
+            }
+            "scalar" => {
+                let v = self.vector_arg(arg(0)?, t)?;
+                Ok(Val::Scalar(if v.len() == 1 {
+                    v[0].value
+                } else {
+                    f64::NAN
+                }))
+            }
+            "min_of" | "max_of" => {
+                let mut acc: Option<f64> = None;
+                for a in &args {
+                    let v = self.scalar_arg(a, t)?;
+                    acc = Some(match acc {
+                        None => v,
+                        Some(x) if name == "min_of" => go_min(x, v),
+                        Some(x) => go_max(x, v),
+                    });
+                }
+                Ok(Val::Scalar(acc.unwrap_or(f64::NAN)))
+            }
+            "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "sin"
+            | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
+            | "acosh" | "atanh" | "deg" | "rad" => {
+                let f: fn(f64) -> f64 = match name {
+                    "abs" => f64::abs,
+                    "ceil" => f64::ceil,
+                    "floor" => f64::floor,
+                    "exp" => f64::exp,
+                    "ln" => f64::ln,
+                    "log2" => f64::log2,
+                    "log10" => f64::log10,
+                    "sqrt" => f64::sqrt,
+                    "sgn" => sgn,
+                    "sin" => f64::sin,
+                    "cos" => f64::cos,
+                    "tan" => f64::tan,
+                    "asin" => f64::asin,
+                    "acos" => f64::acos,
+                    "atan" => f64::atan,
+                    "sinh" => f64::sinh,
+                    "cosh" => f64::cosh,
+                    "tanh" => f64::tanh,
+                    "asinh" => f64::asinh,
+                    "acosh" => f64::acosh,
+                    "atanh" => f64::atanh,
+                    "deg" => |v: f64| v * 180.0 / std::f64::consts::PI,
+                    _ => |v: f64| v * std::f64::consts::PI / 180.0,
+                };
+                let v = self.vector_arg(arg(0)?, t)?;
+                Ok(Val::Vector(map_vector(v, f)))
+            }
+            "round" => {
+                let v = self.vector_arg(arg(0)?, t)?;
+                let to = match args.get(1) {
+                    Some(e) => self.scalar_arg(e, t)?,
+                    None => 1.0,
+                };
+                Ok(Val::Vector(map_vector(v, |x| round_to(x, to))))
+            }
+            "clamp" => {
+                let v = self.vector_arg(arg(0)?, t)?;
+                let lo = self.scalar_arg(arg(1)?, t)?;
+                let hi = self.scalar_arg(arg(2)?, t)?;
+                if hi < lo {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                Ok(Val::Vector(map_vector(v, |x| go_max(lo, go_min(hi, x)))))
+            }
+            "clamp_min" => {
+                let v = self.vector_arg(arg(0)?, t)?;
+                let lo = self.scalar_arg(arg(1)?, t)?;
+                Ok(Val::Vector(map_vector(v, |x| go_max(lo, x))))
+            }
+            "clamp_max" => {
+                let v = self.vector_arg(arg(0)?, t)?;
+                let hi = self.scalar_arg(arg(1)?, t)?;
+                Ok(Val::Vector(map_vector(v, |x| go_min(hi, x))))
+            }
+            "timestamp" => {
+                let a = arg(0)?;
+                if let Expr::VectorSelector(vs) = unwrap_parens(a) {
+                    let v = self
+                        .select_instant(vs, t)?
+                        .into_iter()
+                        .map(|(labels, ts, _)| Sample {
+                            labels,
+                            value: ts as f64 / 1000.0,
+                            drop_name: true,
+                        })
+                        .collect();
+                    return Ok(Val::Vector(v));
+                }
+                let v = self.vector_arg(a, t)?;
+                Ok(Val::Vector(map_vector(v, |_| t as f64 / 1000.0)))
+            }
+            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
+            | "minute" | "month" | "year" => {
+                let v = match args.first() {
+                    Some(e) => self.vector_arg(e, t)?,
+                    None => vec![Sample {
+                        labels: Labels::default(),
+                        value: t as f64 / 1000.0,
+                        drop_name: false,
+                    }],
+                };
+                let f = |x: f64| -> f64 {
+                    if x.is_nan() || x.is_infinite() {
+                        return x;
+                    }
+                    let c = civil_from_unix(x as i64);
+                    match name {
+                        "day_of_month" => f64::from(c.day),
+                        "day_of_week" => f64::from(c.weekday),
+                        "day_of_year" => f64::from(c.day_of_year),
+                        "days_in_month" => f64::from(days_in_month(c.year, c.month)),
+                        "hour" => f64::from(c.hour),
+                        "minute" => f64::from(c.minute),
+                        "month" => f64::from(c.month),
+                        _ => c.year as f64,
+                    }
+                };
+                Ok(Val::Vector(map_vector(v, f)))
+            }
+            "label_replace" => self.label_replace(&args, t),
+            "label_join" => self.label_join(&args, t),
+            "sort" | "sort_desc" => {
+                let mut v = self.vector_arg(arg(0)?, t)?;
+                let desc = name == "sort_desc";
+                v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ => {
+                        let o = a
+                            .value
+                            .partial_cmp(&b.value)
+                            .unwrap_or(std::cmp::Ordering::Equal);
+                        if desc {
+                            o.reverse()
+                        } else {
+                            o
+                        }
+                    }
+                });
+                Ok(Val::Vector(v))
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                let mut v = self.vector_arg(arg(0)?, t)?;
+                let mut names = Vec::new();
+                for a in &args[1..] {
+                    names.push(string_arg(a)?);
+                }
+                let desc = name == "sort_by_label_desc";
+                v.sort_by(|a, b| {
+                    for n in &names {
+                        let o = natural_cmp(
+                            a.labels.get(n).unwrap_or(""),
+                            b.labels.get(n).unwrap_or(""),
+                        );
+                        if o != std::cmp::Ordering::Equal {
+                            return if desc { o.reverse() } else { o };
+                        }
+                    }
+                    let o = a.labels.cmp(&b.labels);
+                    if desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                });
+                Ok(Val::Vector(v))
+            }
+            "absent" => {
+                let v = self.vector_arg(arg(0)?, t)?;
+                if !v.is_empty() {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                Ok(Val::Vector(vec![Sample {
+                    labels: absent_labels(arg(0)?),
+                    value: 1.0,
+                    drop_name: false,
+                }]))
+            }
+            "absent_over_time" => {
+                let r = self.range_arg(arg(0)?, t)?;
+                if !r.series.is_empty() {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                Ok(Val::Vector(vec![Sample {
+                    labels: absent_labels(arg(0)?),
+                    value: 1.0,
+                    drop_name: false,
+                }]))
+            }
+            "histogram_quantile" => self.histogram_quantile(&args, t),
+            "quantile_over_time" => {
+                let q = self.scalar_arg(arg(0)?, t)?;
+                if !(0.0..=1.0).contains(&q) {
+                    self.warn(format!(
+                        "PromQL warning: quantile value should be between 0 and 1, got {}",
+                        format_value(q)
+                    ));
+                }
+                let r = self.range_arg(arg(1)?, t)?;
+                self.over_range(r, true, |p, _| {
+                    let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+                    Some(quantile(q, &mut vals))
+                })
+            }
+            "predict_linear" => {
+                let r = self.range_arg(arg(0)?, t)?;
+                let d = self.scalar_arg(arg(1)?, t)?;
+                self.over_range(r, true, |p, _| {
+                    if p.len() < 2 {
+                        return None;
+                    }
+                    let (slope, intercept) = linear_regression(p, t);
+                    Some(slope * d + intercept)
+                })
+            }
+            "double_exponential_smoothing" | "holt_winters" => {
+                let r = self.range_arg(arg(0)?, t)?;
+                let sf = self.scalar_arg(arg(1)?, t)?;
+                let tf = self.scalar_arg(arg(2)?, t)?;
+                if sf <= 0.0 || sf >= 1.0 {
+                    return Err(QueryError::exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                        format_value(sf)
+                    )));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return Err(QueryError::exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                        format_value(tf)
+                    )));
+                }
+                self.over_range(r, true, |p, _| double_exponential_smoothing(p, sf, tf))
+            }
+            _ => self.range_function(name, &args, t),
+        }
+    }
+
+    fn range_function(&mut self, name: &str, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        let Some(a) = args.first() else {
+            return Err(QueryError::exec(format!(
+                "function {name}() is not supported"
+            )));
+        };
+        if matches!(name, "rate" | "increase" | "irate") {
+            if let Expr::MatrixSelector(ms) = unwrap_parens(a) {
+                if let Some(n) = &ms.vs.name {
+                    if !["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|s| n.ends_with(s))
+                    {
+                        self.info(format!(
+                            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        let f: fn(&Points, &RangeArg) -> Option<f64> = match name {
+            "rate" => |p, r| extrapolated_rate(p, r, true, true),
+            "increase" => |p, r| extrapolated_rate(p, r, true, false),
+            "delta" => |p, r| extrapolated_rate(p, r, false, false),
+            "irate" => |p, _| instant_value(p, true),
+            "idelta" => |p, _| instant_value(p, false),
+            "deriv" => |p, _| {
+                if p.len() < 2 {
+                    return None;
+                }
+                Some(linear_regression(p, p[0].0).0)
+            },
+            "changes" => |p, _| {
+                let mut n = 0.0;
+                for w in p.windows(2) {
+                    if w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()) {
+                        n += 1.0;
+                    }
+                }
+                Some(n)
+            },
+            "resets" => |p, _| {
+                let mut n = 0.0;
+                for w in p.windows(2) {
+                    if w[1].1 < w[0].1 {
+                        n += 1.0;
+                    }
+                }
+                Some(n)
+            },
+            "avg_over_time" => |p, _| Some(avg_points(p)),
+            "sum_over_time" => |p, _| {
+                let (mut s, mut c) = (0.0, 0.0);
+                for &(_, v) in p {
+                    (s, c) = kahan_sum_inc(v, s, c);
+                }
+                Some(if s.is_infinite() { s } else { s + c })
+            },
+            "count_over_time" => |p, _| Some(p.len() as f64),
+            "present_over_time" => |_, _| Some(1.0),
+            "max_over_time" => |p, _| {
+                let mut m = p[0].1;
+                for &(_, v) in p {
+                    if v > m || m.is_nan() {
+                        m = v;
+                    }
+                }
+                Some(m)
+            },
+            "min_over_time" => |p, _| {
+                let mut m = p[0].1;
+                for &(_, v) in p {
+                    if v < m || m.is_nan() {
+                        m = v;
+                    }
+                }
+                Some(m)
+            },
+            "last_over_time" => |p, _| Some(p[p.len() - 1].1),
+            "first_over_time" => |p, _| Some(p[0].1),
+            "ts_of_last_over_time" => |p, _| Some(p[p.len() - 1].0 as f64 / 1000.0),
+            "ts_of_first_over_time" => |p, _| Some(p[0].0 as f64 / 1000.0),
+            "ts_of_max_over_time" => |p, _| {
+                let mut m = p[0];
+                for &x in p {
+                    if x.1 >= m.1 || m.1.is_nan() {
+                        m = x;
+                    }
+                }
+                Some(m.0 as f64 / 1000.0)
+            },
+            "ts_of_min_over_time" => |p, _| {
+                let mut m = p[0];
+                for &x in p {
+                    if x.1 <= m.1 || m.1.is_nan() {
+                        m = x;
+                    }
+                }
+                Some(m.0 as f64 / 1000.0)
+            },
+            "stddev_over_time" => |p, _| Some(variance_points(p).sqrt()),
+            "stdvar_over_time" => |p, _| Some(variance_points(p)),
+            "mad_over_time" => |p, _| {
+                if p.iter().any(|x| x.1.is_nan()) {
+                    return Some(f64::NAN);
+                }
+                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+                let median = quantile(0.5, &mut vals);
+                let mut dev: Vec<f64> = p.iter().map(|x| (x.1 - median).abs()).collect();
+                Some(quantile(0.5, &mut dev))
+            },
+            _ => {
+                return Err(QueryError::exec(format!(
+                    "function {name}() is not supported"
+                )))
+            }
+        };
+        let keep_name = matches!(name, "last_over_time" | "first_over_time");
+        let r = self.range_arg(a, t)?;
+        self.over_range(r, !keep_name, f)
+    }
+
+    /// Applies `f` to every series of a range vector.
+    fn over_range(
+        &mut self,
+        r: RangeArg,
+        drop_name: bool,
+        f: impl Fn(&Points, &RangeArg) -> Option<f64>,
+    ) -> Result<Val, QueryError> {
+        let mut out = Vec::with_capacity(r.series.len());
+        for s in &r.series {
+            if s.points.is_empty() {
+                continue;
+            }
+            if let Some(v) = f(&s.points, &r) {
+                out.push(Sample {
+                    labels: s.labels.clone(),
+                    value: v,
+                    drop_name: s.drop_name || drop_name,
+                });
+            }
+        }
+        Ok(Val::Vector(out))
+    }
+
+    fn label_replace(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        if args.len() != 5 {
+            return Err(QueryError::exec("label_replace() takes 5 arguments"));
+        }
+        let v = self.vector_arg(args[0], t)?;
+        let dst = string_arg(args[1])?;
+        let repl = string_arg(args[2])?;
+        let src = string_arg(args[3])?;
+        let re_src = string_arg(args[4])?;
+        let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+            QueryError::exec(format!(
+                "invalid regular expression in label_replace(): {re_src}: {e}"
+            ))
+        })?;
+        if !is_valid_label_name(&dst) && dst != METRIC_NAME {
+            return Err(QueryError::exec(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        for mut s in v {
+            let src_val = s.labels.get(&src).unwrap_or("").to_string();
+            if let Some(caps) = re.captures(&src_val) {
+                let mut res = String::new();
+                caps.expand(&repl, &mut res);
+                s.labels = set_label(&s.labels, &dst, &res);
+                if dst == METRIC_NAME {
+                    s.drop_name = false;
+                }
+            }
+            out.push(s);
+        }
+        Ok(Val::Vector(out))
+    }
+
+    fn label_join(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        if args.len() < 3 {
+            return Err(QueryError::exec("label_join() takes at least 3 arguments"));
+        }
+        let v = self.vector_arg(args[0], t)?;
+        let dst = string_arg(args[1])?;
+        let sep = string_arg(args[2])?;
+        let mut srcs = Vec::new();
+        for a in &args[3..] {
+            let s = string_arg(a)?;
+            srcs.push(s);
+        }
+        if !is_valid_label_name(&dst) && dst != METRIC_NAME {
+            return Err(QueryError::exec(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        for mut s in v {
+            let joined = srcs
+                .iter()
+                .map(|n| s.labels.get(n).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&sep);
+            s.labels = set_label(&s.labels, &dst, &joined);
+            if dst == METRIC_NAME {
+                s.drop_name = false;
+            }
+            out.push(s);
+        }
+        Ok(Val::Vector(out))
+    }
+
+    fn histogram_quantile(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        if args.len() != 2 {
+            return Err(QueryError::exec("histogram_quantile() takes 2 arguments"));
+        }
+        let q = self.scalar_arg(args[0], t)?;
+        let v = self.vector_arg(args[1], t)?;
+        if !(0.0..=1.0).contains(&q) {
+            self.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                format_value(q)
+            ));
+        }
+        let mut order: Vec<Labels> = Vec::new();
+        let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
+        for s in v {
+            let le = s.labels.get("le").unwrap_or("").to_string();
+            let Some(upper) = parse_go_float(&le) else {
+                self.warn(format!(
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                    le,
+                    s.labels.metric_name().unwrap_or("")
+                ));
+                continue;
+            };
+            // The name stays in the key (delayed name removal) and is dropped at the end.
+            let key = set_label(&s.labels, "le", "");
+            groups
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push(Bucket {
+                    upper_bound: upper,
+                    count: s.value,
+                });
+        }
+        let mut out = Vec::with_capacity(order.len());
+        for key in order {
+            let Some(mut buckets) = groups.remove(&key) else {
+                continue;
+            };
+            let (value, forced) = bucket_quantile(q, &mut buckets);
+            if forced {
+                self.info(format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                    key.metric_name().unwrap_or("")
+                ));
+            }
+            out.push(Sample {
+                labels: key,
+                value,
+                drop_name: true,
+            });
+        }
+        Ok(Val::Vector(out))
+    }
+}

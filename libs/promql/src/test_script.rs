@@ -1,0 +1,1085 @@
+//! A runner for Prometheus's `promqltest` scripts (the `.test` files of
+//! `promql/promqltest/testdata`): parses a script, loads its data into a
+//! [`MemoryStorage`], evaluates every `eval` with the [`Engine`] and checks the
+//! expectations. Each eval ends as passed, failed (with the reason) or
+//! unsupported (a feature Strata does not implement, such as native histograms,
+//! or syntax `promql-parser` cannot parse).
+//!
+//! Like the reference runner, instant evals are also checked in "range mode"
+//! (run as a range query from t−1m to t+1m, step 1m, and compared at t) and for
+//! step invariance (selectors pinned with `@ t`, evaluated at other times).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use promql_parser::parser::{AtModifier, Expr};
+use regex::Regex;
+use strata_model::{parse_duration, Labels, Sample, STALE_NAN};
+
+use crate::engine::{Engine, EngineOptions};
+use crate::error::QueryError;
+use crate::storage::MemoryStorage;
+use crate::value::{format_value, QueryResult, Value};
+
+/// How an eval ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Unsupported(String),
+}
+
+/// The result of one `eval` command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalResult {
+    /// 1-based line of the `eval` command.
+    pub line: usize,
+    pub query: String,
+    pub outcome: Outcome,
+}
+
+/// A script error (the script itself is malformed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ScriptError {
+    pub line: usize,
+    pub message: String,
+}
+
+fn serr(line: usize, message: impl Into<String>) -> ScriptError {
+    ScriptError {
+        line,
+        message: message.into(),
+    }
+}
+
+/// A duration with an optional leading minus, in milliseconds.
+pub fn parse_signed_duration(s: &str) -> Option<i64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let d = parse_duration(body).ok()?;
+    let ms = i64::try_from(d.as_millis()).ok()?;
+    Some(if neg { -ms } else { ms })
+}
+
+/// Parses a PromQL-style number (`1`, `-2.5e3`, `0x1F`, `Inf`, `NaN`).
+fn parse_number(s: &str) -> Option<f64> {
+    let lower = s.to_ascii_lowercase();
+    let (neg, body) = match lower.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
+    };
+    let v = match body {
+        "inf" => f64::INFINITY,
+        "nan" => f64::NAN,
+        _ => {
+            if let Some(hex) = body.strip_prefix("0x") {
+                u64::from_str_radix(hex, 16).ok()? as f64
+            } else if body
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-' | '_'))
+                && body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            {
+                body.replace('_', "").parse().ok()?
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// One item of an expanded value sequence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Item {
+    Missing,
+    Value(f64),
+    Histogram,
+}
+
+fn split_items(s: &str) -> Vec<String> {
+    // Split on white space, keeping `{{ ... }}` groups (with suffixes) together.
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0i32;
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' && chars.get(i + 1) == Some(&'{') {
+            depth += 1;
+            cur.push_str("{{");
+            i += 2;
+            continue;
+        }
+        if c == '}' && chars.get(i + 1) == Some(&'}') {
+            depth -= 1;
+            cur.push_str("}}");
+            i += 2;
+            continue;
+        }
+        if c.is_whitespace() && depth == 0 {
+            if !cur.is_empty() {
+                items.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+        i += 1;
+    }
+    if !cur.is_empty() {
+        items.push(cur);
+    }
+    items
+}
+
+/// Expands a value sequence (`1 2 _ stale 0+10x3 _x2 {{...}}`).
+fn parse_values(s: &str, line: usize) -> Result<Vec<Item>, ScriptError> {
+    let mut out = Vec::new();
+    for item in split_items(s) {
+        if item.starts_with("{{") {
+            let n = match item.rfind("}}x") {
+                Some(p) => {
+                    item[p + 3..]
+                        .parse::<usize>()
+                        .map_err(|_| serr(line, format!("bad histogram repetition {item:?}")))?
+                        + 1
+                }
+                None => 1,
+            };
+            out.extend(std::iter::repeat_n(Item::Histogram, n));
+            continue;
+        }
+        if item == "_" {
+            out.push(Item::Missing);
+            continue;
+        }
+        if item == "stale" {
+            out.push(Item::Value(STALE_NAN));
+            continue;
+        }
+        if let Some(n) = item.strip_prefix("_x") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| serr(line, format!("bad item {item:?}")))?;
+            out.extend(std::iter::repeat_n(Item::Missing, n));
+            continue;
+        }
+        // a(+|-)bxN or axN take precedence over numbers (`0x59` is 60 zeros, as
+        // in Prometheus's series lexer).
+        let expansion = item.rfind('x').and_then(|xpos| {
+            let n: usize = item[xpos + 1..].parse().ok()?;
+            (xpos > 0).then_some((xpos, n))
+        });
+        let Some((xpos, n)) = expansion else {
+            match parse_number(&item) {
+                Some(v) => {
+                    out.push(Item::Value(v));
+                    continue;
+                }
+                None => return Err(serr(line, format!("bad value {item:?}"))),
+            }
+        };
+        let head = &item[..xpos];
+        let bytes = head.as_bytes();
+        let mut split = None;
+        for i in 1..bytes.len() {
+            if (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E') {
+                split = Some(i);
+                break;
+            }
+        }
+        let (a, b) = match split {
+            Some(i) => {
+                let a = parse_number(&head[..i]);
+                let b = parse_number(&head[i + 1..]).map(|b| if bytes[i] == b'-' { -b } else { b });
+                (a, b)
+            }
+            None => (parse_number(head), Some(0.0)),
+        };
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(serr(line, format!("bad value {item:?}")));
+        };
+        let mut v = a;
+        out.push(Item::Value(v));
+        for _ in 0..n {
+            v += b;
+            out.push(Item::Value(v));
+        }
+    }
+    Ok(out)
+}
+
+fn unquote(s: &str, line: usize) -> Result<(String, usize), ScriptError> {
+    // s starts with a quote; returns the unescaped string and the bytes consumed.
+    let mut chars = s.char_indices();
+    let Some((_, q)) = chars.next() else {
+        return Err(serr(line, "expected a quoted string"));
+    };
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        if c == q {
+            return Ok((out, i + c.len_utf8()));
+        }
+        if c == '\\' && q != '`' {
+            let Some((_, e)) = chars.next() else { break };
+            match e {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                '\'' => out.push('\''),
+                'u' | 'x' | 'U' => {
+                    let len = match e {
+                        'x' => 2,
+                        'u' => 4,
+                        _ => 8,
+                    };
+                    let mut hex = String::new();
+                    for _ in 0..len {
+                        if let Some((_, h)) = chars.next() {
+                            hex.push(h);
+                        }
+                    }
+                    let cp = u32::from_str_radix(&hex, 16).map_err(|_| serr(line, "bad escape"))?;
+                    out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
+                }
+                other => {
+                    out.push('\\');
+                    out.push(other);
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Err(serr(line, "unterminated string"))
+}
+
+/// Parses a series description (`name{a="b"}`); returns the labels and the rest.
+fn parse_series_desc(s: &str, line: usize) -> Result<(Labels, &str), ScriptError> {
+    let s = s.trim_start();
+    let name_end = s
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(s.len());
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if name_end > 0 {
+        pairs.push(("__name__".to_string(), s[..name_end].to_string()));
+    }
+    let mut rest = &s[name_end..];
+    if rest.starts_with('{') {
+        rest = &rest[1..];
+        loop {
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix('}') {
+                rest = r;
+                break;
+            }
+            let (name, r) = if rest.starts_with('"') {
+                let (n, used) = unquote(rest, line)?;
+                (n, &rest[used..])
+            } else {
+                let end = rest
+                    .find(|c: char| c == '=' || c.is_whitespace())
+                    .ok_or_else(|| serr(line, "bad label"))?;
+                (rest[..end].to_string(), &rest[end..])
+            };
+            let r = r.trim_start();
+            let r = r
+                .strip_prefix('=')
+                .ok_or_else(|| serr(line, format!("expected '=' in {s:?}")))?
+                .trim_start();
+            let (value, used) = unquote(r, line)?;
+            pairs.push((name, value));
+            rest = r[used..].trim_start();
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r;
+            }
+        }
+    }
+    Ok((Labels::from_pairs(pairs), rest))
+}
+
+#[derive(Debug, Clone, Default)]
+enum FailExpect {
+    #[default]
+    None,
+    Any,
+    Msg(String),
+    Regex(String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct AnnotationExpect {
+    any: bool,
+    none: bool,
+    msgs: Vec<String>,
+    regexes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Expected {
+    Scalar(f64),
+    Str(String),
+    Series(Vec<(Labels, Vec<Item>)>),
+}
+
+#[derive(Debug, Clone)]
+struct EvalCmd {
+    line: usize,
+    query: String,
+    /// Instant at `start`, or range start..end by step.
+    instant: bool,
+    start: i64,
+    end: i64,
+    step: i64,
+    fail: FailExpect,
+    ordered: bool,
+    warn: AnnotationExpect,
+    info: AnnotationExpect,
+    range_vector: Option<(i64, i64, i64)>,
+    expected: Expected,
+    unsupported: Option<String>,
+}
+
+fn parse_eval(lines: &[(usize, &str)]) -> Result<EvalCmd, ScriptError> {
+    let (line, first) = lines[0];
+    let (cmd, rest) = first.split_once(char::is_whitespace).unwrap_or((first, ""));
+    let cmd = cmd.to_ascii_lowercase();
+    let rest = rest.trim();
+    let mut ev = EvalCmd {
+        line,
+        query: String::new(),
+        instant: true,
+        start: 0,
+        end: 0,
+        step: 0,
+        fail: FailExpect::None,
+        ordered: cmd == "eval_ordered",
+        warn: AnnotationExpect::default(),
+        info: AnnotationExpect::default(),
+        range_vector: None,
+        expected: Expected::Series(Vec::new()),
+        unsupported: None,
+    };
+    match cmd.as_str() {
+        "eval_fail" => ev.fail = FailExpect::Any,
+        "eval_warn" => ev.warn.any = true,
+        "eval_info" => ev.info.any = true,
+        _ => {}
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let dur =
+        |s: &str| parse_signed_duration(s).ok_or_else(|| serr(line, format!("bad duration {s:?}")));
+    let skip_words = |n: usize| -> String {
+        let mut r = rest;
+        for _ in 0..n {
+            r = r.trim_start();
+            let end = r.find(char::is_whitespace).unwrap_or(r.len());
+            r = &r[end..];
+        }
+        r.trim().to_string()
+    };
+    match words.first().copied() {
+        Some("instant") if words.get(1) == Some(&"at") && words.len() > 2 => {
+            ev.start = dur(words[2])?;
+            ev.end = ev.start;
+            ev.query = skip_words(3);
+        }
+        Some("range")
+            if words.len() > 7 && words[1] == "from" && words[3] == "to" && words[5] == "step" =>
+        {
+            ev.instant = false;
+            ev.start = dur(words[2])?;
+            ev.end = dur(words[4])?;
+            ev.step = dur(words[6])?;
+            ev.query = skip_words(7);
+        }
+        _ => return Err(serr(line, format!("bad eval command {first:?}"))),
+    }
+    let mut series = Vec::new();
+    let mut scalar = None;
+    let mut string = None;
+    for &(l, text) in &lines[1..] {
+        if let Some(e) = text.strip_prefix("expect ") {
+            let e = e.trim();
+            let (kind, arg) = match e.split_once(':') {
+                Some((k, a)) => (k.trim(), Some(a.trim().to_string())),
+                None => (e, None),
+            };
+            let mut kw = kind.split_whitespace();
+            let head = kw.next().unwrap_or("");
+            let sub = kw.next();
+            let target = match head {
+                "warn" => Some(&mut ev.warn),
+                "info" => Some(&mut ev.info),
+                _ => None,
+            };
+            if let Some(target) = target {
+                target.any = true;
+                match (sub, arg) {
+                    (Some("msg"), Some(a)) => target.msgs.push(a),
+                    (Some("regex"), Some(a)) => target.regexes.push(a),
+                    _ => {}
+                }
+                continue;
+            }
+            match head {
+                "fail" => {
+                    ev.fail = match (sub, arg) {
+                        (Some("msg"), Some(a)) => FailExpect::Msg(a),
+                        (Some("regex"), Some(a)) => FailExpect::Regex(a),
+                        _ => FailExpect::Any,
+                    }
+                }
+                "no_warn" => ev.warn.none = true,
+                "no_info" => ev.info.none = true,
+                "ordered" => ev.ordered = true,
+                "string" => {
+                    let s = e["string".len()..].trim();
+                    string = Some(unquote(s, l)?.0);
+                }
+                "range" => {
+                    // expect range vector from <s> to <e> step <st>
+                    let w: Vec<&str> = e.split_whitespace().collect();
+                    if w.len() != 8 {
+                        return Err(serr(l, format!("bad expectation {e:?}")));
+                    }
+                    ev.range_vector = Some((dur(w[3])?, dur(w[5])?, dur(w[7])?));
+                }
+                _ => return Err(serr(l, format!("unknown expectation {e:?}"))),
+            }
+            continue;
+        }
+        if let Some(m) = text.strip_prefix("expected_fail_message") {
+            ev.fail = FailExpect::Msg(m.trim().to_string());
+            continue;
+        }
+        if let Some(m) = text.strip_prefix("expected_fail_regexp") {
+            ev.fail = FailExpect::Regex(m.trim().to_string());
+            continue;
+        }
+        if let Some(v) = parse_number(text) {
+            scalar = Some(v);
+            continue;
+        }
+        let (labels, vals) = parse_series_desc(text, l)?;
+        let vals = parse_values(vals, l)?;
+        if vals.contains(&Item::Histogram) {
+            ev.unsupported = Some("expects native histograms".into());
+        }
+        series.push((labels, vals));
+    }
+    if let Some(v) = scalar {
+        ev.expected = Expected::Scalar(v);
+    } else if let Some(s) = string {
+        ev.expected = Expected::Str(s);
+    } else {
+        ev.expected = Expected::Series(series);
+    }
+    if let Some((_, end, _)) = ev.range_vector {
+        ev.start = end;
+        ev.end = end;
+    }
+    Ok(ev)
+}
+
+fn float_eq(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let eps = 1e-6;
+    if a == 0.0 || b == 0.0 {
+        return (a - b).abs() < eps * f64::MIN_POSITIVE;
+    }
+    (a - b).abs() / (a.abs() + b.abs()) < eps
+}
+
+fn check_annotations(kind: &str, exp: &AnnotationExpect, got: &[String]) -> Result<(), String> {
+    if exp.none && !got.is_empty() {
+        return Err(format!("unexpected {kind} annotations: {got:?}"));
+    }
+    if !exp.any {
+        return Ok(());
+    }
+    if got.is_empty() {
+        return Err(format!("expected {kind} annotations, got none"));
+    }
+    if exp.msgs.is_empty() && exp.regexes.is_empty() {
+        return Ok(());
+    }
+    let regexes: Vec<Regex> = exp
+        .regexes
+        .iter()
+        .filter_map(|r| Regex::new(r).ok())
+        .collect();
+    let matches =
+        |g: &String| exp.msgs.iter().any(|m| m == g) || regexes.iter().any(|r| r.is_match(g));
+    for g in got {
+        if !matches(g) {
+            return Err(format!(
+                "{kind} annotation {g:?} matches no expectation {:?} {:?}",
+                exp.msgs, exp.regexes
+            ));
+        }
+    }
+    for m in &exp.msgs {
+        if !got.iter().any(|g| g == m) {
+            return Err(format!("expected {kind} annotation {m:?}, got {got:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Compares an instant query result (at time `t`) with the expectations.
+fn check_instant(ev: &EvalCmd, res: &QueryResult, check_order: bool) -> Result<(), String> {
+    match (&ev.expected, &res.value) {
+        (Expected::Scalar(want), Value::Scalar { value, .. }) => {
+            if float_eq(*want, *value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected scalar {}, got {}",
+                    format_value(*want),
+                    format_value(*value)
+                ))
+            }
+        }
+        (Expected::Str(want), Value::String { value, .. }) => {
+            if want == value {
+                Ok(())
+            } else {
+                Err(format!("expected string {want:?}, got {value:?}"))
+            }
+        }
+        (Expected::Series(want), Value::Vector(got)) if ev.range_vector.is_none() => {
+            if want.len() != got.len() {
+                return Err(format!(
+                    "expected {} series, got {}: {}",
+                    want.len(),
+                    got.len(),
+                    describe_vector(got)
+                ));
+            }
+            for (i, (labels, vals)) in want.iter().enumerate() {
+                let Some(Item::Value(wv)) = vals.first() else {
+                    return Err(format!("bad expectation for {labels}"));
+                };
+                let found = if check_order {
+                    got.get(i).filter(|s| s.labels == *labels)
+                } else {
+                    got.iter().find(|s| s.labels == *labels)
+                };
+                match found {
+                    None => {
+                        return Err(format!(
+                            "expected series {labels} {}{}, got {}",
+                            format_value(*wv),
+                            if check_order { " at this position" } else { "" },
+                            describe_vector(got)
+                        ))
+                    }
+                    Some(s) if !float_eq(*wv, s.value) => {
+                        return Err(format!(
+                            "series {labels}: expected {}, got {}",
+                            format_value(*wv),
+                            format_value(s.value)
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(())
+        }
+        (Expected::Series(want), Value::Matrix(got)) => {
+            let (start, _, step) = ev.range_vector.unwrap_or((ev.start, ev.end, 1));
+            compare_matrix(want, got, start, step)
+        }
+        (want, got) => Err(format!(
+            "expected {}, got a {} result",
+            match want {
+                Expected::Scalar(_) => "a scalar",
+                Expected::Str(_) => "a string",
+                Expected::Series(_) if ev.range_vector.is_some() => "a range vector",
+                Expected::Series(_) => "an instant vector",
+            },
+            got.type_name()
+        )),
+    }
+}
+
+fn describe_vector(v: &[crate::value::InstantSample]) -> String {
+    let parts: Vec<String> = v
+        .iter()
+        .take(6)
+        .map(|s| format!("{} {}", s.labels, format_value(s.value)))
+        .collect();
+    format!(
+        "[{}{}]",
+        parts.join(", "),
+        if v.len() > 6 { ", ..." } else { "" }
+    )
+}
+
+fn compare_matrix(
+    want: &[(Labels, Vec<Item>)],
+    got: &[strata_model::Series],
+    start: i64,
+    step: i64,
+) -> Result<(), String> {
+    // Series with no expected points are not expected at all.
+    let want: Vec<&(Labels, Vec<Item>)> = want
+        .iter()
+        .filter(|(_, v)| v.iter().any(|i| *i != Item::Missing))
+        .collect();
+    if want.len() != got.len() {
+        let names: Vec<String> = got.iter().take(6).map(|s| s.labels.to_string()).collect();
+        return Err(format!(
+            "expected {} series, got {}: [{}]",
+            want.len(),
+            got.len(),
+            names.join(", ")
+        ));
+    }
+    for (labels, vals) in want {
+        let Some(s) = got.iter().find(|s| s.labels == *labels) else {
+            return Err(format!("expected series {labels} not in result"));
+        };
+        let mut expected: Vec<(i64, f64)> = Vec::new();
+        for (i, it) in vals.iter().enumerate() {
+            if let Item::Value(v) = it {
+                expected.push((start + step * i as i64, *v));
+            }
+        }
+        let got_points: Vec<(i64, f64)> = s
+            .samples
+            .iter()
+            .map(|p| (p.timestamp_ms, p.value))
+            .collect();
+        let same = expected.len() == got_points.len()
+            && expected
+                .iter()
+                .zip(&got_points)
+                .all(|(a, b)| a.0 == b.0 && float_eq(a.1, b.1));
+        if !same {
+            let fmt = |v: &[(i64, f64)]| {
+                v.iter()
+                    .take(12)
+                    .map(|(t, x)| format!("{}@{}", format_value(*x), t))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            return Err(format!(
+                "series {labels}: expected [{}], got [{}]",
+                fmt(&expected),
+                fmt(&got_points)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_fail(fail: &FailExpect, err: &QueryError) -> Result<(), String> {
+    let msg = err.to_string();
+    match fail {
+        FailExpect::None => Err(format!("unexpected error: {msg}")),
+        FailExpect::Any => Ok(()),
+        FailExpect::Msg(m) => {
+            if msg.trim() == m.trim() {
+                Ok(())
+            } else {
+                Err(format!("expected error {m:?}, got {msg:?}"))
+            }
+        }
+        FailExpect::Regex(r) => match Regex::new(r) {
+            Ok(re) if re.is_match(&msg) => Ok(()),
+            Ok(_) => Err(format!("error {msg:?} does not match {r:?}")),
+            Err(e) => Err(format!("bad regex in script: {e}")),
+        },
+    }
+}
+
+/// Functions whose result depends on the evaluation time (no step-invariance check).
+const TIME_DEPENDENT: &[&str] = &[
+    "time",
+    "timestamp",
+    "predict_linear",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+fn calls_any(e: &Expr, names: &[&str]) -> bool {
+    match e {
+        Expr::Call(c) => {
+            names.contains(&c.func.name) || c.args.args.iter().any(|a| calls_any(a, names))
+        }
+        Expr::Aggregate(a) => {
+            calls_any(&a.expr, names) || a.param.as_ref().is_some_and(|p| calls_any(p, names))
+        }
+        Expr::Binary(b) => calls_any(&b.lhs, names) || calls_any(&b.rhs, names),
+        Expr::Paren(p) => calls_any(&p.expr, names),
+        Expr::Unary(u) => calls_any(&u.expr, names),
+        Expr::Subquery(s) => calls_any(&s.expr, names),
+        _ => false,
+    }
+}
+
+fn at_modifier(t: i64) -> AtModifier {
+    let d = Duration::from_millis(t.unsigned_abs());
+    let st = if t >= 0 {
+        UNIX_EPOCH.checked_add(d)
+    } else {
+        UNIX_EPOCH.checked_sub(d)
+    };
+    AtModifier::At(st.unwrap_or(SystemTime::UNIX_EPOCH))
+}
+
+/// Adds `@ t` to every selector and subquery without one, not descending into subqueries.
+fn pin_at(e: &mut Expr, t: i64) {
+    match e {
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(at_modifier(t)),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(at_modifier(t)),
+        Expr::Subquery(sq) if sq.at.is_none() => sq.at = Some(at_modifier(t)),
+        Expr::Call(c) => c.args.args.iter_mut().for_each(|a| pin_at(a, t)),
+        Expr::Aggregate(a) => {
+            pin_at(&mut a.expr, t);
+            if let Some(p) = &mut a.param {
+                pin_at(p, t);
+            }
+        }
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, t);
+            pin_at(&mut b.rhs, t);
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, t),
+        Expr::Unary(u) => pin_at(&mut u.expr, t),
+        _ => {}
+    }
+}
+
+/// The first native-histogram series some selector of `e` selects.
+fn selected_histogram(e: &Expr, hist: &[Labels]) -> Option<Labels> {
+    if hist.is_empty() {
+        return None;
+    }
+    let check = |vs: &promql_parser::parser::VectorSelector| -> Option<Labels> {
+        let sets = crate::eval::selector_matchers(vs).ok()?;
+        hist.iter()
+            .find(|l| {
+                sets.iter()
+                    .any(|set| set.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+            })
+            .cloned()
+    };
+    match e {
+        Expr::VectorSelector(vs) => check(vs),
+        Expr::MatrixSelector(ms) => check(&ms.vs),
+        Expr::Call(c) => c.args.args.iter().find_map(|a| selected_histogram(a, hist)),
+        Expr::Aggregate(a) => selected_histogram(&a.expr, hist)
+            .or_else(|| a.param.as_ref().and_then(|p| selected_histogram(p, hist))),
+        Expr::Binary(b) => {
+            selected_histogram(&b.lhs, hist).or_else(|| selected_histogram(&b.rhs, hist))
+        }
+        Expr::Paren(p) => selected_histogram(&p.expr, hist),
+        Expr::Unary(u) => selected_histogram(&u.expr, hist),
+        Expr::Subquery(s) => selected_histogram(&s.expr, hist),
+        _ => None,
+    }
+}
+
+/// Runs every command of a script; returns one result per `eval`.
+pub async fn run_script(text: &str, opts: &EngineOptions) -> Result<Vec<EvalResult>, ScriptError> {
+    let engine = Engine::new(opts.clone());
+    let mut storage = MemoryStorage::new();
+    // Metric names of native-histogram series loaded since the last `clear`.
+    let mut histogram_series: Vec<Labels> = Vec::new();
+    let mut start_timestamps = false;
+    let mut results = Vec::new();
+
+    // Split into commands.
+    let mut commands: Vec<Vec<(usize, &str)>> = Vec::new();
+    let mut cur: Vec<(usize, &str)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            if !cur.is_empty() {
+                commands.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        let is_clear = l
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("clear"));
+        if is_clear {
+            // `clear` is a command of one line; what follows starts a new one.
+            if !cur.is_empty() {
+                commands.push(std::mem::take(&mut cur));
+            }
+            commands.push(vec![(i + 1, l)]);
+            continue;
+        }
+        cur.push((i + 1, l));
+    }
+    if !cur.is_empty() {
+        commands.push(cur);
+    }
+
+    for cmd in commands {
+        let (line, first) = cmd[0];
+        let word = first
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if word == "clear" {
+            storage.clear();
+            histogram_series.clear();
+            start_timestamps = false;
+        } else if word == "load" || word == "load_with_nhcb" {
+            let interval = first
+                .split_whitespace()
+                .nth(1)
+                .and_then(parse_signed_duration)
+                .ok_or_else(|| serr(line, "bad load interval"))?;
+            let mut classic: Vec<Labels> = Vec::new();
+            for &(l, text) in &cmd[1..] {
+                let desc_end = text.find(char::is_whitespace).unwrap_or(text.len());
+                if text[..desc_end].ends_with("@st") || text.contains("}@st") {
+                    start_timestamps = true;
+                    continue;
+                }
+                let (labels, rest) = parse_series_desc(text, l)?;
+                let rest = rest.trim_start();
+                if let Some(r) = rest.strip_prefix("@st") {
+                    let _ = r;
+                    start_timestamps = true;
+                    continue;
+                }
+                let items = parse_values(rest, l)?;
+                let name = labels.metric_name().unwrap_or("").to_string();
+                if items.contains(&Item::Histogram) {
+                    histogram_series.push(labels.clone());
+                }
+                if word == "load_with_nhcb" {
+                    if let Some(base) = name.strip_suffix("_bucket") {
+                        let l = Labels::new(
+                            labels
+                                .iter()
+                                .filter(|x| x.name != "le")
+                                .map(|x| {
+                                    if x.name == "__name__" {
+                                        strata_model::Label::new("__name__", base)
+                                    } else {
+                                        x.clone()
+                                    }
+                                })
+                                .collect(),
+                        );
+                        if !classic.contains(&l) {
+                            classic.push(l);
+                        }
+                    }
+                }
+                for (k, it) in items.iter().enumerate() {
+                    if let Item::Value(v) = it {
+                        storage.add_sample(&labels, Sample::new(interval * k as i64, *v));
+                    }
+                }
+            }
+            histogram_series.extend(classic);
+        } else if word.starts_with("eval") {
+            let ev = parse_eval(&cmd)?;
+            let outcome =
+                run_eval(&engine, &storage, &ev, &histogram_series, start_timestamps).await;
+            results.push(EvalResult {
+                line: ev.line,
+                query: ev.query.clone(),
+                outcome,
+            });
+        } else {
+            return Err(serr(line, format!("unknown command {first:?}")));
+        }
+    }
+    Ok(results)
+}
+
+async fn run_eval(
+    engine: &Engine,
+    storage: &MemoryStorage,
+    ev: &EvalCmd,
+    histogram_series: &[Labels],
+    start_timestamps: bool,
+) -> Outcome {
+    if let Some(u) = &ev.unsupported {
+        return Outcome::Unsupported(u.clone());
+    }
+    if start_timestamps {
+        return Outcome::Unsupported("start timestamps (@st) are not stored".into());
+    }
+    let parsed = promql_parser::parser::parse(&ev.query);
+    let expr = match parsed {
+        Ok(e) => e,
+        Err(e) => {
+            return match ev.fail {
+                FailExpect::None => Outcome::Unsupported(format!("promql-parser: {e}")),
+                _ => Outcome::Passed,
+            };
+        }
+    };
+    if let Some(l) = selected_histogram(&expr, histogram_series) {
+        return Outcome::Unsupported(format!("selects native histogram series {l}"));
+    }
+    for f in [
+        "info",
+        "histogram_count",
+        "histogram_sum",
+        "histogram_avg",
+        "histogram_stddev",
+        "histogram_stdvar",
+        "histogram_fraction",
+        "histogram_quantiles",
+        "start_timestamp",
+    ] {
+        if calls_any(&expr, &[f]) {
+            return Outcome::Unsupported(format!("function {f}() is not supported"));
+        }
+    }
+    let res = if ev.instant {
+        engine.instant_query(storage, &ev.query, ev.start).await
+    } else {
+        engine
+            .range_query(storage, &ev.query, ev.start, ev.end, ev.step)
+            .await
+    };
+    let res = match res {
+        Err(e) => {
+            return match check_fail(&ev.fail, &e) {
+                Ok(()) => Outcome::Passed,
+                Err(r) => Outcome::Failed(r),
+            }
+        }
+        Ok(r) => r,
+    };
+    if !matches!(ev.fail, FailExpect::None) {
+        return Outcome::Failed("expected the query to fail, it succeeded".into());
+    }
+    if let Err(r) = check_annotations("warn", &ev.warn, &res.warnings) {
+        return Outcome::Failed(r);
+    }
+    if let Err(r) = check_annotations("info", &ev.info, &res.infos) {
+        return Outcome::Failed(r);
+    }
+    let check = if ev.instant {
+        check_instant(ev, &res, ev.ordered)
+    } else {
+        match (&ev.expected, &res.value) {
+            (Expected::Series(want), Value::Matrix(got)) => {
+                compare_matrix(want, got, ev.start, ev.step)
+            }
+            (Expected::Scalar(v), Value::Matrix(got)) => {
+                let want = vec![(Labels::default(), vec![Item::Value(*v)])];
+                compare_matrix(&want, got, ev.start, ev.step)
+            }
+            (_, v) => Err(format!(
+                "unexpected {} result of a range query",
+                v.type_name()
+            )),
+        }
+    };
+    if let Err(r) = check {
+        return Outcome::Failed(r);
+    }
+    if !ev.instant || ev.range_vector.is_some() || matches!(ev.expected, Expected::Str(_)) {
+        return Outcome::Passed;
+    }
+    // Range mode.
+    if !calls_any(&expr, &["start", "end", "range", "step"]) {
+        let t = ev.start;
+        match engine
+            .range_query(storage, &ev.query, t - 60_000, t + 60_000, 60_000)
+            .await
+        {
+            Err(e) => return Outcome::Failed(format!("range mode: unexpected error: {e}")),
+            Ok(r) => {
+                let Value::Matrix(m) = r.value else {
+                    return Outcome::Failed("range mode: result is not a matrix".into());
+                };
+                let at_t: Vec<crate::value::InstantSample> = m
+                    .iter()
+                    .filter_map(|s| {
+                        s.samples.iter().find(|p| p.timestamp_ms == t).map(|p| {
+                            crate::value::InstantSample {
+                                labels: s.labels.clone(),
+                                timestamp_ms: t,
+                                value: p.value,
+                            }
+                        })
+                    })
+                    .collect();
+                let as_instant = match &ev.expected {
+                    Expected::Scalar(_) => QueryResult {
+                        value: match at_t.first() {
+                            Some(s) => Value::Scalar {
+                                timestamp_ms: t,
+                                value: s.value,
+                            },
+                            None => Value::Vector(Vec::new()),
+                        },
+                        warnings: Vec::new(),
+                        infos: Vec::new(),
+                    },
+                    _ => QueryResult {
+                        value: Value::Vector(at_t),
+                        warnings: Vec::new(),
+                        infos: Vec::new(),
+                    },
+                };
+                if let Err(r) = check_instant(ev, &as_instant, false) {
+                    return Outcome::Failed(format!("range mode: {r}"));
+                }
+            }
+        }
+    }
+    // Step invariance.
+    if !calls_any(&expr, TIME_DEPENDENT) {
+        let t = ev.start;
+        let mut pinned = expr.clone();
+        pin_at(&mut pinned, t);
+        let times = if t == 0 {
+            vec![-1000, 0, 1000]
+        } else {
+            vec![-10 * t, 0, t / 5, t, 10 * t]
+        };
+        for at in times {
+            match engine.instant_query_expr(storage, pinned.clone(), at).await {
+                Err(e) => {
+                    return Outcome::Failed(format!(
+                        "step invariance at {at}ms: unexpected error: {e}"
+                    ))
+                }
+                Ok(r) => {
+                    if let Err(r) = check_instant(ev, &r, ev.ordered) {
+                        return Outcome::Failed(format!("step invariance at {at}ms: {r}"));
+                    }
+                }
+            }
+        }
+    }
+    Outcome::Passed
+}
