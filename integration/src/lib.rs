@@ -374,3 +374,46 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A single-member etcd on loopback with a temp data dir, killed on drop.
+#[derive(Debug)]
+pub struct Etcd {
+    pub process: Process,
+    pub client_port: u16,
+}
+
+impl Etcd {
+    pub async fn start() -> Etcd {
+        let etcd = require_program("etcd");
+        let client_port = free_port();
+        let peer_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let args: Vec<String> = vec![
+            "--name=t1".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=t1={peer}"),
+            "--initial-cluster-state=new".into(),
+            "--unsafe-no-fsync".into(),
+        ];
+        let mut process = Process::spawn("etcd", &etcd, &args, dir);
+        process
+            .wait_ready(&format!("{client}/health"), Duration::from_secs(30))
+            .await;
+        Etcd {
+            process,
+            client_port,
+        }
+    }
+
+    /// The endpoint as Strata's `kvstore.etcd.endpoints` takes it.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+}

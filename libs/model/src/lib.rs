@@ -21,13 +21,25 @@ pub use tenant::{validate_tenant_id, TenantError, MAX_TENANT_ID_LENGTH};
 /// the tenant and the series' sorted labels. Stable across processes and versions,
 /// because it decides which ingesters hold a series.
 pub fn shard_token(tenant: &str, labels: &Labels) -> u32 {
+    shard_token_of(
+        tenant,
+        labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+    )
+}
+
+/// [`shard_token`] over label pairs already in sorted order (e.g. a validated
+/// remote-write series), without building a [`Labels`].
+pub fn shard_token_of<'a>(
+    tenant: &str,
+    sorted_labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> u32 {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(tenant.as_bytes());
     hasher.update(&[0xff]);
-    for label in labels.iter() {
-        hasher.update(label.name.as_bytes());
+    for (name, value) in sorted_labels {
+        hasher.update(name.as_bytes());
         hasher.update(&[0xff]);
-        hasher.update(label.value.as_bytes());
+        hasher.update(value.as_bytes());
         hasher.update(&[0xff]);
     }
     let h = hasher.digest();

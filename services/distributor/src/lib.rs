@@ -3,13 +3,14 @@
 //! validation against the tenant's limits, and forwarding the valid series to
 //! the ingesters through [`IngesterPush`]. It keeps no samples itself.
 //!
-//! Which ingesters get a series (the ring, replication, quorum) arrives with
-//! `libs/ring`; until then one [`IngesterPush`] receives every series.
+//! Which ingesters get a series is [`ReplicatedPush`]'s concern: the ring
+//! from `strata-ring`, replication to RF ingesters, and the write quorum.
 
 mod client;
 mod decode;
 mod http_api;
 mod metrics;
+mod replicated;
 mod validation;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use strata_status::ServiceError;
 pub use client::GrpcIngesterPush;
 pub use decode::{decode_write_request, DecodeError};
 pub use http_api::router;
+pub use replicated::{PushClientFactory, PushClientPool, ReplicatedPush};
 pub use validation::{format_series, validate_labels, Rejection};
 
 /// The distributor's section of the config file.

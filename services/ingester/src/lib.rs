@@ -25,12 +25,16 @@ pub use service::{grpc_service, IngesterGrpc};
 pub struct IngesterConfig {
     /// Series per message of a QueryStream response.
     pub query_stream_batch_size: usize,
+    /// The ingester ring: how this ingester joins it, and how distributors and
+    /// queriers find ingesters (Mimir's `ingester.ring`).
+    pub ring: strata_ring::RingConfig,
 }
 
 impl Default for IngesterConfig {
     fn default() -> Self {
         Self {
             query_stream_batch_size: 128,
+            ring: strata_ring::RingConfig::default(),
         }
     }
 }

@@ -9,8 +9,8 @@
 //!
 //! It deliberately does not own PromQL evaluation (`strata-promql`), chunk
 //! encoding (`strata-tsdb`), who the tenant is (a resolver passed to [`router`]),
-//! or which ingesters to ask (an [`IngesterQuery`]; the ring-aware one comes with
-//! the ring). It keeps no state between requests.
+//! or which ingesters hold a tenant (the ring; [`ReplicatedQuery`] asks them
+//! all and tolerates RF/2 failures). It keeps no state between requests.
 
 mod api;
 mod config;
@@ -18,6 +18,7 @@ mod engine;
 mod ingester;
 mod json;
 mod params;
+mod replicated;
 mod storage;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use engine::{EngineError, QueryOutput};
 pub use ingester::{GrpcIngesterQuery, IngesterQuery};
 pub use json::{InstantSample, ResultData};
 pub use params::{RangeParams, MAX_TIME_MS, MIN_TIME_MS};
+pub use replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
 pub use storage::{decode_stream_series, merge_samples, merge_series, IngesterQueryable};
 
 use engine::QueryEngine;

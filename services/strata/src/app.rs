@@ -72,20 +72,57 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let in_process = ingester
         .as_ref()
         .map(|i| Arc::new(InProcessIngester::new(i.clone())));
-    let remote_timeout = config.ingester_client.remote_timeout.0;
+    let ring_config = effective_ring_config(&config);
+    let ring_key = ring_config.kvstore.ring_key("ingester");
+    // One KV client for the process; with the in-memory store this is also
+    // what makes the ingester and the distributor see the same ring.
+    let kv = strata_ring::new_kv_store(&ring_config.kvstore)
+        .await
+        .map_err(|e| AppError::Module(format!("ingester ring KV store: {e}")))?;
+
+    let lifecycler = if ingester.is_some() {
+        let lifecycler = strata_ring::Lifecycler::start(&ring_config, kv.clone(), ring_key.clone())
+            .await
+            .map_err(|e| AppError::Module(format!("ingester: joining the ring: {e}")))?;
+        lifecycler
+            .activate()
+            .await
+            .map_err(|e| AppError::Module(format!("ingester: activating in the ring: {e}")))?;
+        tracing::info!(instance_id = %ring_config.instance_id, addr = %ring_config.instance_addr, "ingester is ACTIVE in the ring");
+        Some(lifecycler)
+    } else {
+        None
+    };
+
+    let ring = if config.runs("distributor") || config.runs("querier") {
+        Some(
+            strata_ring::Ring::new(&ring_config, kv.clone(), ring_key.clone())
+                .await
+                .map_err(|e| AppError::Module(format!("reading the ingester ring: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let own_addr = ring_config.instance_addr.clone();
     let mut router = Router::new();
 
-    if config.runs("distributor") {
-        let push: Arc<dyn strata_distributor::IngesterPush> = match &in_process {
-            Some(p) => p.clone(),
-            None => Arc::new(
-                strata_distributor::GrpcIngesterPush::new(
-                    &config.ingester_client.address,
-                    remote_timeout,
-                )
-                .map_err(|e| AppError::Module(format!("distributor: {}", e.message)))?,
-            ),
-        };
+    if let (true, Some(ring)) = (config.runs("distributor"), &ring) {
+        let remote_timeout = config.ingester_client.remote_timeout.0;
+        let local = in_process.clone();
+        let own = own_addr.clone();
+        let factory: strata_distributor::PushClientFactory = Arc::new(move |addr: &str| {
+            if let (Some(local), true) = (&local, addr == own) {
+                return Ok(local.clone() as Arc<dyn strata_distributor::IngesterPush>);
+            }
+            Ok(Arc::new(strata_distributor::GrpcIngesterPush::new(
+                addr,
+                remote_timeout,
+            )?) as Arc<dyn strata_distributor::IngesterPush>)
+        });
+        let push = Arc::new(strata_distributor::ReplicatedPush::new(
+            ring.clone(),
+            strata_distributor::PushClientPool::new(factory),
+        ));
         let overrides = Arc::new(strata_limits::Overrides::new(config.limits.clone()));
         let distributor = strata_distributor::Distributor::new(
             config.distributor.clone(),
@@ -100,17 +137,23 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         ));
     }
 
-    if config.runs("querier") {
-        let source: Arc<dyn strata_querier::IngesterQuery> = match &in_process {
-            Some(p) => p.clone(),
-            None => Arc::new(
-                strata_querier::GrpcIngesterQuery::new(
-                    &grpc_uri(&config.ingester_client.address),
-                    &config.querier.ingester_client,
-                )
-                .map_err(|e| AppError::Module(format!("querier: {}", e.message)))?,
-            ),
-        };
+    if let (true, Some(ring)) = (config.runs("querier"), &ring) {
+        let local = in_process.clone();
+        let own = own_addr.clone();
+        let client_config = config.querier.ingester_client.clone();
+        let factory: strata_querier::QueryClientFactory = Arc::new(move |addr: &str| {
+            if let (Some(local), true) = (&local, addr == own) {
+                return Ok(local.clone() as Arc<dyn strata_querier::IngesterQuery>);
+            }
+            Ok(Arc::new(strata_querier::GrpcIngesterQuery::new(
+                &grpc_uri(addr),
+                &client_config,
+            )?) as Arc<dyn strata_querier::IngesterQuery>)
+        });
+        let source = Arc::new(strata_querier::ReplicatedQuery::new(
+            ring.clone(),
+            strata_querier::QueryClientPool::new(factory),
+        ));
         let querier = strata_querier::Querier::new(config.querier.clone(), source)
             .map_err(|e| AppError::Module(e.to_string()))?;
         let api = strata_querier::router(Arc::new(querier), tenant_resolver(&config));
@@ -164,6 +207,13 @@ pub async fn run(config: Config) -> Result<(), AppError> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(lifecycler) = lifecycler {
+        // Leave the ring first, so distributors stop sending to this ingester
+        // before its server stops.
+        if let Err(e) = lifecycler.stop().await {
+            tracing::warn!(error = %e, "could not leave the ingester ring cleanly");
+        }
+    }
     let _ = shutdown_tx.send(true);
     let grace = config
         .server
@@ -179,6 +229,42 @@ fn socket_addr(host: &str, port: u16) -> Result<SocketAddr, AppError> {
     format!("{host}:{port}")
         .parse()
         .map_err(|_| AppError::BadAddress(format!("{host}:{port}")))
+}
+
+/// The ring settings with the defaults that depend on the rest of the config
+/// filled in: instance ID and address from the host and gRPC port, and a
+/// replication factor of 1 when the ring is in memory (only this process can
+/// ever be in it).
+fn effective_ring_config(config: &Config) -> strata_ring::RingConfig {
+    let mut ring = config.ingester.ring.clone();
+    let port = config.server.grpc_listen_port;
+    if ring.instance_id.is_empty() {
+        ring.instance_id = format!("{}-{port}", hostname());
+    }
+    if ring.instance_addr.is_empty() {
+        let host = match config.server.grpc_listen_address.as_str() {
+            "" | "0.0.0.0" | "::" | "[::]" => hostname(),
+            other => other.to_string(),
+        };
+        ring.instance_addr = format!("{host}:{port}");
+    }
+    if ring.kvstore.store == strata_ring::KvStoreKind::Inmemory && ring.replication_factor > 1 {
+        tracing::info!(
+            configured = ring.replication_factor,
+            "the ingester ring is in memory (one process): using replication factor 1"
+        );
+        ring.replication_factor = 1;
+    }
+    ring
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 fn tenant_resolver(config: &Config) -> strata_auth::TenantResolver {

@@ -85,19 +85,16 @@ impl Default for ServerConfig {
     }
 }
 
-/// Where a distributor or querier that does not run an ingester itself finds one.
-/// (The ingester ring replaces this single address.)
+/// How distributors call ingesters (which ingesters: the ring in `ingester.ring`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngesterClientConfig {
-    pub address: String,
     pub remote_timeout: strata_model::ConfigDuration,
 }
 
 impl Default for IngesterClientConfig {
     fn default() -> Self {
         Self {
-            address: "127.0.0.1:9095".to_string(),
             remote_timeout: strata_model::ConfigDuration::from_secs(5),
         }
     }
@@ -150,6 +147,13 @@ impl Config {
                 reason: "use logfmt or json".into(),
             });
         }
+        self.ingester.ring.validate().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "ingester.ring.{}: {}",
+                e.key.trim_start_matches("ring."),
+                e.message
+            ))
+        })?;
         Ok(())
     }
 
@@ -168,6 +172,8 @@ pub enum FieldKind {
     Int,
     Bool,
     Duration,
+    /// A YAML sequence of strings; comma-separated as a flag.
+    List,
 }
 
 impl FieldKind {
@@ -177,6 +183,7 @@ impl FieldKind {
             FieldKind::Int => "int",
             FieldKind::Bool => "bool",
             FieldKind::Duration => "duration",
+            FieldKind::List => "list of strings",
         }
     }
 }
@@ -204,6 +211,7 @@ impl FieldDoc {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
+            Value::Null => String::new(),
             other => serde_yaml::to_string(other)
                 .unwrap_or_default()
                 .trim()
@@ -228,10 +236,25 @@ fields! {
     "server.log_level" String "Log level: error, warn, info, debug or trace.",
     "server.log_format" String "Log format: logfmt or json.",
     "server.graceful_shutdown_timeout" Duration "How long in-flight requests may take to finish on SIGTERM.",
-    "ingester_client.address" String "gRPC address of the ingester when this process does not run one.",
-    "ingester_client.remote_timeout" Duration "Timeout of a gRPC call to an ingester.",
+    "ingester_client.remote_timeout" Duration "Longest a push to one ingester may take; a slower replica counts as failed for the quorum.",
     "distributor.max_recv_msg_size" Int "Largest remote-write push accepted, in bytes, both compressed and decompressed; larger pushes get 413 or 400.",
     "ingester.query_stream_batch_size" Int "Series per message when an ingester streams query results.",
+    "ingester.ring.kvstore.store" String "Where the ring lives: inmemory (this process only) or etcd (shared by a cluster).",
+    "ingester.ring.kvstore.prefix" String "Key prefix of the ring in the KV store; the ring key is <prefix>rings/ingester.",
+    "ingester.ring.kvstore.etcd.endpoints" List "etcd endpoints (host:port), comma-separated as a flag.",
+    "ingester.ring.kvstore.etcd.dial_timeout" Duration "Timeout of connecting to etcd and of each etcd request.",
+    "ingester.ring.kvstore.etcd.max_retries" Int "Compare-and-swap attempts before a ring update gives up.",
+    "ingester.ring.heartbeat_period" Duration "How often an ingester refreshes its heartbeat in the ring.",
+    "ingester.ring.heartbeat_timeout" Duration "An ingester whose heartbeat is older than this is unhealthy and skipped.",
+    "ingester.ring.replication_factor" Int "Ingesters each series is written to; a push needs a quorum (RF/2+1). Forced to 1 with the inmemory store.",
+    "ingester.ring.zone_awareness_enabled" Bool "Place the replicas of a series in distinct zones (instance_availability_zone).",
+    "ingester.ring.num_tokens" Int "Tokens each ingester owns in the ring.",
+    "ingester.ring.instance_id" String "This ingester's ID in the ring; empty means <hostname>-<grpc port>. Must be stable across restarts.",
+    "ingester.ring.instance_addr" String "gRPC address others reach this ingester at; empty means server.grpc_listen_address:grpc_listen_port.",
+    "ingester.ring.instance_availability_zone" String "This ingester's zone, for zone-aware replication.",
+    "ingester.ring.tokens_file_path" String "File to keep this ingester's tokens in, so a restart reuses them even after it left the ring. Empty: none.",
+    "ingester.ring.unregister_on_shutdown" Bool "Remove this ingester from the ring on shutdown (false keeps its tokens for a quick restart).",
+    "ingester.ring.auto_forget_unhealthy_periods" Int "Remove ingesters unhealthy for this many heartbeat timeouts from the ring; 0 never.",
     "querier.lookback_delta" Duration "How far back an instant selector looks for a series' latest sample (Prometheus's --query.lookback-delta).",
     "querier.timeout" Duration "Longest a query may run (the request's timeout parameter can only shorten it); beyond it the query fails with 503.",
     "querier.max_samples" Int "Most samples one query may hold in memory at once; beyond it the query fails with 422.",
@@ -283,6 +306,13 @@ pub fn set_path(tree: &mut Value, field: &FieldDoc, raw: &str) -> Result<(), Con
             strata_model::parse_duration(raw).map_err(|e| bad(e.reason))?;
             Value::String(raw.to_string())
         }
+        FieldKind::List => Value::Sequence(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| Value::String(v.to_string()))
+                .collect(),
+        ),
     };
     let mut node = tree;
     let parts: Vec<&str> = field.path.split('.').collect();
@@ -394,6 +424,9 @@ mod tests {
                 (FieldKind::Duration, Value::String(s)) => strata_model::parse_duration(s).is_ok(),
                 (FieldKind::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
                 (FieldKind::Bool, Value::Bool(_)) => true,
+                (FieldKind::List, Value::Sequence(_)) => true,
+                // Optional settings (unset by default).
+                (FieldKind::String, Value::Null) => true,
                 _ => false,
             };
             assert!(

@@ -1,0 +1,348 @@
+//! Sharding and replication on the write path: each series goes to the
+//! replication-factor ingesters the ring names for hash(tenant, labels), all
+//! replicas are written in parallel, and a push succeeds once every series is
+//! stored on a quorum of its replicas.
+//!
+//! Requests to replicas run as their own tasks, so a push answers as soon as
+//! each series has its quorum while the slower replica still receives its copy
+//! (bounded by the client timeout); a dead or slow ingester costs neither
+//! correctness nor more than that timeout.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strata_model::shard_token_of;
+use strata_proto::prometheus::{TimeSeries, WriteRequest};
+use strata_ring::{Operation, Ring, RingError};
+use strata_status::{ErrorCode, ServiceError};
+use tokio::sync::mpsc;
+
+use crate::IngesterPush;
+
+/// Makes the client for the ingester at an address (gRPC, or in-process for
+/// the process's own ingester).
+pub type PushClientFactory =
+    Arc<dyn Fn(&str) -> Result<Arc<dyn IngesterPush>, ServiceError> + Send + Sync>;
+
+/// One client per ingester address, made on first use and reused.
+pub struct PushClientPool {
+    factory: PushClientFactory,
+    clients: Mutex<HashMap<String, Arc<dyn IngesterPush>>>,
+}
+
+impl std::fmt::Debug for PushClientPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushClientPool")
+            .field("clients", &self.clients.lock().len())
+            .finish()
+    }
+}
+
+impl PushClientPool {
+    pub fn new(factory: PushClientFactory) -> Self {
+        Self {
+            factory,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<Arc<dyn IngesterPush>, ServiceError> {
+        if let Some(client) = self.clients.lock().get(addr) {
+            return Ok(client.clone());
+        }
+        let client = (self.factory)(addr)?;
+        self.clients
+            .lock()
+            .entry(addr.to_string())
+            .or_insert(client.clone());
+        Ok(client)
+    }
+}
+
+/// The ingesters of a ring, as one [`IngesterPush`].
+#[derive(Debug)]
+pub struct ReplicatedPush {
+    ring: Ring,
+    pool: PushClientPool,
+}
+
+impl ReplicatedPush {
+    pub fn new(ring: Ring, pool: PushClientPool) -> Self {
+        Self { ring, pool }
+    }
+}
+
+/// How one series is doing across its replicas.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    needed: usize,
+    max_errors: usize,
+    succeeded: usize,
+    failed: usize,
+}
+
+impl Progress {
+    fn done(&self) -> bool {
+        self.succeeded >= self.needed || self.failed > self.max_errors
+    }
+}
+
+pub(crate) fn ring_error(e: RingError) -> ServiceError {
+    ServiceError::unavailable(format!("cannot pick ingesters: {e}"))
+}
+
+#[async_trait::async_trait]
+impl IngesterPush for ReplicatedPush {
+    async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+        let snapshot = self.ring.snapshot();
+        let mut progress = Vec::with_capacity(request.timeseries.len());
+        // Series indices per ingester address.
+        let mut per_instance: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, series) in request.timeseries.iter().enumerate() {
+            let token = shard_token_of(
+                tenant,
+                series
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            );
+            let set = snapshot.get(token, Operation::Write).map_err(ring_error)?;
+            for instance in &set.instances {
+                per_instance
+                    .entry(instance.addr.clone())
+                    .or_default()
+                    .push(index);
+            }
+            progress.push(Progress {
+                needed: set.min_success(),
+                max_errors: set.max_errors,
+                succeeded: 0,
+                failed: 0,
+            });
+        }
+
+        let series: Arc<Vec<TimeSeries>> = Arc::new(request.timeseries);
+        let (results, mut receiver) = mpsc::unbounded_channel();
+        for (addr, indices) in per_instance {
+            let client = self.pool.client(&addr);
+            let series = series.clone();
+            let results = results.clone();
+            let tenant = tenant.to_string();
+            tokio::spawn(async move {
+                let outcome = match client {
+                    Ok(client) => {
+                        let request = WriteRequest {
+                            timeseries: indices.iter().map(|&i| series[i].clone()).collect(),
+                            ..Default::default()
+                        };
+                        client.push(&tenant, request).await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = results.send((indices, outcome));
+            });
+        }
+        drop(results);
+
+        let mut pending = progress.iter().filter(|p| !p.done()).count();
+        let mut client_error: Option<ServiceError> = None;
+        let mut server_error: Option<ServiceError> = None;
+        while pending > 0 {
+            let Some((indices, outcome)) = receiver.recv().await else {
+                break;
+            };
+            // An ingester that answered with a client error (say, one
+            // out-of-order series) has stored every valid series of the
+            // request, so those count towards their quorum.
+            let stored = match outcome {
+                Ok(()) => true,
+                Err(e) if e.code.is_client_error() => {
+                    client_error.get_or_insert(e);
+                    true
+                }
+                Err(e) => {
+                    server_error.get_or_insert(e);
+                    false
+                }
+            };
+            for i in indices {
+                let Some(p) = progress.get_mut(i) else {
+                    continue;
+                };
+                if p.done() {
+                    continue;
+                }
+                if stored {
+                    p.succeeded += 1;
+                } else {
+                    p.failed += 1;
+                }
+                if p.done() {
+                    pending -= 1;
+                }
+            }
+        }
+
+        let quorum_failed = progress.iter().any(|p| p.succeeded < p.needed);
+        if quorum_failed {
+            let cause = server_error
+                .map(|e| e.message)
+                .unwrap_or_else(|| "no answer".to_string());
+            return Err(ServiceError::new(
+                ErrorCode::Unavailable,
+                format!("failed to store samples on a quorum of ingesters: {cause}"),
+            ));
+        }
+        match client_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use strata_proto::prometheus::{Label, Sample};
+    use strata_ring::{Lifecycler, MemoryKv, RingConfig};
+
+    #[derive(Debug, Default)]
+    struct FakeIngester {
+        received: Mutex<Vec<WriteRequest>>,
+        behaviour: Behaviour,
+    }
+
+    #[derive(Debug, Default, Clone, Copy, PartialEq)]
+    enum Behaviour {
+        #[default]
+        Store,
+        Down,
+        Hang,
+        RejectAsBadRequest,
+    }
+
+    #[async_trait::async_trait]
+    impl IngesterPush for FakeIngester {
+        async fn push(&self, _tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+            match self.behaviour {
+                Behaviour::Store => {
+                    self.received.lock().push(request);
+                    Ok(())
+                }
+                Behaviour::Down => Err(ServiceError::unavailable("connection refused")),
+                Behaviour::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                }
+                Behaviour::RejectAsBadRequest => {
+                    self.received.lock().push(request);
+                    Err(ServiceError::bad_request("out-of-order sample"))
+                }
+            }
+        }
+    }
+
+    async fn cluster(
+        behaviours: &[Behaviour],
+    ) -> (ReplicatedPush, Vec<Arc<FakeIngester>>, Vec<Lifecycler>) {
+        let kv: Arc<dyn strata_ring::KvStore> = Arc::new(MemoryKv::new());
+        let mut fakes = Vec::new();
+        let mut lifecyclers = Vec::new();
+        for (i, behaviour) in behaviours.iter().enumerate() {
+            let config = RingConfig {
+                instance_id: format!("ingester-{i}"),
+                instance_addr: format!("addr-{i}"),
+                num_tokens: 16,
+                ..Default::default()
+            };
+            let lifecycler = Lifecycler::start(&config, kv.clone(), "ring")
+                .await
+                .unwrap();
+            lifecycler.activate().await.unwrap();
+            lifecyclers.push(lifecycler);
+            fakes.push(Arc::new(FakeIngester {
+                behaviour: *behaviour,
+                ..Default::default()
+            }));
+        }
+        let ring = Ring::new(&RingConfig::default(), kv, "ring").await.unwrap();
+        let by_addr = fakes.clone();
+        let pool = PushClientPool::new(Arc::new(move |addr: &str| {
+            let i: usize = addr.trim_start_matches("addr-").parse().unwrap();
+            Ok(by_addr[i].clone() as Arc<dyn IngesterPush>)
+        }));
+        (ReplicatedPush::new(ring, pool), fakes, lifecyclers)
+    }
+
+    fn request(n: usize) -> WriteRequest {
+        WriteRequest {
+            timeseries: (0..n)
+                .map(|i| TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: format!("m{i}"),
+                    }],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn stored_series(fakes: &[Arc<FakeIngester>]) -> usize {
+        fakes
+            .iter()
+            .map(|f| {
+                f.received
+                    .lock()
+                    .iter()
+                    .map(|r| r.timeseries.len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn every_series_reaches_three_replicas() {
+        use Behaviour::Store;
+        let (push, fakes, _l) = cluster(&[Store, Store, Store, Store]).await;
+        push.push("t", request(50)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(stored_series(&fakes), 150);
+    }
+
+    #[tokio::test]
+    async fn one_dead_ingester_is_tolerated_two_are_not() {
+        use Behaviour::{Down, Store};
+        let (push, _f, _l) = cluster(&[Store, Store, Down]).await;
+        push.push("t", request(20)).await.unwrap();
+        let (push, _f, _l) = cluster(&[Store, Down, Down]).await;
+        let err = push.push("t", request(20)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unavailable);
+        assert!(err.message.contains("quorum"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_ingester_does_not_stall_the_push() {
+        use Behaviour::{Hang, Store};
+        let (push, _f, _l) = cluster(&[Store, Hang, Store]).await;
+        tokio::time::timeout(Duration::from_secs(5), push.push("t", request(20)))
+            .await
+            .expect("push must not wait for the hanging replica")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_reported_without_failing_the_quorum() {
+        use Behaviour::{RejectAsBadRequest, Store};
+        let (push, _f, _l) = cluster(&[Store, RejectAsBadRequest, Store]).await;
+        let err = push.push("t", request(20)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+    }
+}
