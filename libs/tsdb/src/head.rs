@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -28,6 +28,33 @@ const STRIPES: usize = 128;
 /// appending IDs keeps postings lists sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesId(pub u32);
+
+/// A series' reference in the write-ahead log: assigned by its head when the
+/// series is created, never given to another series of that head, and restored by
+/// WAL replay ([`Head::restore_series`]), so records written before and after a
+/// restart agree. Unlike [`SeriesId`] it is not a position in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesRef(pub u64);
+
+/// A handle on one series of a [`Head`], to append to it without looking its
+/// labels up again (WAL replay, an ingester that logs series refs). Only
+/// meaningful with the head that returned it.
+#[derive(Clone)]
+pub struct HeadSeries(Arc<MemSeries>);
+
+impl HeadSeries {
+    pub fn series_ref(&self) -> SeriesRef {
+        SeriesRef(self.0.series_ref)
+    }
+}
+
+impl fmt::Debug for HeadSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadSeries")
+            .field("series_ref", &self.0.series_ref)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What an append stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,6 +151,8 @@ pub struct Head {
     index: RwLock<Index>,
     min_time: AtomicI64,
     max_time: AtomicI64,
+    /// The [`SeriesRef`] the next new series gets.
+    next_ref: AtomicU64,
 }
 
 impl fmt::Debug for Head {
@@ -150,6 +179,7 @@ impl Head {
             index: RwLock::default(),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
+            next_ref: AtomicU64::new(1),
         }
     }
 
@@ -161,7 +191,42 @@ impl Head {
         if samples.is_empty() {
             return Ok(Outcome::default());
         }
-        let series = self.get_or_create(labels);
+        let (series, _) = self.get_or_create(labels, None);
+        self.append_series(&series, samples, || labels.clone())
+    }
+
+    /// The series `labels`, created without samples if new; true if this call
+    /// created it (an ingester then logs the series to its WAL).
+    pub fn get_or_create_series(&self, labels: &Labels) -> (HeadSeries, bool) {
+        let (series, created) = self.get_or_create(labels, None);
+        (HeadSeries(series), created)
+    }
+
+    /// WAL replay: the series `labels` with the reference `series_ref` it had
+    /// when it was logged, created without samples if new. Later new series get
+    /// larger refs. If the head already holds `labels`, that series is returned
+    /// with its own ref.
+    pub fn restore_series(&self, series_ref: SeriesRef, labels: &Labels) -> HeadSeries {
+        HeadSeries(self.get_or_create(labels, Some(series_ref.0)).0)
+    }
+
+    /// [`Head::append`] to a series this head returned.
+    pub fn append_to(
+        &self,
+        series: &HeadSeries,
+        samples: &[Sample],
+    ) -> Result<Outcome, AppendError> {
+        self.append_series(&series.0, samples, || {
+            self.symbols.read().labels(&series.0.labels)
+        })
+    }
+
+    fn append_series(
+        &self,
+        series: &MemSeries,
+        samples: &[Sample],
+        labels: impl FnOnce() -> Labels,
+    ) -> Result<Outcome, AppendError> {
         let mut appended = 0;
         let mut min_t = i64::MAX;
         let mut max_t = i64::MIN;
@@ -195,7 +260,7 @@ impl Head {
         match rejected {
             None => Ok(Outcome { appended }),
             Some((timestamp_ms, latest_ms, duplicate)) => {
-                let series = labels.clone();
+                let series = labels();
                 Err(if duplicate {
                     AppendError::DuplicateTimestamp {
                         series,
@@ -380,16 +445,26 @@ impl Head {
         out
     }
 
-    fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
+    /// The series `labels` and whether this call created it, with `known_ref` as
+    /// its ref if given (replay) or the next free one.
+    fn get_or_create(&self, labels: &Labels, known_ref: Option<u64>) -> (Arc<MemSeries>, bool) {
         let hash = labels_hash(labels);
         let stripe = &self.stripes[((hash >> 32) as usize) % STRIPES];
         if let Some(found) = stripe.read().find(hash, labels, &self.symbols) {
-            return found;
+            return (found, false);
         }
         let mut stripe = stripe.write();
         if let Some(found) = stripe.find(hash, labels, &self.symbols) {
-            return found;
+            return (found, false);
         }
+        let series_ref = match known_ref {
+            Some(r) => {
+                self.next_ref
+                    .fetch_max(r.saturating_add(1), Ordering::Relaxed);
+                r
+            }
+            None => self.next_ref.fetch_add(1, Ordering::Relaxed),
+        };
         let mut syms = Vec::with_capacity(labels.len() * 2);
         let mut strings = Vec::with_capacity(labels.len());
         {
@@ -403,6 +478,7 @@ impl Head {
             }
         }
         let series = Arc::new(MemSeries {
+            series_ref,
             labels: syms.into_boxed_slice(),
             chunks: Mutex::new(ChunkList::default()),
         });
@@ -426,7 +502,7 @@ impl Head {
             .entry(hash)
             .or_default()
             .push(Arc::clone(&series));
-        series
+        (series, true)
     }
 }
 
@@ -565,6 +641,7 @@ impl SymbolTable {
 /// One series: its labels as symbol IDs (name, value, name, value, …, in label
 /// order) and its chunks.
 struct MemSeries {
+    series_ref: u64,
     labels: Box<[u32]>,
     chunks: Mutex<ChunkList>,
 }

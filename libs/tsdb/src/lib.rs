@@ -5,12 +5,17 @@
 //! unchanged), the in-memory head that holds a tenant's recent series ([`head`]:
 //! label interning, per-series chunk lists, the append rules for out-of-order and
 //! duplicate samples) and the postings index that selects series by label matchers
-//! ([`postings`] holds the sorted-list set operations it is built on).
+//! ([`postings`] holds the sorted-list set operations it is built on), and the
+//! write-ahead log that makes a head survive a crash ([`wal`]: CRC32C-framed
+//! segments, group-commit fsync, replay, checkpoints).
 //!
 //! It deliberately knows nothing about tenants, the network or configuration: the
-//! ingester keeps one [`head::Head`] per tenant and turns [`head::AppendError`]s
-//! into client-facing statuses. The WAL and the block writer/reader come later.
+//! ingester keeps one [`head::Head`] and one [`wal::Wal`] per tenant and turns
+//! [`head::AppendError`]s into client-facing statuses. The block writer/reader
+//! comes later.
 
+pub mod block;
 pub mod chunk;
 pub mod head;
 pub mod postings;
+pub mod wal;

@@ -1,0 +1,523 @@
+//! The write-ahead log of one tenant's head: what an ingester replays after a
+//! crash to rebuild the head, and what lets it acknowledge a push only once the
+//! samples would survive one.
+//!
+//! # Layout
+//!
+//! Modelled on Prometheus's `wlog`. A WAL directory holds numbered segment files
+//! `00000000`, `00000001`, … of at most [`WalOptions::segment_size`] bytes (a
+//! batch larger than that gets a segment of its own; a batch never spans two
+//! segments), and at most one complete checkpoint `checkpoint.NNNNNNNN/` that
+//! stands for every segment up to and including `NNNNNNNN`. Opening a WAL always
+//! starts a new segment.
+//!
+//! # Frames
+//!
+//! Simpler than Prometheus's 32 KiB pages: a segment is a sequence of frames
+//!
+//! ```text
+//! [u32 LE payload length][u32 LE CRC32C(length bytes ‖ payload)][payload]
+//! ```
+//!
+//! with no header or padding. A length of 0 or above 32 MiB is corruption, so a
+//! zero-filled tail is detected too. The payload is a record whose first byte is
+//! its type:
+//!
+//! ```text
+//! Series  (1): { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
+//! Samples (2): { zigzag varint Δref, zigzag varint Δtimestamp, u64 LE value bits }*
+//! ```
+//!
+//! Sample deltas are from the previous sample of the record (the first from ref 0,
+//! timestamp 0), so a run of one series' samples costs about 10 bytes a sample.
+//! Refs are the head's [`SeriesRef`](crate::head::SeriesRef)s; a series' record
+//! always precedes the records of its samples.
+//!
+//! # Durability
+//!
+//! [`Wal::log`] writes a [`WalBatch`] with one `write` call under a mutex and
+//! returns the batch's end position ([`Lsn`]); [`Wal::wait_durable`] (blocking)
+//! or [`Wal::durable`] (async) return once the [`FsyncPolicy`] says the batch is
+//! durable. With `Always` and `Batch` a flusher thread fsyncs the current segment
+//! outside the mutex and publishes how far the log is durable: one fsync covers
+//! every batch written before it started (group commit). A failed write is rolled
+//! back; a failed fsync fails the WAL for good, as the kernel may have dropped the
+//! dirty pages.
+//!
+//! # Replay and checkpoints
+//!
+//! [`Wal::replay`] streams records, one frame in memory at a time: the newest
+//! checkpoint, then the segments after it. A torn or corrupt tail of the last
+//! segment (a crash mid-write) is cut off with a warning; corruption anywhere
+//! else is an error naming the file and offset. [`Wal::open`] repairs the last
+//! segment the same way before starting a new one, so a torn tail never ends up
+//! in the middle of the log. [`Wal::checkpoint`] condenses the closed segments
+//! into a new checkpoint (written to `checkpoint.NNNNNNNN.tmp/`, then renamed)
+//! and deletes them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use std::{fmt, fs};
+
+use parking_lot::{Condvar, Mutex};
+use thiserror::Error;
+use tokio::sync::watch;
+
+mod checkpoint;
+mod record;
+mod replay;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+pub use checkpoint::CheckpointStats;
+pub use record::{Record, RefSample, RefSeries, TooLarge, WalBatch};
+pub use replay::ReplayStats;
+
+use segment::{segment_path, sync_dir, Layout};
+
+/// Prometheus's default segment size.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;
+
+/// When a logged batch counts as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Durable once an fsync that started after the batch was written returned.
+    /// Batches written while an fsync runs share the next one.
+    Always,
+    /// Like `Always`, but the flusher waits up to `max_delay` after the first
+    /// unsynced write to gather more batches into one fsync: fewer fsyncs, longer
+    /// waits. `Batch { max_delay: Duration::ZERO }` is `Always`.
+    Batch { max_delay: Duration },
+    /// Durable as soon as written to the OS: survives the process being killed,
+    /// not the machine crashing. For tests and benchmarks.
+    Never,
+}
+
+/// How to open a [`Wal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Bytes after which the next batch goes to a new segment.
+    pub segment_size: u64,
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            fsync: FsyncPolicy::Always,
+        }
+    }
+}
+
+/// A position in the log: bytes written since the [`Wal`] was opened. A batch is
+/// durable once the log is durable up to the `Lsn` [`Wal::log`] returned for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+#[derive(Debug, Error)]
+pub enum WalError {
+    #[error("WAL I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt WAL file {} at offset {offset}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("unusable WAL directory {}: {reason}", dir.display())]
+    Layout { dir: PathBuf, reason: String },
+    #[error("invalid WAL options: {0}")]
+    Options(String),
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// An earlier write or fsync failed; nothing logged after it is durable.
+    #[error("the WAL in {} failed and accepts no more writes: {reason}", dir.display())]
+    Failed { dir: PathBuf, reason: String },
+}
+
+impl WalError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        WalError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// One tenant head's write-ahead log, open for writing. Share it (`Arc<Wal>`):
+/// every method takes `&self`. Dropping it stops the flusher after a last fsync.
+pub struct Wal {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    options: WalOptions,
+    writer: Mutex<Writer>,
+    sync: Mutex<SyncState>,
+    /// Wakes the flusher: a write happened, or the WAL is closing.
+    flusher_wake: Condvar,
+    /// Wakes blocking waiters: `synced` moved or the WAL failed.
+    durable_cv: Condvar,
+    /// The same news for async waiters.
+    durable_tx: watch::Sender<Durable>,
+    /// Serialises checkpoints.
+    checkpointing: Mutex<()>,
+}
+
+struct Writer {
+    file: Arc<File>,
+    segment: u32,
+    segment_len: u64,
+    written: u64,
+    failed: Option<String>,
+}
+
+struct SyncState {
+    written: u64,
+    synced: u64,
+    /// When the oldest unsynced write happened.
+    pending_since: Option<Instant>,
+    failed: Option<String>,
+    closing: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Durable {
+    synced: u64,
+    failed: Option<String>,
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.shared.writer.lock();
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.dir)
+            .field("options", &self.shared.options)
+            .field("segment", &w.segment)
+            .field("written", &w.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir` for writing: removes an
+    /// unfinished checkpoint, cuts a torn tail off the last segment (see
+    /// [`Wal::replay`], which an ingester calls first) and starts a new segment.
+    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal, WalError> {
+        let dir = dir.as_ref().to_path_buf();
+        if options.segment_size == 0 {
+            return Err(WalError::Options("segment_size must be positive".into()));
+        }
+        fs::create_dir_all(&dir).map_err(|e| WalError::io(&dir, e))?;
+        let layout = Layout::scan(&dir)?;
+        for tmp in &layout.tmp {
+            fs::remove_dir_all(tmp).map_err(|e| WalError::io(tmp, e))?;
+        }
+        layout.check_contiguous(&dir)?;
+        if let Some(&last) = layout.segments.last() {
+            replay::repair(&segment_path(&dir, last))?;
+        }
+        let next = match (layout.segments.last(), layout.checkpoints.last()) {
+            (Some(&s), Some(&c)) => s.max(c) + 1,
+            (Some(&n), None) | (None, Some(&n)) => n + 1,
+            (None, None) => 0,
+        };
+        let file = create_segment(&dir, next, options.fsync)?;
+        let (durable_tx, _) = watch::channel(Durable::default());
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            writer: Mutex::new(Writer {
+                file: Arc::new(file),
+                segment: next,
+                segment_len: 0,
+                written: 0,
+                failed: None,
+            }),
+            sync: Mutex::new(SyncState {
+                written: 0,
+                synced: 0,
+                pending_since: None,
+                failed: None,
+                closing: false,
+            }),
+            flusher_wake: Condvar::new(),
+            durable_cv: Condvar::new(),
+            durable_tx,
+            checkpointing: Mutex::new(()),
+        });
+        let flusher = match options.fsync {
+            FsyncPolicy::Never => None,
+            FsyncPolicy::Always => Some(Duration::ZERO),
+            FsyncPolicy::Batch { max_delay } => Some(max_delay),
+        }
+        .map(|delay| {
+            let worker = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("wal-flusher".into())
+                .spawn(move || worker.run_flusher(delay))
+                .map_err(|e| WalError::io(&shared.dir, e))
+        })
+        .transpose()?;
+        Ok(Wal { shared, flusher })
+    }
+
+    /// Writes `batch` (as one `write` call, to one segment) and empties it.
+    /// Returns the position the log must be durable up to for the batch to be;
+    /// an empty batch returns the current position.
+    pub fn log(&self, batch: &mut WalBatch) -> Result<Lsn, WalError> {
+        let result = self.shared.write(batch.finish());
+        batch.clear();
+        result
+    }
+
+    /// Blocks until the log is durable up to `lsn` by the fsync policy.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        if self.shared.options.fsync == FsyncPolicy::Never {
+            return self.shared.check_writable();
+        }
+        let mut s = self.shared.sync.lock();
+        loop {
+            if s.synced >= lsn.0 {
+                return Ok(());
+            }
+            if let Some(reason) = &s.failed {
+                return Err(self.shared.failed(reason));
+            }
+            self.shared.durable_cv.wait(&mut s);
+        }
+    }
+
+    /// Resolves once the log is durable up to `lsn` by the fsync policy.
+    pub async fn durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        if self.shared.options.fsync == FsyncPolicy::Never {
+            return self.shared.check_writable();
+        }
+        let mut rx = self.shared.durable_tx.subscribe();
+        let failed = {
+            let state = rx
+                .wait_for(|d| d.synced >= lsn.0 || d.failed.is_some())
+                .await
+                .map_err(|_| self.shared.failed("the flusher stopped"))?;
+            (state.synced < lsn.0).then(|| state.failed.clone().unwrap_or_default())
+        };
+        match failed {
+            None => Ok(()),
+            Some(reason) => Err(self.shared.failed(&reason)),
+        }
+    }
+
+    /// [`Wal::log`], then [`Wal::durable`]: resolves when the batch is durable,
+    /// the moment an ingester may acknowledge it.
+    pub async fn log_durable(&self, batch: &mut WalBatch) -> Result<(), WalError> {
+        let lsn = self.log(batch)?;
+        self.durable(lsn).await
+    }
+
+    /// The WAL's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn options(&self) -> WalOptions {
+        self.shared.options
+    }
+
+    /// The segment being written to.
+    pub fn current_segment(&self) -> u32 {
+        self.shared.writer.lock().segment
+    }
+
+    /// Everything logged so far, durable or not.
+    pub fn written(&self) -> Lsn {
+        Lsn(self.shared.writer.lock().written)
+    }
+
+    /// Stops the flusher after a last fsync; fails if the WAL failed.
+    pub fn close(mut self) -> Result<(), WalError> {
+        self.stop_flusher();
+        self.shared.check_writable()
+    }
+
+    fn stop_flusher(&mut self) {
+        self.shared.sync.lock().closing = true;
+        self.shared.flusher_wake.notify_all();
+        if let Some(handle) = self.flusher.take() {
+            if handle.join().is_err() {
+                tracing::error!(dir = %self.shared.dir.display(), "WAL flusher panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.stop_flusher();
+    }
+}
+
+/// Creates segment `index` (which must not exist) for appending.
+fn create_segment(dir: &Path, index: u32, fsync: FsyncPolicy) -> Result<File, WalError> {
+    let path = segment_path(dir, index);
+    let file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, e))?;
+    if fsync != FsyncPolicy::Never {
+        sync_dir(dir)?;
+    }
+    Ok(file)
+}
+
+impl Shared {
+    fn failed(&self, reason: &str) -> WalError {
+        WalError::Failed {
+            dir: self.dir.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), WalError> {
+        let s = self.sync.lock();
+        match &s.failed {
+            Some(reason) => Err(self.failed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the WAL failed for writers and waiters.
+    fn fail(&self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "WAL failed");
+        let durable = {
+            let mut s = self.sync.lock();
+            s.failed.get_or_insert(reason);
+            Durable {
+                synced: s.synced,
+                failed: s.failed.clone(),
+            }
+        };
+        self.durable_cv.notify_all();
+        self.durable_tx.send_replace(durable);
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<Lsn, WalError> {
+        let mut w = self.writer.lock();
+        if let Some(reason) = &w.failed {
+            return Err(self.failed(reason));
+        }
+        if bytes.is_empty() {
+            return Ok(Lsn(w.written));
+        }
+        let len = bytes.len() as u64;
+        if w.segment_len > 0 && w.segment_len + len > self.options.segment_size {
+            self.rotate(&mut w)?;
+        }
+        if let Err(e) = (&*w.file).write_all(bytes) {
+            let path = segment_path(&self.dir, w.segment);
+            // Cut the partial batch off, or later batches would follow garbage.
+            if let Err(undo) = w.file.set_len(w.segment_len) {
+                let reason = format!(
+                    "write to {} failed ({e}) and cutting it back failed ({undo})",
+                    path.display()
+                );
+                w.failed = Some(reason.clone());
+                drop(w);
+                self.fail(reason);
+            }
+            return Err(WalError::io(&path, e));
+        }
+        w.segment_len += len;
+        w.written += len;
+        let lsn = w.written;
+        let never = self.options.fsync == FsyncPolicy::Never;
+        {
+            let mut s = self.sync.lock();
+            s.written = lsn;
+            if never {
+                s.synced = lsn;
+            } else if s.pending_since.is_none() {
+                s.pending_since = Some(Instant::now());
+            }
+        }
+        drop(w);
+        if !never {
+            self.flusher_wake.notify_one();
+        }
+        Ok(Lsn(lsn))
+    }
+
+    /// Closes the current segment (fsynced unless the policy is `Never`) and
+    /// starts the next one. Called with the writer locked.
+    fn rotate(&self, w: &mut Writer) -> Result<(), WalError> {
+        if self.options.fsync != FsyncPolicy::Never {
+            if let Err(e) = w.file.sync_data() {
+                let path = segment_path(&self.dir, w.segment);
+                let reason = format!("fsync of {} failed: {e}", path.display());
+                w.failed = Some(reason.clone());
+                self.fail(reason);
+                return Err(WalError::io(&path, e));
+            }
+        }
+        let file = create_segment(&self.dir, w.segment + 1, self.options.fsync)?;
+        w.file = Arc::new(file);
+        w.segment += 1;
+        w.segment_len = 0;
+        Ok(())
+    }
+
+    fn run_flusher(&self, max_delay: Duration) {
+        loop {
+            {
+                let mut s = self.sync.lock();
+                while s.written == s.synced && !s.closing && s.failed.is_none() {
+                    self.flusher_wake.wait(&mut s);
+                }
+                if s.failed.is_some() || s.written == s.synced {
+                    return;
+                }
+                if !max_delay.is_zero() {
+                    let deadline = s.pending_since.unwrap_or_else(Instant::now) + max_delay;
+                    while !s.closing && Instant::now() < deadline {
+                        self.flusher_wake.wait_until(&mut s, deadline);
+                    }
+                }
+            }
+            let (file, target, segment) = {
+                let w = self.writer.lock();
+                (Arc::clone(&w.file), w.written, w.segment)
+            };
+            // Segments before `segment` were fsynced when they were closed.
+            if let Err(e) = file.sync_data() {
+                let path = segment_path(&self.dir, segment);
+                let reason = format!("fsync of {} failed: {e}", path.display());
+                self.writer.lock().failed = Some(reason.clone());
+                self.fail(reason);
+                return;
+            }
+            let durable = {
+                let mut s = self.sync.lock();
+                s.synced = s.synced.max(target);
+                s.pending_since = (s.written > s.synced).then(Instant::now);
+                Durable {
+                    synced: s.synced,
+                    failed: s.failed.clone(),
+                }
+            };
+            self.durable_cv.notify_all();
+            self.durable_tx.send_replace(durable);
+        }
+    }
+}

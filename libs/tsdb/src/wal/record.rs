@@ -1,0 +1,296 @@
+//! Record payloads (what goes inside a frame) and the batch that encodes them.
+//!
+//! Every payload starts with a type byte:
+//!
+//! ```text
+//! Series  (1): { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
+//! Samples (2): { varint Δref, varint Δtimestamp, u64 LE value bits }*
+//! ```
+//!
+//! Sample deltas are taken from the previous sample of the same record (the first
+//! from ref 0 and timestamp 0), zigzag-encoded, so a run of one series' samples
+//! costs about 10 bytes a sample.
+
+use strata_model::{Label, Labels, Sample};
+
+use crate::head::SeriesRef;
+
+pub(super) const TYPE_SERIES: u8 = 1;
+pub(super) const TYPE_SAMPLES: u8 = 2;
+
+/// A batch closes a record once its payload passes this size, so records stay
+/// small enough to read into one buffer.
+const TARGET_RECORD_LEN: usize = 1 << 20;
+
+/// Largest payload a frame may announce; readers treat larger lengths as
+/// corruption. A single series' labels must fit in it.
+pub(super) const MAX_RECORD_LEN: usize = 32 << 20;
+
+/// A series as logged: its ref and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefSeries {
+    pub series_ref: SeriesRef,
+    pub labels: Labels,
+}
+
+/// A sample as logged, with the ref of its series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefSample {
+    pub series_ref: SeriesRef,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// One decoded WAL record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Series(Vec<RefSeries>),
+    Samples(Vec<RefSample>),
+}
+
+/// Records to log in one write, encoded and framed as they are added.
+///
+/// A batch keeps one series record and one samples record open and always writes
+/// the series record first, so a series added to a batch is defined before any
+/// sample of the same batch that refers to it. Reuse a batch to reuse its buffers:
+/// [`Wal::log`](super::Wal::log) empties it.
+#[derive(Debug, Default)]
+pub struct WalBatch {
+    /// Finished frames.
+    frames: Vec<u8>,
+    series: Vec<u8>,
+    samples: Vec<u8>,
+    prev_ref: u64,
+    prev_ts: i64,
+    num_series: usize,
+    num_samples: usize,
+}
+
+impl WalBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a series definition. Fails only if its labels alone exceed the
+    /// largest record a reader accepts.
+    pub fn add_series(&mut self, series_ref: SeriesRef, labels: &Labels) -> Result<(), TooLarge> {
+        let len = 20
+            + labels
+                .iter()
+                .map(|l| l.name.len() + l.value.len() + 20)
+                .sum::<usize>();
+        if len >= MAX_RECORD_LEN {
+            return Err(TooLarge { len });
+        }
+        if self.series.len() + len > TARGET_RECORD_LEN {
+            self.close_series();
+        }
+        if self.series.is_empty() {
+            self.series.push(TYPE_SERIES);
+        }
+        put_uvarint(&mut self.series, series_ref.0);
+        put_uvarint(&mut self.series, labels.len() as u64);
+        for Label { name, value } in labels.iter() {
+            put_bytes(&mut self.series, name.as_bytes());
+            put_bytes(&mut self.series, value.as_bytes());
+        }
+        self.num_series += 1;
+        Ok(())
+    }
+
+    /// Adds one sample of the series `series_ref`.
+    pub fn add_sample(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) {
+        if self.samples.len() + 30 > TARGET_RECORD_LEN {
+            self.close_samples();
+        }
+        if self.samples.is_empty() {
+            self.samples.push(TYPE_SAMPLES);
+            self.prev_ref = 0;
+            self.prev_ts = 0;
+        }
+        put_varint(
+            &mut self.samples,
+            series_ref.0.wrapping_sub(self.prev_ref) as i64,
+        );
+        put_varint(&mut self.samples, timestamp_ms.wrapping_sub(self.prev_ts));
+        self.samples
+            .extend_from_slice(&value.to_bits().to_le_bytes());
+        self.prev_ref = series_ref.0;
+        self.prev_ts = timestamp_ms;
+        self.num_samples += 1;
+    }
+
+    /// Adds samples of the series `series_ref`.
+    pub fn add_samples(&mut self, series_ref: SeriesRef, samples: &[Sample]) {
+        for s in samples {
+            self.add_sample(series_ref, s.timestamp_ms, s.value);
+        }
+    }
+
+    /// Adds a decoded record.
+    pub fn add_record(&mut self, record: &Record) -> Result<(), TooLarge> {
+        match record {
+            Record::Series(series) => {
+                for s in series {
+                    self.add_series(s.series_ref, &s.labels)?;
+                }
+            }
+            Record::Samples(samples) => {
+                for s in samples {
+                    self.add_sample(s.series_ref, s.timestamp_ms, s.value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.series.is_empty() && self.samples.is_empty()
+    }
+
+    /// Series and samples added since the batch was last emptied.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.num_series, self.num_samples)
+    }
+
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.series.clear();
+        self.samples.clear();
+        self.num_series = 0;
+        self.num_samples = 0;
+    }
+
+    /// Closes the open records and returns every frame of the batch.
+    pub(super) fn finish(&mut self) -> &[u8] {
+        self.close_samples();
+        &self.frames
+    }
+
+    fn close_series(&mut self) {
+        if !self.series.is_empty() {
+            super::segment::frame(&mut self.frames, &self.series);
+            self.series.clear();
+        }
+    }
+
+    /// Closes the samples record, after the series record so that the series it
+    /// may refer to come first.
+    fn close_samples(&mut self) {
+        self.close_series();
+        if !self.samples.is_empty() {
+            super::segment::frame(&mut self.frames, &self.samples);
+            self.samples.clear();
+        }
+    }
+}
+
+/// A series whose labels cannot fit in one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "series labels of about {len} bytes exceed the largest WAL record ({MAX_RECORD_LEN} bytes)"
+)]
+pub struct TooLarge {
+    pub len: usize,
+}
+
+/// Decodes a frame's payload; the error says what is malformed.
+pub(super) fn decode(payload: &[u8]) -> Result<Record, String> {
+    let (&kind, mut rest) = payload
+        .split_first()
+        .ok_or_else(|| "empty record".to_string())?;
+    match kind {
+        TYPE_SERIES => {
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let series_ref = SeriesRef(get_uvarint(&mut rest)?);
+                let n = get_uvarint(&mut rest)?;
+                // Each label takes at least two bytes: never trust a count further.
+                if n > rest.len() as u64 / 2 {
+                    return Err(format!("series record: {n} labels in {} bytes", rest.len()));
+                }
+                let mut labels = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    let name = get_str(&mut rest)?;
+                    let value = get_str(&mut rest)?;
+                    labels.push(Label::new(name, value));
+                }
+                out.push(RefSeries {
+                    series_ref,
+                    labels: Labels::new(labels),
+                });
+            }
+            Ok(Record::Series(out))
+        }
+        TYPE_SAMPLES => {
+            let mut out = Vec::with_capacity(rest.len() / 10);
+            let mut prev_ref = 0u64;
+            let mut prev_ts = 0i64;
+            while !rest.is_empty() {
+                prev_ref = prev_ref.wrapping_add(get_varint(&mut rest)? as u64);
+                prev_ts = prev_ts.wrapping_add(get_varint(&mut rest)?);
+                let (bits, tail) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| "samples record: truncated value".to_string())?;
+                rest = tail;
+                out.push(RefSample {
+                    series_ref: SeriesRef(prev_ref),
+                    timestamp_ms: prev_ts,
+                    value: f64::from_bits(u64::from_le_bytes(*bits)),
+                });
+            }
+            Ok(Record::Samples(out))
+        }
+        other => Err(format!("unknown record type {other}")),
+    }
+}
+
+fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn put_varint(buf: &mut Vec<u8>, v: i64) {
+    put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    put_uvarint(buf, b.len() as u64);
+    buf.extend_from_slice(b);
+}
+
+fn get_uvarint(buf: &mut &[u8]) -> Result<u64, String> {
+    let mut v = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        if i == 9 && b > 1 {
+            return Err("varint overflows 64 bits".to_string());
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            *buf = &buf[i + 1..];
+            return Ok(v);
+        }
+    }
+    Err("truncated varint".to_string())
+}
+
+fn get_varint(buf: &mut &[u8]) -> Result<i64, String> {
+    let u = get_uvarint(buf)?;
+    Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+}
+
+fn get_str(buf: &mut &[u8]) -> Result<String, String> {
+    let len = get_uvarint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(format!(
+            "string of {len} bytes with {} bytes left",
+            buf.len()
+        ));
+    }
+    let (s, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    String::from_utf8(s.to_vec()).map_err(|_| "label is not UTF-8".to_string())
+}

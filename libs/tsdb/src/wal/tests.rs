@@ -1,0 +1,717 @@
+use std::fs;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use strata_model::{Labels, Sample, STALE_NAN};
+
+use super::record::decode;
+use super::segment::frame;
+use super::*;
+use crate::chunk::decode_xor;
+use crate::head::{Head, SeriesRef};
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+fn opts(segment_size: u64, fsync: FsyncPolicy) -> WalOptions {
+    WalOptions {
+        segment_size,
+        fsync,
+    }
+}
+
+fn records(dir: &Path) -> Vec<Record> {
+    let mut out = Vec::new();
+    Wal::replay(dir, |r| out.push(r)).unwrap();
+    out
+}
+
+/// Every series of the head with its samples as (timestamp, value bits).
+fn contents(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    head.select_chunks(&[], i64::MIN, i64::MAX)
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .chunks
+                .iter()
+                .flat_map(|c| decode_xor(&c.data).unwrap())
+                .map(|s| (s.timestamp_ms, s.value.to_bits()))
+                .collect();
+            (s.labels, points)
+        })
+        .collect()
+}
+
+/// What an ingester does: append to the head, log new series and the samples.
+fn ingest(head: &Head, wal: &Wal, l: &Labels, samples: &[Sample]) {
+    let (series, created) = head.get_or_create_series(l);
+    let mut batch = WalBatch::new();
+    if created {
+        batch.add_series(series.series_ref(), l).unwrap();
+    }
+    head.append_to(&series, samples).unwrap();
+    batch.add_samples(series.series_ref(), samples);
+    let lsn = wal.log(&mut batch).unwrap();
+    wal.wait_durable(lsn).unwrap();
+}
+
+/// Writes `batches` batches, each defining one series and giving it 5 samples,
+/// one batch per `log` call.
+fn write_batches(dir: &Path, options: WalOptions, batches: u64) -> Vec<Record> {
+    let wal = Wal::open(dir, options).unwrap();
+    for i in 0..batches {
+        let mut batch = WalBatch::new();
+        batch
+            .add_series(
+                SeriesRef(i + 1),
+                &labels(&[("__name__", "m"), ("i", &i.to_string())]),
+            )
+            .unwrap();
+        for t in 0..5 {
+            batch.add_sample(
+                SeriesRef(i + 1),
+                1000 * t + i as i64,
+                t as f64 * 0.5 + i as f64,
+            );
+        }
+        wal.log(&mut batch).unwrap();
+    }
+    wal.close().unwrap();
+    records(dir)
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn records_round_trip_bit_exact() {
+    let series = vec![
+        RefSeries {
+            series_ref: SeriesRef(u64::MAX),
+            labels: labels(&[("__name__", "up"), ("job", "ü\u{0}x")]),
+        },
+        RefSeries {
+            series_ref: SeriesRef(0),
+            labels: Labels::default(),
+        },
+    ];
+    let samples = vec![
+        (SeriesRef(7), i64::MIN, f64::NAN),
+        (SeriesRef(u64::MAX), i64::MAX, STALE_NAN),
+        (SeriesRef(7), 0, -0.0),
+        (SeriesRef(0), -1, f64::INFINITY),
+    ];
+    let mut batch = WalBatch::new();
+    for s in &series {
+        batch.add_series(s.series_ref, &s.labels).unwrap();
+    }
+    for &(r, t, v) in &samples {
+        batch.add_sample(r, t, v);
+    }
+    assert_eq!(batch.counts(), (2, 4));
+    let bytes = batch.finish().to_vec();
+    let mut got = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        got.push(decode(&rest[8..8 + len]).unwrap());
+        rest = &rest[8 + len..];
+    }
+    assert_eq!(got.len(), 2, "series first, then samples");
+    assert_eq!(got[0], Record::Series(series));
+    let Record::Samples(decoded) = &got[1] else {
+        panic!("not samples: {:?}", got[1]);
+    };
+    let decoded: Vec<_> = decoded
+        .iter()
+        .map(|s| (s.series_ref, s.timestamp_ms, s.value.to_bits()))
+        .collect();
+    let want: Vec<_> = samples
+        .iter()
+        .map(|&(r, t, v)| (r, t, v.to_bits()))
+        .collect();
+    assert_eq!(decoded, want);
+}
+
+#[test]
+fn big_batches_split_into_records_with_series_first() {
+    let mut batch = WalBatch::new();
+    for i in 0..200_000u64 {
+        if i % 1000 == 0 {
+            batch
+                .add_series(SeriesRef(i), &labels(&[("i", &i.to_string())]))
+                .unwrap();
+        }
+        batch.add_sample(SeriesRef(i - i % 1000), i as i64, 1.0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), opts(DEFAULT_SEGMENT_SIZE, FsyncPolicy::Never)).unwrap();
+    wal.log(&mut batch).unwrap();
+    assert!(batch.is_empty());
+    drop(wal);
+    let got = records(dir.path());
+    assert!(got.len() > 2, "{} records", got.len());
+    let mut defined = std::collections::HashSet::new();
+    let mut samples = 0;
+    for r in got {
+        match r {
+            Record::Series(list) => defined.extend(list.iter().map(|s| s.series_ref)),
+            Record::Samples(list) => {
+                samples += list.len();
+                assert!(list.iter().all(|s| defined.contains(&s.series_ref)));
+            }
+        }
+    }
+    assert_eq!(samples, 200_000);
+}
+
+#[test]
+fn oversized_series_is_refused() {
+    let mut batch = WalBatch::new();
+    let huge = "x".repeat(40 << 20);
+    let err = batch
+        .add_series(SeriesRef(1), &labels(&[("a", &huge)]))
+        .unwrap_err();
+    assert!(err.len > 40 << 20);
+    assert!(batch.is_empty());
+}
+
+#[test]
+fn replay_restores_head_and_series_refs() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = Head::new();
+    let wal = Wal::open(dir.path(), opts(4096, FsyncPolicy::Always)).unwrap();
+    let all: Vec<Labels> = (0..30)
+        .map(|i| labels(&[("__name__", "m"), ("i", &i.to_string()), ("job", "j")]))
+        .collect();
+    // Interleaved pushes; 300 samples a series cut several chunks.
+    for step in 0..10i64 {
+        for (i, l) in all.iter().enumerate() {
+            let samples: Vec<Sample> = (0..30)
+                .map(|k| {
+                    let t = step * 30_000 + k * 1000;
+                    Sample::new(t, (t as f64).sin() * i as f64)
+                })
+                .collect();
+            ingest(&head, &wal, l, &samples);
+        }
+    }
+    ingest(&head, &wal, &all[3], &[Sample::new(10_000_000, STALE_NAN)]);
+    assert!(wal.current_segment() > 0, "expected rotation");
+    wal.close().unwrap();
+
+    let restored = Head::new();
+    let stats = Wal::replay_into(dir.path(), &restored).unwrap();
+    assert_eq!(stats.series, 30);
+    assert_eq!(stats.samples, 30 * 300 + 1);
+    assert_eq!(stats.rejected_samples, 0);
+    assert_eq!(stats.unknown_series_samples, 0);
+    assert_eq!(stats.truncated, None);
+    assert_eq!(contents(&restored), contents(&head));
+    assert_eq!(restored.time_range(), head.time_range());
+    for l in &all {
+        let (a, _) = head.get_or_create_series(l);
+        let (b, created) = restored.get_or_create_series(l);
+        assert!(!created);
+        assert_eq!(a.series_ref(), b.series_ref());
+    }
+    // New series never reuse a restored ref.
+    let (new, created) = restored.get_or_create_series(&labels(&[("new", "1")]));
+    assert!(created);
+    assert!(new.series_ref().0 > 30);
+}
+
+#[test]
+fn restart_continues_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = labels(&[("a", "1")]);
+    let head = Head::new();
+    {
+        let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        ingest(&head, &wal, &l, &[Sample::new(1, 1.0), Sample::new(2, 2.0)]);
+    }
+    let second = Head::new();
+    Wal::replay_into(dir.path(), &second).unwrap();
+    {
+        let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        assert_eq!(wal.current_segment(), 1);
+        ingest(&second, &wal, &l, &[Sample::new(3, 3.0)]);
+        ingest(
+            &second,
+            &wal,
+            &labels(&[("b", "2")]),
+            &[Sample::new(3, 3.0)],
+        );
+    }
+    let third = Head::new();
+    let stats = Wal::replay_into(dir.path(), &third).unwrap();
+    assert_eq!((stats.segments, stats.series, stats.samples), (2, 2, 4));
+    assert_eq!(contents(&third), contents(&second));
+}
+
+#[test]
+fn torn_tail_replays_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = write_batches(dir.path(), opts(2048, FsyncPolicy::Never), 100);
+    let files = segment_files(dir.path());
+    assert!(files.len() > 2, "{files:?}");
+    let last = files.last().unwrap().clone();
+    let last_len = fs::metadata(&last).unwrap().len();
+    let before = {
+        let scratch = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), scratch.path());
+        fs::write(scratch.path().join(last.file_name().unwrap()), b"").unwrap();
+        records(scratch.path()).len()
+    };
+    for cut in 0..=last_len {
+        let scratch = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), scratch.path());
+        let path = scratch.path().join(last.file_name().unwrap());
+        let data = fs::read(&path).unwrap();
+        fs::write(&path, &data[..cut as usize]).unwrap();
+        let mut got = Vec::new();
+        let stats = Wal::replay(scratch.path(), |r| got.push(r)).unwrap();
+        assert!(got.len() >= before, "cut at {cut}");
+        assert_eq!(got[..], full[..got.len()], "cut at {cut}");
+        if let Some((_, at)) = stats.truncated {
+            assert!(at < cut);
+            // The file was cut back to its valid part: a second replay is clean.
+            assert_eq!(fs::metadata(&path).unwrap().len(), at);
+            let again = Wal::replay(scratch.path(), |_| {}).unwrap();
+            assert_eq!(again.truncated, None);
+        }
+        if cut == last_len {
+            assert_eq!(got, full);
+            assert_eq!(stats.truncated, None);
+        }
+    }
+}
+
+#[test]
+fn garbage_or_zeros_after_the_last_record_are_cut() {
+    for tail in [
+        vec![0u8; 4096],
+        vec![0xa5; 3],
+        b"\x10\x00\x00\x00garbage!".to_vec(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let full = write_batches(dir.path(), opts(1 << 20, FsyncPolicy::Never), 5);
+        let last = segment_files(dir.path()).pop().unwrap();
+        let len = fs::metadata(&last).unwrap().len();
+        let mut data = fs::read(&last).unwrap();
+        data.extend_from_slice(&tail);
+        fs::write(&last, data).unwrap();
+        let mut got = Vec::new();
+        let stats = Wal::replay(dir.path(), |r| got.push(r)).unwrap();
+        assert_eq!(got, full);
+        assert_eq!(stats.truncated, Some((last.clone(), len)));
+    }
+}
+
+#[test]
+fn corrupt_byte_in_an_earlier_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_batches(dir.path(), opts(2048, FsyncPolicy::Never), 100);
+    let files = segment_files(dir.path());
+    let first = &files[0];
+    let mut data = fs::read(first).unwrap();
+    let at = data.len() / 2;
+    data[at] ^= 0x40;
+    fs::write(first, data).unwrap();
+    match Wal::replay(dir.path(), |_| {}) {
+        Err(WalError::Corrupt { path, offset, .. }) => {
+            assert_eq!(&path, first);
+            assert!(offset <= at as u64);
+            let message = WalError::Corrupt {
+                path,
+                offset,
+                reason: "x".into(),
+            }
+            .to_string();
+            assert!(message.contains("00000000") && message.contains(&offset.to_string()));
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_batches(dir.path(), opts(2048, FsyncPolicy::Never), 100);
+    let files = segment_files(dir.path());
+    fs::remove_file(&files[1]).unwrap();
+    assert!(matches!(
+        Wal::replay(dir.path(), |_| {}),
+        Err(WalError::Layout { .. })
+    ));
+    assert!(matches!(
+        Wal::open(dir.path(), WalOptions::default()),
+        Err(WalError::Layout { .. })
+    ));
+}
+
+#[test]
+fn segments_rotate_at_segment_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), opts(1000, FsyncPolicy::Always)).unwrap();
+    let mut batch = WalBatch::new();
+    for i in 0..100 {
+        batch.add_sample(SeriesRef(1), i, 1.0);
+        let lsn = wal.log(&mut batch).unwrap();
+        wal.wait_durable(lsn).unwrap();
+    }
+    // A batch bigger than a segment gets a segment of its own.
+    for i in 0..500 {
+        batch.add_sample(SeriesRef(1), 1000 + i, 1.0);
+    }
+    wal.log(&mut batch).unwrap();
+    batch.add_sample(SeriesRef(1), 5000, 1.0);
+    wal.log(&mut batch).unwrap();
+    let current = wal.current_segment();
+    drop(wal);
+    let files = segment_files(dir.path());
+    assert_eq!(files.len() as u32, current + 1);
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().len())
+        .collect();
+    let big = sizes.iter().filter(|&&s| s > 1000).count();
+    assert_eq!(big, 1, "{sizes:?}");
+    assert!(sizes.iter().rev().nth(1).unwrap() > &1000, "{sizes:?}");
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(f.file_name().unwrap().to_str().unwrap(), format!("{i:08}"));
+    }
+    let samples: usize = records(dir.path())
+        .iter()
+        .map(|r| match r {
+            Record::Samples(s) => s.len(),
+            Record::Series(_) => 0,
+        })
+        .sum();
+    assert_eq!(samples, 601);
+}
+
+#[test]
+fn open_cuts_a_torn_tail_before_starting_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_batches(dir.path(), opts(1 << 20, FsyncPolicy::Never), 3);
+    let last = segment_files(dir.path()).pop().unwrap();
+    let mut data = fs::read(&last).unwrap();
+    data.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    fs::write(&last, data).unwrap();
+    // No replay in between: open alone must leave a log that replays cleanly.
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+    let mut batch = WalBatch::new();
+    batch.add_sample(SeriesRef(1), 99, 9.0);
+    wal.log(&mut batch).unwrap();
+    drop(wal);
+    let got = records(dir.path());
+    assert_eq!(got.len(), first.len() + 1);
+    assert_eq!(got[..first.len()], first[..]);
+}
+
+#[test]
+fn checkpoint_keeps_live_series_and_recent_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = Head::new();
+    let wal = Wal::open(dir.path(), opts(2048, FsyncPolicy::Always)).unwrap();
+    let live = labels(&[("s", "live")]);
+    let dead = labels(&[("s", "dead")]);
+    for t in 0..200 {
+        ingest(&head, &wal, &live, &[Sample::new(t * 10, t as f64)]);
+        ingest(&head, &wal, &dead, &[Sample::new(t * 10, -(t as f64))]);
+    }
+    let dead_ref = head.get_or_create_series(&dead).0.series_ref();
+    let before = wal.current_segment();
+    assert!(before > 2);
+
+    let stats = wal.checkpoint(1000, |r| r != dead_ref).unwrap();
+    assert_eq!(stats.through_segment, Some(before));
+    assert_eq!((stats.series_kept, stats.series_dropped), (1, 1));
+    assert_eq!((stats.samples_kept, stats.samples_dropped), (100, 300));
+    assert_eq!(stats.segments_deleted, before as usize + 1);
+    assert!(dir.path().join(format!("checkpoint.{before:08}")).is_dir());
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        1,
+        "only the new segment is left"
+    );
+
+    for t in 200..250 {
+        ingest(&head, &wal, &live, &[Sample::new(t * 10, t as f64)]);
+    }
+    // A second checkpoint reads the first one and replaces it.
+    let stats = wal.checkpoint(1500, |r| r != dead_ref).unwrap();
+    assert_eq!(stats.checkpoints_deleted, 1);
+    assert_eq!((stats.series_kept, stats.samples_kept), (1, 100));
+    ingest(&head, &wal, &live, &[Sample::new(5000, 1.0)]);
+    ingest(
+        &head,
+        &wal,
+        &labels(&[("s", "new")]),
+        &[Sample::new(5000, 1.0)],
+    );
+    drop(wal);
+
+    let restored = Head::new();
+    let replay = Wal::replay_into(dir.path(), &restored).unwrap();
+    assert_eq!(replay.checkpoint, stats.through_segment);
+    let want: Vec<_> = contents(&head)
+        .into_iter()
+        .filter(|(l, _)| l != &dead)
+        .map(|(l, points)| {
+            let recent = points.into_iter().filter(|&(t, _)| t >= 1500).collect();
+            (l, recent)
+        })
+        .collect();
+    assert_eq!(contents(&restored), want);
+}
+
+#[test]
+fn checkpoint_of_an_empty_wal_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(
+        wal.checkpoint(0, |_| true).unwrap(),
+        CheckpointStats::default()
+    );
+    assert_eq!(
+        wal.checkpoint(0, |_| true).unwrap(),
+        CheckpointStats::default()
+    );
+}
+
+#[test]
+fn crash_mid_checkpoint_leaves_the_previous_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = write_batches(dir.path(), opts(2048, FsyncPolicy::Never), 100);
+    // A crash while writing checkpoint.00000001.tmp: replay ignores it.
+    let tmp = dir.path().join("checkpoint.00000001.tmp");
+    fs::create_dir(&tmp).unwrap();
+    fs::write(tmp.join("00000000"), b"half a checkpoint").unwrap();
+    assert_eq!(records(dir.path()), full);
+    // A crash after the rename, before the segments were deleted: replay starts
+    // after the checkpoint and skips the covered segments.
+    let pristine = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), pristine.path());
+    let wal = Wal::open(dir.path(), opts(2048, FsyncPolicy::Never)).unwrap();
+    assert!(!tmp.exists(), "open removes unfinished checkpoints");
+    let cp = wal.checkpoint(i64::MIN, |_| true).unwrap();
+    drop(wal);
+    assert!(cp.segments_deleted > 2);
+    for f in segment_files(pristine.path()) {
+        fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let got = records(dir.path());
+    let count = |rs: &[Record]| {
+        rs.iter()
+            .map(|r| match r {
+                Record::Series(s) => (s.len(), 0),
+                Record::Samples(s) => (0, s.len()),
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    assert_eq!(count(&got), count(&full));
+    // The next checkpoint deletes the leftovers.
+    let wal = Wal::open(dir.path(), opts(2048, FsyncPolicy::Never)).unwrap();
+    wal.checkpoint(i64::MIN, |_| true).unwrap();
+    drop(wal);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(count(&records(dir.path())), count(&full));
+}
+
+#[test]
+fn concurrent_writers_with_group_commit_all_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(
+        Wal::open(
+            dir.path(),
+            opts(
+                64 << 10,
+                FsyncPolicy::Batch {
+                    max_delay: Duration::from_millis(2),
+                },
+            ),
+        )
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..8u64)
+        .map(|w| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                let mut batch = WalBatch::new();
+                for i in 0..50 {
+                    for k in 0..20 {
+                        batch.add_sample(SeriesRef(w), i * 20 + k, w as f64);
+                    }
+                    let lsn = wal.log(&mut batch).unwrap();
+                    wal.wait_durable(lsn).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (100..116u64)
+            .map(|w| {
+                let wal = Arc::clone(&wal);
+                tokio::spawn(async move {
+                    for i in 0..20 {
+                        let mut batch = WalBatch::new();
+                        batch.add_sample(SeriesRef(w), i, 1.0);
+                        wal.log_durable(&mut batch).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let wal = Arc::into_inner(wal).unwrap();
+    wal.close().unwrap();
+    let samples: usize = records(dir.path())
+        .iter()
+        .map(|r| match r {
+            Record::Samples(s) => s.len(),
+            Record::Series(_) => 0,
+        })
+        .sum();
+    assert_eq!(samples, 8 * 50 * 20 + 16 * 20);
+}
+
+#[test]
+fn never_policy_is_durable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+    let mut batch = WalBatch::new();
+    batch.add_sample(SeriesRef(1), 1, 1.0);
+    let lsn = wal.log(&mut batch).unwrap();
+    assert_eq!(lsn, wal.written());
+    wal.wait_durable(lsn).unwrap();
+    // An empty batch writes nothing.
+    assert_eq!(wal.log(&mut batch).unwrap(), lsn);
+}
+
+#[test]
+fn invalid_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Wal::open(dir.path(), opts(0, FsyncPolicy::Never)),
+        Err(WalError::Options(_))
+    ));
+}
+
+#[test]
+fn missing_directory_replays_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Wal::replay(dir.path().join("nope"), |_| panic!("no records")).unwrap();
+    assert_eq!(stats, ReplayStats::default());
+}
+
+/// A frame around `payload`, as a writer would produce it.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame(&mut out, payload);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn decode_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode(&payload);
+    }
+
+    #[test]
+    fn garbage_files_never_panic(
+        files in proptest::collection::vec(
+            (
+                proptest::collection::vec(any::<u8>(), 0..300),
+                proptest::collection::vec((0u8..4, proptest::collection::vec(any::<u8>(), 0..60)), 0..4),
+            ),
+            1..4,
+        ),
+        checkpoint in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (garbage, frames)) in files.iter().enumerate() {
+            // Checksummed frames with arbitrary payloads (exercising the
+            // decoder), then raw garbage.
+            let mut data = Vec::new();
+            for (kind, body) in frames {
+                let mut payload = vec![*kind];
+                payload.extend_from_slice(body);
+                data.extend(framed(&payload));
+            }
+            data.extend_from_slice(garbage);
+            fs::write(dir.path().join(format!("{i:08}")), data).unwrap();
+        }
+        if let Some(cp) = checkpoint {
+            let cp_dir = dir.path().join("checkpoint.00000000");
+            fs::create_dir(&cp_dir).unwrap();
+            fs::write(cp_dir.join("00000000"), cp).unwrap();
+        }
+        let _ = Wal::replay(dir.path(), |_| {});
+        let _ = Wal::replay_into(dir.path(), &Head::new());
+        // Whatever replay left, open must cope or refuse cleanly.
+        if let Ok(wal) = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)) {
+            drop(wal);
+        }
+    }
+
+    #[test]
+    fn truncating_the_last_segment_anywhere_gives_a_prefix(
+        batches in proptest::collection::vec(
+            proptest::collection::vec((0u64..5, any::<i64>(), any::<i32>()), 1..20),
+            1..20,
+        ),
+        cut_fraction in 0.0f64..1.0,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), opts(512, FsyncPolicy::Never)).unwrap();
+        let mut batch = WalBatch::new();
+        for samples in &batches {
+            for &(r, t, v) in samples {
+                batch.add_sample(SeriesRef(r), t, f64::from(v));
+            }
+            wal.log(&mut batch).unwrap();
+        }
+        drop(wal);
+        let full = records(dir.path());
+        let last = segment_files(dir.path()).pop().unwrap();
+        let len = fs::metadata(&last).unwrap().len();
+        let cut = (len as f64 * cut_fraction) as u64;
+        fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(cut).unwrap();
+        let got = records(dir.path());
+        prop_assert!(got.len() <= full.len());
+        prop_assert_eq!(&got[..], &full[..got.len()]);
+    }
+}
