@@ -33,3 +33,19 @@ lint: deps-build
 
 fmt:
 	$(CARGO) fmt --all
+
+# Strata side by side with Prometheus and VictoriaMetrics (Debian packages, installed
+# if missing): W1 x3 alternating systems, W2, Q; prints a Markdown table of medians
+# (min-max). Knobs and workloads: docs/benchmarks.md. A smoke run:
+#   BENCH_SCALE=0.1 BENCH_W1_ROUNDS=10 BENCH_RUNS=1 make bench
+bench: deps-build
+	bash benches/run.sh
+
+# The Helm chart's checks (helm/tests/chart-test.sh): helm lint --strict, helm template
+# for both modes and several value combinations, offline strict schema validation
+# (kubernetes-validate), asserts on the rendered YAML, and `strata -config.verify` of
+# the rendered config. `cargo test` runs the same script (integration/tests/helm_chart.rs).
+# .ci/run installs helm and kubernetes-validate.
+helm-lint: deps-build
+	$(CARGO) build -p strata
+	STRATA_BIN="$${CARGO_TARGET_DIR:-target}/debug/strata" bash helm/tests/chart-test.sh

@@ -3,13 +3,15 @@
 //! It reports numbers; it never decides pass or fail. See docs/benchmarks.md.
 
 mod procstat;
+mod report;
 mod workload;
+#[cfg(test)]
+mod workload_tests;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use strata_proto::prometheus::WriteRequest;
 use tokio::task::JoinSet;
 
 use workload::{make_series, metric_names, Rng};
@@ -30,6 +32,30 @@ enum Mode {
     Push(PushArgs),
     /// Time PromQL range queries.
     Query(QueryArgs),
+    /// Print the Markdown tables (medians with min–max over runs) of the JSON
+    /// lines that `push` and `query` printed, read from files.
+    Report(ReportArgs),
+}
+
+/// Tags copied into the JSON report, for `report` to group runs by.
+#[derive(Debug, Clone, clap::Args)]
+struct Tags {
+    /// System under test, e.g. strata, prometheus, victoria-metrics.
+    #[arg(long, default_value = "")]
+    system: String,
+    /// Workload, e.g. W1 or W2.
+    #[arg(long, default_value = "")]
+    workload: String,
+    /// Run number.
+    #[arg(long, default_value_t = 1)]
+    run: u32,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Files of JSON lines.
+    #[arg(required = true)]
+    files: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +87,15 @@ struct PushArgs {
     name: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[command(flatten)]
+    tags: Tags,
+    /// Seconds between rounds' timestamps (the scrape interval).
+    #[arg(long, default_value_t = 15)]
+    interval: u64,
+    /// Seconds to wait after the last push before reading the target's CPU and
+    /// memory (lets background work such as merges show up in the figures).
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +113,12 @@ struct QueryArgs {
     end: Option<f64>,
     #[arg(long, default_value_t = 900.0)]
     window: f64,
+    /// Take start and end from a `push` report (its `start_ms` and `end_ms`):
+    /// the queries then cover exactly the pushed window.
+    #[arg(long)]
+    window_from: Option<String>,
+    #[command(flatten)]
+    tags: Tags,
     #[arg(long, default_value_t = 15.0)]
     step: f64,
     /// Times each query is run; the median is reported.
@@ -85,6 +126,9 @@ struct QueryArgs {
     repeat: usize,
     #[arg(long, default_value = "")]
     name: String,
+    /// A query to time instead of the standard set Q; repeat for several.
+    #[arg(long = "query")]
+    queries: Vec<String>,
 }
 
 /// The standard query set Q (docs/benchmarks.md).
@@ -105,6 +149,7 @@ async fn main() {
     let result = match cli.mode {
         Mode::Push(args) => push(args).await,
         Mode::Query(args) => query(args).await,
+        Mode::Report(args) => report_files(&args),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");
@@ -138,17 +183,21 @@ async fn push(args: PushArgs) -> Result<(), String> {
         .map(|i| make_series(&names, i, 0, &mut rng))
         .collect();
     let mut generation = vec![0u32; args.series];
+    // Every series ever pushed: churned-away series stay in the target's head
+    // (Prometheus, Mimir and Strata keep them until the head is compacted).
+    let mut active_series = args.series as u64;
     let tenants = args.tenants.max(1);
-    let interval = 15_000i64;
+    let batch_size = args.batch.max(1);
+    let interval = args.interval.max(1) as i64 * 1000;
     let first_ts = now_ms() - (args.rounds.saturating_sub(1) as i64) * interval;
+    let last_ts = first_ts + (args.rounds.saturating_sub(1) as i64) * interval;
 
+    let rss_before = args.pid.and_then(procstat::rss_bytes);
     let cpu_before = args.pid.and_then(procstat::cpu_seconds);
+    let own_cpu_before = procstat::cpu_seconds(std::process::id());
     let started = Instant::now();
-    let mut latencies = Vec::new();
-    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
-    let mut accepted = 0u64;
+    let mut stats = Stats::default();
     let mut sent = 0u64;
-    let mut first_error: Option<String> = None;
 
     for round in 0..args.rounds {
         if round > 0 && args.churn > 0.0 {
@@ -156,86 +205,108 @@ async fn push(args: PushArgs) -> Result<(), String> {
                 if rng.unit() < args.churn {
                     generation[i] += 1;
                     series[i] = make_series(&names, i, generation[i], &mut rng);
+                    active_series += 1;
                 }
             }
         }
         let ts = first_ts + round as i64 * interval;
         let mut in_flight = JoinSet::new();
         for tenant in 0..tenants {
-            let mut batch = Vec::with_capacity(args.batch);
+            let mut body = Vec::with_capacity(batch_size * 320);
+            let mut in_body = 0u64;
             for (i, s) in series.iter_mut().enumerate() {
                 if i % tenants != tenant {
                     continue;
                 }
-                batch.push(s.next_sample(ts, &mut rng));
-                if batch.len() == args.batch {
+                s.encode_next(ts, args.interval as f64, &mut rng, &mut body);
+                in_body += 1;
+                if in_body == batch_size as u64 {
+                    let full = std::mem::replace(&mut body, Vec::with_capacity(batch_size * 320));
                     send(
                         &mut in_flight,
                         &client,
                         &args,
                         tenant,
-                        std::mem::take(&mut batch),
-                        &mut latencies,
-                        &mut statuses,
-                        &mut accepted,
-                        &mut first_error,
+                        full,
+                        in_body,
+                        &mut stats,
                     )
                     .await;
+                    in_body = 0;
                 }
             }
-            if !batch.is_empty() {
+            if in_body > 0 {
                 send(
                     &mut in_flight,
                     &client,
                     &args,
                     tenant,
-                    batch,
-                    &mut latencies,
-                    &mut statuses,
-                    &mut accepted,
-                    &mut first_error,
+                    body,
+                    in_body,
+                    &mut stats,
                 )
                 .await;
             }
         }
         // A barrier between rounds keeps each series' samples in time order.
         while let Some(done) = in_flight.join_next().await {
-            record(
-                done,
-                &mut latencies,
-                &mut statuses,
-                &mut accepted,
-                &mut first_error,
-            );
+            stats.record(done);
         }
         sent += series.len() as u64;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if args.settle > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+    }
+    let Stats {
+        mut latencies,
+        statuses,
+        accepted,
+        first_error,
+    } = stats;
     latencies.sort();
 
     let mut report = serde_json::json!({
         "name": args.name,
+        "system": args.tags.system,
+        "workload": args.tags.workload,
+        "run": args.tags.run,
         "series": args.series,
         "rounds": args.rounds,
+        "batch": batch_size,
+        "concurrency": args.concurrency,
+        "churn": args.churn,
+        "tenants": tenants,
+        "active_series": active_series,
+        "start_ms": first_ts,
+        "end_ms": last_ts,
         "samples_sent": sent,
         "samples_accepted": accepted,
-        "statuses": statuses,
+        "requests_by_status": statuses,
         "seconds": elapsed,
         "samples_per_second": accepted as f64 / elapsed,
         "latency_p50_ms": percentile(&latencies, 0.5),
         "latency_p99_ms": percentile(&latencies, 0.99),
     });
+    // The generator's own cost: it must stay well below the target's.
+    if let (Some(a), Some(b)) = (own_cpu_before, procstat::cpu_seconds(std::process::id())) {
+        report["generator_cpu_us_per_sample"] =
+            serde_json::json!((b - a) * 1e6 / sent.max(1) as f64);
+    }
     if let Some(pid) = args.pid {
         let cpu_after = procstat::cpu_seconds(pid);
         if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
             report["target_cpu_seconds"] = serde_json::json!(b - a);
             report["cpu_us_per_sample"] = serde_json::json!((b - a) * 1e6 / accepted.max(1) as f64);
         }
+        if let Some((rss, _)) = rss_before {
+            report["rss_before_bytes"] = serde_json::json!(rss);
+        }
         if let Some((rss, peak)) = procstat::rss_bytes(pid) {
             report["rss_bytes"] = serde_json::json!(rss);
             report["peak_rss_bytes"] = serde_json::json!(peak);
             report["rss_bytes_per_series"] =
-                serde_json::json!(rss as f64 / args.series.max(1) as f64);
+                serde_json::json!(rss as f64 / active_series.max(1) as f64);
         }
     }
     if let Some(e) = first_error {
@@ -245,34 +316,36 @@ async fn push(args: PushArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// What the responses said so far.
+#[derive(Debug, Default)]
+struct Stats {
+    latencies: Vec<Duration>,
+    /// Requests by HTTP status ("connection error" when there was none).
+    statuses: BTreeMap<String, u64>,
+    accepted: u64,
+    first_error: Option<String>,
+}
+
 type PushResult = (Duration, Result<u16, String>, u64, String);
 
-#[allow(clippy::too_many_arguments)]
 async fn send(
     in_flight: &mut JoinSet<PushResult>,
     client: &reqwest::Client,
     args: &PushArgs,
     tenant: usize,
-    timeseries: Vec<strata_proto::prometheus::TimeSeries>,
-    latencies: &mut Vec<Duration>,
-    statuses: &mut BTreeMap<String, u64>,
-    accepted: &mut u64,
-    first_error: &mut Option<String>,
+    body: Vec<u8>,
+    samples: u64,
+    stats: &mut Stats,
 ) {
     while in_flight.len() >= args.concurrency.max(1) {
         if let Some(done) = in_flight.join_next().await {
-            record(done, latencies, statuses, accepted, first_error);
+            stats.record(done);
         }
     }
-    let samples = timeseries.len() as u64;
-    let body = prost::Message::encode_to_vec(&WriteRequest {
-        timeseries,
-        ..Default::default()
-    });
     let body = match snap::raw::Encoder::new().compress_vec(&body) {
         Ok(b) => b,
         Err(e) => {
-            *first_error = Some(format!("snappy: {e}"));
+            stats.first_error.get_or_insert(format!("snappy: {e}"));
             return;
         }
     };
@@ -291,6 +364,8 @@ async fn send(
                 let text = if status >= 300 {
                     resp.text().await.unwrap_or_default()
                 } else {
+                    // Drain the body so the connection goes back to the pool.
+                    let _ = resp.bytes().await;
                     String::new()
                 };
                 (Ok(status), text)
@@ -301,41 +376,56 @@ async fn send(
     });
 }
 
-fn record(
-    done: Result<PushResult, tokio::task::JoinError>,
-    latencies: &mut Vec<Duration>,
-    statuses: &mut BTreeMap<String, u64>,
-    accepted: &mut u64,
-    first_error: &mut Option<String>,
-) {
-    let Ok((latency, status, samples, text)) = done else {
-        return;
-    };
-    latencies.push(latency);
-    let key = match &status {
-        Ok(s) => s.to_string(),
-        Err(_) => "connection error".to_string(),
-    };
-    *statuses.entry(key).or_default() += 1;
-    match status {
-        Ok(s) if (200..300).contains(&s) => *accepted += samples,
-        Ok(s) => {
-            first_error.get_or_insert_with(|| format!("{s}: {}", text.trim()));
-        }
-        Err(e) => {
-            first_error.get_or_insert(e);
+impl Stats {
+    fn record(&mut self, done: Result<PushResult, tokio::task::JoinError>) {
+        let Ok((latency, status, samples, text)) = done else {
+            return;
+        };
+        self.latencies.push(latency);
+        let key = match &status {
+            Ok(s) => s.to_string(),
+            Err(_) => "connection error".to_string(),
+        };
+        *self.statuses.entry(key).or_default() += 1;
+        match status {
+            Ok(s) if (200..300).contains(&s) => self.accepted += samples,
+            Ok(s) => {
+                self.first_error
+                    .get_or_insert_with(|| format!("{s}: {}", text.trim()));
+            }
+            Err(e) => {
+                self.first_error.get_or_insert(e);
+            }
         }
     }
 }
 
 async fn query(args: QueryArgs) -> Result<(), String> {
     let client = reqwest::Client::new();
-    let end = args.end.unwrap_or_else(|| now_ms() as f64 / 1000.0);
-    let start = args.start.unwrap_or(end - args.window);
+    let (mut start, mut end) = (args.start, args.end);
+    if let Some(path) = &args.window_from {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let push: serde_json::Value = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("{path}: no JSON push report"))?;
+        let ms = |k: &str| push[k].as_f64().map(|v| v / 1000.0);
+        start = start.or(ms("start_ms"));
+        end = end.or(ms("end_ms"));
+    }
+    let end = end.unwrap_or_else(|| now_ms() as f64 / 1000.0);
+    let start = start.unwrap_or(end - args.window);
+    let queries: Vec<String> = if args.queries.is_empty() {
+        STANDARD_QUERIES.iter().map(|q| q.to_string()).collect()
+    } else {
+        args.queries.clone()
+    };
     let mut results = Vec::new();
-    for q in STANDARD_QUERIES {
+    for q in &queries {
         let mut times = Vec::new();
         let mut series = 0usize;
+        let mut points = 0usize;
         let mut error = None;
         for _ in 0..args.repeat.max(1) {
             let mut req = client
@@ -350,14 +440,34 @@ async fn query(args: QueryArgs) -> Result<(), String> {
                 req = req.header("X-Scope-OrgID", t);
             }
             let t0 = Instant::now();
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+            let (status, text) = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    (Some(status), resp.text().await.unwrap_or_default())
+                }
+                Err(e) => (None, e.to_string()),
+            };
             times.push(t0.elapsed());
-            if !status.is_success() {
-                error = Some(body.to_string());
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            match status {
+                Some(s) if s.is_success() => {
+                    series = body["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
+                    points = body["data"]["result"]
+                        .as_array()
+                        .map(|r| {
+                            r.iter()
+                                .map(|s| s["values"].as_array().map(Vec::len).unwrap_or(0))
+                                .sum()
+                        })
+                        .unwrap_or(0);
+                }
+                Some(s) => {
+                    let mut msg = format!("{s}: {}", text.trim());
+                    msg.truncate(300);
+                    error = Some(msg);
+                }
+                None => error = Some(text),
             }
-            series = body["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
         }
         times.sort();
         results.push(serde_json::json!({
@@ -366,12 +476,23 @@ async fn query(args: QueryArgs) -> Result<(), String> {
             "min_ms": percentile(&times, 0.0),
             "max_ms": percentile(&times, 1.0),
             "series": series,
+            "points": points,
             "error": error,
         }));
     }
     println!(
         "{}",
-        serde_json::json!({"name": args.name, "queries": results})
+        serde_json::json!({"name": args.name, "system": args.tags.system, "workload": args.tags.workload, "run": args.tags.run, "start": start, "end": end, "step": args.step, "queries": results})
     );
+    Ok(())
+}
+
+fn report_files(args: &ReportArgs) -> Result<(), String> {
+    let mut all = String::new();
+    for f in &args.files {
+        all.push_str(&std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?);
+        all.push('\n');
+    }
+    print!("{}", report::render(&all));
     Ok(())
 }

@@ -417,3 +417,40 @@ impl Etcd {
         format!("127.0.0.1:{}", self.client_port)
     }
 }
+
+/// POSTs a remote-write body with extra headers (e.g. `Authorization`, and
+/// `X-Scope-OrgID` only if listed); returns the status and the response text.
+pub async fn push_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// GETs `url` with extra headers; returns the status and the response text
+/// (error bodies need not be JSON).
+pub async fn get_with_headers(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}

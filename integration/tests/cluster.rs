@@ -1,18 +1,17 @@
-//! Strata as separate processes on one etcd ring: three ingesters (RF=3), a
-//! distributor and a querier. Every series lands on three ingesters; with one
-//! ingester killed (-9) pushes still succeed (quorum 2 of 3) and queries still
-//! return every acknowledged sample.
+//! Strata as separate processes on one etcd ring: ingesters (RF=3), a
+//! distributor and a querier, each its own `strata` process.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use strata_integration::{
     encode_write_request, eventually, get_json, now_ms, push_raw, write_request, Etcd, Strata,
 };
-
-const SERIES: usize = 40;
 
 fn ring_flags(etcd: &Etcd) -> Vec<String> {
     vec![
@@ -24,41 +23,51 @@ fn ring_flags(etcd: &Etcd) -> Vec<String> {
     ]
 }
 
-async fn start(target: &str, id: Option<&str>, etcd: &Etcd) -> Strata {
+async fn start(target: &str, extra: &[String], etcd: &Etcd) -> Strata {
     let mut args = ring_flags(etcd);
     args.push(format!("-target={target}"));
-    if let Some(id) = id {
-        args.push(format!("-ingester.ring.instance_id={id}"));
-    }
+    args.extend(extra.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Strata::start(&args).await
 }
 
-/// Pushes one sample at `ts` for every test series; the HTTP status.
-async fn push_round(distributor: &Strata, ts: i64, value: f64) -> (u16, String) {
-    let labels: Vec<Vec<(String, String)>> = (0..SERIES)
-        .map(|i| {
-            vec![
-                ("__name__".to_string(), "cluster_test_total".to_string()),
-                ("series".to_string(), format!("s{i:03}")),
-            ]
-        })
-        .collect();
-    let borrowed: Vec<Vec<(&str, &str)>> = labels
-        .iter()
-        .map(|l| l.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
-        .collect();
-    let samples = [(ts, value)];
-    let series: Vec<_> = borrowed
-        .iter()
-        .map(|l| (l.as_slice(), &samples[..]))
-        .collect();
-    let body = encode_write_request(&write_request(&series));
-    push_raw(&distributor.url("/api/v1/push"), Some("team-a"), body).await
+async fn start_ingester(id: &str, zone: Option<&str>, etcd: &Etcd) -> Strata {
+    let mut extra = vec![format!("-ingester.ring.instance_id={id}")];
+    if let Some(zone) = zone {
+        extra.push(format!("-ingester.ring.instance_availability_zone={zone}"));
+        extra.push("-ingester.ring.zone_awareness_enabled=true".to_string());
+    }
+    start("ingester", &extra, etcd).await
 }
 
-async fn memory_series(ingester: &Strata) -> f64 {
-    let text = reqwest::get(ingester.url("/metrics"))
+/// Pushes one sample at `ts` for series `first..first+count`, in requests of
+/// at most 2000 series; the first non-200 answer, or 200.
+async fn push_round(
+    distributor: &Strata,
+    first: usize,
+    count: usize,
+    ts: i64,
+    value: f64,
+) -> (u16, String) {
+    let names: Vec<String> = (first..first + count).map(|i| format!("s{i:05}")).collect();
+    for chunk in names.chunks(2000) {
+        let labels: Vec<[(&str, &str); 2]> = chunk
+            .iter()
+            .map(|n| [("__name__", "cluster_test_total"), ("series", n.as_str())])
+            .collect();
+        let samples = [(ts, value)];
+        let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
+        let body = encode_write_request(&write_request(&series));
+        let (status, msg) = push_raw(&distributor.url("/api/v1/push"), Some("team-a"), body).await;
+        if status != 200 {
+            return (status, msg);
+        }
+    }
+    (200, String::new())
+}
+
+async fn memory_series(process: &Strata) -> f64 {
+    let text = reqwest::get(process.url("/metrics"))
         .await
         .unwrap()
         .text()
@@ -70,87 +79,291 @@ async fn memory_series(ingester: &Strata) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_ingesters_replicate_and_survive_one_loss() {
-    let etcd = Etcd::start().await;
-    let mut ingesters = vec![
-        start("ingester", Some("ingester-1"), &etcd).await,
-        start("ingester", Some("ingester-2"), &etcd).await,
-        start("ingester", Some("ingester-3"), &etcd).await,
-    ];
-    let distributor = start("distributor", None, &etcd).await;
-    let querier = start("querier", None, &etcd).await;
+/// The ring as the ring page's JSON shows it: id → (state, tokens, heartbeat).
+async fn ring_state(process: &Strata) -> Vec<(String, String, Vec<u64>, i64)> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(process.url("/ingester/ring"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["state"].as_str().unwrap().to_string(),
+                i["tokens"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_u64().unwrap())
+                    .collect(),
+                i["heartbeat_timestamp"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
 
-    // Acknowledged rounds: (timestamp, value).
-    let mut acknowledged = Vec::new();
-    let start_ms = now_ms() - 60_000;
-    let first = eventually(
-        "the distributor sees 3 ingesters",
+/// Waits until a push of series 0..count at `ts` is accepted (the distributor
+/// has seen enough ingesters in the ring).
+async fn wait_writable(distributor: &Strata, count: usize, ts: i64) {
+    eventually(
+        "the distributor to accept pushes",
         Duration::from_secs(30),
-        || {
-            let distributor = &distributor;
-            async move {
-                let (status, msg) = push_round(distributor, start_ms, 0.0).await;
-                if status != 200 {
-                    eprintln!("push not accepted yet: {status} {msg}");
-                }
-                (status == 200).then_some(())
+        || async move {
+            let (status, msg) = push_round(distributor, 0, count, ts, 0.0).await;
+            if status != 200 {
+                eprintln!("push not accepted yet: {status} {msg}");
             }
+            (status == 200).then_some(())
         },
     )
     .await;
-    let () = first;
-    acknowledged.push((start_ms, 0.0));
-    for round in 1..5 {
-        let ts = start_ms + round * 1_000;
-        let (status, msg) = push_round(&distributor, ts, round as f64).await;
-        assert_eq!(status, 200, "round {round}: {msg}");
-        acknowledged.push((ts, round as f64));
-    }
+}
 
-    // Every series is held by all three ingesters (RF=3 over 3 instances).
-    for ingester in &ingesters {
-        assert_eq!(memory_series(ingester).await, SERIES as f64);
-    }
-
-    // kill -9 one ingester; the ring still lists it as ACTIVE (its heartbeat
-    // is fresh), so writes to it fail and the quorum of two carries them.
-    drop(ingesters.remove(0));
-    for round in 5..10 {
-        let ts = start_ms + round * 1_000;
-        let (status, msg) = push_round(&distributor, ts, round as f64).await;
-        assert_eq!(status, 200, "round {round} with one ingester down: {msg}");
-        acknowledged.push((ts, round as f64));
-    }
-
-    // The querier returns every acknowledged sample of every series, once.
-    let last = acknowledged.last().unwrap().0;
+/// Every series' samples from the querier, as (timestamp ms, value) lists.
+async fn query_all(
+    querier: &Strata,
+    selector: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> Vec<Vec<(i64, f64)>> {
     let query = format!(
-        "/prometheus/api/v1/query_range?query=cluster_test_total&start={}&end={}&step=1",
+        "/prometheus/api/v1/query_range?query={selector}&start={}&end={}&step=1",
         start_ms as f64 / 1000.0,
-        last as f64 / 1000.0
+        end_ms as f64 / 1000.0
     );
     let (status, body) = get_json(&querier.url(&query), Some("team-a")).await;
     assert_eq!(status, 200, "{body}");
-    let result = body["data"]["result"].as_array().unwrap();
-    assert_eq!(result.len(), SERIES, "{body}");
-    for series in result {
-        let values: Vec<(i64, f64)> = series["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                let x: f64 = v[1].as_str().unwrap().parse().unwrap();
-                (t, x)
-            })
-            .collect();
-        assert_eq!(values, acknowledged, "series {}", series["metric"]);
+    body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|series| {
+            series["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    (t, v[1].as_str().unwrap().parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_ingesters_replicate_survive_a_kill_and_rejoin() {
+    const SERIES: usize = 10_000;
+    const STREAMED: usize = 50;
+    let etcd = Etcd::start().await;
+    let mut ingesters = vec![
+        start_ingester("ingester-1", None, &etcd).await,
+        start_ingester("ingester-2", None, &etcd).await,
+        start_ingester("ingester-3", None, &etcd).await,
+    ];
+    let distributor = Arc::new(start("distributor", &[], &etcd).await);
+    let querier = start("querier", &[], &etcd).await;
+
+    // 10k series: every one on exactly 3 ingesters (3 instances, RF=3).
+    let start_ms = now_ms() - 120_000;
+    wait_writable(&distributor, SERIES, start_ms).await;
+    let per_ingester: Vec<f64> = {
+        let mut v = Vec::new();
+        for i in &ingesters {
+            v.push(memory_series(i).await);
+        }
+        v
+    };
+    assert_eq!(per_ingester, vec![SERIES as f64; 3]);
+    let tokens_before = ring_state(&querier).await;
+    assert_eq!(tokens_before.len(), 3);
+    assert!(tokens_before
+        .iter()
+        .all(|(_, state, t, _)| state == "ACTIVE" && t.len() == 64));
+
+    // A pusher keeps pushing while one ingester is killed with SIGKILL.
+    let acknowledged: Arc<Mutex<Vec<(i64, f64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let (distributor, acknowledged, failures, stop) = (
+            distributor.clone(),
+            acknowledged.clone(),
+            failures.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut round = 1;
+            while !stop.load(Ordering::Relaxed) {
+                let ts = start_ms + round * 1_000;
+                let (status, msg) = push_round(&distributor, 0, STREAMED, ts, round as f64).await;
+                if status == 200 {
+                    acknowledged.lock().push((ts, round as f64));
+                } else {
+                    failures
+                        .lock()
+                        .push(format!("round {round}: {status} {msg}"));
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    drop(ingesters.remove(0));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    pusher.await.unwrap();
+    assert!(
+        failures.lock().is_empty(),
+        "pushes failed: {:?}",
+        failures.lock()
+    );
+    let acknowledged = acknowledged.lock().clone();
+    assert!(
+        acknowledged.len() >= 10,
+        "too few rounds pushed: {}",
+        acknowledged.len()
+    );
+
+    // Every acknowledged sample of the streamed series comes back, once.
+    let last = acknowledged.last().unwrap().0;
+    // Series s00000..s00049 only (the 10k series' first sample is in the lookback).
+    let results = query_all(
+        &querier,
+        "cluster_test_total{series=~\"s000[0-4][0-9]\"}",
+        start_ms + 1_000,
+        last,
+    )
+    .await;
+    assert_eq!(results.len(), STREAMED);
+    for values in &results {
+        assert_eq!(values, &acknowledged);
     }
 
-    // A second ingester down breaks the write quorum: 5xx so the client retries.
+    // Restarted with the same ID, the ingester rejoins with its tokens, ACTIVE.
+    let restarted = start_ingester("ingester-1", None, &etcd).await;
+    let rejoined = eventually(
+        "ingester-1 ACTIVE again",
+        Duration::from_secs(20),
+        || async {
+            let ring = ring_state(&querier).await;
+            ring.into_iter()
+                .find(|(id, state, _, _)| id == "ingester-1" && state == "ACTIVE")
+        },
+    )
+    .await;
+    let before = tokens_before
+        .iter()
+        .find(|(id, ..)| id == "ingester-1")
+        .unwrap();
+    assert_eq!(
+        rejoined.2, before.2,
+        "ingester-1 must rejoin with the same tokens"
+    );
+    ingesters.push(restarted);
+
+    // Two of three down: no quorum, so 5xx (never a 2xx that is not on a quorum).
     drop(ingesters.remove(0));
-    let (status, msg) = push_round(&distributor, last + 1_000, 99.0).await;
+    drop(ingesters.remove(0));
+    let (status, msg) = push_round(&distributor, 0, STREAMED, last + 60_000, 99.0).await;
     assert!(status >= 500, "with 2 of 3 ingesters down: {status} {msg}");
     assert!(msg.contains("quorum"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_continue_while_etcd_is_away() {
+    const SERIES: usize = 20;
+    let etcd = Etcd::start().await;
+    let _ingesters = [
+        start_ingester("ingester-1", None, &etcd).await,
+        start_ingester("ingester-2", None, &etcd).await,
+        start_ingester("ingester-3", None, &etcd).await,
+    ];
+    let distributor = start("distributor", &[], &etcd).await;
+    let querier = start("querier", &[], &etcd).await;
+    let start_ms = now_ms() - 60_000;
+    wait_writable(&distributor, SERIES, start_ms).await;
+
+    // etcd frozen (SIGSTOP) for 10 s: the distributor routes by its cached ring.
+    let pid = etcd.process.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let frozen_at = ring_state(&querier).await;
+    let mut acknowledged = vec![(start_ms, 0.0)];
+    for round in 1..=20 {
+        let ts = start_ms + round * 1_000;
+        let (status, msg) = push_round(&distributor, 0, SERIES, ts, round as f64).await;
+        assert_eq!(status, 200, "round {round} with etcd away: {msg}");
+        acknowledged.push((ts, round as f64));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    signal("-CONT");
+
+    // Heartbeats resume once etcd is back.
+    let newest =
+        |ring: &[(String, String, Vec<u64>, i64)]| ring.iter().map(|r| r.3).min().unwrap_or(0);
+    let before = newest(&frozen_at);
+    eventually("heartbeats to resume", Duration::from_secs(30), || async {
+        (newest(&ring_state(&querier).await) > before + 5).then_some(())
+    })
+    .await;
+
+    let results = query_all(
+        &querier,
+        "cluster_test_total",
+        start_ms,
+        acknowledged.last().unwrap().0,
+    )
+    .await;
+    assert_eq!(results.len(), SERIES);
+    for values in &results {
+        assert_eq!(values, &acknowledged);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_aware_replication_puts_one_replica_in_each_zone() {
+    const SERIES: usize = 3_000;
+    let etcd = Etcd::start().await;
+    let mut zones = Vec::new();
+    for zone in ["zone-a", "zone-b", "zone-c"] {
+        let mut members = Vec::new();
+        for n in 1..=2 {
+            members.push(start_ingester(&format!("{zone}-{n}"), Some(zone), &etcd).await);
+        }
+        zones.push(members);
+    }
+    let distributor = start(
+        "distributor",
+        &["-ingester.ring.zone_awareness_enabled=true".to_string()],
+        &etcd,
+    )
+    .await;
+    wait_writable(&distributor, SERIES, now_ms() - 10_000).await;
+    for (zone, members) in zones.iter().enumerate() {
+        let mut in_zone = 0.0;
+        for m in members {
+            in_zone += memory_series(m).await;
+        }
+        assert_eq!(
+            in_zone, SERIES as f64,
+            "zone {zone} must hold each series exactly once"
+        );
+    }
 }

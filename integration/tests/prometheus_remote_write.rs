@@ -24,6 +24,38 @@ const QUERIES: &[&str] = &[
     "prometheus_tsdb_head_series / 2",
 ];
 
+/// A sub-second offset as far as possible from the scrape phases of every
+/// target (scrapes happen every 1 s at a fixed phase per target).
+async fn mid_scrape_offset(prometheus: &Prometheus) -> f64 {
+    let (_, body) = get_json(&prometheus.url("/api/v1/query?query=timestamp(up)"), None).await;
+    let mut phases: Vec<f64> = body["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
+                .map(|ts| ts.fract())
+                .collect()
+        })
+        .unwrap_or_default();
+    phases.sort_by(f64::total_cmp);
+    if phases.is_empty() {
+        return 0.377;
+    }
+    // The middle of the largest gap between consecutive phases (circularly).
+    let mut best = (0.0, 0.0);
+    for (i, &p) in phases.iter().enumerate() {
+        let next = if i + 1 < phases.len() {
+            phases[i + 1]
+        } else {
+            phases[0] + 1.0
+        };
+        if next - p > best.0 {
+            best = (next - p, p + (next - p) / 2.0);
+        }
+    }
+    (best.1 * 1000.0).round().rem_euclid(1000.0) / 1000.0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_pushes_and_strata_answers_like_prometheus() {
     let strata = Strata::start(&["-target=all"]).await;
@@ -86,11 +118,12 @@ remote_write:
     );
 
     // Compare at a time whose samples have certainly been pushed: T is in the
-    // past by more than the remote-write batch deadline when we compare. An odd
-    // millisecond keeps window edges off scrape timestamps (Prometheus 2 uses
-    // closed range windows, 3 left-open ones; they differ only on an exact hit).
+    // past by more than the remote-write batch deadline when we compare. T sits
+    // half a scrape interval away from every scrape timestamp of both targets,
+    // so no window edge falls on a sample (Prometheus 2 uses closed range
+    // windows, 3 left-open ones; they differ only on an exact hit).
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let t = ((now_ms() - 4_000) as f64 / 1000.0).floor() + 0.377;
+    let t = ((now_ms() - 4_000) as f64 / 1000.0).floor() + mid_scrape_offset(&prometheus).await;
     let strata_url = strata.url("");
     let prometheus_url = prometheus.url("");
     let mut compared = 0;

@@ -1,12 +1,28 @@
-//! Who is calling: the tenant an HTTP request acts for. Strata does not
-//! authenticate (a proxy in front of it does, as with Mimir); it only decides
-//! which tenant's data a request reads or writes, and rejects requests that
-//! name no tenant or an invalid one.
+//! Who is calling: the tenant an HTTP request acts for, and, when `auth.enabled`
+//! is set, whether the caller may act for it at all.
 //!
-//! The tenant comes from `X-Scope-OrgID`; when that header is absent, from the
-//! user name of HTTP basic auth, because Prometheus's `remote_write` can send
-//! `basic_auth` but (before 2.43's `headers` support in Debian's 2.42) no custom
-//! headers. With multitenancy disabled every request is the tenant `anonymous`.
+//! By default Strata does not authenticate (a proxy in front of it does, as with
+//! Mimir); it only decides which tenant's data a request reads or writes, and
+//! rejects requests that name no tenant or an invalid one. The tenant comes from
+//! `X-Scope-OrgID`; when that header is absent, from the user name of HTTP basic
+//! auth, because Prometheus's `remote_write` can send `basic_auth` but (before
+//! 2.43's `headers` support in Debian's 2.42) no custom headers. With
+//! multitenancy disabled every request is the tenant `anonymous`.
+//!
+//! With authentication on ([`Authenticator`]), a tenants file maps credentials
+//! (basic auth or bearer tokens, stored as salted hashes: [`SecretHash`]) to a
+//! tenant and `read`/`write` [`Scope`]s; the tenant then comes from the
+//! credential, never from the header. This crate does not do TLS (terminate it
+//! in front of Strata: basic auth and bearer tokens are cleartext on the wire),
+//! OAuth/OIDC, or per-tenant limits.
+
+mod authenticator;
+mod hash;
+mod tenants;
+
+pub use authenticator::{AuthConfig, AuthError, Authenticator, RELOAD_CHECK_INTERVAL};
+pub use hash::{HashFormatError, SecretHash, HASH_SCHEME, MIN_SALT_LEN};
+pub use tenants::{BasicAuth, Credential, Scope, TenantsFile};
 
 use std::sync::Arc;
 

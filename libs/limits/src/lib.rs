@@ -1,20 +1,47 @@
 //! Per-tenant limits: the defaults from the config file's `limits` section and
-//! per-tenant overrides of them. Components ask [`Overrides::for_tenant`] on
-//! every request, so an override takes effect without a restart (the runtime
-//! overrides file that feeds it arrives with the ring work).
+//! per-tenant overrides of them from the runtime config file ([`runtime`]).
+//! Components ask [`Overrides::for_tenant`] on every request, so a reloaded
+//! override takes effect without a restart.
+//!
+//! This crate owns the limit values, their YAML form (Mimir's key names) and the
+//! arithmetic shared by the components ([`local_series_limit`]). It does not
+//! enforce anything: the distributor, ingester and querier do, each for the
+//! limits of its stage. Reading the runtime file periodically is the binary's
+//! job; [`runtime::parse_runtime_config`] is the pure part of it.
 
-use std::collections::HashMap;
+pub mod runtime;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use strata_model::ConfigDuration;
 
+pub use runtime::{parse_runtime_config, RuntimeConfigError};
+
 /// The limits of one tenant. Field names match Mimir's `limits` block, so a
-/// Mimir user's settings carry over.
+/// Mimir user's settings carry over. For the count limits, 0 means no limit
+/// where Mimir has that meaning too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// Samples per second a tenant may push, enforced by each distributor on its
+    /// own (the "local" strategy: with N distributors a tenant may reach N times
+    /// this rate).
+    pub ingestion_rate: f64,
+    /// Most samples a tenant may push in one burst (the token bucket's size); a
+    /// push with more samples than this is always rejected.
+    pub ingestion_burst_size: usize,
+    /// Most in-memory series a tenant may have across the ingesters, before
+    /// replication; each ingester enforces its share (see
+    /// [`local_series_limit`]). 0: no limit.
+    pub max_global_series_per_user: usize,
+    /// Most in-memory series one metric name of a tenant may have across the
+    /// ingesters, divided like `max_global_series_per_user`. 0: no limit.
+    pub max_global_series_per_metric: usize,
+    /// Most series one query may fetch. 0: no limit.
+    pub max_fetched_series_per_query: usize,
     /// Longest label name accepted, in bytes.
     pub max_label_name_length: usize,
     /// Longest label value accepted, in bytes.
@@ -29,12 +56,62 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            ingestion_rate: 10_000.0,
+            ingestion_burst_size: 200_000,
+            max_global_series_per_user: 150_000,
+            max_global_series_per_metric: 0,
+            max_fetched_series_per_query: 0,
             max_label_name_length: 1024,
             max_label_value_length: 2048,
             max_label_names_per_series: 30,
             creation_grace_period: ConfigDuration::from_secs(10 * 60),
         }
     }
+}
+
+/// A limit value that parses but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct LimitsError {
+    pub key: &'static str,
+    pub reason: &'static str,
+}
+
+impl Limits {
+    /// Checks the values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        if !self.ingestion_rate.is_finite() || self.ingestion_rate < 0.0 {
+            return Err(LimitsError {
+                key: "ingestion_rate",
+                reason: "must be a finite number of samples per second, 0 or more",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An ingester's share of a global series limit, as Mimir computes it: the
+/// global limit divided among the healthy ingesters, times the replication
+/// factor since every series is held by that many ingesters. With fewer
+/// ingesters than the replication factor every ingester holds every series, so
+/// the share is the global limit itself (Mimir would allow more there).
+/// 0 (no limit) stays 0; with no healthy ingester known the share is the
+/// global limit.
+pub fn local_series_limit(
+    global: usize,
+    replication_factor: usize,
+    healthy_ingesters: usize,
+) -> usize {
+    if global == 0 {
+        return 0;
+    }
+    if healthy_ingesters == 0 {
+        return global;
+    }
+    let holders = replication_factor.clamp(1, healthy_ingesters);
+    let share = (global as f64 / healthy_ingesters as f64 * holders as f64) as usize;
+    // A positive global limit never becomes "no limit".
+    share.max(1)
 }
 
 /// The defaults and the tenants that differ from them.
@@ -50,6 +127,11 @@ impl Overrides {
             defaults: Arc::new(defaults),
             tenants: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The limits of tenants without an override.
+    pub fn defaults(&self) -> &Limits {
+        &self.defaults
     }
 
     /// The limits that apply to `tenant` now.
@@ -69,6 +151,30 @@ impl Overrides {
             .collect();
         *self.tenants.write() = tenants;
     }
+
+    /// The tenants with an override and their complete limits, sorted by tenant.
+    pub fn tenant_overrides(&self) -> BTreeMap<String, Limits> {
+        self.tenants
+            .read()
+            .iter()
+            .map(|(tenant, limits)| (tenant.clone(), Limits::clone(limits)))
+            .collect()
+    }
+
+    /// The overrides in force, as the runtime config file would state them
+    /// (Mimir's `/runtime_config`): `overrides:` with each tenant's complete
+    /// limits.
+    pub fn runtime_config_yaml(&self) -> String {
+        #[derive(Serialize)]
+        struct View {
+            overrides: BTreeMap<String, Limits>,
+        }
+        serde_yaml::to_string(&View {
+            overrides: self.tenant_overrides(),
+        })
+        // Limits are plain numbers and strings; this cannot fail.
+        .unwrap_or_else(|e| format!("# cannot render the overrides: {e}\n"))
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +192,9 @@ mod tests {
         overrides.replace_tenant_overrides(HashMap::from([("b".to_string(), strict.clone())]));
         assert_eq!(*overrides.for_tenant("b"), strict);
         assert_eq!(*overrides.for_tenant("a"), Limits::default());
+        let yaml = overrides.runtime_config_yaml();
+        assert!(yaml.starts_with("overrides:\n  b:\n"), "{yaml}");
+        assert!(yaml.contains("max_label_names_per_series: 5"), "{yaml}");
     }
 
     #[test]
@@ -97,5 +206,37 @@ mod tests {
         assert_eq!(limits.creation_grace_period.0.as_secs(), 3600);
         let err = serde_yaml::from_str::<Limits>("max_label_names: 1\n").unwrap_err();
         assert!(err.to_string().contains("max_label_names"), "{err}");
+    }
+
+    #[test]
+    fn mimir_defaults() {
+        let l = Limits::default();
+        assert_eq!(l.ingestion_rate, 10_000.0);
+        assert_eq!(l.ingestion_burst_size, 200_000);
+        assert_eq!(l.max_global_series_per_user, 150_000);
+        assert_eq!(l.max_global_series_per_metric, 0);
+        assert_eq!(l.max_fetched_series_per_query, 0);
+        assert!(l.validate().is_ok());
+        let negative = Limits {
+            ingestion_rate: -1.0,
+            ..Default::default()
+        };
+        assert_eq!(negative.validate().unwrap_err().key, "ingestion_rate");
+    }
+
+    #[test]
+    fn global_limits_are_divided_among_ingesters() {
+        // Mimir's formula: global / ingesters * replication factor.
+        assert_eq!(local_series_limit(150_000, 3, 6), 75_000);
+        assert_eq!(local_series_limit(150_000, 3, 3), 150_000);
+        assert_eq!(local_series_limit(100, 1, 4), 25);
+        assert_eq!(local_series_limit(1000, 3, 7), 428);
+        // Fewer ingesters than replicas: each holds every series.
+        assert_eq!(local_series_limit(100, 3, 1), 100);
+        assert_eq!(local_series_limit(100, 3, 2), 100);
+        // Off stays off; unknown ring means the global value; never rounds to off.
+        assert_eq!(local_series_limit(0, 3, 6), 0);
+        assert_eq!(local_series_limit(100, 3, 0), 100);
+        assert_eq!(local_series_limit(1, 1, 10), 1);
     }
 }

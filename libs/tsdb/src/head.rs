@@ -78,6 +78,8 @@ pub enum AppendError {
         timestamp_ms: i64,
         latest_ms: i64,
         appended: usize,
+        /// Position of the rejected sample in the call's samples.
+        index: usize,
     },
     #[error(
         "duplicate sample for timestamp: new value for timestamp {}, which is the latest sample {} \
@@ -90,6 +92,22 @@ pub enum AppendError {
         timestamp_ms: i64,
         latest_ms: i64,
         appended: usize,
+        /// Position of the rejected sample in the call's samples.
+        index: usize,
+    },
+    #[error(
+        "out-of-bounds sample: timestamp {} of series {series} is older than {}, before which \
+         this ingester's data was already cut into a block (err-strata-sample-out-of-bounds)",
+        Rfc3339(*.timestamp_ms),
+        Rfc3339(*.min_valid_ms)
+    )]
+    OutOfBounds {
+        series: Labels,
+        timestamp_ms: i64,
+        min_valid_ms: i64,
+        appended: usize,
+        /// Position of the rejected sample in the call's samples.
+        index: usize,
     },
 }
 
@@ -98,7 +116,19 @@ impl AppendError {
     pub fn appended(&self) -> usize {
         match self {
             AppendError::OutOfOrder { appended, .. }
-            | AppendError::DuplicateTimestamp { appended, .. } => *appended,
+            | AppendError::DuplicateTimestamp { appended, .. }
+            | AppendError::OutOfBounds { appended, .. } => *appended,
+        }
+    }
+
+    /// Position of the rejected sample in the call's samples: the samples
+    /// before it were appended or skipped as duplicates, none after it was
+    /// looked at. An ingester logs `samples[..index()]` to its WAL.
+    pub fn index(&self) -> usize {
+        match self {
+            AppendError::OutOfOrder { index, .. }
+            | AppendError::DuplicateTimestamp { index, .. }
+            | AppendError::OutOfBounds { index, .. } => *index,
         }
     }
 
@@ -107,6 +137,7 @@ impl AppendError {
         match self {
             AppendError::OutOfOrder { .. } => "sample-out-of-order",
             AppendError::DuplicateTimestamp { .. } => "new-value-for-timestamp",
+            AppendError::OutOfBounds { .. } => "sample-out-of-bounds",
         }
     }
 
@@ -114,7 +145,8 @@ impl AppendError {
     pub fn series(&self) -> &Labels {
         match self {
             AppendError::OutOfOrder { series, .. }
-            | AppendError::DuplicateTimestamp { series, .. } => series,
+            | AppendError::DuplicateTimestamp { series, .. }
+            | AppendError::OutOfBounds { series, .. } => series,
         }
     }
 
@@ -122,7 +154,8 @@ impl AppendError {
     pub fn timestamp_ms(&self) -> i64 {
         match self {
             AppendError::OutOfOrder { timestamp_ms, .. }
-            | AppendError::DuplicateTimestamp { timestamp_ms, .. } => *timestamp_ms,
+            | AppendError::DuplicateTimestamp { timestamp_ms, .. }
+            | AppendError::OutOfBounds { timestamp_ms, .. } => *timestamp_ms,
         }
     }
 }
@@ -153,6 +186,9 @@ pub struct Head {
     max_time: AtomicI64,
     /// The [`SeriesRef`] the next new series gets.
     next_ref: AtomicU64,
+    /// Samples older than this are rejected ([`AppendError::OutOfBounds`]):
+    /// the head's data before it was cut into a block.
+    min_valid_time: AtomicI64,
 }
 
 impl fmt::Debug for Head {
@@ -180,6 +216,7 @@ impl Head {
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
             next_ref: AtomicU64::new(1),
+            min_valid_time: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -231,19 +268,34 @@ impl Head {
         let mut min_t = i64::MAX;
         let mut max_t = i64::MIN;
         let mut rejected = None;
+        let min_valid = self.min_valid_time.load(Ordering::Acquire);
         {
             let mut chunks = series.chunks.lock();
-            for s in samples {
+            for (index, s) in samples.iter().enumerate() {
+                if s.timestamp_ms < min_valid {
+                    rejected = Some((index, s.timestamp_ms, min_valid, Rejection::OutOfBounds));
+                    break;
+                }
                 if let Some(last) = chunks.open.last() {
                     if s.timestamp_ms < last.timestamp_ms {
-                        rejected = Some((s.timestamp_ms, last.timestamp_ms, false));
+                        rejected = Some((
+                            index,
+                            s.timestamp_ms,
+                            last.timestamp_ms,
+                            Rejection::OutOfOrder,
+                        ));
                         break;
                     }
                     if s.timestamp_ms == last.timestamp_ms {
                         if s.value.to_bits() == last.value.to_bits() {
                             continue;
                         }
-                        rejected = Some((s.timestamp_ms, last.timestamp_ms, true));
+                        rejected = Some((
+                            index,
+                            s.timestamp_ms,
+                            last.timestamp_ms,
+                            Rejection::Duplicate,
+                        ));
                         break;
                     }
                 }
@@ -259,22 +311,30 @@ impl Head {
         }
         match rejected {
             None => Ok(Outcome { appended }),
-            Some((timestamp_ms, latest_ms, duplicate)) => {
+            Some((index, timestamp_ms, latest_ms, kind)) => {
                 let series = labels();
-                Err(if duplicate {
-                    AppendError::DuplicateTimestamp {
+                Err(match kind {
+                    Rejection::Duplicate => AppendError::DuplicateTimestamp {
                         series,
                         timestamp_ms,
                         latest_ms,
                         appended,
-                    }
-                } else {
-                    AppendError::OutOfOrder {
+                        index,
+                    },
+                    Rejection::OutOfOrder => AppendError::OutOfOrder {
                         series,
                         timestamp_ms,
                         latest_ms,
                         appended,
-                    }
+                        index,
+                    },
+                    Rejection::OutOfBounds => AppendError::OutOfBounds {
+                        series,
+                        timestamp_ms,
+                        min_valid_ms: latest_ms,
+                        appended,
+                        index,
+                    },
                 })
             }
         }
@@ -282,6 +342,118 @@ impl Head {
 
     pub fn num_series(&self) -> usize {
         self.index.read().series.len()
+    }
+
+    /// From now on, samples older than `ts` are rejected as out of bounds
+    /// (never lowers the bound). An ingester sets it to the end of a block it is
+    /// about to cut, so nothing lands in the head behind the block.
+    pub fn set_min_valid_time(&self, ts: i64) {
+        self.min_valid_time.fetch_max(ts, Ordering::AcqRel);
+    }
+
+    /// The bound [`Head::set_min_valid_time`] set (`i64::MIN` if none).
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::Acquire)
+    }
+
+    /// The WAL refs of the head's series, sorted (a WAL checkpoint keeps the
+    /// series among them).
+    pub fn series_refs(&self) -> Vec<SeriesRef> {
+        let mut refs: Vec<SeriesRef> = self
+            .index
+            .read()
+            .series
+            .iter()
+            .map(|s| SeriesRef(s.series_ref))
+            .collect();
+        refs.sort_unstable();
+        refs
+    }
+
+    /// Drops every chunk whose samples are all older than `ts` (a chunk
+    /// reaching `ts` or later is kept whole) and the series left without
+    /// chunks, then recomputes the head's time range. Symbols are kept.
+    ///
+    /// Must not run concurrently with appends or series creation (the caller
+    /// serialises them, as an ingester does with its append lock): a series
+    /// found empty here could otherwise take a sample just before it is
+    /// dropped. Queries may run meanwhile.
+    pub fn truncate_before(&self, ts: i64) -> TruncateStats {
+        let mut stats = TruncateStats::default();
+        let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
+        let mut dead: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let mut min_time = i64::MAX;
+        let mut max_time = i64::MIN;
+        for s in &all {
+            let mut chunks = s.chunks.lock();
+            stats.chunks_dropped += chunks.drop_before(ts);
+            match chunks.range() {
+                Some((min, max)) => {
+                    min_time = min_time.min(min);
+                    max_time = max_time.max(max);
+                }
+                None => {
+                    dead.insert(s.series_ref);
+                }
+            }
+        }
+        if !dead.is_empty() {
+            for stripe in self.stripes.iter() {
+                let mut stripe = stripe.write();
+                stripe.by_hash.retain(|_, list| {
+                    list.retain(|s| !dead.contains(&s.series_ref));
+                    !list.is_empty()
+                });
+            }
+            let symbols = self.symbols.read();
+            let mut index = self.index.write();
+            let survivors: Vec<Arc<MemSeries>> = index
+                .series
+                .iter()
+                .filter(|s| !dead.contains(&s.series_ref))
+                .cloned()
+                .collect();
+            let mut postings: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Vec<SeriesId>>> =
+                BTreeMap::new();
+            for (i, s) in survivors.iter().enumerate() {
+                for pair in s.labels.chunks_exact(2) {
+                    let name = symbols.get_arc(pair[0]);
+                    let value = symbols.get_arc(pair[1]);
+                    postings
+                        .entry(name)
+                        .or_default()
+                        .entry(value)
+                        .or_default()
+                        .push(SeriesId(i as u32));
+                }
+            }
+            stats.series_dropped = index.series.len() - survivors.len();
+            index.series = survivors;
+            index.postings = postings;
+        }
+        self.min_time.store(min_time, Ordering::Release);
+        self.max_time.store(max_time, Ordering::Release);
+        stats
+    }
+
+    /// Whether the head holds the series `labels` (the ingester checks its
+    /// series limits before a push creates one).
+    pub fn contains(&self, labels: &Labels) -> bool {
+        let hash = labels_hash(labels);
+        let stripe = &self.stripes[((hash >> 32) as usize) % STRIPES];
+        let found = stripe.read().find(hash, labels, &self.symbols).is_some();
+        found
+    }
+
+    /// Series whose label `name` has the value `value` (with `__name__`: the
+    /// series of one metric, for the per-metric series limit).
+    pub fn num_series_with(&self, name: &str, value: &str) -> usize {
+        self.index
+            .read()
+            .postings
+            .get(name)
+            .and_then(|values| values.get(value))
+            .map_or(0, Vec::len)
     }
 
     /// IDs of the series matching all `matchers` (all series for none), sorted,
@@ -506,6 +678,21 @@ impl Head {
     }
 }
 
+/// What [`Head::truncate_before`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TruncateStats {
+    pub chunks_dropped: usize,
+    pub series_dropped: usize,
+}
+
+/// Why [`Head::append_series`] stopped.
+#[derive(Clone, Copy)]
+enum Rejection {
+    OutOfOrder,
+    Duplicate,
+    OutOfBounds,
+}
+
 /// Renders epoch milliseconds as RFC 3339 in UTC, e.g. `2024-01-02T03:04:05.006Z`.
 struct Rfc3339(i64);
 
@@ -621,6 +808,13 @@ impl SymbolTable {
         self.strings.get(id as usize).map_or("", |s| s)
     }
 
+    fn get_arc(&self, id: u32) -> Arc<str> {
+        self.strings
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
     fn equals(&self, syms: &[u32], labels: &Labels) -> bool {
         syms.len() == labels.len() * 2
             && syms
@@ -679,6 +873,28 @@ impl ChunkList {
 
     fn open_range(&self) -> Option<(i64, i64)> {
         Some((self.open.min_time()?, self.open.max_time()?))
+    }
+
+    /// Earliest and latest sample of the series; `None` without chunks.
+    fn range(&self) -> Option<(i64, i64)> {
+        let open = self.open_range();
+        let min = self.closed.first().map(|c| c.min_time).or(open.map(|r| r.0))?;
+        let max = open
+            .map(|r| r.1)
+            .or(self.closed.last().map(|c| c.max_time))?;
+        Some((min, max))
+    }
+
+    /// Drops the chunks whose samples are all older than `ts`; how many.
+    fn drop_before(&mut self, ts: i64) -> usize {
+        let before = self.closed.len();
+        self.closed.retain(|c| c.max_time >= ts);
+        let mut dropped = before - self.closed.len();
+        if self.open_range().is_some_and(|(_, max)| max < ts) {
+            self.open = XorChunk::default();
+            dropped += 1;
+        }
+        dropped
     }
 
     fn has_data_in(&self, mint: i64, maxt: i64) -> bool {

@@ -10,16 +10,17 @@ mod client;
 mod decode;
 mod http_api;
 mod metrics;
+mod rate_limit;
 mod replicated;
 mod validation;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use strata_limits::Overrides;
 use strata_proto::prometheus::WriteRequest;
-use strata_status::ServiceError;
+use strata_status::{ErrorCode, ServiceError};
 
 pub use client::GrpcIngesterPush;
 pub use decode::{decode_write_request, DecodeError};
@@ -63,6 +64,7 @@ pub struct Distributor {
     overrides: Arc<Overrides>,
     ingesters: Arc<dyn IngesterPush>,
     metrics: metrics::DistributorMetrics,
+    rate_limiter: rate_limit::RateLimiter,
 }
 
 impl Distributor {
@@ -77,6 +79,7 @@ impl Distributor {
             overrides,
             ingesters,
             metrics: metrics::DistributorMetrics::new(registry)?,
+            rate_limiter: rate_limit::RateLimiter::default(),
         })
     }
 
@@ -92,7 +95,8 @@ impl Distributor {
         self.push(tenant, request).await
     }
 
-    /// Validates and forwards a decoded push.
+    /// Validates and forwards a decoded push. The valid samples count against
+    /// the tenant's ingestion rate; a push over it is rejected whole (429).
     pub async fn push(&self, tenant: &str, mut request: WriteRequest) -> Result<(), ServiceError> {
         let limits = self.overrides.for_tenant(tenant);
         let now_ms = now_ms();
@@ -139,6 +143,30 @@ impl Distributor {
         // Metadata is accepted and ignored (remote-write 1.0 allows that).
         request.metadata.clear();
 
+        // Like Mimir, only what passed validation counts against the rate.
+        let valid_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
+        if !self.rate_limiter.allow_n(
+            tenant,
+            Instant::now(),
+            valid_samples,
+            limits.ingestion_rate,
+            limits.ingestion_burst_size,
+        ) {
+            strata_telemetry::discarded_samples()
+                .with_label_values(&[tenant, "rate_limited"])
+                .inc_by(valid_samples as u64);
+            return Err(ServiceError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "the request has been rejected because the tenant exceeded the ingestion rate limit, \
+                     set to {} samples/s (ingestion_rate) with a maximum allowed burst of {} samples \
+                     (ingestion_burst_size); this push had {valid_samples} samples; \
+                     each distributor applies the limit on its own (err-strata-tenant-max-ingestion-rate)",
+                    limits.ingestion_rate, limits.ingestion_burst_size
+                ),
+            ));
+        }
+
         let stored = if request.timeseries.is_empty() {
             Ok(())
         } else {
@@ -146,8 +174,11 @@ impl Distributor {
         };
         match (first_rejection, stored) {
             // A failure to store is reported first when it is retryable, so the
-            // client retries and nothing acknowledged is lost.
-            (_, Err(e)) if !e.code.is_client_error() => Err(e),
+            // client retries and nothing acknowledged is lost; so is a limit
+            // (429), which the client may retry later.
+            (_, Err(e)) if !e.code.is_client_error() || e.code == ErrorCode::TooManyRequests => {
+                Err(e)
+            }
             (Some(rejection), _) => Err(ServiceError::bad_request(rejection.message)),
             (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(()),
@@ -167,7 +198,6 @@ mod tests {
     use super::*;
     use fake::Recorder;
     use strata_proto::prometheus::{Label, Sample, TimeSeries};
-    use strata_status::ErrorCode;
 
     mod fake {
         use super::*;
@@ -278,5 +308,76 @@ mod tests {
             err.message
         );
         assert!(recorder.pushed.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_over_its_ingestion_rate_gets_429_naming_the_limit() {
+        let recorder = Arc::new(Recorder::default());
+        let overrides = Arc::new(Overrides::new(Default::default()));
+        overrides.replace_tenant_overrides(std::collections::HashMap::from([(
+            "slow".to_string(),
+            strata_limits::Limits {
+                ingestion_rate: 1.0,
+                ingestion_burst_size: 2,
+                ..Default::default()
+            },
+        )]));
+        let d = Distributor::new(
+            DistributorConfig::default(),
+            overrides,
+            recorder.clone(),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let push = |name: &str| WriteRequest {
+            timeseries: vec![series(&[("__name__", name)], now_ms())],
+            ..Default::default()
+        };
+        d.push("slow", push("a")).await.unwrap();
+        d.push("slow", push("b")).await.unwrap();
+        let before = strata_telemetry::discarded_samples()
+            .with_label_values(&["slow", "rate_limited"])
+            .get();
+        let err = d.push("slow", push("c")).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
+        assert!(
+            err.message.contains("1 samples/s (ingestion_rate)")
+                && err
+                    .message
+                    .contains("burst of 2 samples (ingestion_burst_size)"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            strata_telemetry::discarded_samples()
+                .with_label_values(&["slow", "rate_limited"])
+                .get(),
+            before + 1
+        );
+        assert_eq!(recorder.pushed.lock().unwrap().len(), 2);
+        // Other tenants have their own bucket.
+        d.push("other", push("c")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ingester_limit_wins_over_validation_errors() {
+        let recorder = Arc::new(Recorder {
+            fail_with: Some(ServiceError::new(
+                ErrorCode::TooManyRequests,
+                "per-tenant series limit of 1 exceeded",
+            )),
+            ..Default::default()
+        });
+        let d = distributor(recorder);
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "good")], now_ms()),
+                series(&[("job", "no-name")], now_ms()),
+            ],
+            ..Default::default()
+        };
+        let err = d.push("t", request).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
+        assert!(err.message.contains("series limit"), "{}", err.message);
     }
 }

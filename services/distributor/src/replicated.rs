@@ -153,12 +153,20 @@ impl IngesterPush for ReplicatedPush {
                 break;
             };
             // An ingester that answered with a client error (say, one
-            // out-of-order series) has stored every valid series of the
-            // request, so those count towards their quorum.
+            // out-of-order series, or a series over a limit) has stored every
+            // other series of the request, so those count towards their
+            // quorum. A limit (429) is what the client hears over a 400: the
+            // client may retry it, and it must not look like bad data.
             let stored = match outcome {
                 Ok(()) => true,
                 Err(e) if e.code.is_client_error() => {
-                    client_error.get_or_insert(e);
+                    let replace = client_error.as_ref().is_none_or(|first| {
+                        first.code != ErrorCode::TooManyRequests
+                            && e.code == ErrorCode::TooManyRequests
+                    });
+                    if replace {
+                        client_error = Some(e);
+                    }
                     true
                 }
                 Err(e) => {
@@ -221,6 +229,7 @@ mod tests {
         Down,
         Hang,
         RejectAsBadRequest,
+        RejectAsOverLimit,
     }
 
     #[async_trait::async_trait]
@@ -239,6 +248,13 @@ mod tests {
                 Behaviour::RejectAsBadRequest => {
                     self.received.lock().push(request);
                     Err(ServiceError::bad_request("out-of-order sample"))
+                }
+                Behaviour::RejectAsOverLimit => {
+                    self.received.lock().push(request);
+                    Err(ServiceError::new(
+                        ErrorCode::TooManyRequests,
+                        "per-tenant series limit of 10 exceeded",
+                    ))
                 }
             }
         }
@@ -341,8 +357,30 @@ mod tests {
     #[tokio::test]
     async fn client_errors_are_reported_without_failing_the_quorum() {
         use Behaviour::{RejectAsBadRequest, Store};
-        let (push, _f, _l) = cluster(&[Store, RejectAsBadRequest, Store]).await;
+        // The push answers at quorum (any 2 of 3), so two replicas reject:
+        // whichever two answer first include a rejection.
+        let (push, _f, _l) = cluster(&[Store, RejectAsBadRequest, RejectAsBadRequest]).await;
         let err = push.push("t", request(20)).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest);
+    }
+
+    #[tokio::test]
+    async fn a_limit_from_the_ingesters_reaches_the_client_as_429() {
+        use Behaviour::{RejectAsBadRequest, RejectAsOverLimit, Store};
+        // The push answers at quorum (any 2 of 3): each case is such that
+        // whichever two replicas answer first decide the same way.
+        let (push, _f, _l) = cluster(&[RejectAsOverLimit, RejectAsOverLimit, Store]).await;
+        let err = push.push("t", request(20)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
+        assert!(
+            err.message.contains("series limit of 10"),
+            "{}",
+            err.message
+        );
+        // A limit wins over bad data.
+        let (push, _f, _l) =
+            cluster(&[RejectAsBadRequest, RejectAsOverLimit, RejectAsOverLimit]).await;
+        let err = push.push("t", request(20)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
     }
 }

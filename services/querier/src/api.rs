@@ -276,6 +276,9 @@ async fn series(
     let storage = state.querier.queryable(&tenant);
     let mut found: Vec<Labels> =
         with_timeout(&state.querier, storage.series(&matcher_sets, start, end)).await?;
+    storage
+        .count_fetched_series(&found)
+        .map_err(|e| ApiError::execution(e.message))?;
     let mut warnings = Vec::new();
     truncate(&mut found, limit, &mut warnings);
     let mut data = Vec::new();

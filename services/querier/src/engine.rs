@@ -81,7 +81,7 @@ impl QueryEngine {
             .instant_query(storage, query, time_ms)
             .await
             .map(output)
-            .map_err(engine_error)
+            .map_err(|e| limit_or_engine_error(storage, e))
     }
 
     pub(crate) async fn range_query(
@@ -96,7 +96,7 @@ impl QueryEngine {
             .range_query(storage, query, start_ms, end_ms, step_ms)
             .await
             .map(output)
-            .map_err(engine_error)
+            .map_err(|e| limit_or_engine_error(storage, e))
     }
 }
 
@@ -131,6 +131,15 @@ fn output(r: QueryResult) -> QueryOutput {
         data,
         warnings: r.warnings,
         infos: r.infos,
+    }
+}
+
+/// A query stopped by a per-query limit fails as an execution error (422)
+/// naming the limit, whatever error the engine surfaced it as.
+fn limit_or_engine_error(storage: &IngesterQueryable, e: QueryError) -> EngineError {
+    match storage.exceeded_limit() {
+        Some(message) => EngineError::Execution(message),
+        None => engine_error(e),
     }
 }
 

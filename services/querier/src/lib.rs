@@ -24,6 +24,7 @@ mod storage;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_limits::Overrides;
 use tokio::sync::Semaphore;
 
 pub use api::{router, ApiError, TenantResolver};
@@ -46,6 +47,8 @@ pub struct Querier {
     engine: QueryEngine,
     /// Query slots when `max_concurrent` is set.
     slots: Option<Semaphore>,
+    /// Per-tenant query limits (`max_fetched_series_per_query`); none if unset.
+    overrides: Option<Arc<Overrides>>,
 }
 
 impl Querier {
@@ -60,16 +63,29 @@ impl Querier {
             config,
             ingesters,
             slots,
+            overrides: None,
         })
+    }
+
+    /// Enforces the tenants' query limits from `overrides`.
+    pub fn with_overrides(mut self, overrides: Arc<Overrides>) -> Self {
+        self.overrides = Some(overrides);
+        self
     }
 
     pub fn config(&self) -> &QuerierConfig {
         &self.config
     }
 
-    /// One tenant's series in the ingesters.
+    /// One tenant's series in the ingesters, for one query: it carries the
+    /// tenant's per-query limits.
     pub fn queryable(&self, tenant: &str) -> IngesterQueryable {
+        let max_series = self
+            .overrides
+            .as_ref()
+            .map_or(0, |o| o.for_tenant(tenant).max_fetched_series_per_query);
         IngesterQueryable::new(tenant, Arc::clone(&self.ingesters))
+            .with_max_fetched_series(max_series)
     }
 
     /// Evaluates `query` at `time_ms` for `tenant`. `timeout` can shorten the

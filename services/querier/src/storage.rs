@@ -2,8 +2,11 @@
 //! requests, chunks into samples within [start, end], and merges what several
 //! sources return for the same series.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use strata_model::{Labels, Matcher, Sample, Series};
 use strata_proto::ingester::{
@@ -11,16 +14,38 @@ use strata_proto::ingester::{
     SeriesRequest, StreamSeries,
 };
 use strata_proto::{labels_from_proto, matcher_to_proto};
-use strata_status::ServiceError;
+use strata_status::{ErrorCode, ServiceError};
 
 use crate::ingester::IngesterQuery;
 
 /// The series of one tenant held by the ingesters. Implements the PromQL engine's
 /// `Queryable` and answers the series and label endpoints.
+///
+/// One is made per query, so a series limit counts over all its selectors.
 #[derive(Debug, Clone)]
 pub struct IngesterQueryable {
     tenant: String,
     ingesters: Arc<dyn IngesterQuery>,
+    series_limit: Option<Arc<SeriesLimit>>,
+}
+
+/// The tenant's `max_fetched_series_per_query`, counted over one query.
+#[derive(Debug)]
+struct SeriesLimit {
+    max: usize,
+    /// Hashes of the distinct series fetched so far.
+    seen: Mutex<HashSet<u64>>,
+    exceeded: OnceLock<String>,
+}
+
+impl SeriesLimit {
+    fn message(&self) -> String {
+        format!(
+            "the query exceeded the maximum number of series (limit: {} series, max_fetched_series_per_query); \
+             select fewer series with more label matchers or a shorter time range (err-strata-max-series-per-query)",
+            self.max
+        )
+    }
 }
 
 impl IngesterQueryable {
@@ -28,11 +53,57 @@ impl IngesterQueryable {
         Self {
             tenant: tenant.into(),
             ingesters,
+            series_limit: None,
         }
+    }
+
+    /// Fails the query once it has fetched more than `max` distinct series
+    /// (the tenant's `max_fetched_series_per_query`); 0 is no limit.
+    pub fn with_max_fetched_series(mut self, max: usize) -> Self {
+        self.series_limit = (max > 0).then(|| {
+            Arc::new(SeriesLimit {
+                max,
+                seen: Mutex::new(HashSet::new()),
+                exceeded: OnceLock::new(),
+            })
+        });
+        self
     }
 
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// The message of the series limit this query exceeded, if it did. A
+    /// select that exceeds it fails with a storage error; the caller reports
+    /// this message as an execution error (422) instead, as Prometheus
+    /// reports a query over its limits.
+    pub fn exceeded_limit(&self) -> Option<String> {
+        self.series_limit.as_ref()?.exceeded.get().cloned()
+    }
+
+    /// Counts `labels` against the series limit; an error once over it.
+    pub fn count_fetched_series<'a>(
+        &self,
+        labels: impl IntoIterator<Item = &'a Labels>,
+    ) -> Result<(), ServiceError> {
+        let Some(limit) = &self.series_limit else {
+            return Ok(());
+        };
+        let over = {
+            let mut seen = limit.seen.lock();
+            for l in labels {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                l.hash(&mut hasher);
+                seen.insert(hasher.finish());
+            }
+            seen.len() > limit.max
+        };
+        if over {
+            let message = limit.exceeded.get_or_init(|| limit.message()).clone();
+            return Err(ServiceError::new(ErrorCode::BadRequest, message));
+        }
+        Ok(())
     }
 
     /// Series matching all `matchers` with their samples in [start, end], sorted
@@ -53,7 +124,9 @@ impl IngesterQueryable {
             .into_iter()
             .map(|s| decode_stream_series(s, start_ms, end_ms))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(merge_series(vec![decoded]))
+        let merged = merge_series(vec![decoded]);
+        self.count_fetched_series(merged.iter().map(|s| &s.labels))?;
+        Ok(merged)
     }
 
     /// Label sets of the series matching any of `matcher_sets`, sorted, each once.

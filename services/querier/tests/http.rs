@@ -126,6 +126,10 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(|querier| querier)
+}
+
+fn harness_with(configure: impl FnOnce(Querier) -> Querier) -> Harness {
     let mut fake = FakeIngesters::default();
     fake.series.insert(
         "team-a".into(),
@@ -155,7 +159,7 @@ fn harness() -> Harness {
         ])],
     );
     let fake = Arc::new(fake);
-    let querier = Querier::new(QuerierConfig::default(), fake.clone()).unwrap();
+    let querier = configure(Querier::new(QuerierConfig::default(), fake.clone()).unwrap());
     Harness {
         app: router(Arc::new(querier), tenant_from_header()),
         fake,
@@ -574,4 +578,45 @@ async fn slow_storage_times_out() {
     let (status, body) = h.get("team-a", "/api/v1/label/job/values").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["errorType"], "timeout");
+}
+
+#[tokio::test]
+async fn a_query_over_the_tenants_series_limit_is_an_execution_error() {
+    let overrides = Arc::new(strata_limits::Overrides::new(Default::default()));
+    overrides.replace_tenant_overrides(HashMap::from([(
+        "team-a".to_string(),
+        strata_limits::Limits {
+            max_fetched_series_per_query: 2,
+            ..Default::default()
+        },
+    )]));
+    let h = harness_with(|q| q.with_overrides(overrides));
+    // Two series: at the limit, fine.
+    let (status, _) = h
+        .get("team-a", "/api/v1/query?query=count(up)&time=100")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Three distinct series over the query's selectors: over it.
+    let (status, body) = h
+        .get(
+            "team-a",
+            "/api/v1/query?query=count(up)%2Bcount(process_start_time_seconds)&time=100",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errorType"], "execution");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("limit: 2 series, max_fetched_series_per_query"),
+        "{message}"
+    );
+    let (status, body) = h
+        .get("team-a", "/api/v1/series?match[]=%7Bjob%3D~%22.%2B%22%7D")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Other tenants have the default: no limit.
+    let (status, _) = h
+        .get("team-b", "/api/v1/series?match[]=%7Bjob%3D~%22.%2B%22%7D")
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -34,10 +34,25 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
+    // Per-tenant limits: the config's defaults and the runtime file's overrides.
+    let overrides = Arc::new(strata_limits::Overrides::new(config.limits.clone()));
+    tasks.extend(
+        crate::limits::start(
+            &config.runtime_config,
+            overrides.clone(),
+            &registry,
+            shutdown_rx.clone(),
+        )
+        .await
+        .map_err(AppError::Module)?,
+    );
+    let ingester_ring_counts = Arc::new(crate::limits::IngesterRingCounts::default());
+
     // Ingester first: the distributor and querier depend on it.
     let ingester = if config.runs("ingester") {
         let ingester = strata_ingester::Ingester::new(config.ingester.clone(), &registry)
-            .map_err(|e| AppError::Module(format!("ingester: {e}")))?;
+            .map_err(|e| AppError::Module(format!("ingester: {e}")))?
+            .with_limits(overrides.clone(), ingester_ring_counts.clone());
         let ingester = Arc::new(ingester);
         let addr = socket_addr(
             &config.server.grpc_listen_address,
@@ -94,19 +109,23 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         None
     };
 
-    let ring = if config.runs("distributor") || config.runs("querier") {
-        Some(
-            strata_ring::Ring::new(&ring_config, kv.clone(), ring_key.clone())
-                .await
-                .map_err(|e| AppError::Module(format!("reading the ingester ring: {e}")))?,
-        )
-    } else {
-        None
-    };
+    // Every module keeps a local copy of the ring: distributors and queriers
+    // route by it, and every process serves the ring page and its metrics.
+    let ring = strata_ring::Ring::new(&ring_config, kv.clone(), ring_key.clone())
+        .await
+        .map_err(|e| AppError::Module(format!("reading the ingester ring: {e}")))?;
+    ingester_ring_counts.set_ring(ring.clone());
+    crate::ring_page::spawn_ring_metrics(ring.clone(), &registry)
+        .map_err(|e| AppError::Module(format!("ring metrics: {e}")))?;
     let own_addr = ring_config.instance_addr.clone();
+    // How the HTTP routes decide a request's tenant: trust the header, or (with
+    // `auth.enabled`) check a credential from the tenants file. One for the
+    // process, so the file is read and watched once.
+    let authenticator = strata_auth::Authenticator::new(&config.auth, config.multitenancy_enabled)
+        .map_err(|e| AppError::Module(format!("auth: {e}")))?;
     let mut router = Router::new();
 
-    if let (true, Some(ring)) = (config.runs("distributor"), &ring) {
+    if config.runs("distributor") {
         let remote_timeout = config.ingester_client.remote_timeout.0;
         let local = in_process.clone();
         let own = own_addr.clone();
@@ -123,21 +142,20 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             ring.clone(),
             strata_distributor::PushClientPool::new(factory),
         ));
-        let overrides = Arc::new(strata_limits::Overrides::new(config.limits.clone()));
         let distributor = strata_distributor::Distributor::new(
             config.distributor.clone(),
-            overrides,
+            overrides.clone(),
             push,
             &registry,
         )
         .map_err(|e| AppError::Module(format!("distributor: {e}")))?;
         router = router.merge(strata_distributor::router(
             Arc::new(distributor),
-            tenant_resolver(&config),
+            authenticator.resolver(strata_auth::Scope::Write),
         ));
     }
 
-    if let (true, Some(ring)) = (config.runs("querier"), &ring) {
+    if config.runs("querier") {
         let local = in_process.clone();
         let own = own_addr.clone();
         let client_config = config.querier.ingester_client.clone();
@@ -155,10 +173,20 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             strata_querier::QueryClientPool::new(factory),
         ));
         let querier = strata_querier::Querier::new(config.querier.clone(), source)
-            .map_err(|e| AppError::Module(e.to_string()))?;
-        let api = strata_querier::router(Arc::new(querier), tenant_resolver(&config));
+            .map_err(|e| AppError::Module(e.to_string()))?
+            .with_overrides(overrides.clone());
+        let api = strata_querier::router(
+            Arc::new(querier),
+            authenticator.resolver(strata_auth::Scope::Read),
+        );
         router = router.merge(api);
     }
+
+    router = router.merge(crate::limits::router(overrides.clone()));
+    router = router.merge(crate::ring_page::router(
+        ring.clone(),
+        ring_config.heartbeat_timeout.0,
+    ));
 
     let registry = Arc::new(registry);
     let request_duration = HistogramVec::new(
@@ -265,10 +293,6 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_string())
-}
-
-fn tenant_resolver(config: &Config) -> strata_auth::TenantResolver {
-    strata_auth::resolver(config.multitenancy_enabled)
 }
 
 /// tonic wants a URI; the config takes `host:port` as Mimir's does.

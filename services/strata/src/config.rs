@@ -42,6 +42,8 @@ pub struct Config {
     pub ingester: IngesterConfig,
     pub querier: QuerierConfig,
     pub limits: Limits,
+    pub runtime_config: crate::limits::RuntimeConfigSettings,
+    pub auth: strata_auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,8 @@ impl Default for Config {
             ingester: IngesterConfig::default(),
             querier: QuerierConfig::default(),
             limits: Limits::default(),
+            runtime_config: crate::limits::RuntimeConfigSettings::default(),
+            auth: strata_auth::AuthConfig::default(),
         }
     }
 }
@@ -147,6 +151,12 @@ impl Config {
                 reason: "use logfmt or json".into(),
             });
         }
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("limits.{e}")))?;
+        self.runtime_config
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         self.ingester.ring.validate().map_err(|e| {
             ConfigError::Invalid(format!(
                 "ingester.ring.{}: {}",
@@ -174,6 +184,8 @@ pub enum FieldKind {
     Duration,
     /// A YAML sequence of strings; comma-separated as a flag.
     List,
+    /// A number that may have a fraction.
+    Float,
 }
 
 impl FieldKind {
@@ -184,6 +196,7 @@ impl FieldKind {
             FieldKind::Bool => "bool",
             FieldKind::Duration => "duration",
             FieldKind::List => "list of strings",
+            FieldKind::Float => "float",
         }
     }
 }
@@ -229,6 +242,8 @@ macro_rules! fields {
 fields! {
     "target" String "Comma-separated modules to run: all, distributor, ingester, querier.",
     "multitenancy_enabled" Bool "When false, every request belongs to the tenant `anonymous` and no tenant header is needed.",
+    "auth.enabled" Bool "Require a credential from auth.tenants_file (basic auth or bearer token) on every push and query; the tenant comes from the credential. Off: trust X-Scope-OrgID, as Mimir does. See docs/authentication.md.",
+    "auth.tenants_file" String "YAML file mapping credentials (hashed) to tenants and read/write scopes; re-read when it changes. Required when auth.enabled.",
     "server.http_listen_address" String "Address the HTTP server listens on.",
     "server.http_listen_port" Int "Port of the HTTP server (push, query API, /metrics, /ready).",
     "server.grpc_listen_address" String "Address the gRPC server listens on.",
@@ -262,10 +277,17 @@ fields! {
     "querier.ingester_client.timeout" Duration "Longest one query call to one ingester may take.",
     "querier.ingester_client.connect_timeout" Duration "Longest connecting to an ingester may take.",
     "querier.ingester_client.max_recv_message_size" Int "Largest gRPC message accepted from an ingester, in bytes.",
+    "limits.ingestion_rate" Float "Per-tenant: samples per second a tenant may push; over it a push gets 429. Each distributor applies it on its own (Mimir's local strategy), so N distributors allow N times this.",
+    "limits.ingestion_burst_size" Int "Per-tenant: most samples a tenant may push at once (the rate limiter's bucket size); a larger push always gets 429.",
+    "limits.max_global_series_per_user" Int "Per-tenant: most in-memory series across all ingesters before replication; each ingester allows its share (limit × replication factor ÷ healthy ingesters). A new series beyond it gets 429. 0: no limit.",
+    "limits.max_global_series_per_metric" Int "Per-tenant: most in-memory series of one metric name across all ingesters, divided like max_global_series_per_user. 0: no limit.",
+    "limits.max_fetched_series_per_query" Int "Per-tenant: most distinct series one query (or /api/v1/series call) may fetch; beyond it the query fails with 422. 0: no limit.",
     "limits.max_label_name_length" Int "Per-tenant: longest label name accepted, in bytes.",
     "limits.max_label_value_length" Int "Per-tenant: longest label value accepted, in bytes.",
     "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
     "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
+    "runtime_config.file" String "Runtime config file with per-tenant limit overrides (`overrides: {<tenant>: {<limits keys>}}`, Mimir's format); keys a tenant leaves out take the limits above. Empty: none. Shown at /runtime_config.",
+    "runtime_config.period" Duration "How often the runtime config file is re-read; an invalid file is logged and the overrides in force are kept.",
 }
 
 /// Parses YAML text into a tree; the top level must be a mapping (or empty).
@@ -296,6 +318,13 @@ pub fn set_path(tree: &mut Value, field: &FieldDoc, raw: &str) -> Result<(), Con
         FieldKind::Int => Value::Number(
             raw.parse::<i64>()
                 .map_err(|_| bad("expected an integer"))?
+                .into(),
+        ),
+        FieldKind::Float => Value::Number(
+            raw.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| bad("expected a number"))?
                 .into(),
         ),
         FieldKind::Bool => Value::Bool(
@@ -425,6 +454,7 @@ mod tests {
                 (FieldKind::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
                 (FieldKind::Bool, Value::Bool(_)) => true,
                 (FieldKind::List, Value::Sequence(_)) => true,
+                (FieldKind::Float, Value::Number(_)) => true,
                 // Optional settings (unset by default).
                 (FieldKind::String, Value::Null) => true,
                 _ => false,

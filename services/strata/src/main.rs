@@ -9,6 +9,8 @@ mod app;
 mod cli;
 mod config;
 mod in_process;
+mod limits;
+mod ring_page;
 
 use std::process::ExitCode;
 

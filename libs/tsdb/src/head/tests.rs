@@ -592,3 +592,50 @@ fn series_struct_is_small() {
     );
     assert!(fixed <= 160, "{fixed}");
 }
+
+#[test]
+fn append_errors_give_the_index_of_the_rejected_sample() {
+    let head = Head::new();
+    let l = labels(&[("__name__", "m")]);
+    let err = head
+        .append(&l, &samples(&[(1, 1.0), (2, 2.0), (2, 2.0), (1, 0.0)]))
+        .unwrap_err();
+    assert_eq!(err.appended(), 2);
+    assert_eq!(err.index(), 3);
+}
+
+#[test]
+fn truncation_drops_old_chunks_and_empty_series_and_bounds_appends() {
+    let head = Head::new();
+    let old = labels(&[("__name__", "old")]);
+    let live = labels(&[("__name__", "live"), ("job", "x")]);
+    let many: Vec<(i64, f64)> = (0..300).map(|i| (i * 10, i as f64)).collect();
+    head.append(&old, &samples(&[(1, 1.0), (2, 2.0)])).unwrap();
+    head.append(&live, &samples(&many)).unwrap();
+    head.set_min_valid_time(1_500);
+    let stats = head.truncate_before(1_500);
+    assert_eq!(stats.series_dropped, 1);
+    assert!(stats.chunks_dropped >= 2, "{stats:?}");
+    assert!(!head.contains(&old));
+    assert_eq!(head.num_series(), 1);
+    assert_eq!(head.num_series_with("__name__", "live"), 1);
+    assert_eq!(head.num_series_with("__name__", "old"), 0);
+    let (min, max) = head.time_range().unwrap();
+    assert!((1_200..1_500).contains(&min), "{min}");
+    assert_eq!(max, 2_990);
+    // Whole chunks are kept: the one reaching 1500 still has older samples.
+    let got = decoded(&head, &[], i64::MIN, i64::MAX);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.last().map(|p| p.0), Some(2_990));
+    let err = head.append(&old, &samples(&[(3, 3.0)])).unwrap_err();
+    assert_eq!(err.reason(), "sample-out-of-bounds");
+    assert_eq!(err.index(), 0);
+    head.append(&old, &samples(&[(2_000, 3.0)])).unwrap();
+    assert_eq!(head.num_series(), 2);
+    assert_eq!(
+        head.select_chunks(&[Matcher::equal("__name__", "old")], 0, i64::MAX)
+            .len(),
+        1
+    );
+    assert_eq!(head.series_refs().len(), 2);
+}
