@@ -367,3 +367,31 @@ async fn zone_aware_replication_puts_one_replica_in_each_zone() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_all_in_one_processes_form_one_cluster() {
+    const SERIES: usize = 300;
+    let etcd = Etcd::start().await;
+    let mut nodes = Vec::new();
+    for n in 1..=3 {
+        let extra = vec![format!("-ingester.ring.instance_id=all-{n}")];
+        nodes.push(start("all", &extra, &etcd).await);
+    }
+    // Wait until every node sees all three, then push through the first node.
+    for node in &nodes {
+        eventually("three ACTIVE members", Duration::from_secs(30), || async {
+            let ring = ring_state(node).await;
+            (ring.iter().filter(|r| r.1 == "ACTIVE").count() == 3).then_some(())
+        })
+        .await;
+    }
+    let ts = now_ms() - 5_000;
+    let (status, msg) = push_round(&nodes[0], 0, SERIES, ts, 7.0).await;
+    assert_eq!(status, 200, "{msg}");
+    // RF=3 over three members: each holds every series; any node answers.
+    for node in &nodes {
+        assert_eq!(memory_series(node).await, SERIES as f64);
+        let results = query_all(node, "cluster_test_total", ts, ts).await;
+        assert_eq!(results.len(), SERIES);
+    }
+}
