@@ -205,6 +205,10 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let router = router
         .route("/ready", get(ready))
         .route("/metrics", get(metrics).with_state(registry.clone()))
+        .route(
+            "/config",
+            get(show_config).with_state(Arc::new(crate::config::masked_yaml(&config))),
+        )
         .layer(axum::middleware::from_fn_with_state(
             request_duration,
             observe_request,
@@ -302,6 +306,15 @@ fn grpc_uri(address: &str) -> String {
     } else {
         format!("http://{address}")
     }
+}
+
+/// `GET /config`: the running configuration as YAML, secrets masked.
+async fn show_config(State(yaml): State<Arc<String>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/yaml; charset=utf-8")],
+        yaml.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 async fn ready() -> &'static str {

@@ -290,6 +290,38 @@ fields! {
     "runtime_config.period" Duration "How often the runtime config file is re-read; an invalid file is logged and the overrides in force are kept.",
 }
 
+/// The config as YAML with every secret replaced by `********`, for `GET /config`.
+pub fn masked_yaml(config: &Config) -> String {
+    let mut tree = serde_yaml::to_value(config).unwrap_or(Value::Null);
+    mask_secrets(&mut tree);
+    serde_yaml::to_string(&tree).unwrap_or_default()
+}
+
+/// Masks the values of secret keys. A key is secret when its name says so
+/// (`secret`, `password`, `token`, but not a `_file`/`_path` naming where one is
+/// kept), so new credentials are masked without a list to keep up to date.
+fn mask_secrets(value: &mut Value) {
+    let Value::Mapping(map) = value else { return };
+    for (key, child) in map.iter_mut() {
+        let name = key.as_str().unwrap_or_default().to_ascii_lowercase();
+        let secret = ["secret", "password", "token"]
+            .iter()
+            .any(|s| name.contains(s))
+            && !name.ends_with("_file")
+            && !name.ends_with("_path");
+        if secret && !matches!(child, Value::Mapping(_)) {
+            let set = !matches!(child, Value::Null) && child.as_str().is_none_or(|s| !s.is_empty());
+            *child = Value::String(if set {
+                "********".into()
+            } else {
+                String::new()
+            });
+        } else {
+            mask_secrets(child);
+        }
+    }
+}
+
 /// Parses YAML text into a tree; the top level must be a mapping (or empty).
 pub fn parse_yaml_tree(text: &str, path: &str) -> Result<Value, ConfigError> {
     let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
@@ -489,6 +521,22 @@ mod tests {
     fn defaults_validate_and_round_trip() {
         let tree = serde_yaml::to_value(Config::default()).unwrap();
         assert_eq!(Config::from_tree(tree).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn secrets_are_masked_and_nothing_else() {
+        let mut tree: Value = serde_yaml::from_str(
+            "s3:\n  secret_access_key: hunter2\n  access_key_id: AKIA\nauth:\n  tenants_file: /etc/t.yaml\n  password: ''\n",
+        )
+        .unwrap();
+        mask_secrets(&mut tree);
+        let text = serde_yaml::to_string(&tree).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("secret_access_key: '********'"), "{text}");
+        assert!(text.contains("access_key_id: AKIA"), "{text}");
+        assert!(text.contains("tenants_file: /etc/t.yaml"), "{text}");
+        assert!(text.contains("password: ''"), "{text}");
+        assert!(masked_yaml(&Config::default()).contains("http_listen_port: 9009"));
     }
 
     #[test]
