@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use strata_model::shard_token_of;
-use strata_proto::prometheus::{TimeSeries, WriteRequest};
-use strata_ring::{Operation, Ring, RingError};
+use strata_proto::prometheus::WriteRequest;
+use strata_ring::{InstanceDesc, Operation, Ring, RingError};
 use strata_status::{ErrorCode, ServiceError};
 use tokio::sync::mpsc;
 
@@ -97,8 +97,10 @@ impl IngesterPush for ReplicatedPush {
     async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
         let snapshot = self.ring.snapshot();
         let mut progress = Vec::with_capacity(request.timeseries.len());
-        // Series indices per ingester address.
-        let mut per_instance: HashMap<String, Vec<usize>> = HashMap::new();
+        // Series indices per instance; a handful of instances, so a vector
+        // searched by pointer beats hashing an address per series.
+        let mut per_instance: Vec<(Arc<InstanceDesc>, Vec<usize>)> = Vec::new();
+        let mut replicas_left: Vec<u8> = Vec::with_capacity(request.timeseries.len());
         for (index, series) in request.timeseries.iter().enumerate() {
             let token = shard_token_of(
                 tenant,
@@ -109,11 +111,15 @@ impl IngesterPush for ReplicatedPush {
             );
             let set = snapshot.get(token, Operation::Write).map_err(ring_error)?;
             for instance in &set.instances {
-                per_instance
-                    .entry(instance.addr.clone())
-                    .or_default()
-                    .push(index);
+                match per_instance
+                    .iter_mut()
+                    .find(|(known, _)| Arc::ptr_eq(known, instance))
+                {
+                    Some((_, indices)) => indices.push(index),
+                    None => per_instance.push((instance.clone(), vec![index])),
+                }
             }
+            replicas_left.push(u8::try_from(set.instances.len()).unwrap_or(u8::MAX));
             progress.push(Progress {
                 needed: set.min_success(),
                 max_errors: set.max_errors,
@@ -122,22 +128,32 @@ impl IngesterPush for ReplicatedPush {
             });
         }
 
-        let series: Arc<Vec<TimeSeries>> = Arc::new(request.timeseries);
+        // Each replica gets its own copy of a series, except the last one,
+        // which takes the original: with RF=1 nothing is copied at all.
+        let mut series = request.timeseries;
         let (results, mut receiver) = mpsc::unbounded_channel();
-        for (addr, indices) in per_instance {
-            let client = self.pool.client(&addr);
-            let series = series.clone();
+        for (instance, indices) in per_instance {
+            let timeseries = indices
+                .iter()
+                .map(|&i| {
+                    replicas_left[i] = replicas_left[i].saturating_sub(1);
+                    if replicas_left[i] == 0 {
+                        std::mem::take(&mut series[i])
+                    } else {
+                        series[i].clone()
+                    }
+                })
+                .collect();
+            let request = WriteRequest {
+                timeseries,
+                ..Default::default()
+            };
+            let client = self.pool.client(&instance.addr);
             let results = results.clone();
             let tenant = tenant.to_string();
             tokio::spawn(async move {
                 let outcome = match client {
-                    Ok(client) => {
-                        let request = WriteRequest {
-                            timeseries: indices.iter().map(|&i| series[i].clone()).collect(),
-                            ..Default::default()
-                        };
-                        client.push(&tenant, request).await
-                    }
+                    Ok(client) => client.push(&tenant, request).await,
                     Err(e) => Err(e),
                 };
                 let _ = results.send((indices, outcome));
@@ -213,7 +229,7 @@ impl IngesterPush for ReplicatedPush {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use strata_proto::prometheus::{Label, Sample};
+    use strata_proto::prometheus::{Label, Sample, TimeSeries};
     use strata_ring::{Lifecycler, MemoryKv, RingConfig};
 
     #[derive(Debug, Default)]
