@@ -201,6 +201,16 @@ fn promql_aggregation(c: &mut Criterion) {
             black_box(r)
         })
     });
+    // The second benchmark query: a plain selector aggregated by name.
+    let by_name = "sum by (__name__) ({__name__=~\".+\"})";
+    g.bench_function("sum_by_name_selector_1000_series_1h_step_15s", |b| {
+        b.iter(|| {
+            let r = rt
+                .block_on(engine.range_query(&storage, by_name, start, end, INTERVAL_MS))
+                .unwrap();
+            black_box(r)
+        })
+    });
     g.finish();
 }
 

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use promql_parser::parser::token::{
-    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN,
-    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+    TokenId, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX,
+    T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use strata_model::{is_valid_label_name, Labels, METRIC_NAME};
@@ -14,16 +14,89 @@ use crate::eval::{drop_labels, keep_labels, set_label, string_arg, Evaluator, Sa
 use crate::mathx::{kahan_sum_inc, nan_first_cmp, quantile};
 use crate::value::format_value;
 
+/// The running value of one group for the operators that need no member list
+/// (`sum avg min max count group stddev stdvar`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Acc {
+    pub(crate) count: f64,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    incremental_mean: bool,
+}
+
+impl Acc {
+    /// Whether `op` is one of the operators [`Acc`] computes.
+    pub(crate) fn handles(op: TokenId) -> bool {
+        matches!(
+            op,
+            T_SUM | T_AVG | T_MAX | T_MIN | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR
+        )
+    }
+
+    /// Adds one value (only for operators [`Acc::handles`]).
+    pub(crate) fn add(&mut self, op: TokenId, f: f64) {
+        let first = self.count == 0.0;
+        self.count += 1.0;
+        match op {
+            T_SUM => {
+                (self.value, self.kahan_c) = kahan_sum_inc(f, self.value, self.kahan_c);
+            }
+            T_AVG => {
+                if first {
+                    self.value = f;
+                    self.mean = f;
+                } else {
+                    avg_step(self, f);
+                }
+            }
+            T_MAX if first || self.value < f || self.value.is_nan() => self.value = f,
+            T_MIN if first || self.value > f || self.value.is_nan() => self.value = f,
+            T_STDDEV | T_STDVAR => {
+                if first {
+                    self.mean = f;
+                    self.value = if f.is_nan() || f.is_infinite() {
+                        f64::NAN
+                    } else {
+                        0.0
+                    };
+                } else {
+                    let delta = f - self.mean;
+                    self.mean += delta / self.count;
+                    self.value += delta * (f - self.mean);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The group's value (only for operators [`Acc::handles`]).
+    pub(crate) fn result(&self, op: TokenId) -> f64 {
+        match op {
+            T_SUM => self.value + self.kahan_c,
+            T_AVG => {
+                if self.incremental_mean {
+                    self.mean + self.kahan_c
+                } else {
+                    self.value / self.count + self.kahan_c / self.count
+                }
+            }
+            T_MAX | T_MIN => self.value,
+            T_COUNT => self.count,
+            T_GROUP => 1.0,
+            T_STDVAR => self.value / self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            _ => f64::NAN,
+        }
+    }
+}
+
 /// Running state of one group.
 #[derive(Debug, Default)]
 struct Group {
     labels: Labels,
     drop_name: bool,
-    count: f64,
-    value: f64,
-    kahan_c: f64,
-    mean: f64,
-    incremental_mean: bool,
+    acc: Acc,
     values: Vec<f64>,
     members: Vec<Sample>,
 }
@@ -163,49 +236,16 @@ impl Evaluator<'_> {
                 }
             };
             let g = &mut groups[gi];
-            let first = g.count == 0.0;
-            g.count += 1.0;
             if name_in_key {
                 g.drop_name |= s.drop_name;
             }
             let f = s.value;
+            if Acc::handles(op) {
+                g.acc.add(op, f);
+                continue;
+            }
+            g.acc.count += 1.0;
             match op {
-                T_SUM => {
-                    (g.value, g.kahan_c) = kahan_sum_inc(f, g.value, g.kahan_c);
-                }
-                T_AVG => {
-                    if first {
-                        g.value = f;
-                        g.mean = f;
-                        continue;
-                    }
-                    avg_step(g, f);
-                }
-                T_MAX => {
-                    if first || g.value < f || g.value.is_nan() {
-                        g.value = f;
-                    }
-                }
-                T_MIN => {
-                    if first || g.value > f || g.value.is_nan() {
-                        g.value = f;
-                    }
-                }
-                T_COUNT | T_GROUP => {}
-                T_STDDEV | T_STDVAR => {
-                    if first {
-                        g.mean = f;
-                        g.value = if f.is_nan() || f.is_infinite() {
-                            f64::NAN
-                        } else {
-                            0.0
-                        };
-                        continue;
-                    }
-                    let delta = f - g.mean;
-                    g.mean += delta / g.count;
-                    g.value += delta * (f - g.mean);
-                }
                 T_QUANTILE => g.values.push(f),
                 T_TOPK | T_BOTTOMK => {
                     let better = if op == T_TOPK {
@@ -252,19 +292,7 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(groups.len());
         for mut g in groups {
             let value = match op {
-                T_SUM => g.value + g.kahan_c,
-                T_AVG => {
-                    if g.incremental_mean {
-                        g.mean + g.kahan_c
-                    } else {
-                        g.value / g.count + g.kahan_c / g.count
-                    }
-                }
-                T_MAX | T_MIN => g.value,
-                T_COUNT => g.count,
-                T_GROUP => 1.0,
-                T_STDVAR => g.value / g.count,
-                T_STDDEV => (g.value / g.count).sqrt(),
+                _ if Acc::handles(op) => g.acc.result(op),
                 T_QUANTILE => quantile(param.unwrap_or(f64::NAN), &mut g.values),
                 T_TOPK | T_BOTTOMK => {
                     // Best first, NaN last, for both.
@@ -297,7 +325,7 @@ impl Evaluator<'_> {
     }
 }
 
-fn avg_step(g: &mut Group, f: f64) {
+fn avg_step(g: &mut Acc, f: f64) {
     if !g.incremental_mean {
         let (nv, nc) = kahan_sum_inc(f, g.value, g.kahan_c);
         if !nv.is_infinite() {

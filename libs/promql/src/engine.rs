@@ -60,6 +60,7 @@ const MAX_POINTS_PER_SERIES: i64 = 11_000;
 #[derive(Debug, Clone)]
 pub struct Engine {
     opts: EngineOptions,
+    fast_path: bool,
 }
 
 /// One selector to fetch: its key, matcher sets and time range (inclusive).
@@ -210,6 +211,9 @@ struct EvalRequest {
     end_ms: i64,
     step_ms: i64,
     instant: bool,
+    /// Whether range queries may take the series-major fast path (`fast.rs`);
+    /// off only in tests that compare it with the general path.
+    fast_path: bool,
     deadline: Option<Instant>,
     canceled: Option<Arc<AtomicBool>>,
 }
@@ -310,48 +314,14 @@ fn evaluate(
                     .to_string(),
             );
         }
-        let mut series: HashMap<Labels, Vec<ModelSample>> = HashMap::new();
-        let mut points = 0usize;
-        let mut t = req.start_ms;
-        while t <= req.end_ms {
-            ev.check_deadline()?;
-            ev.cur_samples = points;
-            match ev.eval(expr, t)? {
-                Val::Scalar(v) => {
-                    series
-                        .entry(Labels::default())
-                        .or_default()
-                        .push(ModelSample::new(t, v));
-                    points += 1;
-                }
-                Val::Vector(v) => {
-                    for (labels, value) in finalize(v)? {
-                        series
-                            .entry(labels)
-                            .or_default()
-                            .push(ModelSample::new(t, value));
-                        points += 1;
-                    }
-                }
-                other => {
-                    return Err(QueryError::exec(format!(
-                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                        other.type_name()
-                    )))
-                }
-            }
-            if points > opts.max_samples {
-                return Err(QueryError::TooManySamples(opts.max_samples));
-            }
-            t = match t.checked_add(req.step_ms) {
-                Some(x) => x,
-                None => break,
-            };
-        }
-        let mut out: Vec<Series> = series
-            .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
-            .collect();
+        let mut out: Vec<Series> = match req
+            .fast_path
+            .then(|| ev.try_fast_range(expr, req.start_ms, req.end_ms, req.step_ms))
+            .flatten()
+        {
+            Some(r) => r?,
+            None => range_step_by_step(&mut ev, expr, opts, req)?,
+        };
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Value::Matrix(out)
     };
@@ -362,9 +332,71 @@ fn evaluate(
     })
 }
 
+/// Evaluates a range query step by step (the general path).
+fn range_step_by_step(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    opts: &EngineOptions,
+    req: &EvalRequest,
+) -> Result<Vec<Series>, QueryError> {
+    let mut series: HashMap<Labels, Vec<ModelSample>> = HashMap::new();
+    let mut points = 0usize;
+    let mut t = req.start_ms;
+    while t <= req.end_ms {
+        ev.check_deadline()?;
+        ev.cur_samples = points;
+        match ev.eval(expr, t)? {
+            Val::Scalar(v) => {
+                series
+                    .entry(Labels::default())
+                    .or_default()
+                    .push(ModelSample::new(t, v));
+                points += 1;
+            }
+            Val::Vector(v) => {
+                for (labels, value) in finalize(v)? {
+                    series
+                        .entry(labels)
+                        .or_default()
+                        .push(ModelSample::new(t, value));
+                    points += 1;
+                }
+            }
+            other => {
+                return Err(QueryError::exec(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                other.type_name()
+            )))
+            }
+        }
+        if points > opts.max_samples {
+            return Err(QueryError::TooManySamples(opts.max_samples));
+        }
+        t = match t.checked_add(req.step_ms) {
+            Some(x) => x,
+            None => break,
+        };
+    }
+    Ok(series
+        .into_iter()
+        .map(|(labels, samples)| Series { labels, samples })
+        .collect())
+}
+
 impl Engine {
     pub fn new(opts: EngineOptions) -> Self {
-        Self { opts }
+        Self {
+            opts,
+            fast_path: true,
+        }
+    }
+
+    /// The same engine without the series-major fast path, so that tests can
+    /// compare it with the general step-by-step evaluation.
+    #[doc(hidden)]
+    pub fn without_fast_path(mut self) -> Self {
+        self.fast_path = false;
+        self
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -465,6 +497,7 @@ impl Engine {
             end_ms,
             step_ms,
             instant,
+            fast_path: self.fast_path,
             deadline: started.checked_add(self.opts.timeout),
             canceled: Some(Arc::clone(&canceled)),
         };

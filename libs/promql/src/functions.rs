@@ -47,13 +47,33 @@ fn sgn(v: f64) -> f64 {
 
 /// Prometheus's `extrapolatedRate` for `rate`, `increase` and `delta`.
 fn extrapolated_rate(p: &Points, range: &RangeArg, is_counter: bool, is_rate: bool) -> Option<f64> {
+    extrapolate(p, range, is_counter, is_counter, is_rate)
+}
+
+/// `rate` and `increase` of a window known to hold no counter reset (the same
+/// result as theirs, without the scan for resets).
+pub(crate) fn reset_free_counter_fn(name: &str) -> Option<RangeFn> {
+    match name {
+        "rate" => Some(|p, r| extrapolate(p, r, true, false, true)),
+        "increase" => Some(|p, r| extrapolate(p, r, true, false, false)),
+        _ => None,
+    }
+}
+
+fn extrapolate(
+    p: &Points,
+    range: &RangeArg,
+    is_counter: bool,
+    scan_resets: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
     let (first_t, first_v) = p[0];
     let (last_t, last_v) = p[p.len() - 1];
     let mut result = last_v - first_v;
-    if is_counter {
+    if scan_resets {
         let mut prev = first_v;
         for &(_, v) in &p[1..] {
             if v < prev {
@@ -223,6 +243,110 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         }
     }
     (ab.len() - i).cmp(&(bb.len() - j))
+}
+
+/// A range-vector function that maps one series' points in the window to at most
+/// one value.
+pub(crate) type RangeFn = fn(&Points, &RangeArg) -> Option<f64>;
+
+/// The per-series range functions (`rate`, `*_over_time`, ...) by name, and whether
+/// each keeps the metric name.
+pub(crate) fn simple_range_fn(name: &str) -> Option<(RangeFn, bool)> {
+    let f: RangeFn = match name {
+        "rate" => |p, r| extrapolated_rate(p, r, true, true),
+        "increase" => |p, r| extrapolated_rate(p, r, true, false),
+        "delta" => |p, r| extrapolated_rate(p, r, false, false),
+        "irate" => |p, _| instant_value(p, true),
+        "idelta" => |p, _| instant_value(p, false),
+        "deriv" => |p, _| {
+            if p.len() < 2 {
+                return None;
+            }
+            Some(linear_regression(p, p[0].0).0)
+        },
+        "changes" => |p, _| {
+            let mut n = 0.0;
+            for w in p.windows(2) {
+                if w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()) {
+                    n += 1.0;
+                }
+            }
+            Some(n)
+        },
+        "resets" => |p, _| {
+            let mut n = 0.0;
+            for w in p.windows(2) {
+                if w[1].1 < w[0].1 {
+                    n += 1.0;
+                }
+            }
+            Some(n)
+        },
+        "avg_over_time" => |p, _| Some(avg_points(p)),
+        "sum_over_time" => |p, _| {
+            let (mut s, mut c) = (0.0, 0.0);
+            for &(_, v) in p {
+                (s, c) = kahan_sum_inc(v, s, c);
+            }
+            Some(if s.is_infinite() { s } else { s + c })
+        },
+        "count_over_time" => |p, _| Some(p.len() as f64),
+        "present_over_time" => |_, _| Some(1.0),
+        "max_over_time" => |p, _| {
+            let mut m = p[0].1;
+            for &(_, v) in p {
+                if v > m || m.is_nan() {
+                    m = v;
+                }
+            }
+            Some(m)
+        },
+        "min_over_time" => |p, _| {
+            let mut m = p[0].1;
+            for &(_, v) in p {
+                if v < m || m.is_nan() {
+                    m = v;
+                }
+            }
+            Some(m)
+        },
+        "last_over_time" => |p, _| Some(p[p.len() - 1].1),
+        "first_over_time" => |p, _| Some(p[0].1),
+        "ts_of_last_over_time" => |p, _| Some(p[p.len() - 1].0 as f64 / 1000.0),
+        "ts_of_first_over_time" => |p, _| Some(p[0].0 as f64 / 1000.0),
+        "ts_of_max_over_time" => |p, _| {
+            let mut m = p[0];
+            for &x in p {
+                if x.1 >= m.1 || m.1.is_nan() {
+                    m = x;
+                }
+            }
+            Some(m.0 as f64 / 1000.0)
+        },
+        "ts_of_min_over_time" => |p, _| {
+            let mut m = p[0];
+            for &x in p {
+                if x.1 <= m.1 || m.1.is_nan() {
+                    m = x;
+                }
+            }
+            Some(m.0 as f64 / 1000.0)
+        },
+        "stddev_over_time" => |p, _| Some(variance_points(p).sqrt()),
+        "stdvar_over_time" => |p, _| Some(variance_points(p)),
+        "mad_over_time" => |p, _| {
+            if p.iter().any(|x| x.1.is_nan()) {
+                return Some(f64::NAN);
+            }
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            let median = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = p.iter().map(|x| (x.1 - median).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        },
+        _ => return None,
+    };
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    Some((f, keep_name))
 }
 
 impl Evaluator<'_> {
@@ -491,12 +615,9 @@ impl Evaluator<'_> {
         }
     }
 
-    fn range_function(&mut self, name: &str, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
-        let Some(a) = args.first() else {
-            return Err(QueryError::exec(format!(
-                "function {name}() is not supported"
-            )));
-        };
+    /// `rate`/`increase`/`irate` of a selector whose name does not look like a
+    /// counter's: Prometheus's info annotation.
+    pub(crate) fn counter_info(&mut self, name: &str, a: &Expr) {
         if matches!(name, "rate" | "increase" | "irate") {
             if let Expr::MatrixSelector(ms) = unwrap_parens(a) {
                 if let Some(n) = &ms.vs.name {
@@ -511,104 +632,20 @@ impl Evaluator<'_> {
                 }
             }
         }
-        let f: fn(&Points, &RangeArg) -> Option<f64> = match name {
-            "rate" => |p, r| extrapolated_rate(p, r, true, true),
-            "increase" => |p, r| extrapolated_rate(p, r, true, false),
-            "delta" => |p, r| extrapolated_rate(p, r, false, false),
-            "irate" => |p, _| instant_value(p, true),
-            "idelta" => |p, _| instant_value(p, false),
-            "deriv" => |p, _| {
-                if p.len() < 2 {
-                    return None;
-                }
-                Some(linear_regression(p, p[0].0).0)
-            },
-            "changes" => |p, _| {
-                let mut n = 0.0;
-                for w in p.windows(2) {
-                    if w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()) {
-                        n += 1.0;
-                    }
-                }
-                Some(n)
-            },
-            "resets" => |p, _| {
-                let mut n = 0.0;
-                for w in p.windows(2) {
-                    if w[1].1 < w[0].1 {
-                        n += 1.0;
-                    }
-                }
-                Some(n)
-            },
-            "avg_over_time" => |p, _| Some(avg_points(p)),
-            "sum_over_time" => |p, _| {
-                let (mut s, mut c) = (0.0, 0.0);
-                for &(_, v) in p {
-                    (s, c) = kahan_sum_inc(v, s, c);
-                }
-                Some(if s.is_infinite() { s } else { s + c })
-            },
-            "count_over_time" => |p, _| Some(p.len() as f64),
-            "present_over_time" => |_, _| Some(1.0),
-            "max_over_time" => |p, _| {
-                let mut m = p[0].1;
-                for &(_, v) in p {
-                    if v > m || m.is_nan() {
-                        m = v;
-                    }
-                }
-                Some(m)
-            },
-            "min_over_time" => |p, _| {
-                let mut m = p[0].1;
-                for &(_, v) in p {
-                    if v < m || m.is_nan() {
-                        m = v;
-                    }
-                }
-                Some(m)
-            },
-            "last_over_time" => |p, _| Some(p[p.len() - 1].1),
-            "first_over_time" => |p, _| Some(p[0].1),
-            "ts_of_last_over_time" => |p, _| Some(p[p.len() - 1].0 as f64 / 1000.0),
-            "ts_of_first_over_time" => |p, _| Some(p[0].0 as f64 / 1000.0),
-            "ts_of_max_over_time" => |p, _| {
-                let mut m = p[0];
-                for &x in p {
-                    if x.1 >= m.1 || m.1.is_nan() {
-                        m = x;
-                    }
-                }
-                Some(m.0 as f64 / 1000.0)
-            },
-            "ts_of_min_over_time" => |p, _| {
-                let mut m = p[0];
-                for &x in p {
-                    if x.1 <= m.1 || m.1.is_nan() {
-                        m = x;
-                    }
-                }
-                Some(m.0 as f64 / 1000.0)
-            },
-            "stddev_over_time" => |p, _| Some(variance_points(p).sqrt()),
-            "stdvar_over_time" => |p, _| Some(variance_points(p)),
-            "mad_over_time" => |p, _| {
-                if p.iter().any(|x| x.1.is_nan()) {
-                    return Some(f64::NAN);
-                }
-                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                let median = quantile(0.5, &mut vals);
-                let mut dev: Vec<f64> = p.iter().map(|x| (x.1 - median).abs()).collect();
-                Some(quantile(0.5, &mut dev))
-            },
-            _ => {
-                return Err(QueryError::exec(format!(
-                    "function {name}() is not supported"
-                )))
-            }
+    }
+
+    fn range_function(&mut self, name: &str, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        let Some(a) = args.first() else {
+            return Err(QueryError::exec(format!(
+                "function {name}() is not supported"
+            )));
         };
-        let keep_name = matches!(name, "last_over_time" | "first_over_time");
+        self.counter_info(name, a);
+        let Some((f, keep_name)) = simple_range_fn(name) else {
+            return Err(QueryError::exec(format!(
+                "function {name}() is not supported"
+            )));
+        };
         let r = self.range_arg(a, t)?;
         self.over_range(r, !keep_name, f)
     }

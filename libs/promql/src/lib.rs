@@ -7,6 +7,8 @@
 //! Parsing is delegated to the `promql-parser` crate. A query is planned once
 //! (every selector with the time range it needs), its data fetched up front
 //! (async), and then evaluated synchronously, step by step, on a blocking thread.
+//! Range queries of the common dashboard shapes (`sum by (...) (rate(x[5m]))` and
+//! the like) take a series-major fast path with the same results (`fast.rs`).
 //!
 //! It deliberately does not own storage, the HTTP API or result caching, and it
 //! does not support native histograms (only float samples exist in Strata's model).
@@ -19,6 +21,7 @@ mod binary;
 mod engine;
 mod error;
 mod eval;
+mod fast;
 mod functions;
 mod mathx;
 mod storage;

@@ -1,8 +1,19 @@
-//! Process-wide observability plumbing: structured logging set-up and the metrics
-//! registry every component registers its metrics in. It owns no metrics itself;
-//! each component defines the metrics it reports.
+//! Process-wide observability plumbing: structured logging set-up, OpenTelemetry
+//! tracing (OTLP export and trace-context propagation over gRPC, see [`otel`])
+//! and the metrics registry every component registers its metrics in. It owns
+//! no metrics itself beyond the shared families below; each component defines
+//! the metrics it reports, and the spans it opens.
 
-use tracing_subscriber::EnvFilter;
+mod otel;
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+pub use otel::{
+    inject_trace_context, GrpcServerTrace, GrpcServerTraceLayer, TelemetryGuard, TracingConfig,
+    OTLP_ENDPOINT_ENV,
+};
 
 pub use prometheus::{self, Registry};
 
@@ -14,16 +25,67 @@ pub enum TelemetryError {
     BadLogFormat(String),
     #[error("could not install the log subscriber: {0}")]
     Install(String),
+    #[error("invalid tracing config: {0}")]
+    BadTracing(String),
+}
+
+/// Installs logging (as [`init_logging`]) and, when `tracing` names an OTLP
+/// endpoint, span export to it. Must run inside the Tokio runtime when tracing
+/// is on: the exporter's batches are sent from a task of that runtime. Keep the
+/// guard until the process stops, then call [`TelemetryGuard::shutdown`] to
+/// export the last spans.
+pub fn init(
+    level: &str,
+    format: &str,
+    tracing: &TracingConfig,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let filter = log_filter(level)?;
+    if !matches!(format, "logfmt" | "json") {
+        return Err(TelemetryError::BadLogFormat(format.to_string()));
+    }
+    otel::install_propagator();
+    let provider = match tracing.endpoint() {
+        Some(endpoint) => Some(otel::provider(tracing, &endpoint)?),
+        None => None,
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(true)
+        .with_ansi(false);
+    let fmt = if format == "json" {
+        fmt.json().flatten_event(true).boxed()
+    } else {
+        fmt.boxed()
+    };
+    // Spans go to the exporter whatever the log level, but never the HTTP/2
+    // plumbing's own (the exporter's requests would trace themselves).
+    let otel_layer = provider.as_ref().map(|p| {
+        otel::layer(p).with_filter(
+            EnvFilter::new("info,h2=off,hyper=off,hyper_util=off,tower=off,tonic=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off"),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    if let Some(endpoint) = tracing.endpoint() {
+        tracing::info!(%endpoint, service_name = %tracing.service_name, sample_ratio = tracing.sample_ratio, "exporting traces over OTLP/gRPC");
+    }
+    Ok(TelemetryGuard::new(provider))
+}
+
+fn log_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
+    if !matches!(level, "error" | "warn" | "info" | "debug" | "trace") {
+        return Err(TelemetryError::BadLogLevel(level.to_string()));
+    }
+    EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,tower=warn"))
+        .map_err(|e| TelemetryError::Install(e.to_string()))
 }
 
 /// Installs the global log subscriber. `format` is `logfmt` (human-readable
 /// key=value lines) or `json` (one object per line).
 pub fn init_logging(level: &str, format: &str) -> Result<(), TelemetryError> {
-    if !matches!(level, "error" | "warn" | "info" | "debug" | "trace") {
-        return Err(TelemetryError::BadLogLevel(level.to_string()));
-    }
-    let filter = EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,tower=warn"))
-        .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    let filter = log_filter(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)

@@ -356,6 +356,12 @@ impl Head {
         self.min_valid_time.load(Ordering::Acquire)
     }
 
+    /// The ref the next new series will get: every series created later has
+    /// a ref at least this (a WAL checkpoint keeps those too).
+    pub fn next_series_ref(&self) -> SeriesRef {
+        SeriesRef(self.next_ref.load(Ordering::Acquire))
+    }
+
     /// The WAL refs of the head's series, sorted (a WAL checkpoint keeps the
     /// series among them).
     pub fn series_refs(&self) -> Vec<SeriesRef> {
@@ -878,7 +884,11 @@ impl ChunkList {
     /// Earliest and latest sample of the series; `None` without chunks.
     fn range(&self) -> Option<(i64, i64)> {
         let open = self.open_range();
-        let min = self.closed.first().map(|c| c.min_time).or(open.map(|r| r.0))?;
+        let min = self
+            .closed
+            .first()
+            .map(|c| c.min_time)
+            .or(open.map(|r| r.0))?;
         let max = open
             .map(|r| r.1)
             .or(self.closed.last().map(|c| c.max_time))?;

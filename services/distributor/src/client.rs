@@ -7,6 +7,7 @@ use strata_proto::prometheus::WriteRequest;
 use strata_proto::TENANT_METADATA_KEY;
 use strata_status::ServiceError;
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 use crate::IngesterPush;
 
@@ -51,12 +52,20 @@ impl IngesterPush for GrpcIngesterPush {
                 "tenant ID {tenant:?} cannot be sent as gRPC metadata"
             ))
         })?;
+        let span = tracing::info_span!(
+            "ingester.push",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            ingester = %self.address,
+            series = request.timeseries.len(),
+        );
         let mut request = tonic::Request::new(request);
         request
             .metadata_mut()
             .insert(TENANT_METADATA_KEY, tenant_value);
+        strata_telemetry::inject_trace_context(&span, request.metadata_mut());
         let mut client = self.client.clone();
-        match client.push(request).await {
+        match client.push(request).instrument(span).await {
             Ok(_) => Ok(()),
             Err(status) => {
                 let mut error = ServiceError::from(status);

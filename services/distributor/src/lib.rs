@@ -89,6 +89,8 @@ impl Distributor {
 
     /// Handles one remote-write body for `tenant`. The valid series of a partly
     /// invalid push are stored, and the first rejection is returned as 400.
+    /// Traced as `distributor.push`, the parent of the per-ingester spans.
+    #[tracing::instrument(name = "distributor.push", skip_all, fields(tenant = %tenant, bytes = body.len()))]
     pub async fn push_body(&self, tenant: &str, body: &[u8]) -> Result<(), ServiceError> {
         let request = decode_write_request(body, self.config.max_recv_msg_size)
             .map_err(|e| ServiceError::bad_request(e.to_string()))?;

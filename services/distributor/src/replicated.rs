@@ -151,13 +151,18 @@ impl IngesterPush for ReplicatedPush {
             let client = self.pool.client(&instance.addr);
             let results = results.clone();
             let tenant = tenant.to_string();
-            tokio::spawn(async move {
-                let outcome = match client {
-                    Ok(client) => client.push(&tenant, request).await,
-                    Err(e) => Err(e),
-                };
-                let _ = results.send((indices, outcome));
-            });
+            // In the push's span, so the ingester calls join its trace.
+            let span = tracing::Span::current();
+            tokio::spawn(tracing::Instrument::instrument(
+                async move {
+                    let outcome = match client {
+                        Ok(client) => client.push(&tenant, request).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = results.send((indices, outcome));
+                },
+                span,
+            ));
         }
         drop(results);
 

@@ -2,8 +2,21 @@
 //! gRPC `Ingester` service of `proto/ingester.proto`. Distributors push to it;
 //! queriers read recent data from it as streamed XOR chunks.
 //!
-//! The WAL, block cutting and the ring lifecycle are not here yet; the service
-//! surface is the one they will sit behind.
+//! Durability ([`Ingester::open`]): each tenant's head has a write-ahead log in
+//! `<blocks_storage.tsdb.dir>/<tenant>/wal`. A push appends to the head and logs
+//! exactly the samples the head accepted, under the tenant's append lock (so
+//! the WAL's order of a series' samples is the head's), then waits, outside the
+//! lock, until the WAL says the record is durable per `wal_fsync` before it is
+//! acknowledged. On start every tenant's WAL is replayed before the ingester
+//! serves (and before the binary makes it ACTIVE in the ring).
+//!
+//! Blocks ([`Ingester::spawn_background`]): when a head spans more than 1.5 ×
+//! `block_ranges_period`, its oldest full range is written as a Prometheus
+//! block in `<tenant>/<ULID>/`, the head drops what the block holds and the WAL
+//! is checkpointed. A shipper uploads new blocks to the bucket (meta.json
+//! last), retrying with backoff without ever holding up pushes, and records
+//! them in `<tenant>/shipper.json`; shipped blocks are deleted locally after
+//! `retention_period`. [`Ingester::flush`] cuts the whole head and ships it.
 //!
 //! Series limits: with [`Ingester::with_limits`], a push that would create a
 //! series beyond the tenant's share of `max_global_series_per_user` or
@@ -12,11 +25,14 @@
 //! reports. The check and the creation are not one atomic step, so concurrent
 //! pushes can overshoot a limit by the series they create at the same moment.
 
+mod db;
 mod metrics;
 mod service;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -24,7 +40,11 @@ use strata_limits::Overrides;
 use strata_model::{validate_tenant_id, Labels, Matcher, Sample};
 use strata_proto::prometheus::WriteRequest;
 use strata_status::{ErrorCode, ServiceError};
+use strata_storage::{BlocksStorageConfig, Bucket};
 use strata_tsdb::head::{AppendError, Head, SeriesChunks};
+use strata_tsdb::wal::WalBatch;
+
+use db::{DbSettings, TenantDb};
 
 pub use service::{grpc_service, IngesterGrpc};
 
@@ -36,6 +56,8 @@ pub struct IngesterConfig {
     /// The ingester ring: how this ingester joins it, and how distributors and
     /// queriers find ingesters (Mimir's `ingester.ring`).
     pub ring: strata_ring::RingConfig,
+    /// On shutdown, cut the whole head into blocks and upload them.
+    pub flush_on_shutdown: bool,
 }
 
 impl Default for IngesterConfig {
@@ -43,6 +65,7 @@ impl Default for IngesterConfig {
         Self {
             query_stream_batch_size: 128,
             ring: strata_ring::RingConfig::default(),
+            flush_on_shutdown: false,
         }
     }
 }
@@ -51,6 +74,27 @@ impl Default for IngesterConfig {
 pub enum IngesterError {
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Wal(#[from] strata_tsdb::wal::WalError),
+    #[error(transparent)]
+    Block(#[from] strata_tsdb::block::BlockError),
+    #[error(transparent)]
+    Storage(#[from] strata_storage::StorageError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// What [`Ingester::flush`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlushStats {
+    pub blocks_written: usize,
+    pub blocks_shipped: usize,
 }
 
 /// How many rejected series a push error names before summarising.
@@ -133,9 +177,12 @@ impl SeriesLimits {
 #[derive(Debug)]
 pub struct Ingester {
     config: IngesterConfig,
-    heads: RwLock<HashMap<String, Arc<Head>>>,
+    heads: RwLock<HashMap<String, Arc<TenantDb>>>,
     metrics: metrics::IngesterMetrics,
     limits: Option<LimitsSource>,
+    /// Local TSDB settings; `None`: heads only in memory (no WAL, no blocks).
+    storage: Option<DbSettings>,
+    bucket: Option<Bucket>,
 }
 
 impl Ingester {
@@ -148,6 +195,74 @@ impl Ingester {
             heads: RwLock::new(HashMap::new()),
             metrics: metrics::IngesterMetrics::new(registry)?,
             limits: None,
+            storage: None,
+            bucket: None,
+        })
+    }
+
+    /// An ingester whose heads are durable: replays every tenant's WAL under
+    /// `blocks_storage.tsdb.dir` (blocking I/O: call it off the async
+    /// threads), logging what each replay read and the process's memory, and
+    /// ships blocks to the bucket `blocks_storage` names.
+    pub fn open(
+        config: IngesterConfig,
+        blocks_storage: &BlocksStorageConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, IngesterError> {
+        let bucket = blocks_storage.bucket()?;
+        let settings = DbSettings::from_config(&blocks_storage.tsdb);
+        std::fs::create_dir_all(&settings.dir).map_err(|e| IngesterError::Io {
+            path: settings.dir.clone(),
+            source: e,
+        })?;
+        let mut tenants: Vec<String> = std::fs::read_dir(&settings.dir)
+            .map_err(|e| IngesterError::Io {
+                path: settings.dir.clone(),
+                source: e,
+            })?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| validate_tenant_id(name).is_ok())
+            .collect();
+        tenants.sort();
+        let started = std::time::Instant::now();
+        let rss_before = memory_kib("VmRSS:");
+        let mut heads = HashMap::new();
+        for tenant in tenants {
+            let t0 = std::time::Instant::now();
+            let (db, stats) = TenantDb::open(&settings, &tenant)?;
+            tracing::info!(
+                tenant = %tenant,
+                checkpoint = ?stats.checkpoint,
+                segments = stats.segments,
+                records = stats.records,
+                series = stats.series,
+                samples = stats.samples,
+                head_series = db.head.num_series(),
+                rejected_samples = stats.rejected_samples,
+                unknown_series_samples = stats.unknown_series_samples,
+                truncated = ?stats.truncated.as_ref().map(|(p, o)| format!("{}@{o}", p.display())),
+                elapsed = ?t0.elapsed(),
+                "replayed the WAL"
+            );
+            heads.insert(tenant, Arc::new(db));
+        }
+        tracing::info!(
+            tenants = heads.len(),
+            elapsed = ?started.elapsed(),
+            rss_before_kib = rss_before,
+            rss_after_kib = memory_kib("VmRSS:"),
+            peak_rss_kib = memory_kib("VmHWM:"),
+            "WAL replay done"
+        );
+        Ok(Self {
+            config,
+            heads: RwLock::new(heads),
+            metrics: metrics::IngesterMetrics::new(registry)?,
+            limits: None,
+            storage: Some(settings),
+            bucket: Some(bucket),
         })
     }
 
@@ -179,67 +294,115 @@ impl Ingester {
     }
 
     fn head(&self, tenant: &str) -> Option<Arc<Head>> {
-        self.heads.read().get(tenant).cloned()
+        self.heads.read().get(tenant).map(|db| db.head.clone())
     }
 
-    fn head_or_create(&self, tenant: &str) -> Arc<Head> {
-        if let Some(h) = self.head(tenant) {
-            return h;
+    fn tenants(&self) -> Vec<Arc<TenantDb>> {
+        self.heads.read().values().cloned().collect()
+    }
+
+    fn db_or_create(&self, tenant: &str) -> Result<Arc<TenantDb>, ServiceError> {
+        if let Some(db) = self.heads.read().get(tenant) {
+            return Ok(db.clone());
         }
-        self.heads
-            .write()
-            .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(Head::new()))
-            .clone()
+        let mut heads = self.heads.write();
+        if let Some(db) = heads.get(tenant) {
+            return Ok(db.clone());
+        }
+        let db = match &self.storage {
+            None => TenantDb::in_memory(tenant),
+            Some(settings) => {
+                let (db, _) = TenantDb::open(settings, tenant).map_err(|e| {
+                    tracing::error!(tenant, error = %e, "cannot open the tenant's TSDB");
+                    ServiceError::new(ErrorCode::Internal, "cannot open the tenant's TSDB")
+                })?;
+                db
+            }
+        };
+        let db = Arc::new(db);
+        heads.insert(tenant.to_string(), db.clone());
+        Ok(db)
     }
 
     /// Appends every series of the request; valid series are stored even when some
     /// are rejected, and the first rejection is reported: a series over a limit
-    /// as TooManyRequests (429), otherwise BadRequest (400).
-    pub fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+    /// as TooManyRequests (429), otherwise BadRequest (400). Returns once the
+    /// WAL holds what was stored, durable per the fsync policy; a WAL failure
+    /// is an internal error (5xx: the client retries, duplicates are skipped).
+    pub async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
         check_tenant(tenant)?;
-        let head = self.head_or_create(tenant);
+        let db = self.db_or_create(tenant)?;
+        let head = &db.head;
         let series_limits = self.series_limits(tenant);
         let mut appended = 0u64;
         let mut rejected = 0u64;
         let mut first_error: Option<String> = None;
         let mut first_limit: Option<String> = None;
         let mut samples = Vec::new();
-        for series in request.timeseries {
-            let labels = strata_proto::labels_from_proto(series.labels);
-            if let Some(limits) = &series_limits {
-                if !series.samples.is_empty() && !head.contains(&labels) {
-                    if let Err((reason, message)) = limits.check_new_series(&head, &labels) {
-                        let n = series.samples.len() as u64;
-                        rejected += n;
-                        self.metrics.discarded(tenant, reason, n);
-                        first_limit.get_or_insert(message);
+        let mut batch = WalBatch::new();
+        let logged = {
+            let _append = db.append.lock();
+            for series in request.timeseries {
+                if series.samples.is_empty() {
+                    continue;
+                }
+                let labels = strata_proto::labels_from_proto(series.labels);
+                if let Some(limits) = &series_limits {
+                    if !head.contains(&labels) {
+                        if let Err((reason, message)) = limits.check_new_series(head, &labels) {
+                            let n = series.samples.len() as u64;
+                            rejected += n;
+                            self.metrics.discarded(tenant, reason, n);
+                            first_limit.get_or_insert(message);
+                            continue;
+                        }
+                    }
+                }
+                samples.clear();
+                samples.extend(
+                    series
+                        .samples
+                        .iter()
+                        .map(|s| Sample::new(s.timestamp, s.value)),
+                );
+                let (target, created) = head.get_or_create_series(&labels);
+                if created && db.wal.is_some() {
+                    if let Err(e) = batch.add_series(target.series_ref(), &labels) {
+                        first_error.get_or_insert(e.to_string());
+                        rejected += samples.len() as u64;
                         continue;
                     }
                 }
-            }
-            samples.clear();
-            samples.extend(
-                series
-                    .samples
-                    .iter()
-                    .map(|s| Sample::new(s.timestamp, s.value)),
-            );
-            match head.append(&labels, &samples) {
-                Ok(outcome) => appended += outcome.appended as u64,
-                Err(e) => {
-                    appended += e.appended() as u64;
-                    rejected += (samples.len() - e.appended()) as u64;
-                    self.metrics.discarded(
-                        tenant,
-                        e.reason(),
-                        (samples.len() - e.appended()) as u64,
-                    );
-                    if first_error.is_none() {
-                        first_error = Some(describe_append_error(&e));
+                let accepted = match head.append_to(&target, &samples) {
+                    Ok(outcome) => {
+                        appended += outcome.appended as u64;
+                        samples.len()
                     }
+                    Err(e) => {
+                        appended += e.appended() as u64;
+                        rejected += (samples.len() - e.appended()) as u64;
+                        self.metrics.discarded(
+                            tenant,
+                            e.reason(),
+                            (samples.len() - e.appended()) as u64,
+                        );
+                        if first_error.is_none() {
+                            first_error = Some(describe_append_error(&e));
+                        }
+                        e.index()
+                    }
+                };
+                if db.wal.is_some() && accepted > 0 {
+                    batch.add_samples(target.series_ref(), &samples[..accepted]);
                 }
             }
+            match &db.wal {
+                Some(wal) if !batch.is_empty() => Some(wal.log(&mut batch).map_err(wal_error)?),
+                _ => None,
+            }
+        };
+        if let (Some(wal), Some(lsn)) = (&db.wal, logged) {
+            wal.durable(lsn).await.map_err(wal_error)?;
         }
         self.metrics.ingested(tenant, appended, head.num_series());
         let more = if rejected > MAX_REJECTIONS_NAMED as u64 {
@@ -255,6 +418,83 @@ impl Ingester {
             (None, Some(msg)) => Err(ServiceError::bad_request(format!("{msg}{more}"))),
             (None, None) => Ok(()),
         }
+    }
+
+    /// Cuts every tenant's whole head into blocks and uploads the blocks not
+    /// yet shipped (`POST /ingester/flush`, `flush_on_shutdown`). Pushes go on
+    /// meanwhile; samples older than what was cut are then out of bounds.
+    pub async fn flush(&self) -> Result<FlushStats, IngesterError> {
+        let Some(settings) = &self.storage else {
+            return Ok(FlushStats::default());
+        };
+        let mut stats = FlushStats::default();
+        for db in self.tenants() {
+            stats.blocks_written += db.cut_blocks(settings.block_range_ms, true).await?.len();
+            if let Some(bucket) = &self.bucket {
+                let _one = db.cutting.lock().await;
+                stats.blocks_shipped += db.ship(bucket, settings.retention).await?;
+            }
+        }
+        tracing::info!(?stats, "flushed the ingester's heads");
+        Ok(stats)
+    }
+
+    /// Starts the head-compaction loop (cut blocks when a head spans more
+    /// than 1.5 block ranges) and the shipper (upload new blocks, retrying
+    /// with backoff while object storage fails; delete shipped blocks past
+    /// retention). Both stop when `shutdown` turns true. Nothing without
+    /// local storage.
+    pub fn spawn_background(
+        self: &Arc<Self>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(settings) = self.storage.clone() else {
+            return Vec::new();
+        };
+        let mut tasks = Vec::new();
+        let ingester = self.clone();
+        let mut stop = shutdown.clone();
+        let interval = settings.head_compaction_interval;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                for db in ingester.tenants() {
+                    if let Err(e) = db.cut_blocks(settings.block_range_ms, false).await {
+                        tracing::error!(tenant = %db.tenant, error = %e, "cutting a block failed; retrying at the next interval");
+                    }
+                }
+            }
+        }));
+        if let Some(bucket) = self.bucket.clone() {
+            let ingester = self.clone();
+            let mut stop = shutdown;
+            tasks.push(tokio::spawn(async move {
+                let mut delay = settings.ship_interval;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    let mut failed = false;
+                    for db in ingester.tenants() {
+                        let _one = db.cutting.lock().await;
+                        if let Err(e) = db.ship(&bucket, settings.retention).await {
+                            tracing::warn!(tenant = %db.tenant, error = %e, retry_in = ?delay, "shipping blocks failed; will retry");
+                            failed = true;
+                        }
+                    }
+                    delay = if failed {
+                        (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
+                    } else {
+                        settings.ship_interval
+                    };
+                }
+            }));
+        }
+        tasks
     }
 
     pub fn query(
@@ -322,6 +562,25 @@ impl Ingester {
     }
 }
 
+/// A WAL that cannot take a push: the details go to the log, the client gets 500.
+fn wal_error(e: strata_tsdb::wal::WalError) -> ServiceError {
+    tracing::error!(error = %e, "WAL write failed");
+    ServiceError::new(ErrorCode::Internal, "the ingester could not write its WAL")
+}
+
+/// A line of /proc/self/status in KiB (`VmRSS:`, `VmHWM:`); 0 if unknown.
+fn memory_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn check_tenant(tenant: &str) -> Result<(), ServiceError> {
     validate_tenant_id(tenant)
         .map_err(|e| ServiceError::new(ErrorCode::Unauthenticated, e.to_string()))
@@ -357,12 +616,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn push_then_query_per_tenant() {
+    #[tokio::test]
+    async fn push_then_query_per_tenant() {
         let ingester =
             Ingester::new(IngesterConfig::default(), &prometheus::Registry::new()).unwrap();
         ingester
             .push("a", request("m", &[(1, 1.0), (2, 2.0)]))
+            .await
             .unwrap();
         let m = [Matcher::equal("__name__", "m")];
         assert_eq!(ingester.query("a", &m, 0, 10).unwrap().len(), 1);
@@ -374,12 +634,18 @@ mod tests {
         assert!(ingester.label_names("b", &[], 0, 10).unwrap().is_empty());
     }
 
-    #[test]
-    fn out_of_order_is_a_bad_request_naming_the_series() {
+    #[tokio::test]
+    async fn out_of_order_is_a_bad_request_naming_the_series() {
         let ingester =
             Ingester::new(IngesterConfig::default(), &prometheus::Registry::new()).unwrap();
-        ingester.push("a", request("m", &[(10, 1.0)])).unwrap();
-        let err = ingester.push("a", request("m", &[(5, 1.0)])).unwrap_err();
+        ingester
+            .push("a", request("m", &[(10, 1.0)]))
+            .await
+            .unwrap();
+        let err = ingester
+            .push("a", request("m", &[(5, 1.0)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest);
         assert!(
             err.message.contains("m{}") || err.message.contains("\"m\""),
@@ -388,13 +654,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn invalid_tenant_is_rejected() {
+    #[tokio::test]
+    async fn invalid_tenant_is_rejected() {
         let ingester =
             Ingester::new(IngesterConfig::default(), &prometheus::Registry::new()).unwrap();
         assert_eq!(
             ingester
                 .push("../x", request("m", &[(1, 1.0)]))
+                .await
                 .unwrap_err()
                 .code,
             ErrorCode::Unauthenticated
@@ -435,8 +702,8 @@ mod tests {
             .with_limits(overrides, Arc::new(counts))
     }
 
-    #[test]
-    fn new_series_over_the_tenant_limit_are_rejected_with_429() {
+    #[tokio::test]
+    async fn new_series_over_the_tenant_limit_are_rejected_with_429() {
         let single = FixedRingCounts {
             replication_factor: 1,
             healthy_ingesters: 1,
@@ -450,9 +717,11 @@ mod tests {
         );
         ingester
             .push("a", series_request(&[("m", "1"), ("m", "2")]))
+            .await
             .unwrap();
         let err = ingester
             .push("a", series_request(&[("m", "3"), ("m", "1")]))
+            .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::TooManyRequests);
         assert!(
@@ -469,11 +738,12 @@ mod tests {
         // Other tenants have the defaults.
         ingester
             .push("b", series_request(&[("m", "1"), ("m", "2"), ("m", "3")]))
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn the_per_metric_limit_counts_series_of_one_name() {
+    #[tokio::test]
+    async fn the_per_metric_limit_counts_series_of_one_name() {
         let single = FixedRingCounts {
             replication_factor: 1,
             healthy_ingesters: 1,
@@ -487,9 +757,11 @@ mod tests {
         );
         ingester
             .push("a", series_request(&[("m", "1"), ("n", "1")]))
+            .await
             .unwrap();
         let err = ingester
             .push("a", series_request(&[("m", "2")]))
+            .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::TooManyRequests);
         assert!(
@@ -501,8 +773,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_global_limit_is_shared_among_ingesters() {
+    #[tokio::test]
+    async fn the_global_limit_is_shared_among_ingesters() {
         // 6 series over 3 ingesters at RF 1: 2 each.
         let ingester = limited(
             strata_limits::Limits {
@@ -516,14 +788,262 @@ mod tests {
         );
         ingester
             .push("a", series_request(&[("m", "1"), ("m", "2")]))
+            .await
             .unwrap();
         let err = ingester
             .push("a", series_request(&[("m", "3")]))
+            .await
             .unwrap_err();
         assert!(
             err.message.contains("2 on this ingester"),
             "{}",
             err.message
         );
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use super::*;
+    use strata_proto::prometheus::{Label, Sample as WireSample, TimeSeries};
+
+    fn request(series: &[(&str, &[(i64, f64)])]) -> WriteRequest {
+        WriteRequest {
+            timeseries: series
+                .iter()
+                .map(|(name, samples)| TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: name.to_string(),
+                    }],
+                    samples: samples
+                        .iter()
+                        .map(|(t, v)| WireSample {
+                            timestamp: *t,
+                            value: *v,
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn storage(dir: &std::path::Path, range: Duration) -> BlocksStorageConfig {
+        let mut c = BlocksStorageConfig::default();
+        c.tsdb.dir = dir.join("tsdb").display().to_string();
+        c.tsdb.block_ranges_period = strata_model::ConfigDuration(range);
+        c.filesystem.dir = dir.join("bucket").display().to_string();
+        c
+    }
+
+    fn points(ingester: &Ingester, tenant: &str, name: &str) -> Vec<i64> {
+        let m = [Matcher::equal("__name__", name)];
+        ingester
+            .query(tenant, &m, i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.chunks.iter())
+            .flat_map(|c| strata_tsdb::chunk::decode_xor(&c.data).unwrap())
+            .map(|s| s.timestamp_ms)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reopened_ingester_has_every_accepted_sample_and_no_rejected_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        {
+            let ingester = Ingester::open(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap();
+            ingester
+                .push(
+                    "t",
+                    request(&[("a", &[(1, 1.0), (2, 2.0)]), ("b", &[(5, 1.0)])]),
+                )
+                .await
+                .unwrap();
+            // 3 accepted, 1 rejected (out of order), the rest not looked at.
+            let err = ingester
+                .push("t", request(&[("a", &[(3, 3.0), (1, 9.0), (4, 4.0)])]))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest);
+            ingester
+                .push("u", request(&[("a", &[(10, 1.0)])]))
+                .await
+                .unwrap();
+        }
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert_eq!(points(&ingester, "t", "a"), vec![1, 2, 3]);
+        assert_eq!(points(&ingester, "t", "b"), vec![5]);
+        assert_eq!(points(&ingester, "u", "a"), vec![10]);
+        // New series after a restart get fresh refs; a second restart agrees.
+        ingester
+            .push("t", request(&[("c", &[(7, 1.0)]), ("a", &[(8, 1.0)])]))
+            .await
+            .unwrap();
+        drop(ingester);
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert_eq!(points(&ingester, "t", "a"), vec![1, 2, 3, 8]);
+        assert_eq!(points(&ingester, "t", "c"), vec![7]);
+    }
+
+    #[tokio::test]
+    async fn blocks_are_cut_shipped_and_the_head_and_wal_shrink() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(60));
+        let range = 60_000i64;
+        let ingester = Arc::new(
+            Ingester::open(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap(),
+        );
+        // 0 .. 100 s, one sample a second: spans more than 1.5 ranges.
+        let samples: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+        ingester
+            .push("t", request(&[("old", &samples[..10]), ("m", &samples)]))
+            .await
+            .unwrap();
+        let db = ingester.heads.read().get("t").cloned().unwrap();
+        let blocks = db.cut_blocks(range, false).await.unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!((blocks[0].min_time, blocks[0].max_time), (0, range));
+        assert_eq!(blocks[0].stats.num_samples, 70);
+        // "old" only had samples in the block: gone from the head.
+        assert!(points(&ingester, "t", "old").is_empty());
+        assert_eq!(
+            ingester
+                .push("t", request(&[("m", &[(59_000, 1.0)])]))
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::BadRequest
+        );
+        let stats = ingester.flush().await.unwrap();
+        assert_eq!(stats.blocks_written, 1);
+        assert_eq!(stats.blocks_shipped, 2);
+        let bucket = config.bucket().unwrap();
+        assert_eq!(bucket.list_blocks("t").await.unwrap().len(), 2);
+        assert!(ingester.head("t").unwrap().time_range().is_none());
+        // Shipping again uploads nothing; a restart neither replays the cut
+        // samples into the head nor re-ships.
+        assert_eq!(ingester.flush().await.unwrap(), FlushStats::default());
+        drop(db);
+        drop(ingester);
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert_eq!(points(&ingester, "t", "m"), Vec::<i64>::new());
+        assert_eq!(ingester.flush().await.unwrap(), FlushStats::default());
+        ingester
+            .push("t", request(&[("m", &[(200_000, 1.0)])]))
+            .await
+            .unwrap();
+        assert_eq!(points(&ingester, "t", "m"), vec![200_000]);
+    }
+}
+
+/// Replay memory, measured by hand (two processes, so the peak of the second
+/// is the replay's alone):
+///
+/// ```text
+/// STRATA_REPLAY_DIR=/tmp/replay cargo test --release -p strata-ingester replay_memory -- --ignored --nocapture  # writes
+/// STRATA_REPLAY_DIR=/tmp/replay cargo test --release -p strata-ingester replay_memory -- --ignored --nocapture  # replays
+/// ```
+#[cfg(test)]
+mod replay_memory {
+    use super::*;
+    use strata_proto::prometheus::{Label, Sample as WireSample, TimeSeries};
+
+    const SERIES: usize = 100_000;
+    const SAMPLES: i64 = 20;
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "measurement, run by hand"]
+    async fn replay_memory() {
+        let Ok(dir) = std::env::var("STRATA_REPLAY_DIR") else {
+            return;
+        };
+        let mut config = BlocksStorageConfig::default();
+        config.tsdb.dir = format!("{dir}/tsdb");
+        config.tsdb.wal_fsync = "never".into();
+        config.filesystem.dir = format!("{dir}/blocks");
+        let fresh = !std::path::Path::new(&config.tsdb.dir).exists();
+        let registry = prometheus::Registry::new();
+        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        if fresh {
+            for t in 0..SAMPLES {
+                for batch in (0..SERIES).collect::<Vec<_>>().chunks(1000) {
+                    let timeseries = batch
+                        .iter()
+                        .map(|i| TimeSeries {
+                            labels: vec![
+                                Label {
+                                    name: "__name__".into(),
+                                    value: format!("metric_{}", i % 100),
+                                },
+                                Label {
+                                    name: "instance".into(),
+                                    value: format!("host-{i}.example.com:9100"),
+                                },
+                                Label {
+                                    name: "job".into(),
+                                    value: "node".into(),
+                                },
+                            ],
+                            samples: vec![WireSample {
+                                timestamp: 1_700_000_000_000 + t * 15_000,
+                                value: (*i as f64) * 1.5 + t as f64,
+                            }],
+                            ..Default::default()
+                        })
+                        .collect();
+                    ingester
+                        .push(
+                            "t",
+                            WriteRequest {
+                                timeseries,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+            println!(
+                "steady state after pushing {SERIES} series x {SAMPLES} samples: rss {} KiB, peak {} KiB",
+                memory_kib("VmRSS:"),
+                memory_kib("VmHWM:")
+            );
+        } else {
+            println!(
+                "after replay ({} series): rss {} KiB, peak during replay {} KiB",
+                ingester.head("t").map_or(0, |h| h.num_series()),
+                memory_kib("VmRSS:"),
+                memory_kib("VmHWM:")
+            );
+        }
     }
 }

@@ -61,7 +61,7 @@ type QueryStream =
 impl IngesterApi for IngesterGrpc {
     async fn push(&self, request: Request<WriteRequest>) -> Result<Response<PushResponse>, Status> {
         let tenant = tenant(&request)?;
-        self.ingester.push(&tenant, request.into_inner())?;
+        self.ingester.push(&tenant, request.into_inner()).await?;
         Ok(Response::new(PushResponse {}))
     }
 

@@ -198,6 +198,7 @@ fn query_response(output: QueryOutput) -> Response {
     success(&data, &output.warnings, &output.infos)
 }
 
+#[tracing::instrument(name = "querier.query", skip_all)]
 async fn query(
     State(state): State<AppState>,
     method: Method,
@@ -215,6 +216,7 @@ async fn query(
     Ok(query_response(output))
 }
 
+#[tracing::instrument(name = "querier.query_range", skip_all)]
 async fn query_range(
     State(state): State<AppState>,
     method: Method,

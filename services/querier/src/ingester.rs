@@ -14,6 +14,7 @@ use strata_proto::ingester::{
 use strata_proto::{labels_from_proto, TENANT_METADATA_KEY};
 use strata_status::ServiceError;
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 use crate::config::IngesterClientConfig;
 
@@ -80,7 +81,13 @@ impl GrpcIngesterQuery {
         &self.address
     }
 
-    fn request<T>(&self, tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
+    /// A request carrying the tenant and the trace context of `span`.
+    fn request<T>(
+        &self,
+        tenant: &str,
+        message: T,
+        span: &tracing::Span,
+    ) -> Result<tonic::Request<T>, ServiceError> {
         let tenant = tenant.parse().map_err(|_| {
             ServiceError::bad_request(format!(
                 "tenant ID {tenant:?} cannot be sent as gRPC metadata"
@@ -88,7 +95,19 @@ impl GrpcIngesterQuery {
         })?;
         let mut request = tonic::Request::new(message);
         request.metadata_mut().insert(TENANT_METADATA_KEY, tenant);
+        strata_telemetry::inject_trace_context(span, request.metadata_mut());
         Ok(request)
+    }
+
+    /// The client span of one call to this ingester.
+    fn span(&self, name: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "ingester.client",
+            otel.name = name,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            ingester = %self.address,
+        )
     }
 
     fn error(&self, status: tonic::Status) -> ServiceError {
@@ -107,19 +126,24 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: QueryRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let request = self.request(tenant, request)?;
-        let mut stream = self
-            .client
-            .clone()
-            .query_stream(request)
-            .await
-            .map_err(|s| self.error(s))?
-            .into_inner();
-        let mut series = Vec::new();
-        while let Some(batch) = stream.message().await.map_err(|s| self.error(s))? {
-            series.extend(batch.series);
+        let span = self.span("ingester.query_stream");
+        let request = self.request(tenant, request, &span)?;
+        async {
+            let mut stream = self
+                .client
+                .clone()
+                .query_stream(request)
+                .await
+                .map_err(|s| self.error(s))?
+                .into_inner();
+            let mut series = Vec::new();
+            while let Some(batch) = stream.message().await.map_err(|s| self.error(s))? {
+                series.extend(batch.series);
+            }
+            Ok(series)
         }
-        Ok(series)
+        .instrument(span)
+        .await
     }
 
     async fn label_names(
@@ -127,11 +151,13 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let request = self.request(tenant, request)?;
+        let span = self.span("ingester.label_names");
+        let request = self.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .label_names(request)
+            .instrument(span)
             .await
             .map_err(|s| self.error(s))?;
         Ok(response.into_inner().label_names)
@@ -142,11 +168,13 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let request = self.request(tenant, request)?;
+        let span = self.span("ingester.label_values");
+        let request = self.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .label_values(request)
+            .instrument(span)
             .await
             .map_err(|s| self.error(s))?;
         Ok(response.into_inner().label_values)
@@ -157,11 +185,13 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError> {
-        let request = self.request(tenant, request)?;
+        let span = self.span("ingester.series");
+        let request = self.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .series(request)
+            .instrument(span)
             .await
             .map_err(|s| self.error(s))?;
         Ok(response

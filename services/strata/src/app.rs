@@ -50,10 +50,20 @@ pub async fn run(config: Config) -> Result<(), AppError> {
 
     // Ingester first: the distributor and querier depend on it.
     let ingester = if config.runs("ingester") {
-        let ingester = strata_ingester::Ingester::new(config.ingester.clone(), &registry)
-            .map_err(|e| AppError::Module(format!("ingester: {e}")))?
-            .with_limits(overrides.clone(), ingester_ring_counts.clone());
+        // Replays every tenant's WAL before anything is served: the ingester
+        // joins the ring (and becomes ACTIVE) only after this.
+        let ingester_config = config.ingester.clone();
+        let blocks_storage = config.blocks_storage.clone();
+        let ingester_registry = registry.clone();
+        let ingester = tokio::task::spawn_blocking(move || {
+            strata_ingester::Ingester::open(ingester_config, &blocks_storage, &ingester_registry)
+        })
+        .await
+        .map_err(|e| AppError::Module(format!("ingester: {e}")))?
+        .map_err(|e| AppError::Module(format!("ingester: {e}")))?
+        .with_limits(overrides.clone(), ingester_ring_counts.clone());
         let ingester = Arc::new(ingester);
+        tasks.extend(ingester.spawn_background(shutdown_rx.clone()));
         let addr = socket_addr(
             &config.server.grpc_listen_address,
             config.server.grpc_listen_port,
@@ -70,6 +80,8 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         tasks.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let result = tonic::transport::Server::builder()
+                // Each call a span (`ingester.Push`) in the caller's trace.
+                .layer(strata_telemetry::GrpcServerTraceLayer::new("ingester"))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = rx.wait_for(|stop| *stop).await;
@@ -182,6 +194,12 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         router = router.merge(api);
     }
 
+    if let Some(ingester) = &ingester {
+        router = router.route(
+            "/ingester/flush",
+            axum::routing::post(flush_ingester).with_state(ingester.clone()),
+        );
+    }
     router = router.merge(crate::limits::router(overrides.clone()));
     router = router.merge(crate::ring_page::router(
         ring.clone(),
@@ -244,6 +262,12 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         // before its server stops.
         if let Err(e) = lifecycler.stop().await {
             tracing::warn!(error = %e, "could not leave the ingester ring cleanly");
+        }
+    }
+    if let Some(ingester) = ingester.as_ref().filter(|i| i.config().flush_on_shutdown) {
+        match ingester.flush().await {
+            Ok(stats) => tracing::info!(?stats, "flushed the heads on shutdown"),
+            Err(e) => tracing::error!(error = %e, "flushing the heads on shutdown failed"),
         }
     }
     let _ = shutdown_tx.send(true);
@@ -315,6 +339,21 @@ async fn show_config(State(yaml): State<Arc<String>>) -> Response {
         yaml.as_str().to_owned(),
     )
         .into_response()
+}
+
+/// `POST /ingester/flush`: cut every head into blocks and upload them.
+async fn flush_ingester(State(ingester): State<Arc<strata_ingester::Ingester>>) -> Response {
+    match ingester.flush().await {
+        Ok(stats) => axum::Json(stats).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "flush failed");
+            (
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("flush failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn ready() -> &'static str {

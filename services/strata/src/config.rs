@@ -40,10 +40,12 @@ pub struct Config {
     pub distributor: DistributorConfig,
     pub ingester_client: IngesterClientConfig,
     pub ingester: IngesterConfig,
+    pub blocks_storage: strata_storage::BlocksStorageConfig,
     pub querier: QuerierConfig,
     pub limits: Limits,
     pub runtime_config: crate::limits::RuntimeConfigSettings,
     pub auth: strata_auth::AuthConfig,
+    pub tracing: strata_telemetry::TracingConfig,
 }
 
 impl Default for Config {
@@ -55,10 +57,12 @@ impl Default for Config {
             distributor: DistributorConfig::default(),
             ingester_client: IngesterClientConfig::default(),
             ingester: IngesterConfig::default(),
+            blocks_storage: strata_storage::BlocksStorageConfig::default(),
             querier: QuerierConfig::default(),
             limits: Limits::default(),
             runtime_config: crate::limits::RuntimeConfigSettings::default(),
             auth: strata_auth::AuthConfig::default(),
+            tracing: strata_telemetry::TracingConfig::default(),
         }
     }
 }
@@ -144,6 +148,7 @@ impl Config {
                 reason: "use error, warn, info, debug or trace".into(),
             });
         }
+        self.tracing.validate().map_err(ConfigError::Invalid)?;
         if !matches!(self.server.log_format.as_str(), "logfmt" | "json") {
             return Err(ConfigError::BadValue {
                 key: "server.log_format".into(),
@@ -164,6 +169,9 @@ impl Config {
                 e.message
             ))
         })?;
+        self.blocks_storage
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -254,6 +262,22 @@ fields! {
     "ingester_client.remote_timeout" Duration "Longest a push to one ingester may take; a slower replica counts as failed for the quorum.",
     "distributor.max_recv_msg_size" Int "Largest remote-write push accepted, in bytes, both compressed and decompressed; larger pushes get 413 or 400.",
     "ingester.query_stream_batch_size" Int "Series per message when an ingester streams query results.",
+    "ingester.flush_on_shutdown" Bool "On SIGTERM, cut the whole head into blocks and upload them before exiting (POST /ingester/flush does the same on demand).",
+    "blocks_storage.backend" String "Object storage for blocks: filesystem or s3 (gcs and azure are not supported in this build).",
+    "blocks_storage.filesystem.dir" String "With backend filesystem: the folder that holds the bucket (<tenant>/<ULID>/...).",
+    "blocks_storage.s3.endpoint" String "With backend s3: the S3 endpoint (host:port or URL); empty means AWS for the region. Requests are path-style.",
+    "blocks_storage.s3.bucket_name" String "With backend s3: the bucket name.",
+    "blocks_storage.s3.access_key_id" String "With backend s3: access key ID (SigV4).",
+    "blocks_storage.s3.secret_access_key" String "With backend s3: secret access key.",
+    "blocks_storage.s3.region" String "With backend s3: region; empty means us-east-1.",
+    "blocks_storage.s3.insecure" Bool "With backend s3: use plain HTTP.",
+    "blocks_storage.tsdb.dir" String "Ingester's local TSDB: each tenant's WAL in <dir>/<tenant>/wal, cut blocks in <dir>/<tenant>/<ULID>. Keep it on a persistent volume.",
+    "blocks_storage.tsdb.wal_fsync" String "When a push counts as durable: always (fsync before acknowledging; concurrent pushes share fsyncs), batch (wait up to wal_fsync_max_delay to share an fsync), never (written to the OS only: survives a process crash, not a machine crash).",
+    "blocks_storage.tsdb.wal_fsync_max_delay" Duration "With wal_fsync batch: longest wait to gather writes into one fsync.",
+    "blocks_storage.tsdb.block_ranges_period" Duration "Time range of the blocks cut from the head; a range is cut once the head spans 1.5 times it.",
+    "blocks_storage.tsdb.retention_period" Duration "How long a block is kept on the ingester's disk after it was shipped.",
+    "blocks_storage.tsdb.head_compaction_interval" Duration "How often each head is checked for a block to cut.",
+    "blocks_storage.tsdb.ship_interval" Duration "How often new blocks are uploaded; failed uploads are retried with backoff (1 s doubling up to 1 min).",
     "ingester.ring.kvstore.store" String "Where the ring lives: inmemory (this process only) or etcd (shared by a cluster).",
     "ingester.ring.kvstore.prefix" String "Key prefix of the ring in the KV store; the ring key is <prefix>rings/ingester.",
     "ingester.ring.kvstore.etcd.endpoints" List "etcd endpoints (host:port), comma-separated as a flag.",
@@ -288,6 +312,9 @@ fields! {
     "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
     "runtime_config.file" String "Runtime config file with per-tenant limit overrides (`overrides: {<tenant>: {<limits keys>}}`, Mimir's format); keys a tenant leaves out take the limits above. Empty: none. Shown at /runtime_config.",
     "runtime_config.period" Duration "How often the runtime config file is re-read; an invalid file is logged and the overrides in force are kept.",
+    "tracing.otlp_endpoint" String "OpenTelemetry collector spans are exported to over OTLP/gRPC (http://host:4317). Empty: $OTEL_EXPORTER_OTLP_ENDPOINT, and no tracing when that is unset too. Batching follows the OTEL_BSP_* variables.",
+    "tracing.service_name" String "service.name of the exported spans.",
+    "tracing.sample_ratio" Float "Fraction of new traces sampled, 0 to 1; spans of a trace started by a caller follow the caller's decision.",
 }
 
 /// The config as YAML with every secret replaced by `********`, for `GET /config`.

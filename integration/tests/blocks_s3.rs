@@ -1,0 +1,154 @@
+//! Blocks reach a real S3-compatible server (s3s-fs, SigV4, path-style): push,
+//! `POST /ingester/flush`, then the bucket holds `<tenant>/<ULID>/` with
+//! `meta.json`, `index` and `chunks/000001`, and `promtool tsdb dump` of a
+//! downloaded copy prints every pushed sample exactly once.
+
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use strata_integration::{
+    encode_write_request, free_port, now_ms, push_raw, require_program, write_request, Process,
+    Strata,
+};
+
+const BUCKET: &str = "blocks";
+const TENANT: &str = "s3-test";
+
+async fn start_s3() -> (Process, u16) {
+    let program = require_program("s3s-fs");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+    let args: Vec<String> = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--access-key",
+        "test",
+        "--secret-key",
+        "testsecret",
+        root.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut process = Process::spawn("s3s-fs", &program, &args, dir);
+    let url = format!("http://127.0.0.1:{port}/");
+    for _ in 0..100 {
+        if reqwest::get(&url).await.is_ok() {
+            return (process, port);
+        }
+        assert!(process.is_running(), "s3s-fs exited\n{}", process.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("s3s-fs did not answer\n{}", process.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
+    let promtool = require_program("promtool");
+    let (s3, s3_port) = start_s3().await;
+    let data = tempfile::tempdir().unwrap();
+    let flags = [
+        "-target=all".to_string(),
+        format!(
+            "-blocks_storage.tsdb.dir={}",
+            data.path().join("tsdb").display()
+        ),
+        "-blocks_storage.tsdb.block_ranges_period=2m".to_string(),
+        "-blocks_storage.backend=s3".to_string(),
+        format!("-blocks_storage.s3.endpoint=127.0.0.1:{s3_port}"),
+        format!("-blocks_storage.s3.bucket_name={BUCKET}"),
+        "-blocks_storage.s3.access_key_id=test".to_string(),
+        "-blocks_storage.s3.secret_access_key=testsecret".to_string(),
+        "-blocks_storage.s3.region=us-east-1".to_string(),
+        "-blocks_storage.s3.insecure=true".to_string(),
+    ];
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let strata = Strata::start(&args).await;
+
+    // 3 series, a sample every 10 s over 5 minutes: more than 2 block ranges.
+    let start = (now_ms() - 300_000) / 1000 * 1000;
+    let mut pushed: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for s in 0..3 {
+        let samples: Vec<(i64, f64)> = (0..30)
+            .map(|i| (start + i * 10_000, (s * 100 + i) as f64))
+            .collect();
+        pushed.insert(format!("s{s}"), samples);
+    }
+    for (name, samples) in &pushed {
+        let labels = [("__name__", "s3_test"), ("series", name.as_str())];
+        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
+        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
+        assert_eq!(status, 200, "{msg}");
+    }
+    let resp = reqwest::Client::new()
+        .post(strata.url("/ingester/flush"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert!(
+        status.is_success(),
+        "{status} {body}\n{}",
+        strata.process.logs()
+    );
+
+    // The bucket as s3s-fs stores it: <root>/<bucket>/<tenant>/<ULID>/...
+    let tenant_dir = s3.dir.path().join("root").join(BUCKET).join(TENANT);
+    let blocks: Vec<_> = std::fs::read_dir(&tenant_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", tenant_dir.display(), strata.process.logs()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    // A copy the way a user would download it, with the empty wal/ promtool wants.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
+    for block in &blocks {
+        for f in ["meta.json", "index", "chunks/000001"] {
+            assert!(block.join(f).is_file(), "{} lacks {f}", block.display());
+        }
+        let dst = copy.path().join(block.file_name().unwrap());
+        std::fs::create_dir_all(dst.join("chunks")).unwrap();
+        for f in ["meta.json", "index", "chunks/000001"] {
+            std::fs::copy(block.join(f), dst.join(f)).unwrap();
+        }
+    }
+    let out = std::process::Command::new(&promtool)
+        .args(["tsdb", "dump", copy.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Lines: {__name__="s3_test", series="s0"} 1.5 1700000000000
+    let mut dumped: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((labels, rest)) = line.rsplit_once("} ") else {
+            continue;
+        };
+        let series = labels
+            .split("series=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        let mut parts = rest.split_whitespace();
+        let value: f64 = parts.next().unwrap().parse().unwrap();
+        let ts: i64 = parts.next().unwrap().parse().unwrap();
+        dumped.entry(series).or_default().push((ts, value));
+    }
+    for samples in dumped.values_mut() {
+        samples.sort_by_key(|s| s.0);
+    }
+    assert_eq!(dumped, pushed);
+}

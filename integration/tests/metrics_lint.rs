@@ -1,0 +1,115 @@
+//! Every component's `/metrics` passes `promtool check metrics` (names, units,
+//! `_total` on counters, help text), after a push and a query so that each
+//! family has samples. Checked for `-target=all` and for separate distributor,
+//! ingester and querier processes.
+
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use strata_integration::{
+    encode_write_request, eventually, get_json, now_ms, push_raw, require_program, write_request,
+    Etcd, Strata,
+};
+
+/// Pipes `/metrics` of `process` into `promtool check metrics`; panics with
+/// promtool's complaints when it exits non-zero.
+async fn lint(promtool: &std::path::Path, what: &str, process: &Strata) {
+    let text = reqwest::get(process.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.is_empty(), "{what}: /metrics is empty");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: promtool check metrics failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pushes one series through `distributor` until it is accepted, then queries
+/// it back through `querier` until it is seen.
+async fn push_and_query(distributor: &Strata, querier: &Strata) {
+    let labels = [("__name__", "metrics_lint_total"), ("job", "lint")];
+    eventually("a push to be accepted", Duration::from_secs(30), || async {
+        let samples = [(now_ms(), 1.0)];
+        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
+        let (status, _) = push_raw(&distributor.url("/api/v1/push"), Some("lint"), body).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    eventually(
+        "the pushed series to be queryable",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = get_json(
+                &querier.url("/prometheus/api/v1/query?query=metrics_lint_total"),
+                Some("lint"),
+            )
+            .await;
+            (status == 200
+                && body["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_a_monolith_pass_promtool() {
+    let promtool = require_program("promtool");
+    let strata = Strata::start(&["-target=all"]).await;
+    push_and_query(&strata, &strata).await;
+    lint(&promtool, "-target=all", &strata).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_each_component_pass_promtool() {
+    let promtool = require_program("promtool");
+    let etcd = Etcd::start().await;
+    let ring = [
+        "-ingester.ring.kvstore.store=etcd".to_string(),
+        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
+        "-ingester.ring.replication_factor=1".to_string(),
+        "-ingester.ring.heartbeat_period=1s".to_string(),
+        "-ingester.ring.num_tokens=16".to_string(),
+    ];
+    let start = |target: &'static str| {
+        let mut args = ring.to_vec();
+        args.push(format!("-target={target}"));
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Strata::start(&args).await
+        }
+    };
+    let ingester = start("ingester").await;
+    let distributor = start("distributor").await;
+    let querier = start("querier").await;
+    push_and_query(&distributor, &querier).await;
+    lint(&promtool, "distributor", &distributor).await;
+    lint(&promtool, "ingester", &ingester).await;
+    lint(&promtool, "querier", &querier).await;
+}
