@@ -138,10 +138,7 @@ impl TenantDb {
         };
         let _one = self.cutting.lock().await;
         let mut written = Vec::new();
-        loop {
-            let Some((min, max)) = self.head.time_range() else {
-                break;
-            };
+        while let Some((min, max)) = self.head.time_range() {
             // Truncation keeps whole chunks: what is left before the last
             // block's end is already in that block.
             let min = min.max(self.head.min_valid_time());
