@@ -24,6 +24,7 @@ mod desc;
 mod error;
 mod kv;
 mod lifecycler;
+mod pool;
 mod replication;
 mod ring;
 mod tokens;
@@ -36,6 +37,7 @@ pub use kv::{
     DEFAULT_MAX_CAS_ATTEMPTS,
 };
 pub use lifecycler::{forget_instance, Lifecycler};
+pub use pool::{ClientFactory, ClientPool};
 pub use replication::{Operation, ReplicationOptions, ReplicationSet, RingSnapshot, RingSummary};
 pub use ring::{Ring, DEFAULT_RESYNC_PERIOD};
 pub use tokens::{complete_tokens, generate_tokens, TokensFile};

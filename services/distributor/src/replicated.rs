@@ -8,10 +8,8 @@
 //! (bounded by the client timeout); a dead or slow ingester costs neither
 //! correctness nor more than that timeout.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use strata_model::shard_token_of;
 use strata_proto::prometheus::WriteRequest;
 use strata_ring::{InstanceDesc, Operation, Ring, RingError};
@@ -22,43 +20,10 @@ use crate::IngesterPush;
 
 /// Makes the client for the ingester at an address (gRPC, or in-process for
 /// the process's own ingester).
-pub type PushClientFactory =
-    Arc<dyn Fn(&str) -> Result<Arc<dyn IngesterPush>, ServiceError> + Send + Sync>;
+pub type PushClientFactory = strata_ring::ClientFactory<dyn IngesterPush, ServiceError>;
 
 /// One client per ingester address, made on first use and reused.
-pub struct PushClientPool {
-    factory: PushClientFactory,
-    clients: Mutex<HashMap<String, Arc<dyn IngesterPush>>>,
-}
-
-impl std::fmt::Debug for PushClientPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushClientPool")
-            .field("clients", &self.clients.lock().len())
-            .finish()
-    }
-}
-
-impl PushClientPool {
-    pub fn new(factory: PushClientFactory) -> Self {
-        Self {
-            factory,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn client(&self, addr: &str) -> Result<Arc<dyn IngesterPush>, ServiceError> {
-        if let Some(client) = self.clients.lock().get(addr) {
-            return Ok(client.clone());
-        }
-        let client = (self.factory)(addr)?;
-        self.clients
-            .lock()
-            .entry(addr.to_string())
-            .or_insert(client.clone());
-        Ok(client)
-    }
-}
+pub type PushClientPool = strata_ring::ClientPool<dyn IngesterPush, ServiceError>;
 
 /// The ingesters of a ring, as one [`IngesterPush`].
 #[derive(Debug)]
@@ -233,6 +198,7 @@ impl IngesterPush for ReplicatedPush {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
     use std::time::Duration;
     use strata_proto::prometheus::{Label, Sample, TimeSeries};
     use strata_ring::{Lifecycler, MemoryKv, RingConfig};

@@ -3,12 +3,10 @@
 //! RF/2 of them may fail, and the replicas' answers are merged (duplicates are
 //! removed when the querier merges series by labels and samples by timestamp).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use parking_lot::Mutex;
 use strata_model::Labels;
 use strata_proto::ingester::{
     LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
@@ -18,44 +16,12 @@ use strata_status::ServiceError;
 
 use crate::ingester::IngesterQuery;
 
-/// Makes the client for the ingester at an address.
-pub type QueryClientFactory =
-    Arc<dyn Fn(&str) -> Result<Arc<dyn IngesterQuery>, ServiceError> + Send + Sync>;
+/// Makes the client for the ingester at an address (gRPC, or in-process for
+/// the process's own ingester).
+pub type QueryClientFactory = strata_ring::ClientFactory<dyn IngesterQuery, ServiceError>;
 
-/// One query client per ingester address, made on first use and reused.
-pub struct QueryClientPool {
-    factory: QueryClientFactory,
-    clients: Mutex<HashMap<String, Arc<dyn IngesterQuery>>>,
-}
-
-impl std::fmt::Debug for QueryClientPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryClientPool")
-            .field("clients", &self.clients.lock().len())
-            .finish()
-    }
-}
-
-impl QueryClientPool {
-    pub fn new(factory: QueryClientFactory) -> Self {
-        Self {
-            factory,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn client(&self, addr: &str) -> Result<Arc<dyn IngesterQuery>, ServiceError> {
-        if let Some(client) = self.clients.lock().get(addr) {
-            return Ok(client.clone());
-        }
-        let client = (self.factory)(addr)?;
-        self.clients
-            .lock()
-            .entry(addr.to_string())
-            .or_insert(client.clone());
-        Ok(client)
-    }
-}
+/// One client per ingester address, made on first use and reused.
+pub type QueryClientPool = strata_ring::ClientPool<dyn IngesterQuery, ServiceError>;
 
 /// The ingesters of a ring, as one [`IngesterQuery`].
 #[derive(Debug)]
