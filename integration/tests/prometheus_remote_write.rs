@@ -24,6 +24,22 @@ const QUERIES: &[&str] = &[
     "prometheus_tsdb_head_series / 2",
 ];
 
+/// Strata's discarded-sample counters and push answers by status.
+async fn strata_write_diagnostics(strata_url: &str) -> String {
+    let text = match reqwest::get(format!("{strata_url}/metrics")).await {
+        Ok(resp) => resp.text().await.unwrap_or_default(),
+        Err(e) => return format!("cannot read Strata's /metrics: {e}"),
+    };
+    text.lines()
+        .filter(|l| {
+            l.starts_with("strata_discarded_samples_total")
+                || (l.starts_with("strata_request_duration_seconds_count")
+                    && l.contains("/api/v1/push"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A sub-second offset as far as possible from the scrape phases of every
 /// target (scrapes happen every 1 s at a fixed phase per target).
 async fn mid_scrape_offset(prometheus: &Prometheus) -> f64 {
@@ -141,6 +157,9 @@ remote_write:
                         (Ok(a), Ok(b)) => Some(a + b),
                         (Err(e), _) | (_, Err(e)) => {
                             eprintln!("not yet equal: {e}");
+                            // What Strata rejected or answered to pushes, to
+                            // tell lost data from a semantic difference.
+                            eprintln!("{}", strata_write_diagnostics(&s).await);
                             None
                         }
                     }
