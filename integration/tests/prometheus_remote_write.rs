@@ -16,7 +16,8 @@ const QUERIES: &[&str] = &[
     // Strata follows Prometheus 3 semantics; the reference here is 2.42. Their
     // `rate` differs only for counters whose value is small next to their
     // increase (3.x clamps the extrapolation to the zero point after, 2.x
-    // before, the half-interval rule), so the counters compared are old ones.
+    // before, the half-interval rule), so the windows compared start well
+    // after Prometheus did (see the wait before choosing T below).
     "rate(prometheus_tsdb_head_samples_appended_total[10s])",
     "sum by (job) (rate(process_cpu_seconds_total[10s]))",
     "max_over_time(process_resident_memory_bytes[10s])",
@@ -70,6 +71,17 @@ async fn mid_scrape_offset(prometheus: &Prometheus) -> f64 {
         }
     }
     (best.1 * 1000.0).round().rem_euclid(1000.0) / 1000.0
+}
+
+/// When the reference Prometheus process started (unix seconds).
+async fn prometheus_start_time(prometheus: &Prometheus) -> f64 {
+    let url = prometheus
+        .url("/api/v1/query?query=process_start_time_seconds%7Bjob%3D%22prometheus%22%7D");
+    let (_, body) = get_json(&url, None).await;
+    body["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| now_ms() as f64 / 1000.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +150,18 @@ remote_write:
     // half a scrape interval away from every scrape timestamp of both targets,
     // so no window edge falls on a sample (Prometheus 2 uses closed range
     // windows, 3 left-open ones; they differ only on an exact hit).
+    //
+    // Every window compared (the range query's earliest starts 18 s before T)
+    // must also begin well after Prometheus started: 2.42 and 3.x extrapolate a
+    // counter's rate differently while its first sample is within about one
+    // scrape interval of its zero point, which is the case only at start-up.
     tokio::time::sleep(Duration::from_secs(12)).await;
+    let started = prometheus_start_time(&prometheus).await;
+    let oldest_window_start_ms = now_ms() - 4_000 - 18_000;
+    let settle_ms = (started * 1000.0) as i64 + 10_000 - oldest_window_start_ms;
+    if settle_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(settle_ms as u64)).await;
+    }
     let t = ((now_ms() - 4_000) as f64 / 1000.0).floor() + mid_scrape_offset(&prometheus).await;
     let strata_url = strata.url("");
     let prometheus_url = prometheus.url("");
