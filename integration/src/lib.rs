@@ -418,6 +418,93 @@ impl Etcd {
     }
 }
 
+/// A real S3-compatible server (`s3s-fs`: SigV4, path-style) on loopback with
+/// one bucket, [`S3Server::BUCKET`]. Its data root outlives [`S3Server::stop`], so
+/// a test can take object storage away and bring it back on the same port.
+#[derive(Debug)]
+pub struct S3Server {
+    process: Option<Process>,
+    root: TempDir,
+    pub port: u16,
+}
+
+impl S3Server {
+    pub const BUCKET: &'static str = "blocks";
+    pub const ACCESS_KEY: &'static str = "test";
+    pub const SECRET_KEY: &'static str = "testsecret";
+
+    pub async fn start() -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(Self::BUCKET)).unwrap();
+        let mut server = S3Server {
+            process: None,
+            root,
+            port: free_port(),
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Starts (again) on the same port with the same data; waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let program = require_program("s3s-fs");
+        let args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--access-key",
+            Self::ACCESS_KEY,
+            "--secret-key",
+            Self::SECRET_KEY,
+            self.root.path().to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut process = Process::spawn("s3s-fs", &program, &args, tempfile::tempdir().unwrap());
+        let url = format!("http://127.0.0.1:{}/", self.port);
+        for _ in 0..200 {
+            if reqwest::get(&url).await.is_ok() {
+                self.process = Some(process);
+                return;
+            }
+            assert!(process.is_running(), "s3s-fs exited\n{}", process.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("s3s-fs did not answer\n{}", process.logs());
+    }
+
+    /// Kills the server; requests to its port fail until [`S3Server::restart`].
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// The bucket as s3s-fs stores it: `<bucket dir>/<tenant>/<ULID>/<file>`.
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.root.path().join(Self::BUCKET)
+    }
+
+    /// The server's log so far (empty while stopped).
+    pub fn logs(&self) -> String {
+        self.process.as_ref().map(Process::logs).unwrap_or_default()
+    }
+
+    /// The `strata` flags that point `blocks_storage` at this server.
+    pub fn strata_flags(&self) -> Vec<String> {
+        vec![
+            "-blocks_storage.backend=s3".to_string(),
+            format!("-blocks_storage.s3.endpoint=127.0.0.1:{}", self.port),
+            format!("-blocks_storage.s3.bucket_name={}", Self::BUCKET),
+            format!("-blocks_storage.s3.access_key_id={}", Self::ACCESS_KEY),
+            format!("-blocks_storage.s3.secret_access_key={}", Self::SECRET_KEY),
+            "-blocks_storage.s3.region=us-east-1".to_string(),
+            "-blocks_storage.s3.insecure=true".to_string(),
+        ]
+    }
+}
+
 /// POSTs a remote-write body with extra headers (e.g. `Authorization`, and
 /// `X-Scope-OrgID` only if listed); returns the status and the response text.
 pub async fn push_with_headers(

@@ -7,68 +7,27 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use strata_integration::{
-    encode_write_request, free_port, now_ms, push_raw, require_program, write_request, Process,
-    Strata,
+    encode_write_request, now_ms, push_raw, require_program, write_request, S3Server, Strata,
 };
 
-const BUCKET: &str = "blocks";
 const TENANT: &str = "s3-test";
-
-async fn start_s3() -> (Process, u16) {
-    let program = require_program("s3s-fs");
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let args: Vec<String> = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--access-key",
-        "test",
-        "--secret-key",
-        "testsecret",
-        root.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut process = Process::spawn("s3s-fs", &program, &args, dir);
-    let url = format!("http://127.0.0.1:{port}/");
-    for _ in 0..100 {
-        if reqwest::get(&url).await.is_ok() {
-            return (process, port);
-        }
-        assert!(process.is_running(), "s3s-fs exited\n{}", process.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("s3s-fs did not answer\n{}", process.logs());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
     let promtool = require_program("promtool");
-    let (s3, s3_port) = start_s3().await;
+    let s3 = S3Server::start().await;
     let data = tempfile::tempdir().unwrap();
-    let flags = [
+    let mut flags = vec![
         "-target=all".to_string(),
         format!(
             "-blocks_storage.tsdb.dir={}",
             data.path().join("tsdb").display()
         ),
         "-blocks_storage.tsdb.block_ranges_period=2m".to_string(),
-        "-blocks_storage.backend=s3".to_string(),
-        format!("-blocks_storage.s3.endpoint=127.0.0.1:{s3_port}"),
-        format!("-blocks_storage.s3.bucket_name={BUCKET}"),
-        "-blocks_storage.s3.access_key_id=test".to_string(),
-        "-blocks_storage.s3.secret_access_key=testsecret".to_string(),
-        "-blocks_storage.s3.region=us-east-1".to_string(),
-        "-blocks_storage.s3.insecure=true".to_string(),
     ];
+    flags.extend(s3.strata_flags());
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let strata = Strata::start(&args).await;
 
@@ -101,7 +60,7 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
     );
 
     // The bucket as s3s-fs stores it: <root>/<bucket>/<tenant>/<ULID>/...
-    let tenant_dir = s3.dir.path().join("root").join(BUCKET).join(TENANT);
+    let tenant_dir = s3.bucket_dir().join(TENANT);
     let blocks: Vec<_> = std::fs::read_dir(&tenant_dir)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", tenant_dir.display(), strata.process.logs()))
         .map(|e| e.unwrap().path())
