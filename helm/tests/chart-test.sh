@@ -31,9 +31,6 @@ fi
 python3 -c 'import yaml' 2>/dev/null || die "python3 has no PyYAML (kubernetes-validate depends on it: pip install kubernetes-validate)"
 strata="${STRATA_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/strata}"
 [ -x "$strata" ] || die "$strata not found: run 'cargo build -p strata' (make helm-lint does) or set STRATA_BIN"
-# Whether the binary knows the object-storage keys yet (they arrive with issue 4).
-if "$strata" -help 2>&1 | grep -q 'blocks_storage'; then has_blocks_storage=1; else has_blocks_storage=0; fi
-
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 failed=0
@@ -69,12 +66,6 @@ for values in "$here"/values/*.yaml; do
   else fail "[$case_name] assertions on the rendered YAML"; fi
 
   [ -s "$dir/strata.yaml" ] || continue
-  if grep -q '^blocks_storage:' "$dir/strata.yaml" && [ "$has_blocks_storage" = 0 ]; then
-    # Verify the rest of the file; the S3 keys are checked by check_rendered.py.
-    echo "   config.verify without blocks_storage: this strata has no blocks_storage.* yet (issue 4)"
-    python3 -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c.pop("blocks_storage"); open(sys.argv[1], "w").write(yaml.safe_dump(c))' \
-      "$dir/strata.yaml"
-  fi
   while read -r target; do
     [ -n "$target" ] || continue
     if env POD_NAME=strata-test-ingester-0 POD_IP=10.1.2.3 STRATA_ZONE=zone-a \

@@ -282,8 +282,11 @@ elif CASE == "structured-config":
 else:
     check(False, f"unknown case {CASE}: add its expectations to check_rendered.py")
 
+bs = config.get("blocks_storage", {})
+check(bs.get("tsdb", {}).get("dir") == "/data/tsdb", "config: blocks_storage.tsdb.dir on the /data volume")
 if CASE != "s3":
-    check("blocks_storage" not in config, "config: no blocks_storage unless objectStorage.enabled")
+    check(bs.get("backend") == "filesystem" and bs.get("filesystem", {}).get("dir") == "/data/blocks",
+          "config: filesystem blocks on /data unless objectStorage.enabled")
 
 with open(os.path.join(OUT, "targets"), "w", encoding="utf-8") as f:
     f.write("\n".join(sorted(t for t in targets if t)) + "\n")

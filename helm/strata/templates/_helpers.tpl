@@ -101,8 +101,10 @@ ingester:
     instance_addr: ${POD_IP}:9095
     tokens_file_path: /data/tokens
     zone_awareness_enabled: {{ not (empty .Values.ingester.zones) }}
-{{- if .Values.objectStorage.enabled }}
 blocks_storage:
+  tsdb:
+    dir: /data/tsdb
+{{- if .Values.objectStorage.enabled }}
   backend: s3
   s3:
     endpoint: {{ .Values.objectStorage.s3.endpoint | quote }}
@@ -111,6 +113,11 @@ blocks_storage:
     insecure: {{ .Values.objectStorage.s3.insecure }}
     access_key_id: ${AWS_ACCESS_KEY_ID}
     secret_access_key: ${AWS_SECRET_ACCESS_KEY}
+{{- else }}
+  # Trials only: each ingester keeps its blocks on its own PVC.
+  backend: filesystem
+  filesystem:
+    dir: /data/blocks
 {{- end }}
 {{- end -}}
 
