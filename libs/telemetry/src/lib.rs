@@ -5,6 +5,7 @@
 //! the metrics it reports, and the spans it opens.
 
 mod otel;
+mod request_metrics;
 
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -14,6 +15,8 @@ pub use otel::{
     inject_trace_context, GrpcServerTrace, GrpcServerTraceLayer, TelemetryGuard, TracingConfig,
     OTLP_ENDPOINT_ENV,
 };
+
+pub use request_metrics::{request_duration, GrpcServerMetrics, GrpcServerMetricsLayer};
 
 pub use prometheus::{self, Registry};
 
@@ -132,7 +135,17 @@ pub fn discarded_samples() -> &'static prometheus::IntCounterVec {
 /// Registers the process-wide metric families of this crate in `registry`.
 pub fn register_shared(registry: &Registry) -> Result<(), prometheus::Error> {
     match registry.register(Box::new(discarded_samples().clone())) {
-        Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(()),
-        Err(e) => Err(e),
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+        Err(e) => return Err(e),
     }
+    // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...:
+    // what capacity planning and the memory alerts in docs/operations.md use.
+    #[cfg(target_os = "linux")]
+    match registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    )) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+        Err(e) => return Err(e),
+    }
+    request_metrics::register(registry)
 }

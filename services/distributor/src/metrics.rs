@@ -1,4 +1,24 @@
-use prometheus::{IntCounterVec, Opts, Registry};
+use std::sync::OnceLock;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// `strata_ingester_client_request_duration_seconds{operation,status_code}`:
+/// the distributor's calls to ingesters, one observation per replica request.
+/// Process-wide, as the replication code has no registry of its own.
+pub(crate) fn ingester_client_duration() -> &'static HistogramVec {
+    static HISTOGRAM: OnceLock<HistogramVec> = OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        HistogramVec::new(
+            HistogramOpts::new(
+                "strata_ingester_client_request_duration_seconds",
+                "Time the distributor's requests to ingesters took, by operation and status code.",
+            )
+            .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            &["operation", "status_code"],
+        )
+        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
+    })
+}
 
 /// What the distributor counts, per tenant.
 #[derive(Debug)]
@@ -25,6 +45,10 @@ impl DistributorMetrics {
         )?;
         registry.register(Box::new(received_samples.clone()))?;
         registry.register(Box::new(received_series.clone()))?;
+        match registry.register(Box::new(ingester_client_duration().clone())) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => return Err(e),
+        }
         strata_telemetry::register_shared(registry)?;
         Ok(Self {
             received_samples,

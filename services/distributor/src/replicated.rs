@@ -120,10 +120,18 @@ impl IngesterPush for ReplicatedPush {
             let span = tracing::Span::current();
             tokio::spawn(tracing::Instrument::instrument(
                 async move {
+                    let started = std::time::Instant::now();
                     let outcome = match client {
                         Ok(client) => client.push(&tenant, request).await,
                         Err(e) => Err(e),
                     };
+                    let status = match &outcome {
+                        Ok(()) => "OK".to_string(),
+                        Err(e) => format!("{:?}", e.code),
+                    };
+                    crate::metrics::ingester_client_duration()
+                        .with_label_values(&["Push", &status])
+                        .observe(started.elapsed().as_secs_f64());
                     let _ = results.send((indices, outcome));
                 },
                 span,

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use prometheus::{HistogramOpts, HistogramVec, Registry};
+use prometheus::{HistogramVec, Registry};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -82,6 +82,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             let result = tonic::transport::Server::builder()
                 // Each call a span (`ingester.Push`) in the caller's trace.
                 .layer(strata_telemetry::GrpcServerTraceLayer::new("ingester"))
+                .layer(strata_telemetry::GrpcServerMetricsLayer)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = rx.wait_for(|stop| *stop).await;
@@ -207,18 +208,8 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     ));
 
     let registry = Arc::new(registry);
-    let request_duration = HistogramVec::new(
-        HistogramOpts::new(
-            "strata_request_duration_seconds",
-            "Time spent serving HTTP requests, by route and status code.",
-        )
-        .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0]),
-        &["method", "route", "status_code"],
-    )
-    .map_err(|e| AppError::Module(e.to_string()))?;
-    registry
-        .register(Box::new(request_duration.clone()))
-        .map_err(|e| AppError::Module(e.to_string()))?;
+    strata_telemetry::register_shared(&registry).map_err(|e| AppError::Module(e.to_string()))?;
+    let request_duration = strata_telemetry::request_duration().clone();
 
     let router = router
         .route("/ready", get(ready))
