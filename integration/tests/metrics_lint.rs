@@ -113,3 +113,101 @@ async fn metrics_of_each_component_pass_promtool() {
     lint(&promtool, "ingester", &ingester).await;
     lint(&promtool, "querier", &querier).await;
 }
+
+/// The metric families named in `docs/alerts.yaml` (`strata_*` and `process_*`),
+/// with histogram suffixes folded into the family name.
+fn metrics_used_by_alerts(rules: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for expr_start in rules.match_indices("expr:").map(|(i, _)| i) {
+        // An expression runs until the next key of the rule.
+        let rest = &rules[expr_start..];
+        let end = ["\n        for:", "\n        labels:"]
+            .iter()
+            .filter_map(|k| rest.find(k))
+            .min()
+            .unwrap_or(rest.len());
+        let expr = &rest[..end];
+        for (i, _) in expr.match_indices(['s', 'p']) {
+            let word: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let boundary =
+                i == 0 || !expr[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            if boundary && (word.starts_with("strata_") || word.starts_with("process_")) {
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(&word);
+                names.insert(family.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_in_the_docs_pass_promtool_and_use_exported_metrics() {
+    let promtool = require_program("promtool");
+    let rules_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("docs/alerts.yaml");
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules {}: {}{}",
+        rules_path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = std::fs::read_to_string(&rules_path).unwrap();
+    let used = metrics_used_by_alerts(&rules);
+    assert!(
+        used.len() >= 5,
+        "too few metrics found in the alerts: {used:?}"
+    );
+
+    // A monolith that has pushed, rejected a sample, queried, flushed and
+    // loaded a runtime config has a sample in every family the alerts use.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    std::fs::write(&runtime, "overrides: {}\n").unwrap();
+    let runtime_flag = format!("-runtime_config.file={}", runtime.display());
+    let strata = Strata::start(&["-target=all", &runtime_flag]).await;
+    push_and_query(&strata, &strata).await;
+    let bad = [("__name__", "bad metric name"), ("job", "lint")];
+    let samples = [(now_ms(), 1.0)];
+    let body = encode_write_request(&write_request(&[(&bad[..], &samples[..])]));
+    let (status, _) = push_raw(&strata.url("/api/v1/push"), Some("lint"), body).await;
+    assert_eq!(status, 400);
+    let flushed = reqwest::Client::new()
+        .post(strata.url("/ingester/flush"))
+        .send()
+        .await
+        .unwrap();
+    assert!(flushed.status().is_success());
+    let text = reqwest::get(strata.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|m| !exported.contains(m.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/alerts.yaml uses metrics that -target=all does not export: {missing:?}\nexported: {exported:?}"
+    );
+}

@@ -101,6 +101,9 @@ pub struct S3Config {
 pub struct TsdbConfig {
     /// Per tenant: `<dir>/<tenant>/wal`, blocks in `<dir>/<tenant>/<ULID>`.
     pub dir: String,
+    /// Write (and replay) a WAL per tenant. Off, a crash loses every sample
+    /// not yet in a block: for benchmarks and throw-away setups only.
+    pub wal_enabled: bool,
     /// `always`, `batch` or `never`.
     pub wal_fsync: String,
     /// With `batch`: how long the WAL may wait to gather writes into one fsync.
@@ -119,6 +122,7 @@ impl Default for TsdbConfig {
     fn default() -> Self {
         Self {
             dir: "./data/tsdb".to_string(),
+            wal_enabled: true,
             wal_fsync: "always".to_string(),
             wal_fsync_max_delay: ConfigDuration(Duration::from_millis(10)),
             block_ranges_period: ConfigDuration::from_secs(2 * 3600),

@@ -26,6 +26,7 @@
 //! ```text
 //! Series  (1): { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
 //! Samples (2): { zigzag varint Δref, zigzag varint Δtimestamp, u64 LE value bits }*
+//! MinValidTime (3): zigzag varint timestamp      (checkpoints only)
 //! ```
 //!
 //! Sample deltas are from the previous sample of the record (the first from ref 0,
@@ -51,9 +52,19 @@
 //! segment (a crash mid-write) is cut off with a warning; corruption anywhere
 //! else is an error naming the file and offset. [`Wal::open`] repairs the last
 //! segment the same way before starting a new one, so a torn tail never ends up
-//! in the middle of the log. [`Wal::checkpoint`] condenses the closed segments
-//! into a new checkpoint (written to `checkpoint.NNNNNNNN.tmp/`, then renamed)
-//! and deletes them.
+//! in the middle of the log. [`Wal::checkpoint`] condenses the previous
+//! checkpoint and the closed segments into a new checkpoint (written to
+//! `checkpoint.NNNNNNNN.tmp/`, then renamed) and deletes them. It is called
+//! after a block is cut: it keeps the live series and the samples at or after
+//! the block's end, and records that end as a MinValidTime record, which
+//! [`Wal::replay_into`] applies to the head. It always produces a checkpoint
+//! with the new bound, even with nothing written since the previous one (the
+//! empty current segment is closed to give it a number), so a head flushed
+//! whole replays to an empty head that refuses what the blocks hold.
+//!
+//! Replay holds one frame and a map from refs to series at a time: memory
+//! during replay is the head being rebuilt plus a few bytes per series (see
+//! `docs/benchmarks.md`, "WAL on vs off", for the figures).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -115,6 +126,15 @@ impl Default for WalOptions {
     }
 }
 
+/// Told what a [`Wal`] does, for metrics. Called by writers (with the WAL's
+/// writer lock held) and by the flusher thread: keep it cheap.
+pub trait WalObserver: Send + Sync {
+    /// A batch of `records` frames and `bytes` bytes was written to a segment.
+    fn written(&self, records: usize, bytes: u64);
+    /// An fsync of a segment returned (successfully or not) after `took`.
+    fn fsynced(&self, took: Duration);
+}
+
 /// A position in the log: bytes written since the [`Wal`] was opened. A batch is
 /// durable once the log is durable up to the `Lsn` [`Wal::log`] returned for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -174,6 +194,7 @@ struct Shared {
     durable_tx: watch::Sender<Durable>,
     /// Serialises checkpoints.
     checkpointing: Mutex<()>,
+    observer: Option<Arc<dyn WalObserver>>,
 }
 
 struct Writer {
@@ -216,6 +237,15 @@ impl Wal {
     /// unfinished checkpoint, cuts a torn tail off the last segment (see
     /// [`Wal::replay`], which an ingester calls first) and starts a new segment.
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal, WalError> {
+        Self::open_observed(dir, options, None)
+    }
+
+    /// [`Wal::open`], reporting writes and fsyncs to `observer` (metrics).
+    pub fn open_observed(
+        dir: impl AsRef<Path>,
+        options: WalOptions,
+        observer: Option<Arc<dyn WalObserver>>,
+    ) -> Result<Wal, WalError> {
         let dir = dir.as_ref().to_path_buf();
         if options.segment_size == 0 {
             return Err(WalError::Options("segment_size must be positive".into()));
@@ -257,6 +287,7 @@ impl Wal {
             durable_cv: Condvar::new(),
             durable_tx,
             checkpointing: Mutex::new(()),
+            observer,
         });
         let flusher = match options.fsync {
             FsyncPolicy::Never => None,
@@ -278,7 +309,8 @@ impl Wal {
     /// Returns the position the log must be durable up to for the batch to be;
     /// an empty batch returns the current position.
     pub fn log(&self, batch: &mut WalBatch) -> Result<Lsn, WalError> {
-        let result = self.shared.write(batch.finish());
+        let (bytes, records) = batch.finish();
+        let result = self.shared.write(bytes, records);
         batch.clear();
         result
     }
@@ -413,7 +445,7 @@ impl Shared {
         self.durable_tx.send_replace(durable);
     }
 
-    fn write(&self, bytes: &[u8]) -> Result<Lsn, WalError> {
+    fn write(&self, bytes: &[u8], records: usize) -> Result<Lsn, WalError> {
         let mut w = self.writer.lock();
         if let Some(reason) = &w.failed {
             return Err(self.failed(reason));
@@ -442,6 +474,9 @@ impl Shared {
         w.segment_len += len;
         w.written += len;
         let lsn = w.written;
+        if let Some(o) = &self.observer {
+            o.written(records, len);
+        }
         let never = self.options.fsync == FsyncPolicy::Never;
         {
             let mut s = self.sync.lock();
@@ -463,7 +498,7 @@ impl Shared {
     /// starts the next one. Called with the writer locked.
     fn rotate(&self, w: &mut Writer) -> Result<(), WalError> {
         if self.options.fsync != FsyncPolicy::Never {
-            if let Err(e) = w.file.sync_data() {
+            if let Err(e) = self.timed_sync(&w.file) {
                 let path = segment_path(&self.dir, w.segment);
                 let reason = format!("fsync of {} failed: {e}", path.display());
                 w.failed = Some(reason.clone());
@@ -476,6 +511,16 @@ impl Shared {
         w.segment += 1;
         w.segment_len = 0;
         Ok(())
+    }
+
+    /// `fdatasync`, reported to the observer.
+    fn timed_sync(&self, file: &File) -> io::Result<()> {
+        let start = Instant::now();
+        let result = file.sync_data();
+        if let Some(o) = &self.observer {
+            o.fsynced(start.elapsed());
+        }
+        result
     }
 
     fn run_flusher(&self, max_delay: Duration) {
@@ -500,7 +545,7 @@ impl Shared {
                 (Arc::clone(&w.file), w.written, w.segment)
             };
             // Segments before `segment` were fsynced when they were closed.
-            if let Err(e) = file.sync_data() {
+            if let Err(e) = self.timed_sync(&file) {
                 let path = segment_path(&self.dir, segment);
                 let reason = format!("fsync of {} failed: {e}", path.display());
                 self.writer.lock().failed = Some(reason.clone());

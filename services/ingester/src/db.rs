@@ -6,7 +6,13 @@
 //! <tsdb dir>/<tenant>/<ULID>/         blocks cut from the head
 //! <tsdb dir>/<tenant>/shipper.json    ULIDs already uploaded
 //! ```
+//!
+//! After a block is cut, the WAL is checkpointed without the samples before
+//! the block's end and with that end as the head's lower bound (a
+//! `MinValidTime` record), so a restart neither replays what a block holds
+//! nor takes such samples again, even once the block is gone from the disk.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,20 +23,20 @@ use strata_tsdb::block::{BlockMeta, BlockOptions, BlockWriter};
 use strata_tsdb::head::{Head, SeriesRef};
 use strata_tsdb::wal::{FsyncPolicy, ReplayStats, Wal, WalOptions};
 
+use crate::metrics::IngesterMetrics;
 use crate::IngesterError;
 
 pub(crate) const WAL_DIR: &str = "wal";
 const SHIPPER_FILE: &str = "shipper.json";
-/// `{"min_valid_time": <ms>}`: the end of the newest block cut from the head,
-/// kept even after that block is deleted locally, so a restart never replays
-/// samples a block already holds back into the head.
-const HEAD_FILE: &str = "head.json";
 
 /// The local TSDB settings the ingester runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct DbSettings {
     pub(crate) dir: PathBuf,
     pub(crate) wal: WalOptions,
+    /// Off: no WAL is written or replayed (a crash loses the head); for
+    /// benchmarks and throw-away setups.
+    pub(crate) wal_enabled: bool,
     pub(crate) block_range_ms: i64,
     pub(crate) retention: Duration,
     pub(crate) head_compaction_interval: Duration,
@@ -52,6 +58,7 @@ impl DbSettings {
                 fsync,
                 ..WalOptions::default()
             },
+            wal_enabled: tsdb.wal_enabled,
             block_range_ms: tsdb.block_ranges_period.as_millis_i64().max(1),
             retention: tsdb.retention_period.0,
             head_compaction_interval: tsdb.head_compaction_interval.0,
@@ -73,6 +80,8 @@ pub(crate) struct TenantDb {
     /// One block cut or shipping round at a time.
     pub(crate) cutting: tokio::sync::Mutex<()>,
     pub(crate) dir: Option<PathBuf>,
+    /// Blocks whose last upload failed: the next attempt is a retry.
+    failed_uploads: parking_lot::Mutex<HashSet<String>>,
 }
 
 impl TenantDb {
@@ -84,15 +93,18 @@ impl TenantDb {
             append: parking_lot::Mutex::new(()),
             cutting: tokio::sync::Mutex::new(()),
             dir: None,
+            failed_uploads: parking_lot::Mutex::new(HashSet::new()),
         }
     }
 
     /// Opens `<dir>/<tenant>`: samples older than the newest local block's end
-    /// are out of bounds, the WAL is replayed into a new head, then opened for
-    /// writing.
+    /// are out of bounds, the WAL is replayed into a new head (which also
+    /// restores the bound its last checkpoint recorded), then opened for
+    /// writing, reporting to `metrics`.
     pub(crate) fn open(
         settings: &DbSettings,
         tenant: &str,
+        metrics: &IngesterMetrics,
     ) -> Result<(Self, ReplayStats), IngesterError> {
         let dir = settings.dir.join(tenant);
         std::fs::create_dir_all(&dir).map_err(|e| IngesterError::Io {
@@ -103,23 +115,30 @@ impl TenantDb {
         if let Some(max) = local_blocks(&dir).iter().map(|(_, m)| m.max_time).max() {
             head.set_min_valid_time(max);
         }
-        if let Some(t) = std::fs::read(dir.join(HEAD_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<HeadState>(&b).ok())
-        {
-            head.set_min_valid_time(t.min_valid_time);
-        }
         let wal_dir = dir.join(WAL_DIR);
-        let stats = Wal::replay_into(&wal_dir, &head)?;
-        let wal = Wal::open(&wal_dir, settings.wal)?;
+        let (wal, stats) = if settings.wal_enabled {
+            let stats = Wal::replay_into(&wal_dir, &head)?;
+            let wal = Wal::open_observed(&wal_dir, settings.wal, Some(metrics.wal_observer()))?;
+            (Some(wal), stats)
+        } else {
+            if wal_dir.exists() {
+                tracing::warn!(
+                    tenant,
+                    dir = %wal_dir.display(),
+                    "the WAL is disabled (blocks_storage.tsdb.wal_enabled=false): not replaying the WAL left in this directory"
+                );
+            }
+            (None, ReplayStats::default())
+        };
         Ok((
             Self {
                 tenant: tenant.to_string(),
                 head,
-                wal: Some(wal),
+                wal,
                 append: parking_lot::Mutex::new(()),
                 cutting: tokio::sync::Mutex::new(()),
                 dir: Some(dir),
+                failed_uploads: parking_lot::Mutex::new(HashSet::new()),
             },
             stats,
         ))
@@ -132,6 +151,7 @@ impl TenantDb {
         self: &Arc<Self>,
         range_ms: i64,
         force: bool,
+        metrics: &IngesterMetrics,
     ) -> Result<Vec<BlockMeta>, IngesterError> {
         let Some(dir) = self.dir.clone() else {
             return Ok(Vec::new());
@@ -190,13 +210,9 @@ impl TenantDb {
                 "cut a block from the head"
             );
             if let Some(meta) = meta {
+                metrics.block_cut(&self.tenant, meta.stats.num_samples, self.head.num_series());
                 written.push(meta);
             }
-            let state = serde_json::to_vec(&HeadState {
-                min_valid_time: maxt,
-            })
-            .map_err(|e| IngesterError::Task(e.to_string()))?;
-            write_atomically(&dir, HEAD_FILE, &state)?;
             let db = self.clone();
             let stats = tokio::task::spawn_blocking(move || match &db.wal {
                 Some(wal) => wal
@@ -220,6 +236,7 @@ impl TenantDb {
         &self,
         bucket: &Bucket,
         retention: Duration,
+        metrics: &IngesterMetrics,
     ) -> Result<usize, IngesterError> {
         let Some(dir) = self.dir.clone() else {
             return Ok(0);
@@ -232,7 +249,19 @@ impl TenantDb {
             if shipped.uploaded.contains(&ulid) {
                 continue;
             }
-            let bytes = bucket.upload_block(&self.tenant, block_dir).await?;
+            if self.failed_uploads.lock().contains(&ulid) {
+                metrics.upload_retried();
+            }
+            let bytes = match bucket.upload_block(&self.tenant, block_dir).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    metrics.upload_failed();
+                    self.failed_uploads.lock().insert(ulid);
+                    return Err(e.into());
+                }
+            };
+            self.failed_uploads.lock().remove(&ulid);
+            metrics.upload_succeeded();
             shipped.uploaded.push(ulid.clone());
             shipped.uploaded.sort();
             write_shipped(&dir, &shipped)?;
@@ -308,11 +337,6 @@ fn read_shipped(dir: &Path) -> Result<Shipped, IngesterError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Shipped::default()),
         Err(e) => Err(IngesterError::Io { path, source: e }),
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct HeadState {
-    min_valid_time: i64,
 }
 
 fn write_shipped(dir: &Path, shipped: &Shipped) -> Result<(), IngesterError> {

@@ -88,6 +88,14 @@ pub enum IngesterError {
     },
     #[error("background task failed: {0}")]
     Task(String),
+    /// A flush cut its blocks (they are safe on local disk) but could not
+    /// upload them; the background shipper keeps trying.
+    #[error("{blocks_written} block(s) cut, but uploading failed (the shipper retries in the background): {source}")]
+    Ship {
+        blocks_written: usize,
+        #[source]
+        source: Box<IngesterError>,
+    },
 }
 
 /// What [`Ingester::flush`] did.
@@ -211,6 +219,7 @@ impl Ingester {
     ) -> Result<Self, IngesterError> {
         let bucket = blocks_storage.bucket()?;
         let settings = DbSettings::from_config(&blocks_storage.tsdb);
+        let metrics = metrics::IngesterMetrics::new(registry)?;
         std::fs::create_dir_all(&settings.dir).map_err(|e| IngesterError::Io {
             path: settings.dir.clone(),
             source: e,
@@ -231,7 +240,8 @@ impl Ingester {
         let mut heads = HashMap::new();
         for tenant in tenants {
             let t0 = std::time::Instant::now();
-            let (db, stats) = TenantDb::open(&settings, &tenant)?;
+            let (db, stats) = TenantDb::open(&settings, &tenant, &metrics)?;
+            metrics.replayed(&tenant, &stats, db.head.num_series());
             tracing::info!(
                 tenant = %tenant,
                 checkpoint = ?stats.checkpoint,
@@ -248,6 +258,7 @@ impl Ingester {
             );
             heads.insert(tenant, Arc::new(db));
         }
+        metrics.replay_took(started.elapsed());
         tracing::info!(
             tenants = heads.len(),
             elapsed = ?started.elapsed(),
@@ -259,7 +270,7 @@ impl Ingester {
         Ok(Self {
             config,
             heads: RwLock::new(heads),
-            metrics: metrics::IngesterMetrics::new(registry)?,
+            metrics,
             limits: None,
             storage: Some(settings),
             bucket: Some(bucket),
@@ -312,7 +323,7 @@ impl Ingester {
         let db = match &self.storage {
             None => TenantDb::in_memory(tenant),
             Some(settings) => {
-                let (db, _) = TenantDb::open(settings, tenant).map_err(|e| {
+                let (db, _) = TenantDb::open(settings, tenant, &self.metrics).map_err(|e| {
                     tracing::error!(tenant, error = %e, "cannot open the tenant's TSDB");
                     ServiceError::new(ErrorCode::Internal, "cannot open the tenant's TSDB")
                 })?;
@@ -427,13 +438,36 @@ impl Ingester {
         let Some(settings) = &self.storage else {
             return Ok(FlushStats::default());
         };
+        let started = std::time::Instant::now();
         let mut stats = FlushStats::default();
-        for db in self.tenants() {
-            stats.blocks_written += db.cut_blocks(settings.block_range_ms, true).await?.len();
-            if let Some(bucket) = &self.bucket {
+        let mut ship_error = None;
+        // Every head is cut first: a tenant whose upload fails must not keep
+        // the others' heads from being cut.
+        let tenants = self.tenants();
+        for db in &tenants {
+            stats.blocks_written += db
+                .cut_blocks(settings.block_range_ms, true, &self.metrics)
+                .await?
+                .len();
+        }
+        if let Some(bucket) = &self.bucket {
+            for db in &tenants {
                 let _one = db.cutting.lock().await;
-                stats.blocks_shipped += db.ship(bucket, settings.retention).await?;
+                match db.ship(bucket, settings.retention, &self.metrics).await {
+                    Ok(n) => stats.blocks_shipped += n,
+                    Err(e) => {
+                        tracing::warn!(tenant = %db.tenant, error = %e, "flush: shipping failed; the shipper retries in the background");
+                        ship_error.get_or_insert(e);
+                    }
+                }
             }
+        }
+        self.metrics.flushed(started.elapsed());
+        if let Some(e) = ship_error {
+            return Err(IngesterError::Ship {
+                blocks_written: stats.blocks_written,
+                source: Box::new(e),
+            });
         }
         tracing::info!(?stats, "flushed the ingester's heads");
         Ok(stats)
@@ -462,7 +496,7 @@ impl Ingester {
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 for db in ingester.tenants() {
-                    if let Err(e) = db.cut_blocks(settings.block_range_ms, false).await {
+                    if let Err(e) = db.cut_blocks(settings.block_range_ms, false, &ingester.metrics).await {
                         tracing::error!(tenant = %db.tenant, error = %e, "cutting a block failed; retrying at the next interval");
                     }
                 }
@@ -481,7 +515,7 @@ impl Ingester {
                     let mut failed = false;
                     for db in ingester.tenants() {
                         let _one = db.cutting.lock().await;
-                        if let Err(e) = db.ship(&bucket, settings.retention).await {
+                        if let Err(e) = db.ship(&bucket, settings.retention, &ingester.metrics).await {
                             tracing::warn!(tenant = %db.tenant, error = %e, retry_in = ?delay, "shipping blocks failed; will retry");
                             failed = true;
                         }
@@ -924,7 +958,10 @@ mod durability_tests {
             .await
             .unwrap();
         let db = ingester.heads.read().get("t").cloned().unwrap();
-        let blocks = db.cut_blocks(range, false).await.unwrap();
+        let blocks = db
+            .cut_blocks(range, false, &ingester.metrics)
+            .await
+            .unwrap();
         assert_eq!(blocks.len(), 1);
         assert_eq!((blocks[0].min_time, blocks[0].max_time), (0, range));
         assert_eq!(blocks[0].stats.num_samples, 70);
@@ -962,6 +999,138 @@ mod durability_tests {
             .await
             .unwrap();
         assert_eq!(points(&ingester, "t", "m"), vec![200_000]);
+    }
+}
+
+#[cfg(test)]
+mod wal_and_metrics_tests {
+    use super::*;
+    use strata_proto::prometheus::{Label, Sample as WireSample, TimeSeries};
+
+    fn request(name: &str, samples: &[(i64, f64)]) -> WriteRequest {
+        WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                }],
+                samples: samples
+                    .iter()
+                    .map(|(t, v)| WireSample {
+                        timestamp: *t,
+                        value: *v,
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn storage(dir: &std::path::Path) -> BlocksStorageConfig {
+        let mut c = BlocksStorageConfig::default();
+        c.tsdb.dir = dir.join("tsdb").display().to_string();
+        c.tsdb.block_ranges_period = strata_model::ConfigDuration(Duration::from_secs(60));
+        c.filesystem.dir = dir.join("bucket").display().to_string();
+        c
+    }
+
+    /// The value of an unlabelled metric family (counter, gauge, or a
+    /// histogram's sample count).
+    fn value(registry: &prometheus::Registry, name: &str) -> f64 {
+        let family = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_else(|| panic!("no metric {name}"));
+        let m = &family.get_metric()[0];
+        match family.get_field_type() {
+            prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+            prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+            _ => m.get_histogram().get_sample_count() as f64,
+        }
+    }
+
+    #[tokio::test]
+    async fn wal_cut_ship_and_replay_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path());
+        let registry = prometheus::Registry::new();
+        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        let samples: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+        ingester.push("t", request("m", &samples)).await.unwrap();
+        // One batch: a series record and a samples record.
+        assert_eq!(
+            value(&registry, "strata_ingester_wal_records_written_total"),
+            2.0
+        );
+        assert!(value(&registry, "strata_ingester_wal_written_bytes_total") > 1000.0);
+        assert!(value(&registry, "strata_ingester_wal_fsyncs_total") >= 1.0);
+        assert!(value(&registry, "strata_ingester_wal_fsync_duration_seconds") >= 1.0);
+        let stats = ingester.flush().await.unwrap();
+        assert_eq!(stats.blocks_written, 2);
+        assert_eq!(value(&registry, "strata_ingester_blocks_cut_total"), 2.0);
+        assert_eq!(
+            value(&registry, "strata_ingester_shipper_uploads_total"),
+            2.0
+        );
+        assert_eq!(
+            value(&registry, "strata_ingester_shipper_upload_failures_total"),
+            0.0
+        );
+        assert!(
+            value(
+                &registry,
+                "strata_ingester_shipper_last_successful_upload_timestamp_seconds"
+            ) > 1.7e9
+        );
+        assert_eq!(
+            value(&registry, "strata_ingester_flush_duration_seconds"),
+            1.0
+        );
+        drop(ingester);
+
+        // The checkpoint after the cut holds no sample: nothing to replay.
+        let registry = prometheus::Registry::new();
+        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        assert!(value(&registry, "strata_ingester_wal_replayed_records_total") >= 1.0);
+        assert_eq!(
+            value(&registry, "strata_ingester_wal_corruptions_total"),
+            0.0
+        );
+        assert!(ingester.head("t").unwrap().time_range().is_none());
+        // And the bound came back with it: what the blocks hold is refused.
+        assert_eq!(
+            ingester
+                .push("t", request("m", &[(50_000, 1.0)]))
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_wal_nothing_is_written_or_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = storage(dir.path());
+        config.tsdb.wal_enabled = false;
+        let registry = prometheus::Registry::new();
+        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        ingester.push("t", request("m", &[(1, 1.0)])).await.unwrap();
+        assert_eq!(
+            value(&registry, "strata_ingester_wal_written_bytes_total"),
+            0.0
+        );
+        assert!(!dir.path().join("tsdb/t/wal").exists());
+        drop(ingester);
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert!(ingester.head("t").is_none_or(|h| h.num_series() == 0));
     }
 }
 

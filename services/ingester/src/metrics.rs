@@ -1,11 +1,74 @@
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    exponential_buckets, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry,
+};
+use strata_tsdb::wal::{ReplayStats, WalObserver};
 
 /// The ingester's own metrics (names follow Mimir's where one exists).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct IngesterMetrics {
     ingested_samples: IntCounterVec,
     discarded_samples: IntCounterVec,
     memory_series: IntGaugeVec,
+    memory_samples: IntGaugeVec,
+    wal: WalMetrics,
+    wal_replay_duration: Gauge,
+    wal_replayed_records: IntCounter,
+    wal_corruptions: IntCounter,
+    blocks_cut: IntCounter,
+    uploads: IntCounter,
+    upload_failures: IntCounter,
+    upload_retries: IntCounter,
+    last_upload: Gauge,
+    flush_duration: Histogram,
+}
+
+/// What every tenant's WAL reports (summed over tenants: per-tenant WAL
+/// series would multiply the ingester's own series by the tenants).
+#[derive(Debug, Clone)]
+pub(crate) struct WalMetrics {
+    records: IntCounter,
+    bytes: IntCounter,
+    fsyncs: IntCounter,
+    fsync_duration: Histogram,
+}
+
+impl WalObserver for WalMetrics {
+    fn written(&self, records: usize, bytes: u64) {
+        self.records.inc_by(records as u64);
+        self.bytes.inc_by(bytes);
+    }
+
+    fn fsynced(&self, took: Duration) {
+        self.fsyncs.inc();
+        self.fsync_duration.observe(took.as_secs_f64());
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<Gauge, prometheus::Error> {
+    let g = Gauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> Result<Histogram, prometheus::Error> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
 }
 
 impl IngesterMetrics {
@@ -24,14 +87,94 @@ impl IngesterMetrics {
             ),
             &["tenant"],
         )?;
+        let memory_samples = IntGaugeVec::new(
+            Opts::new(
+                "strata_ingester_memory_samples",
+                "Samples in a tenant's head not yet cut into a block (the head may still hold a few \
+                 of those in chunks that straddle a block's end).",
+            ),
+            &["tenant"],
+        )?;
         registry.register(Box::new(ingested_samples.clone()))?;
         registry.register(Box::new(memory_series.clone()))?;
+        registry.register(Box::new(memory_samples.clone()))?;
         strata_telemetry::register_shared(registry)?;
         let discarded_samples = strata_telemetry::discarded_samples().clone();
+        let wal = WalMetrics {
+            records: counter(
+                registry,
+                "strata_ingester_wal_records_written_total",
+                "WAL records (series and samples records) written, all tenants.",
+            )?,
+            bytes: counter(
+                registry,
+                "strata_ingester_wal_written_bytes_total",
+                "Bytes written to WAL segments, framing included, all tenants.",
+            )?,
+            fsyncs: counter(
+                registry,
+                "strata_ingester_wal_fsyncs_total",
+                "fsyncs of WAL segments (one covers every push written before it).",
+            )?,
+            fsync_duration: histogram(
+                registry,
+                "strata_ingester_wal_fsync_duration_seconds",
+                "Time an fsync of a WAL segment took.",
+                exponential_buckets(0.0001, 4.0, 9)?,
+            )?,
+        };
         Ok(Self {
             ingested_samples,
             discarded_samples,
             memory_series,
+            memory_samples,
+            wal,
+            wal_replay_duration: gauge(
+                registry,
+                "strata_ingester_wal_replay_duration_seconds",
+                "Time the start-up replay of every tenant's WAL took.",
+            )?,
+            wal_replayed_records: counter(
+                registry,
+                "strata_ingester_wal_replayed_records_total",
+                "WAL records read back by replays (checkpoints included).",
+            )?,
+            wal_corruptions: counter(
+                registry,
+                "strata_ingester_wal_corruptions_total",
+                "Torn or corrupt WAL tails found and cut off by replays.",
+            )?,
+            blocks_cut: counter(
+                registry,
+                "strata_ingester_blocks_cut_total",
+                "Blocks written from a head to the local disk.",
+            )?,
+            uploads: counter(
+                registry,
+                "strata_ingester_shipper_uploads_total",
+                "Blocks uploaded to object storage.",
+            )?,
+            upload_failures: counter(
+                registry,
+                "strata_ingester_shipper_upload_failures_total",
+                "Block uploads that failed (the shipper tries again with backoff).",
+            )?,
+            upload_retries: counter(
+                registry,
+                "strata_ingester_shipper_upload_retries_total",
+                "Block uploads attempted again after a failed one.",
+            )?,
+            last_upload: gauge(
+                registry,
+                "strata_ingester_shipper_last_successful_upload_timestamp_seconds",
+                "Unix time of the last successful block upload (0: none since start).",
+            )?,
+            flush_duration: histogram(
+                registry,
+                "strata_ingester_flush_duration_seconds",
+                "Time a flush (POST /ingester/flush, flush on shutdown) took to cut and ship every head.",
+                exponential_buckets(0.01, 4.0, 9)?,
+            )?,
         })
     }
 
@@ -39,6 +182,9 @@ impl IngesterMetrics {
         self.ingested_samples
             .with_label_values(&[tenant])
             .inc_by(samples);
+        self.memory_samples
+            .with_label_values(&[tenant])
+            .add(samples as i64);
         self.memory_series
             .with_label_values(&[tenant])
             .set(series_in_memory as i64);
@@ -48,5 +194,63 @@ impl IngesterMetrics {
         self.discarded_samples
             .with_label_values(&[tenant, reason])
             .inc_by(samples);
+    }
+
+    /// The observer every tenant's WAL reports to.
+    pub(crate) fn wal_observer(&self) -> Arc<dyn WalObserver> {
+        Arc::new(self.wal.clone())
+    }
+
+    /// One tenant's replay on start: what it read, and the head it rebuilt.
+    pub(crate) fn replayed(&self, tenant: &str, stats: &ReplayStats, series: usize) {
+        self.wal_replayed_records.inc_by(stats.records);
+        if stats.truncated.is_some() {
+            self.wal_corruptions.inc();
+        }
+        let kept = stats
+            .samples
+            .saturating_sub(stats.rejected_samples + stats.unknown_series_samples);
+        self.memory_samples
+            .with_label_values(&[tenant])
+            .set(kept as i64);
+        self.memory_series
+            .with_label_values(&[tenant])
+            .set(series as i64);
+    }
+
+    pub(crate) fn replay_took(&self, took: Duration) {
+        self.wal_replay_duration.set(took.as_secs_f64());
+    }
+
+    /// A block of `samples` samples was cut from the tenant's head, which now
+    /// holds `series` series.
+    pub(crate) fn block_cut(&self, tenant: &str, samples: u64, series: usize) {
+        self.blocks_cut.inc();
+        self.memory_samples
+            .with_label_values(&[tenant])
+            .sub(samples as i64);
+        self.memory_series
+            .with_label_values(&[tenant])
+            .set(series as i64);
+    }
+
+    pub(crate) fn upload_succeeded(&self) {
+        self.uploads.inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_upload.set(now);
+    }
+
+    pub(crate) fn upload_failed(&self) {
+        self.upload_failures.inc();
+    }
+
+    pub(crate) fn upload_retried(&self) {
+        self.upload_retries.inc();
+    }
+
+    pub(crate) fn flushed(&self, took: Duration) {
+        self.flush_duration.observe(took.as_secs_f64());
     }
 }

@@ -272,6 +272,7 @@ fields! {
     "blocks_storage.s3.region" String "With backend s3: region; empty means us-east-1.",
     "blocks_storage.s3.insecure" Bool "With backend s3: use plain HTTP.",
     "blocks_storage.tsdb.dir" String "Ingester's local TSDB: each tenant's WAL in <dir>/<tenant>/wal, cut blocks in <dir>/<tenant>/<ULID>. Keep it on a persistent volume.",
+    "blocks_storage.tsdb.wal_enabled" Bool "Write each tenant's pushes to a WAL before acknowledging them, and replay it on start. false: a crash loses every sample not yet cut into a block (benchmarks, throw-away setups).",
     "blocks_storage.tsdb.wal_fsync" String "When a push counts as durable: always (fsync before acknowledging; concurrent pushes share fsyncs), batch (wait up to wal_fsync_max_delay to share an fsync), never (written to the OS only: survives a process crash, not a machine crash).",
     "blocks_storage.tsdb.wal_fsync_max_delay" Duration "With wal_fsync batch: longest wait to gather writes into one fsync.",
     "blocks_storage.tsdb.block_ranges_period" Duration "Time range of the blocks cut from the head; a range is cut once the head spans 1.5 times it.",

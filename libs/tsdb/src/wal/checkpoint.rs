@@ -29,10 +29,16 @@ impl Wal {
     /// Closes the current segment, then condenses the previous checkpoint and
     /// every closed segment into `checkpoint.NNNNNNNN` (`NNNNNNNN` the last closed
     /// segment): the series for which `is_live` holds and their samples at or
-    /// after `keep_from_ts` (those the head holds that are not yet in an uploaded
-    /// block). Then deletes those segments and the previous checkpoint. Writers
-    /// go on meanwhile; a crash at any point leaves a WAL that replays to the
-    /// same head.
+    /// after `keep_from_ts` (those the head holds that are not yet in a block),
+    /// preceded by a [`Record::MinValidTime`] of `keep_from_ts` (unless it is
+    /// `i64::MIN`) so that a replayed head refuses older samples. Then deletes
+    /// those segments and the previous checkpoint. Writers go on meanwhile; a
+    /// crash at any point leaves a WAL that replays to the same head.
+    ///
+    /// The previous checkpoint is rewritten even when no segment was written
+    /// since it (the current segment, empty, is closed so that the new one gets
+    /// a new number): a block cut from a head that took no sample since the last
+    /// checkpoint must still take its samples out of the WAL.
     pub fn checkpoint(
         &self,
         keep_from_ts: i64,
@@ -40,12 +46,18 @@ impl Wal {
     ) -> Result<CheckpointStats, WalError> {
         let _one_at_a_time = self.shared.checkpointing.lock();
         let dir = self.shared.dir.as_path();
+        // Checkpoints change only under `checkpointing`: scanned outside the
+        // writer lock, so that pushes never wait on a directory listing.
+        let has_checkpoint = !Layout::scan(dir)?.checkpoints.is_empty();
         let last = {
             let mut w = self.shared.writer.lock();
             if let Some(reason) = &w.failed {
                 return Err(self.shared.failed(reason));
             }
-            if w.segment_len > 0 {
+            // An empty current segment is closed too when a checkpoint
+            // exists: it may have to be rewritten with a new bound, under a
+            // new number.
+            if w.segment_len > 0 || has_checkpoint {
                 self.shared.rotate(&mut w)?;
             }
             match w.segment.checked_sub(1) {
@@ -87,11 +99,26 @@ impl Wal {
         let mut out = CheckpointWriter::new(&tmp, self.shared.options.segment_size)?;
         let mut batch = WalBatch::new();
         let mut error = None;
+        if keep_from_ts > i64::MIN {
+            batch.add_min_valid_time(keep_from_ts);
+            if let Err(e) = out.write(batch.finish().0) {
+                error = Some(e);
+            }
+            batch.clear();
+        }
+        // The bound of the previous checkpoint, if higher (it never goes back).
+        let mut previous_bound = i64::MIN;
         let mut filter = |record: Record| {
             if error.is_some() {
                 return;
             }
             let kept = match record {
+                Record::MinValidTime(t) => {
+                    if t > keep_from_ts {
+                        previous_bound = previous_bound.max(t);
+                    }
+                    return;
+                }
                 Record::Series(mut list) => {
                     let before = list.len();
                     list.retain(|s| is_live(s.series_ref));
@@ -110,7 +137,7 @@ impl Wal {
             let result = batch
                 .add_record(&kept)
                 .map_err(WalError::from)
-                .and_then(|()| out.write(batch.finish()));
+                .and_then(|()| out.write(batch.finish().0));
             batch.clear();
             if let Err(e) = result {
                 error = Some(e);
@@ -124,6 +151,12 @@ impl Wal {
         }
         if let Some(e) = error {
             return Err(e);
+        }
+        if previous_bound > i64::MIN {
+            // Rare (a caller lowering the bound): replay applies the highest.
+            batch.add_min_valid_time(previous_bound);
+            out.write(batch.finish().0)?;
+            batch.clear();
         }
         out.finish()?;
         sync_dir(&tmp)?;

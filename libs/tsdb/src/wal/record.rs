@@ -5,7 +5,12 @@
 //! ```text
 //! Series  (1): { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
 //! Samples (2): { varint Δref, varint Δtimestamp, u64 LE value bits }*
+//! MinValidTime (3): varint timestamp
 //! ```
+//!
+//! A MinValidTime record appears only in checkpoints: samples before it are in
+//! blocks, so a head replayed from the checkpoint refuses them even after those
+//! blocks are gone from the ingester's disk.
 //!
 //! Sample deltas are taken from the previous sample of the same record (the first
 //! from ref 0 and timestamp 0), zigzag-encoded, so a run of one series' samples
@@ -17,6 +22,7 @@ use crate::head::SeriesRef;
 
 pub(super) const TYPE_SERIES: u8 = 1;
 pub(super) const TYPE_SAMPLES: u8 = 2;
+pub(super) const TYPE_MIN_VALID_TIME: u8 = 3;
 
 /// A batch closes a record once its payload passes this size, so records stay
 /// small enough to read into one buffer.
@@ -46,6 +52,9 @@ pub struct RefSample {
 pub enum Record {
     Series(Vec<RefSeries>),
     Samples(Vec<RefSample>),
+    /// Samples before this timestamp (ms) are in blocks: a head replayed from
+    /// the WAL must not take them again.
+    MinValidTime(i64),
 }
 
 /// Records to log in one write, encoded and framed as they are added.
@@ -64,6 +73,8 @@ pub struct WalBatch {
     prev_ts: i64,
     num_series: usize,
     num_samples: usize,
+    /// Frames in `frames`.
+    num_records: usize,
 }
 
 impl WalBatch {
@@ -127,9 +138,19 @@ impl WalBatch {
         }
     }
 
+    /// Adds a [`Record::MinValidTime`] record, after the open records.
+    pub fn add_min_valid_time(&mut self, timestamp_ms: i64) {
+        self.close_samples();
+        let mut payload = vec![TYPE_MIN_VALID_TIME];
+        put_varint(&mut payload, timestamp_ms);
+        super::segment::frame(&mut self.frames, &payload);
+        self.num_records += 1;
+    }
+
     /// Adds a decoded record.
     pub fn add_record(&mut self, record: &Record) -> Result<(), TooLarge> {
         match record {
+            Record::MinValidTime(t) => self.add_min_valid_time(*t),
             Record::Series(series) => {
                 for s in series {
                     self.add_series(s.series_ref, &s.labels)?;
@@ -159,18 +180,21 @@ impl WalBatch {
         self.samples.clear();
         self.num_series = 0;
         self.num_samples = 0;
+        self.num_records = 0;
     }
 
-    /// Closes the open records and returns every frame of the batch.
-    pub(super) fn finish(&mut self) -> &[u8] {
+    /// Closes the open records and returns every frame of the batch and how
+    /// many frames that is.
+    pub(super) fn finish(&mut self) -> (&[u8], usize) {
         self.close_samples();
-        &self.frames
+        (&self.frames, self.num_records)
     }
 
     fn close_series(&mut self) {
         if !self.series.is_empty() {
             super::segment::frame(&mut self.frames, &self.series);
             self.series.clear();
+            self.num_records += 1;
         }
     }
 
@@ -181,6 +205,7 @@ impl WalBatch {
         if !self.samples.is_empty() {
             super::segment::frame(&mut self.frames, &self.samples);
             self.samples.clear();
+            self.num_records += 1;
         }
     }
 }
@@ -240,6 +265,16 @@ pub(super) fn decode(payload: &[u8]) -> Result<Record, String> {
                 });
             }
             Ok(Record::Samples(out))
+        }
+        TYPE_MIN_VALID_TIME => {
+            let t = get_varint(&mut rest)?;
+            if !rest.is_empty() {
+                return Err(format!(
+                    "min-valid-time record: {} trailing bytes",
+                    rest.len()
+                ));
+            }
+            Ok(Record::MinValidTime(t))
         }
         other => Err(format!("unknown record type {other}")),
     }

@@ -25,6 +25,12 @@ pub struct ReplayStats {
     pub samples: u64,
     /// The last segment's torn tail, cut off: the file and the offset it now ends at.
     pub truncated: Option<(PathBuf, u64)>,
+    /// Bytes cut off with the torn tail (0 if none).
+    pub dropped_bytes: u64,
+    /// Why the tail was cut off (the first invalid frame's problem).
+    pub corruption: Option<String>,
+    /// The highest [`Record::MinValidTime`] read, if any.
+    pub min_valid_time: Option<i64>,
     /// [`Wal::replay_into`] only: samples of series no record defined (dropped).
     pub unknown_series_samples: u64,
     /// [`Wal::replay_into`] only: samples the head rejected as out of order or
@@ -51,6 +57,9 @@ impl Wal {
             match &record {
                 Record::Series(s) => stats.series += s.len() as u64,
                 Record::Samples(s) => stats.samples += s.len() as u64,
+                Record::MinValidTime(t) => {
+                    stats.min_valid_time = Some(stats.min_valid_time.map_or(*t, |m| m.max(*t)));
+                }
             }
             f(record);
         };
@@ -83,14 +92,25 @@ impl Wal {
             let torn = read_segment(&path, last, &mut sink)?;
             stats.segments += 1;
             if let Some((offset, reason)) = torn {
+                let len = std::fs::metadata(&path)
+                    .map_err(|e| WalError::io(&path, e))?
+                    .len();
+                let dropped = len.saturating_sub(offset);
+                // What is dropped cannot be decoded (that is why), so the
+                // line names the bytes: the records that were in them are the
+                // last ones written before the crash.
                 tracing::warn!(
                     segment = %path.display(),
                     offset,
+                    dropped_bytes = dropped,
                     %reason,
-                    "WAL ends in a torn or corrupt record (crash mid-write?); cutting it off"
+                    "WAL replay dropped a torn or corrupt tail: {dropped} bytes of segment {} from offset {offset} ({reason}); the records before it are kept",
+                    path.display()
                 );
                 truncate(&path, offset)?;
                 stats.truncated = Some((path, offset));
+                stats.dropped_bytes = dropped;
+                stats.corruption = Some(reason);
             }
         }
         Ok(stats)
@@ -106,6 +126,8 @@ impl Wal {
         let mut rejected = 0u64;
         let mut run: Vec<Sample> = Vec::new();
         let mut stats = Wal::replay(dir, |record| match record {
+            // Written first in a checkpoint, so it applies before its samples.
+            Record::MinValidTime(t) => head.set_min_valid_time(t),
             Record::Series(list) => {
                 for s in list {
                     let found = head.restore_series(s.series_ref, &s.labels);

@@ -129,7 +129,10 @@ fn records_round_trip_bit_exact() {
         batch.add_sample(r, t, v);
     }
     assert_eq!(batch.counts(), (2, 4));
-    let bytes = batch.finish().to_vec();
+    batch.add_min_valid_time(-42);
+    let (bytes, records) = batch.finish();
+    assert_eq!(records, 3);
+    let bytes = bytes.to_vec();
     let mut got = Vec::new();
     let mut rest = bytes.as_slice();
     while !rest.is_empty() {
@@ -137,8 +140,9 @@ fn records_round_trip_bit_exact() {
         got.push(decode(&rest[8..8 + len]).unwrap());
         rest = &rest[8 + len..];
     }
-    assert_eq!(got.len(), 2, "series first, then samples");
+    assert_eq!(got.len(), 3, "series first, then samples");
     assert_eq!(got[0], Record::Series(series));
+    assert_eq!(got[2], Record::MinValidTime(-42));
     let Record::Samples(decoded) = &got[1] else {
         panic!("not samples: {:?}", got[1]);
     };
@@ -180,6 +184,7 @@ fn big_batches_split_into_records_with_series_first() {
                 samples += list.len();
                 assert!(list.iter().all(|s| defined.contains(&s.series_ref)));
             }
+            Record::MinValidTime(_) => panic!("not written by a batch of samples"),
         }
     }
     assert_eq!(samples, 200_000);
@@ -405,7 +410,7 @@ fn segments_rotate_at_segment_size() {
         .iter()
         .map(|r| match r {
             Record::Samples(s) => s.len(),
-            Record::Series(_) => 0,
+            Record::Series(_) | Record::MinValidTime(_) => 0,
         })
         .sum();
     assert_eq!(samples, 601);
@@ -528,6 +533,7 @@ fn crash_mid_checkpoint_leaves_the_previous_state() {
             .map(|r| match r {
                 Record::Series(s) => (s.len(), 0),
                 Record::Samples(s) => (0, s.len()),
+                Record::MinValidTime(_) => (0, 0),
             })
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     };
@@ -600,7 +606,7 @@ fn concurrent_writers_with_group_commit_all_resolve() {
         .iter()
         .map(|r| match r {
             Record::Samples(s) => s.len(),
-            Record::Series(_) => 0,
+            Record::Series(_) | Record::MinValidTime(_) => 0,
         })
         .sum();
     assert_eq!(samples, 8 * 50 * 20 + 16 * 20);
@@ -714,4 +720,101 @@ proptest! {
         prop_assert!(got.len() <= full.len());
         prop_assert_eq!(&got[..], &full[..got.len()]);
     }
+}
+
+#[test]
+fn checkpoint_without_new_writes_still_drops_what_blocks_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = Head::new();
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Always)).unwrap();
+    let m = labels(&[("s", "m")]);
+    for t in 0..100 {
+        ingest(&head, &wal, &m, &[Sample::new(t * 10, t as f64)]);
+    }
+    let first = wal.checkpoint(500, |_| true).unwrap();
+    assert_eq!(first.samples_kept, 50);
+    // No sample since: a block up to 900 is cut, the WAL must forget it too.
+    let second = wal.checkpoint(900, |_| true).unwrap();
+    assert_eq!(second.checkpoints_deleted, 1);
+    assert_eq!(
+        (second.samples_kept, second.samples_dropped),
+        (10, 40),
+        "{second:?}"
+    );
+    // And once more with everything cut: only the series and the bound stay.
+    let third = wal.checkpoint(i64::MAX, |_| true).unwrap();
+    assert_eq!(third.samples_kept, 0);
+    drop(wal);
+
+    let restored = Head::new();
+    let stats = Wal::replay_into(dir.path(), &restored).unwrap();
+    assert_eq!(stats.samples, 0);
+    assert_eq!(stats.min_valid_time, Some(i64::MAX));
+    assert_eq!(restored.min_valid_time(), i64::MAX);
+    let segments: Vec<_> = segment_files(dir.path());
+    assert_eq!(segments.len(), 1, "{segments:?}");
+}
+
+#[test]
+fn the_bound_survives_a_restart_and_refuses_samples_blocks_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = Head::new();
+    let m = labels(&[("s", "m")]);
+    {
+        let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+        for t in 0..10 {
+            ingest(&head, &wal, &m, &[Sample::new(t * 10, t as f64)]);
+        }
+        wal.checkpoint(50, |_| true).unwrap();
+        ingest(&head, &wal, &m, &[Sample::new(100, 1.0)]);
+    }
+    let restored = Head::new();
+    let stats = Wal::replay_into(dir.path(), &restored).unwrap();
+    assert_eq!(stats.min_valid_time, Some(50));
+    assert_eq!(stats.rejected_samples, 0);
+    assert_eq!(
+        contents(&restored)[0]
+            .1
+            .iter()
+            .map(|p| p.0)
+            .collect::<Vec<_>>(),
+        vec![50, 60, 70, 80, 90, 100]
+    );
+    // The replayed head refuses what the block holds, as the first did.
+    assert!(restored.append(&m, &[Sample::new(40, 1.0)]).is_err());
+    // A second checkpoint (the restarted WAL) keeps the bound.
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+    wal.checkpoint(i64::MIN, |_| true).unwrap();
+    drop(wal);
+    let again = Head::new();
+    assert_eq!(
+        Wal::replay_into(dir.path(), &again).unwrap().min_valid_time,
+        Some(50)
+    );
+}
+
+#[test]
+fn a_corrupt_tail_is_reported_with_the_bytes_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = write_batches(dir.path(), opts(1 << 20, FsyncPolicy::Never), 5);
+    let last = segment_files(dir.path()).pop().unwrap();
+    let mut data = fs::read(&last).unwrap();
+    let len = data.len();
+    // Flip a byte in the last record's payload.
+    data[len - 3] ^= 0x40;
+    fs::write(&last, &data).unwrap();
+    let mut got = Vec::new();
+    let stats = Wal::replay(dir.path(), |r| got.push(r)).unwrap();
+    // Each batch is a series record and a samples record: the last is lost.
+    assert_eq!(got[..], full[..full.len() - 1]);
+    let (_, at) = stats.truncated.clone().unwrap();
+    assert_eq!(stats.dropped_bytes, len as u64 - at);
+    assert!(
+        stats
+            .corruption
+            .as_deref()
+            .unwrap()
+            .contains("checksum mismatch"),
+        "{stats:?}"
+    );
 }
