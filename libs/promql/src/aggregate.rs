@@ -1,6 +1,7 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`, ...).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use promql_parser::parser::token::{
     TokenId, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX,
@@ -11,6 +12,7 @@ use strata_model::{is_valid_label_name, Labels, METRIC_NAME};
 
 use crate::error::QueryError;
 use crate::eval::{drop_labels, keep_labels, set_label, string_arg, Evaluator, Sample, Val};
+use crate::histogram::{FloatHistogram, HistogramError};
 use crate::mathx::{kahan_sum_inc, nan_first_cmp, quantile};
 use crate::value::format_value;
 
@@ -99,6 +101,40 @@ struct Group {
     acc: Acc,
     values: Vec<f64>,
     members: Vec<Sample>,
+    /// `sum`/`avg` of native histograms: the histograms, and the metric name
+    /// of the first (for warnings).
+    hists: Vec<Arc<FloatHistogram>>,
+    hist_name: String,
+}
+
+/// Prometheus's warning for histograms that cannot be added together.
+pub(crate) fn histogram_error_warning(e: HistogramError, metric_name: &str) -> String {
+    match e {
+        HistogramError::IncompatibleSchema => format!(
+            "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric_name:?}"
+        ),
+    }
+}
+
+/// Prometheus's info when custom bucket bounds were reconciled; `during` is
+/// "aggregation", "addition" or "subtraction".
+pub(crate) fn reconciled_info(during: &str) -> String {
+    format!("PromQL info: mismatched custom buckets were reconciled during {during}")
+}
+
+/// The aggregations that ignore native histograms (with an info annotation),
+/// by Prometheus's name for them.
+fn ignores_histograms(op: TokenId) -> Option<&'static str> {
+    Some(match op {
+        T_MIN => "min",
+        T_MAX => "max",
+        T_STDDEV => "stddev",
+        T_STDVAR => "stdvar",
+        T_QUANTILE => "quantile",
+        T_TOPK => "topk",
+        T_BOTTOMK => "bottomk",
+        _ => return None,
+    })
 }
 
 /// Whether `a` should rank above `b` in `topk` (NaN ranks lowest).
@@ -169,7 +205,12 @@ impl Evaluator<'_> {
             let mut order: Vec<Labels> = Vec::new();
             let mut counts: HashMap<Labels, f64> = HashMap::new();
             for s in &input {
-                let key = set_label(&group_key(&s.labels), &label, &format_value(s.value));
+                // A histogram's value is Prometheus's string form of it.
+                let value = match &s.hist {
+                    Some(h) => h.go_string(),
+                    None => format_value(s.value),
+                };
+                let key = set_label(&group_key(&s.labels), &label, &value);
                 let c = counts.entry(key.clone()).or_insert_with(|| {
                     order.push(key);
                     0.0
@@ -180,11 +221,7 @@ impl Evaluator<'_> {
                 .into_iter()
                 .map(|l| {
                     let v = counts.get(&l).copied().unwrap_or(0.0);
-                    Sample {
-                        labels: l,
-                        value: v,
-                        drop_name: false,
-                    }
+                    Sample::float(l, v, false)
                 })
                 .collect();
             return Ok(Val::Vector(out));
@@ -223,6 +260,16 @@ impl Evaluator<'_> {
         let mut groups: Vec<Group> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         for s in input {
+            if s.hist.is_some() {
+                if let Some(name) = ignores_histograms(op) {
+                    // Prometheus skips the histogram (it does not even open
+                    // its group) and says so.
+                    self.info(format!(
+                        "PromQL info: ignored histogram in {name} aggregation"
+                    ));
+                    continue;
+                }
+            }
             let key = group_key(&s.labels);
             let gi = match index.get(&key) {
                 Some(&i) => i,
@@ -238,6 +285,13 @@ impl Evaluator<'_> {
             let g = &mut groups[gi];
             if name_in_key {
                 g.drop_name |= s.drop_name;
+            }
+            if let (Some(h), T_SUM | T_AVG) = (&s.hist, op) {
+                if g.hists.is_empty() {
+                    g.hist_name = s.labels.metric_name().unwrap_or("").to_string();
+                }
+                g.hists.push(Arc::clone(h));
+                continue;
             }
             let f = s.value;
             if Acc::handles(op) {
@@ -291,6 +345,42 @@ impl Evaluator<'_> {
 
         let mut out = Vec::with_capacity(groups.len());
         for mut g in groups {
+            if !g.hists.is_empty() {
+                // Only `sum` and `avg` get here with histograms.
+                if g.acc.count > 0.0 {
+                    self.warn(
+                        "PromQL warning: encountered a mix of histograms and floats for aggregation"
+                            .to_string(),
+                    );
+                    continue;
+                }
+                let hs = g.hists.iter().map(|h| h.as_ref());
+                let res = if op == T_AVG {
+                    FloatHistogram::mean_of(hs)
+                } else {
+                    FloatHistogram::sum_of(hs)
+                };
+                let mut h = match res {
+                    Ok((h, reconciled)) => {
+                        if reconciled.0 {
+                            self.info(reconciled_info("aggregation"));
+                        }
+                        h
+                    }
+                    Err(e) => {
+                        self.warn(histogram_error_warning(e, &g.hist_name));
+                        continue;
+                    }
+                };
+                h.compact();
+                out.push(Sample {
+                    labels: g.labels,
+                    value: 0.0,
+                    hist: Some(Arc::new(h)),
+                    drop_name: g.drop_name,
+                });
+                continue;
+            }
             let value = match op {
                 _ if Acc::handles(op) => g.acc.result(op),
                 T_QUANTILE => quantile(param.unwrap_or(f64::NAN), &mut g.values),
@@ -315,11 +405,7 @@ impl Evaluator<'_> {
                 }
                 _ => f64::NAN,
             };
-            out.push(Sample {
-                labels: g.labels,
-                value,
-                drop_name: g.drop_name,
-            });
+            out.push(Sample::float(g.labels, value, g.drop_name));
         }
         Ok(Val::Vector(out))
     }

@@ -2,6 +2,7 @@
 //! matching (`on`/`ignoring`, `group_left`/`group_right`, `bool`, `fill*`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
@@ -10,8 +11,10 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 use strata_model::{Labels, METRIC_NAME};
 
+use crate::aggregate::{histogram_error_warning, reconciled_info};
 use crate::error::QueryError;
 use crate::eval::{drop_labels, keep_labels, set_label, Evaluator, Sample, Val};
+use crate::histogram::FloatHistogram;
 
 /// Whether the operator is arithmetic (and so drops the metric name).
 fn is_arithmetic(op: u16) -> bool {
@@ -46,6 +49,104 @@ pub(crate) fn scalar_binop(op: u16, l: f64, r: f64) -> Result<(f64, bool), Query
             )))
         }
     })
+}
+
+/// Prometheus's spelling of a binary operator, for annotations.
+fn op_str(op: u16) -> &'static str {
+    match op {
+        T_ADD => "+",
+        T_SUB => "-",
+        T_MUL => "*",
+        T_DIV => "/",
+        T_MOD => "%",
+        T_POW => "^",
+        T_ATAN2 => "atan2",
+        T_EQLC => "==",
+        T_NEQ => "!=",
+        T_GTR => ">",
+        T_LSS => "<",
+        T_GTE => ">=",
+        T_LTE => "<=",
+        _ => "?",
+    }
+}
+
+/// Why an operator on two elements gave no result: an info or a warning
+/// annotation, as in Prometheus.
+enum Skip {
+    Info(String),
+    Warn(String),
+}
+
+/// One element's result: float value, histogram, whether a comparison holds,
+/// and an info to record (reconciled custom buckets).
+type Elem = (f64, Option<Arc<FloatHistogram>>, bool, Option<String>);
+
+/// Prometheus's `vectorElemBinop` for operands that may be native histograms
+/// (`lh`/`rh`; the floats are then unused). Histograms support `h * f`, `f * h`,
+/// `h / f`, `h + h`, `h - h`, `h == h` and `h != h`; everything else is skipped
+/// with an info annotation.
+fn elem_binop(
+    op: u16,
+    lf: f64,
+    rf: f64,
+    lh: Option<&Arc<FloatHistogram>>,
+    rh: Option<&Arc<FloatHistogram>>,
+) -> Result<Result<Elem, Skip>, QueryError> {
+    let incompatible = |l: &str, r: &str| {
+        let o = op_str(op);
+        Ok(Err(Skip::Info(format!(
+            "PromQL info: incompatible sample types encountered for binary operator {o:?}: {l} {o} {r}"
+        ))))
+    };
+    let scaled = |h: &Arc<FloatHistogram>, f: f64, divide: bool| {
+        let mut h = FloatHistogram::clone(h);
+        if divide {
+            h.div(f);
+        } else {
+            h.mul(f);
+        }
+        h.compact();
+        Ok(Ok((0.0, Some(Arc::new(h)), true, None)))
+    };
+    match (lh, rh) {
+        (None, None) => {
+            let (v, keep) = scalar_binop(op, lf, rf)?;
+            Ok(Ok((v, None, keep, None)))
+        }
+        (None, Some(h)) => match op {
+            T_MUL => scaled(h, lf, false),
+            _ => incompatible("float", "histogram"),
+        },
+        (Some(h), None) => match op {
+            T_MUL => scaled(h, rf, false),
+            T_DIV => scaled(h, rf, true),
+            _ => incompatible("histogram", "float"),
+        },
+        (Some(l), Some(r)) => match op {
+            T_ADD | T_SUB => {
+                let mut h = FloatHistogram::clone(l);
+                let res = if op == T_ADD { h.add(r) } else { h.sub(r) };
+                match res {
+                    Ok(reconciled) => {
+                        h.compact();
+                        let info = reconciled.0.then(|| {
+                            reconciled_info(if op == T_ADD {
+                                "addition"
+                            } else {
+                                "subtraction"
+                            })
+                        });
+                        Ok(Ok((0.0, Some(Arc::new(h)), true, info)))
+                    }
+                    Err(e) => Ok(Err(Skip::Warn(histogram_error_warning(e, "")))),
+                }
+            }
+            T_EQLC => Ok(Ok((0.0, Some(Arc::clone(l)), l.equals(r), None))),
+            T_NEQ => Ok(Ok((0.0, Some(Arc::clone(l)), !l.equals(r), None))),
+            _ => incompatible("histogram", "histogram"),
+        },
+    }
 }
 
 struct Matching<'a> {
@@ -143,7 +244,35 @@ impl Evaluator<'_> {
             } else {
                 (s.value, scalar)
             };
-            let (mut v, keep) = scalar_binop(op, l, r)?;
+            let (mut v, keep) = if s.hist.is_none() {
+                scalar_binop(op, l, r)?
+            } else {
+                let (lh, rh) = if swap {
+                    (None, s.hist.as_ref())
+                } else {
+                    (s.hist.as_ref(), None)
+                };
+                match elem_binop(op, l, r, lh, rh)? {
+                    Err(skip) => {
+                        self.skip(skip);
+                        continue;
+                    }
+                    Ok((v, h, keep, info)) => {
+                        if let Some(i) = info {
+                            self.info(i);
+                        }
+                        // A comparison keeps the vector's element; `bool`
+                        // turns it into a float.
+                        if !is_comparison(op) {
+                            s.hist = h;
+                        }
+                        if return_bool {
+                            s.hist = None;
+                        }
+                        (v, keep)
+                    }
+                }
+            };
             if is_comparison(op) && swap {
                 v = r;
             }
@@ -208,13 +337,13 @@ impl Evaluator<'_> {
         let mut out = Vec::new();
         for ls in &many {
             let sig = m.signature(&ls.labels);
-            let (rs_value, rs_labels) = match one_sigs.get(&sig) {
+            let (rs_value, rs_hist, rs_labels) = match one_sigs.get(&sig) {
                 Some(&i) => {
                     matched_one.insert(i);
-                    (one[i].value, Some(&one[i].labels))
+                    (one[i].value, one[i].hist.as_ref(), Some(&one[i].labels))
                 }
                 None => match fill_one {
-                    Some(f) => (f, None),
+                    Some(f) => (f, None, None),
                     None => continue,
                 },
             };
@@ -222,6 +351,25 @@ impl Evaluator<'_> {
                 (rs_value, ls.value)
             } else {
                 (ls.value, rs_value)
+            };
+            let (hl, hr) = if one_to_many {
+                (rs_hist, ls.hist.as_ref())
+            } else {
+                (ls.hist.as_ref(), rs_hist)
+            };
+            // Like Prometheus, a pair of incompatible types is skipped before
+            // the matching checks.
+            let (mut v, hist, keep) = match elem_binop(op, fl, fr, hl, hr)? {
+                Ok((v, h, keep, info)) => {
+                    if let Some(i) = info {
+                        self.info(i);
+                    }
+                    (v, h, keep)
+                }
+                Err(skip) => {
+                    self.skip(skip);
+                    continue;
+                }
             };
             let empty = Labels::default();
             let metric = result_metric(&ls.labels, rs_labels.unwrap_or(&empty), m, include);
@@ -239,7 +387,6 @@ impl Evaluator<'_> {
                     "multiple matches for labels: grouping labels must ensure unique matches",
                 ));
             }
-            let (mut v, keep) = scalar_binop(op, fl, fr)?;
             if return_bool {
                 v = if keep { 1.0 } else { 0.0 };
             } else if !keep {
@@ -248,6 +395,7 @@ impl Evaluator<'_> {
             out.push(Sample {
                 labels: metric,
                 value: v,
+                hist: if return_bool { None } else { hist },
                 drop_name: ls.drop_name || is_arithmetic(op) || return_bool,
             });
         }
@@ -261,24 +409,53 @@ impl Evaluator<'_> {
                 } else {
                     (f, rs.value)
                 };
-                let (mut v, keep) = scalar_binop(op, fl, fr)?;
+                let (hl, hr) = if one_to_many {
+                    (rs.hist.as_ref(), None)
+                } else {
+                    (None, rs.hist.as_ref())
+                };
+                let (mut v, mut hist, keep) = match elem_binop(op, fl, fr, hl, hr)? {
+                    Ok((v, h, keep, info)) => {
+                        if let Some(i) = info {
+                            self.info(i);
+                        }
+                        (v, h, keep)
+                    }
+                    Err(skip) => {
+                        self.skip(skip);
+                        continue;
+                    }
+                };
                 if return_bool {
                     v = if keep { 1.0 } else { 0.0 };
+                    hist = None;
                 } else if !keep {
                     continue;
                 }
                 if is_comparison(op) && !return_bool {
                     v = fl;
+                    hist = hl.cloned();
                 }
                 let metric = m.signature(&rs.labels);
                 out.push(Sample {
                     labels: metric,
                     value: v,
+                    hist,
                     drop_name: rs.drop_name || is_arithmetic(op) || return_bool,
                 });
             }
         }
         Ok(out)
+    }
+}
+
+impl Evaluator<'_> {
+    /// Records why a pair was skipped.
+    fn skip(&mut self, s: Skip) {
+        match s {
+            Skip::Info(m) => self.info(m),
+            Skip::Warn(m) => self.warn(m),
+        }
     }
 }
 

@@ -13,22 +13,36 @@ use strata_status::ServiceError;
 
 use crate::error::QueryError;
 use crate::eval::{
-    at_ms, duration_ms, node_key, offset_ms, selector_matchers, without_name, Evaluator, Sample,
-    SelectorData, Val,
+    at_ms, duration_ms, node_key, offset_ms, selector_matchers, without_name, Evaluator, HPoint,
+    Sample, SelectedSeries, SelectorData, Val,
 };
-use crate::value::{InstantSample, QueryResult, Value};
+use crate::histogram::FloatHistogram;
+use crate::value::{HistogramSample, HistogramSeries, InstantSample, QueryResult, Value};
 
 /// Where the engine reads series from.
 #[async_trait::async_trait]
 pub trait Queryable: Send + Sync {
-    /// Series matching all matchers, with their samples in `[start_ms, end_ms]`,
-    /// sorted by labels.
+    /// Series matching all matchers, with their float samples in
+    /// `[start_ms, end_ms]`, sorted by labels.
     async fn select(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, ServiceError>;
+
+    /// Series matching all matchers, with their native-histogram samples in
+    /// `[start_ms, end_ms]`, sorted by labels. A series with both kinds of
+    /// samples appears in both answers. By default there are none: Strata's
+    /// storage holds no native histograms yet.
+    async fn select_histograms(
+        &self,
+        _matchers: &[Matcher],
+        _start_ms: i64,
+        _end_ms: i64,
+    ) -> Result<Vec<HistogramSeries>, ServiceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Engine settings.
@@ -143,6 +157,7 @@ async fn fetch_all(q: &dyn Queryable, fetches: Vec<Fetch>) -> Result<SelectorDat
     let mut data = SelectorData::new();
     for f in fetches {
         let mut merged: BTreeMap<Labels, Vec<ModelSample>> = BTreeMap::new();
+        let mut hists: BTreeMap<Labels, Vec<HPoint>> = BTreeMap::new();
         let single = f.matcher_sets.len() == 1;
         let mut series_out = Vec::new();
         for set in &f.matcher_sets {
@@ -150,6 +165,18 @@ async fn fetch_all(q: &dyn Queryable, fetches: Vec<Fetch>) -> Result<SelectorDat
                 .select(set, f.min_ms, f.max_ms)
                 .await
                 .map_err(QueryError::Storage)?;
+            for h in q
+                .select_histograms(set, f.min_ms, f.max_ms)
+                .await
+                .map_err(QueryError::Storage)?
+            {
+                hists.entry(h.labels).or_insert_with(|| {
+                    h.samples
+                        .into_iter()
+                        .map(|s| (s.timestamp_ms, Arc::new(s.histogram)))
+                        .collect()
+                });
+            }
             if single {
                 series_out = got;
             } else {
@@ -164,13 +191,41 @@ async fn fetch_all(q: &dyn Queryable, fetches: Vec<Fetch>) -> Result<SelectorDat
                 .map(|(labels, samples)| Series { labels, samples })
                 .collect();
         }
-        data.insert(f.key, series_out);
+        let mut selected: Vec<SelectedSeries> = series_out
+            .into_iter()
+            .map(|s| SelectedSeries {
+                histograms: if hists.is_empty() {
+                    Vec::new()
+                } else {
+                    hists.remove(&s.labels).unwrap_or_default()
+                },
+                labels: s.labels,
+                samples: s.samples,
+            })
+            .collect();
+        if !hists.is_empty() {
+            // Series with histogram samples only; keep the order by labels.
+            selected.extend(
+                hists
+                    .into_iter()
+                    .map(|(labels, histograms)| SelectedSeries {
+                        labels,
+                        samples: Vec::new(),
+                        histograms,
+                    }),
+            );
+            selected.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        data.insert(f.key, selected);
     }
     Ok(data)
 }
 
+/// One element of a returned vector: labels, float value, histogram.
+type Finalized = (Labels, f64, Option<Arc<FloatHistogram>>);
+
 /// Removes names marked for removal and rejects duplicate label sets.
-fn finalize(v: Vec<Sample>) -> Result<Vec<(Labels, f64)>, QueryError> {
+fn finalize(v: Vec<Sample>) -> Result<Vec<Finalized>, QueryError> {
     let mut seen = HashSet::with_capacity(v.len());
     let mut out = Vec::with_capacity(v.len());
     for s in v {
@@ -184,9 +239,38 @@ fn finalize(v: Vec<Sample>) -> Result<Vec<(Labels, f64)>, QueryError> {
                 "vector cannot contain metrics with the same labelset",
             ));
         }
-        out.push((labels, s.value));
+        out.push((labels, s.value, s.hist));
     }
     Ok(out)
+}
+
+/// Splits range-vector series into float series and histogram series, both
+/// sorted by labels.
+fn split_matrix(
+    m: Vec<(Labels, Vec<ModelSample>, Vec<HPoint>)>,
+) -> (Vec<Series>, Vec<HistogramSeries>) {
+    let mut floats = Vec::with_capacity(m.len());
+    let mut hists = Vec::new();
+    for (labels, samples, hpoints) in m {
+        if !hpoints.is_empty() {
+            hists.push(HistogramSeries {
+                labels: labels.clone(),
+                samples: hpoints
+                    .into_iter()
+                    .map(|(t, h)| HistogramSample {
+                        timestamp_ms: t,
+                        histogram: Arc::unwrap_or_clone(h),
+                    })
+                    .collect(),
+            });
+        }
+        if !samples.is_empty() {
+            floats.push(Series { labels, samples });
+        }
+    }
+    floats.sort_by(|a, b| a.labels.cmp(&b.labels));
+    hists.sort_by(|a, b| a.labels.cmp(&b.labels));
+    (floats, hists)
 }
 
 /// Whether `e` calls a sorting function anywhere.
@@ -246,6 +330,7 @@ fn evaluate(
         warnings: Vec::new(),
         infos: Vec::new(),
     };
+    let mut histograms = Vec::new();
     let value = if req.instant {
         ev.check_deadline()?;
         let t = req.start_ms;
@@ -261,10 +346,11 @@ fn evaluate(
             Val::Vector(v) => Value::Vector(
                 finalize(v)?
                     .into_iter()
-                    .map(|(labels, value)| InstantSample {
+                    .map(|(labels, value, hist)| InstantSample {
                         labels,
                         timestamp_ms: t,
                         value,
+                        histogram: hist.map(|h| Box::new(Arc::unwrap_or_clone(h))),
                     })
                     .collect(),
             ),
@@ -282,17 +368,18 @@ fn evaluate(
                             "vector cannot contain metrics with the same labelset",
                         ));
                     }
-                    out.push(Series {
+                    out.push((
                         labels,
-                        samples: s
-                            .points
+                        s.points
                             .into_iter()
                             .map(|(t, v)| ModelSample::new(t, v))
                             .collect(),
-                    });
+                        s.hists,
+                    ));
                 }
-                out.sort_by(|a, b| a.labels.cmp(&b.labels));
-                Value::Matrix(out)
+                let (floats, hists) = split_matrix(out);
+                histograms = hists;
+                Value::Matrix(floats)
             }
         }
     } else {
@@ -320,26 +407,33 @@ fn evaluate(
             .flatten()
         {
             Some(r) => r?,
-            None => range_step_by_step(&mut ev, expr, opts, req)?,
+            None => {
+                let (floats, hists) = range_step_by_step(&mut ev, expr, opts, req)?;
+                histograms = hists;
+                floats
+            }
         };
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Value::Matrix(out)
     };
     Ok(QueryResult {
         value,
+        histograms,
         warnings: ev.warnings,
         infos: ev.infos,
     })
 }
 
-/// Evaluates a range query step by step (the general path).
+/// Evaluates a range query step by step (the general path): float series and
+/// histogram series.
 fn range_step_by_step(
     ev: &mut Evaluator<'_>,
     expr: &Expr,
     opts: &EngineOptions,
     req: &EvalRequest,
-) -> Result<Vec<Series>, QueryError> {
+) -> Result<(Vec<Series>, Vec<HistogramSeries>), QueryError> {
     let mut series: HashMap<Labels, Vec<ModelSample>> = HashMap::new();
+    let mut hist_series: HashMap<Labels, Vec<HistogramSample>> = HashMap::new();
     let mut points = 0usize;
     let mut t = req.start_ms;
     while t <= req.end_ms {
@@ -354,11 +448,20 @@ fn range_step_by_step(
                 points += 1;
             }
             Val::Vector(v) => {
-                for (labels, value) in finalize(v)? {
-                    series
-                        .entry(labels)
-                        .or_default()
-                        .push(ModelSample::new(t, value));
+                for (labels, value, hist) in finalize(v)? {
+                    match hist {
+                        Some(h) => hist_series
+                            .entry(labels)
+                            .or_default()
+                            .push(HistogramSample {
+                                timestamp_ms: t,
+                                histogram: Arc::unwrap_or_clone(h),
+                            }),
+                        None => series
+                            .entry(labels)
+                            .or_default()
+                            .push(ModelSample::new(t, value)),
+                    }
                     points += 1;
                 }
             }
@@ -377,10 +480,18 @@ fn range_step_by_step(
             None => break,
         };
     }
-    Ok(series
+    let mut hists: Vec<HistogramSeries> = hist_series
         .into_iter()
-        .map(|(labels, samples)| Series { labels, samples })
-        .collect())
+        .map(|(labels, samples)| HistogramSeries { labels, samples })
+        .collect();
+    hists.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok((
+        series
+            .into_iter()
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect(),
+        hists,
+    ))
 }
 
 impl Engine {

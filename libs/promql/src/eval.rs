@@ -3,23 +3,40 @@
 //! once per step, which is what Prometheus's range evaluation is equivalent to.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserMatchOp;
 use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
-use strata_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Series, METRIC_NAME};
+use strata_model::{
+    is_stale_nan, Label, Labels, MatchOp, Matcher, Sample as ModelSample, METRIC_NAME,
+};
 
 use crate::error::QueryError;
+use crate::histogram::FloatHistogram;
 
 /// Subqueries without an explicit step use this resolution (Prometheus's default
 /// global evaluation interval).
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
+/// A native-histogram point: timestamp and histogram (shared, copied on write).
+pub(crate) type HPoint = (i64, Arc<FloatHistogram>);
+
+/// One series a selector fetched: float samples and, kept apart so that the
+/// float path stays as it was, native-histogram samples (empty for everything
+/// Strata's storage returns).
+#[derive(Debug, Clone)]
+pub(crate) struct SelectedSeries {
+    pub(crate) labels: Labels,
+    pub(crate) samples: Vec<ModelSample>,
+    pub(crate) histograms: Vec<HPoint>,
+}
+
 /// The series each selector node selected, keyed by the node's address in the
 /// (immutable, borrowed) AST.
-pub(crate) type SelectorData = HashMap<usize, Vec<Series>>;
+pub(crate) type SelectorData = HashMap<usize, Vec<SelectedSeries>>;
 
 /// The key of a selector node in [`SelectorData`].
 pub(crate) fn node_key(vs: &VectorSelector) -> usize {
@@ -32,15 +49,36 @@ pub(crate) fn node_key(vs: &VectorSelector) -> usize {
 #[derive(Debug, Clone)]
 pub(crate) struct Sample {
     pub(crate) labels: Labels,
+    /// The float value; unused (0) when `hist` is set.
     pub(crate) value: f64,
+    /// The native histogram, when this element is one instead of a float.
+    pub(crate) hist: Option<Arc<FloatHistogram>>,
     pub(crate) drop_name: bool,
 }
+
+impl Sample {
+    /// A float element.
+    pub(crate) fn float(labels: Labels, value: f64, drop_name: bool) -> Self {
+        Sample {
+            labels,
+            value,
+            hist: None,
+            drop_name,
+        }
+    }
+}
+
+/// What an instant selector found for one series: its labels, the sample's
+/// timestamp and its float value or histogram.
+pub(crate) type Selected = (Labels, i64, f64, Option<Arc<FloatHistogram>>);
 
 /// One series of a range vector.
 #[derive(Debug, Clone)]
 pub(crate) struct RangeSeries {
     pub(crate) labels: Labels,
     pub(crate) points: Vec<(i64, f64)>,
+    /// Native-histogram points, sorted by time (usually empty).
+    pub(crate) hists: Vec<HPoint>,
     pub(crate) drop_name: bool,
 }
 
@@ -248,6 +286,9 @@ impl Evaluator<'_> {
                 Val::Vector(mut vec) => {
                     for s in &mut vec {
                         s.value = -s.value;
+                        if let Some(h) = &mut s.hist {
+                            Arc::make_mut(h).mul(-1.0);
+                        }
                         s.drop_name = true;
                     }
                     Ok(Val::Vector(vec))
@@ -261,9 +302,10 @@ impl Evaluator<'_> {
                 let v = self
                     .select_instant(vs, t)?
                     .into_iter()
-                    .map(|(labels, _, value)| Sample {
+                    .map(|(labels, _, value, hist)| Sample {
                         labels,
                         value,
+                        hist,
                         drop_name: false,
                     })
                     .collect();
@@ -278,7 +320,7 @@ impl Evaluator<'_> {
         }
     }
 
-    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[SelectedSeries] {
         self.data
             .get(&node_key(vs))
             .map(Vec::as_slice)
@@ -286,13 +328,13 @@ impl Evaluator<'_> {
     }
 
     /// The instant vector a selector yields at `t`: per series the newest sample in
-    /// the left-open lookback window, unless it is a staleness marker. Returns
-    /// `(labels, sample timestamp, value)`.
+    /// the left-open lookback window, unless it is a staleness marker; the newest
+    /// of a float and a histogram sample when the series has both kinds.
     pub(crate) fn select_instant(
         &mut self,
         vs: &VectorSelector,
         t: i64,
-    ) -> Result<Vec<(Labels, i64, f64)>, QueryError> {
+    ) -> Result<Vec<Selected>, QueryError> {
         let ref_t = at_ms(&vs.at, self.start_ms, self.end_ms)
             .unwrap_or(t)
             .saturating_sub(offset_ms(&vs.offset));
@@ -300,14 +342,23 @@ impl Evaluator<'_> {
         let mut out = Vec::new();
         for s in self.series_of(vs) {
             let idx = s.samples.partition_point(|p| p.timestamp_ms <= ref_t);
-            if idx == 0 {
-                continue;
+            let float = idx.checked_sub(1).map(|i| s.samples[i]);
+            if !s.histograms.is_empty() {
+                let hi = s.histograms.partition_point(|p| p.0 <= ref_t);
+                if let Some((ht, h)) = hi.checked_sub(1).map(|i| &s.histograms[i]) {
+                    if float.is_none_or(|f| f.timestamp_ms < *ht) {
+                        if *ht > min_t {
+                            out.push((s.labels.clone(), *ht, 0.0, Some(Arc::clone(h))));
+                        }
+                        continue;
+                    }
+                }
             }
-            let p = s.samples[idx - 1];
+            let Some(p) = float else { continue };
             if p.timestamp_ms <= min_t || is_stale_nan(p.value) {
                 continue;
             }
-            out.push((s.labels.clone(), p.timestamp_ms, p.value));
+            out.push((s.labels.clone(), p.timestamp_ms, p.value, None));
         }
         self.add_samples(out.len())?;
         Ok(out)
@@ -331,21 +382,29 @@ impl Evaluator<'_> {
         for s in self.series_of(vs) {
             let lo = s.samples.partition_point(|p| p.timestamp_ms <= start);
             let hi = s.samples.partition_point(|p| p.timestamp_ms <= end);
-            if lo >= hi {
+            let hists: Vec<HPoint> = if s.histograms.is_empty() {
+                Vec::new()
+            } else {
+                let hlo = s.histograms.partition_point(|p| p.0 <= start);
+                let hhi = s.histograms.partition_point(|p| p.0 <= end);
+                s.histograms[hlo..hhi.max(hlo)].to_vec()
+            };
+            if lo >= hi && hists.is_empty() {
                 continue;
             }
-            let points: Vec<(i64, f64)> = s.samples[lo..hi]
+            let points: Vec<(i64, f64)> = s.samples[lo..hi.max(lo)]
                 .iter()
                 .filter(|p| !is_stale_nan(p.value))
                 .map(|p| (p.timestamp_ms, p.value))
                 .collect();
-            if points.is_empty() {
+            if points.is_empty() && hists.is_empty() {
                 continue;
             }
-            n += points.len();
+            n += points.len() + hists.len();
             out.push(RangeSeries {
                 labels: s.labels.clone(),
                 points,
+                hists,
                 drop_name: false,
             });
         }
@@ -383,20 +442,24 @@ impl Evaluator<'_> {
                 Val::Vector(v) => {
                     self.add_samples(v.len())?;
                     for s in v {
-                        match index.get(&s.labels) {
-                            Some(&i) => {
-                                out[i].points.push((ts, s.value));
-                                out[i].drop_name |= s.drop_name;
-                            }
+                        let i = match index.get(&s.labels) {
+                            Some(&i) => i,
                             None => {
                                 index.insert(s.labels.clone(), out.len());
                                 out.push(RangeSeries {
                                     labels: s.labels,
-                                    points: vec![(ts, s.value)],
-                                    drop_name: s.drop_name,
+                                    points: Vec::new(),
+                                    hists: Vec::new(),
+                                    drop_name: false,
                                 });
+                                out.len() - 1
                             }
+                        };
+                        match s.hist {
+                            Some(h) => out[i].hists.push((ts, h)),
+                            None => out[i].points.push((ts, s.value)),
                         }
+                        out[i].drop_name |= s.drop_name;
                     }
                 }
                 Val::Scalar(v) => {
@@ -406,6 +469,7 @@ impl Evaluator<'_> {
                         None => out.push(RangeSeries {
                             labels: Labels::default(),
                             points: vec![(ts, v)],
+                            hists: Vec::new(),
                             drop_name: false,
                         }),
                     }

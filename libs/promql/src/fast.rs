@@ -11,8 +11,8 @@
 //! per query and its window moves forward with two cursors, so a step costs a few
 //! arithmetic operations per series. The results are identical to the general
 //! path (same functions, same accumulators, same sample limit and annotations);
-//! anything else, including shapes that could produce duplicate label sets, falls
-//! back to it.
+//! anything else, including shapes that could produce duplicate label sets and
+//! series with native-histogram samples, falls back to it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,7 +24,7 @@ use crate::aggregate::Acc;
 use crate::error::QueryError;
 use crate::eval::{
     drop_labels, duration_ms, keep_labels, node_key, offset_ms, unwrap_parens, without_name,
-    Evaluator, RangeArg,
+    Evaluator, RangeArg, SelectedSeries,
 };
 use crate::functions::{reset_free_counter_fn, simple_range_fn, RangeFn};
 
@@ -122,7 +122,11 @@ impl Evaluator<'_> {
             }
         );
         let data = self.data;
-        let selected: &[Series] = data.get(&node_key(vs)).map(Vec::as_slice).unwrap_or(&[]);
+        let selected: &[SelectedSeries] = data.get(&node_key(vs)).map(Vec::as_slice).unwrap_or(&[]);
+        if selected.iter().any(|s| !s.histograms.is_empty()) {
+            // Native histograms take the general path, which handles them.
+            return None;
+        }
 
         // Output slots: one per series, or one per group.
         let mut slot_of: Vec<usize> = Vec::with_capacity(selected.len());

@@ -1,25 +1,43 @@
-//! PromQL functions over floats (native histograms are not supported).
+//! PromQL functions. Float functions skip native histograms as Prometheus does;
+//! `histogram_quantile`, `histogram_fraction` and the `*_over_time` functions
+//! Prometheus defines for histograms handle them; the rate-like functions
+//! (`rate`, `increase`, `delta`, `irate`, `idelta`, `deriv`, `predict_linear`,
+//! `changes`, `resets`, `double_exponential_smoothing`) do not and skip
+//! histogram series with a warning.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 use strata_model::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
 
+use crate::aggregate::{histogram_error_warning, reconciled_info};
 use crate::error::QueryError;
 use crate::eval::{
-    selector_matchers, set_label, string_arg, unwrap_parens, Evaluator, RangeArg, Sample, Val,
+    selector_matchers, set_label, string_arg, unwrap_parens, Evaluator, RangeArg, RangeSeries,
+    Sample, Val,
 };
+use crate::histogram::FloatHistogram;
 use crate::mathx::{
-    bucket_quantile, civil_from_unix, days_in_month, go_max, go_min, kahan_sum_inc,
-    linear_regression, parse_go_float, quantile, Bucket,
+    bucket_fraction, bucket_quantile, civil_from_unix, days_in_month, go_max, go_min,
+    kahan_sum_inc, linear_regression, parse_go_float, quantile, Bucket,
 };
 use crate::value::format_value;
 
 type Points = [(i64, f64)];
 
+/// A native histogram given to `histogram_quantile`/`histogram_fraction`.
+type NativeInput = (Labels, Arc<FloatHistogram>);
+
+/// A classic histogram: the labels without `le`, and its buckets.
+type ClassicGroup = (Labels, Vec<Bucket>);
+
+/// Applies a float function to every float element; native histograms are
+/// dropped, as Prometheus's `simpleFloatFunc` does.
 fn map_vector(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Vec<Sample> {
     v.into_iter()
+        .filter(|s| s.hist.is_none())
         .map(|mut s| {
             s.value = f(s.value);
             s.drop_name = true;
@@ -367,18 +385,19 @@ impl Evaluator<'_> {
             "step" => Ok(Val::Scalar(self.step_ms as f64 / 1000.0)),
             "vector" => {
                 let v = self.scalar_arg(arg(0)?, t)?;
-                Ok(Val::Vector(vec![Sample {
-                    labels: Labels::default(),
-                    value: v,
-                    drop_name: false,
-                }]))
+                Ok(Val::Vector(vec![Sample::float(
+                    Labels::default(),
+                    v,
+                    false,
+                )]))
             }
             "scalar" => {
+                // Histograms do not count: the one float element, else NaN.
                 let v = self.vector_arg(arg(0)?, t)?;
-                Ok(Val::Scalar(if v.len() == 1 {
-                    v[0].value
-                } else {
-                    f64::NAN
+                let mut floats = v.iter().filter(|s| s.hist.is_none());
+                Ok(Val::Scalar(match (floats.next(), floats.next()) {
+                    (Some(s), None) => s.value,
+                    _ => f64::NAN,
                 }))
             }
             "min_of" | "max_of" => {
@@ -457,26 +476,23 @@ impl Evaluator<'_> {
                     let v = self
                         .select_instant(vs, t)?
                         .into_iter()
-                        .map(|(labels, ts, _)| Sample {
-                            labels,
-                            value: ts as f64 / 1000.0,
-                            drop_name: true,
-                        })
+                        .map(|(labels, ts, _, _)| Sample::float(labels, ts as f64 / 1000.0, true))
                         .collect();
                     return Ok(Val::Vector(v));
                 }
+                // Histograms have a timestamp too, so they are kept here.
                 let v = self.vector_arg(a, t)?;
-                Ok(Val::Vector(map_vector(v, |_| t as f64 / 1000.0)))
+                Ok(Val::Vector(
+                    v.into_iter()
+                        .map(|s| Sample::float(s.labels, t as f64 / 1000.0, true))
+                        .collect(),
+                ))
             }
             "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
             | "minute" | "month" | "year" => {
                 let v = match args.first() {
                     Some(e) => self.vector_arg(e, t)?,
-                    None => vec![Sample {
-                        labels: Labels::default(),
-                        value: t as f64 / 1000.0,
-                        drop_name: false,
-                    }],
+                    None => vec![Sample::float(Labels::default(), t as f64 / 1000.0, false)],
                 };
                 let f = |x: f64| -> f64 {
                     if x.is_nan() || x.is_infinite() {
@@ -499,7 +515,9 @@ impl Evaluator<'_> {
             "label_replace" => self.label_replace(&args, t),
             "label_join" => self.label_join(&args, t),
             "sort" | "sort_desc" => {
+                // Like Prometheus, sorting by value drops histograms.
                 let mut v = self.vector_arg(arg(0)?, t)?;
+                v.retain(|s| s.hist.is_none());
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
                     (true, true) => std::cmp::Ordering::Equal,
@@ -550,24 +568,42 @@ impl Evaluator<'_> {
                 if !v.is_empty() {
                     return Ok(Val::Vector(Vec::new()));
                 }
-                Ok(Val::Vector(vec![Sample {
-                    labels: absent_labels(arg(0)?),
-                    value: 1.0,
-                    drop_name: false,
-                }]))
+                Ok(Val::Vector(vec![Sample::float(
+                    absent_labels(arg(0)?),
+                    1.0,
+                    false,
+                )]))
             }
             "absent_over_time" => {
                 let r = self.range_arg(arg(0)?, t)?;
                 if !r.series.is_empty() {
                     return Ok(Val::Vector(Vec::new()));
                 }
-                Ok(Val::Vector(vec![Sample {
-                    labels: absent_labels(arg(0)?),
-                    value: 1.0,
-                    drop_name: false,
-                }]))
+                Ok(Val::Vector(vec![Sample::float(
+                    absent_labels(arg(0)?),
+                    1.0,
+                    false,
+                )]))
             }
             "histogram_quantile" => self.histogram_quantile(&args, t),
+            "histogram_fraction" => self.histogram_fraction(&args, t),
+            "histogram_count" | "histogram_sum" | "histogram_avg" => {
+                // Of native histograms only; float elements are skipped.
+                let v = self.vector_arg(arg(0)?, t)?;
+                let out = v
+                    .into_iter()
+                    .filter_map(|s| {
+                        let h = s.hist?;
+                        let x = match name {
+                            "histogram_count" => h.count,
+                            "histogram_sum" => h.sum,
+                            _ => h.sum / h.count,
+                        };
+                        Some(Sample::float(s.labels, x, true))
+                    })
+                    .collect();
+                Ok(Val::Vector(out))
+            }
             "quantile_over_time" => {
                 let q = self.scalar_arg(arg(0)?, t)?;
                 if !(0.0..=1.0).contains(&q) {
@@ -577,7 +613,7 @@ impl Evaluator<'_> {
                     ));
                 }
                 let r = self.range_arg(arg(1)?, t)?;
-                self.over_range(r, true, |p, _| {
+                self.over_range(name, r, true, |p, _| {
                     let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
                     Some(quantile(q, &mut vals))
                 })
@@ -585,7 +621,7 @@ impl Evaluator<'_> {
             "predict_linear" => {
                 let r = self.range_arg(arg(0)?, t)?;
                 let d = self.scalar_arg(arg(1)?, t)?;
-                self.over_range(r, true, |p, _| {
+                self.over_range(name, r, true, |p, _| {
                     if p.len() < 2 {
                         return None;
                     }
@@ -609,7 +645,9 @@ impl Evaluator<'_> {
                         format_value(tf)
                     )));
                 }
-                self.over_range(r, true, |p, _| double_exponential_smoothing(p, sf, tf))
+                self.over_range(name, r, true, |p, _| {
+                    double_exponential_smoothing(p, sf, tf)
+                })
             }
             _ => self.range_function(name, &args, t),
         }
@@ -647,30 +685,140 @@ impl Evaluator<'_> {
             )));
         };
         let r = self.range_arg(a, t)?;
-        self.over_range(r, !keep_name, f)
+        self.over_range(name, r, !keep_name, f)
     }
 
-    /// Applies `f` to every series of a range vector.
+    /// Applies `f` (the function `name`) to every series of a range vector;
+    /// series with native-histogram points go to [`Self::over_range_hist`].
     fn over_range(
         &mut self,
+        name: &str,
         r: RangeArg,
         drop_name: bool,
         f: impl Fn(&Points, &RangeArg) -> Option<f64>,
     ) -> Result<Val, QueryError> {
         let mut out = Vec::with_capacity(r.series.len());
         for s in &r.series {
+            if !s.hists.is_empty() {
+                if let Some(x) = self.over_range_hist(name, s, &r, drop_name, &f) {
+                    out.push(x);
+                }
+                continue;
+            }
             if s.points.is_empty() {
                 continue;
             }
             if let Some(v) = f(&s.points, &r) {
-                out.push(Sample {
-                    labels: s.labels.clone(),
-                    value: v,
-                    drop_name: s.drop_name || drop_name,
-                });
+                out.push(Sample::float(s.labels.clone(), v, s.drop_name || drop_name));
             }
         }
         Ok(Val::Vector(out))
+    }
+
+    /// A range function of a series with native-histogram points (and maybe
+    /// float points), following Prometheus: counting and first/last functions
+    /// see both kinds; `sum_over_time`/`avg_over_time` add histograms (a mix is
+    /// a warning); the float statistics ignore the histograms with an info.
+    /// The rate-like functions are not implemented for histograms here and
+    /// skip the series with a warning rather than give a wrong number.
+    fn over_range_hist(
+        &mut self,
+        name: &str,
+        s: &RangeSeries,
+        r: &RangeArg,
+        drop_name: bool,
+        f: &impl Fn(&Points, &RangeArg) -> Option<f64>,
+    ) -> Option<Sample> {
+        let drop = s.drop_name || drop_name;
+        let metric = s.labels.metric_name().unwrap_or("").to_string();
+        let float = |v: f64| Some(Sample::float(s.labels.clone(), v, drop));
+        let hist = |h: Arc<FloatHistogram>| {
+            Some(Sample {
+                labels: s.labels.clone(),
+                value: 0.0,
+                hist: Some(h),
+                drop_name: drop,
+            })
+        };
+        let (first_f, last_f) = (s.points.first(), s.points.last());
+        let (first_h, last_h) = (s.hists.first(), s.hists.last());
+        match name {
+            "count_over_time" => float((s.points.len() + s.hists.len()) as f64),
+            "present_over_time" => float(1.0),
+            "first_over_time" => match (first_f, first_h) {
+                // At equal times the histogram wins, as in Prometheus.
+                (Some(p), Some(h)) if p.0 < h.0 => float(p.1),
+                (_, Some(h)) => hist(Arc::clone(&h.1)),
+                (Some(p), None) => float(p.1),
+                (None, None) => None,
+            },
+            "last_over_time" => match (last_f, last_h) {
+                (Some(p), Some(h)) if h.0 < p.0 => float(p.1),
+                (_, Some(h)) => hist(Arc::clone(&h.1)),
+                (Some(p), None) => float(p.1),
+                (None, None) => None,
+            },
+            "ts_of_first_over_time" => {
+                let tf = first_f.map_or(i64::MAX, |p| p.0);
+                let th = first_h.map_or(i64::MAX, |h| h.0);
+                float(tf.min(th) as f64 / 1000.0)
+            }
+            "ts_of_last_over_time" => {
+                let tf = last_f.map_or(i64::MIN, |p| p.0);
+                let th = last_h.map_or(i64::MIN, |h| h.0);
+                float(tf.max(th) as f64 / 1000.0)
+            }
+            "sum_over_time" | "avg_over_time" => {
+                if !s.points.is_empty() {
+                    self.warn(format!(
+                        "PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}"
+                    ));
+                    return None;
+                }
+                let hs = s.hists.iter().map(|h| h.1.as_ref());
+                let res = if name == "avg_over_time" {
+                    FloatHistogram::mean_of(hs)
+                } else {
+                    FloatHistogram::sum_of(hs)
+                };
+                match res {
+                    Ok((mut h, reconciled)) => {
+                        if reconciled.0 {
+                            self.info(reconciled_info("aggregation"));
+                        }
+                        h.compact();
+                        hist(Arc::new(h))
+                    }
+                    Err(e) => {
+                        self.warn(histogram_error_warning(e, &metric));
+                        None
+                    }
+                }
+            }
+            "max_over_time"
+            | "min_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "quantile_over_time"
+            | "mad_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_min_over_time" => {
+                if s.points.is_empty() {
+                    return None;
+                }
+                self.info(format!(
+                    "PromQL info: ignored histograms in a range containing both floats and histograms for metric name {metric:?}"
+                ));
+                f(&s.points, r).and_then(float)
+            }
+            _ => {
+                self.warn(format!(
+                    "PromQL warning: {name}() of native histograms is not supported by this engine; series {} skipped",
+                    s.labels
+                ));
+                None
+            }
+        }
     }
 
     fn label_replace(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
@@ -741,6 +889,8 @@ impl Evaluator<'_> {
         Ok(Val::Vector(out))
     }
 
+    /// `histogram_quantile(q, v)`: classic buckets (`le` series) and native
+    /// histograms.
     fn histogram_quantile(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
         if args.len() != 2 {
             return Err(QueryError::exec("histogram_quantile() takes 2 arguments"));
@@ -753,9 +903,70 @@ impl Evaluator<'_> {
                 format_value(q)
             ));
         }
+        let (natives, classic) = self.histogram_inputs(v);
+        let mut out = Vec::with_capacity(natives.len() + classic.len());
+        for (labels, h) in natives {
+            let (v, note) = h.quantile(q);
+            if let Some(n) = note {
+                self.info(n.info(labels.metric_name().unwrap_or("")));
+            }
+            out.push(Sample::float(labels, v, true));
+        }
+        for (key, mut buckets) in classic {
+            let (value, forced) = bucket_quantile(q, &mut buckets);
+            if forced {
+                self.info(format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                    key.metric_name().unwrap_or("")
+                ));
+            }
+            out.push(Sample::float(key, value, true));
+        }
+        Ok(Val::Vector(out))
+    }
+
+    /// `histogram_fraction(lower, upper, v)`: classic buckets and native
+    /// histograms.
+    fn histogram_fraction(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        if args.len() != 3 {
+            return Err(QueryError::exec("histogram_fraction() takes 3 arguments"));
+        }
+        let lower = self.scalar_arg(args[0], t)?;
+        let upper = self.scalar_arg(args[1], t)?;
+        let v = self.vector_arg(args[2], t)?;
+        let (natives, classic) = self.histogram_inputs(v);
+        let mut out = Vec::with_capacity(natives.len() + classic.len());
+        for (labels, h) in natives {
+            let (v, note) = h.fraction(lower, upper);
+            if let Some(n) = note {
+                self.info(n.info(labels.metric_name().unwrap_or("")));
+            }
+            out.push(Sample::float(labels, v, true));
+        }
+        for (key, mut buckets) in classic {
+            out.push(Sample::float(
+                key,
+                bucket_fraction(lower, upper, &mut buckets),
+                true,
+            ));
+        }
+        Ok(Val::Vector(out))
+    }
+
+    /// Splits the input of `histogram_quantile`/`histogram_fraction` into
+    /// native histograms and classic bucket groups (keyed by the labels
+    /// without `le`, name included, in first-seen order), with Prometheus's
+    /// warnings: a malformed `le`, and a native histogram with the labels of a
+    /// classic group (both are then dropped).
+    fn histogram_inputs(&mut self, v: Vec<Sample>) -> (Vec<NativeInput>, Vec<ClassicGroup>) {
+        let mut natives = Vec::new();
         let mut order: Vec<Labels> = Vec::new();
         let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
         for s in v {
+            if let Some(h) = s.hist {
+                natives.push((s.labels, h));
+                continue;
+            }
             let le = s.labels.get("le").unwrap_or("").to_string();
             let Some(upper) = parse_go_float(&le) else {
                 self.warn(format!(
@@ -778,24 +989,22 @@ impl Evaluator<'_> {
                     count: s.value,
                 });
         }
-        let mut out = Vec::with_capacity(order.len());
-        for key in order {
-            let Some(mut buckets) = groups.remove(&key) else {
-                continue;
-            };
-            let (value, forced) = bucket_quantile(q, &mut buckets);
-            if forced {
-                self.info(format!(
-                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
-                    key.metric_name().unwrap_or("")
+        let mut kept_natives = Vec::with_capacity(natives.len());
+        for (labels, h) in natives {
+            if groups.get(&labels).is_some_and(|b| !b.is_empty()) {
+                self.warn(format!(
+                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {:?}",
+                    labels.metric_name().unwrap_or("")
                 ));
+                groups.remove(&labels);
+                continue;
             }
-            out.push(Sample {
-                labels: key,
-                value,
-                drop_name: true,
-            });
+            kept_natives.push((labels, h));
         }
-        Ok(Val::Vector(out))
+        let classic = order
+            .into_iter()
+            .filter_map(|k| groups.remove(&k).map(|b| (k, b)))
+            .collect();
+        (kept_natives, classic)
     }
 }

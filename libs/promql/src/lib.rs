@@ -10,8 +10,17 @@
 //! Range queries of the common dashboard shapes (`sum by (...) (rate(x[5m]))` and
 //! the like) take a series-major fast path with the same results (`fast.rs`).
 //!
-//! It deliberately does not own storage, the HTTP API or result caching, and it
-//! does not support native histograms (only float samples exist in Strata's model).
+//! Native histograms: [`FloatHistogram`] samples flow through selectors, the
+//! set operators, `*`/`/` by scalars, `+`/`-`/`==`/`!=` between histograms,
+//! `sum`/`avg`/`count`/`group`/`limitk`, `histogram_quantile`/`histogram_fraction`/
+//! `histogram_count`/`histogram_sum`/`histogram_avg` and the `*_over_time`
+//! functions that Prometheus defines for them; float-only operations drop them
+//! with Prometheus's annotations, and the rate-like functions (not implemented
+//! for them) skip them with a warning. Strata's storage does not hold native
+//! histograms yet, so only [`MemoryStorage`] (tests, the conformance runner)
+//! supplies them.
+//!
+//! It deliberately does not own storage, the HTTP API or result caching.
 //!
 //! [`test_script`] runs Prometheus's `promqltest` scripts against the engine and
 //! [`MemoryStorage`]; the conformance test in `tests/` uses it.
@@ -23,6 +32,7 @@ mod error;
 mod eval;
 mod fast;
 mod functions;
+mod histogram;
 mod mathx;
 mod storage;
 pub mod test_script;
@@ -30,5 +40,8 @@ mod value;
 
 pub use engine::{Engine, EngineOptions, Queryable};
 pub use error::QueryError;
+pub use histogram::{CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 pub use storage::MemoryStorage;
-pub use value::{format_value, InstantSample, QueryResult, Value};
+pub use value::{
+    format_value, HistogramSample, HistogramSeries, InstantSample, QueryResult, Value,
+};

@@ -216,6 +216,86 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> (f64, bool) {
     )
 }
 
+/// Prometheus's `BucketFraction`: the estimated fraction of observations in
+/// `[lower, upper]` of classic (cumulative) buckets, interpolating linearly
+/// inside a bucket. The lowest bucket starts at 0 if its upper bound is
+/// positive, else at -Inf (where no interpolation is possible).
+pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [Bucket]) -> f64 {
+    buckets.sort_by(|a, b| {
+        a.upper_bound
+            .partial_cmp(&b.upper_bound)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    match buckets.last() {
+        Some(b) if b.upper_bound == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.upper_bound == b.upper_bound => last.count += b.count,
+            _ => merged.push(*b),
+        }
+    }
+    let count = merged.last().map_or(0.0, |b| b.count);
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    let mut lower_bound = if merged[0].upper_bound <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
+    for (i, b) in merged.iter().enumerate() {
+        if i > 0 {
+            lower_bound = merged[i - 1].upper_bound;
+        }
+        let upper_bound = b.upper_bound;
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                return b.count;
+            }
+            rank + (b.count - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+        };
+        if !lower_set && lower_bound >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lower_bound >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lower_bound < lower && upper_bound > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lower_bound < upper && upper_bound > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        // Classic counts are cumulative: the rank is the bucket's count.
+        rank = b.count;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
 /// Least-squares fit of `(t, v)` points; x is seconds relative to `intercept_ms`.
 /// Returns `(slope, intercept)`.
 pub(crate) fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {

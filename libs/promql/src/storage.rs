@@ -1,4 +1,6 @@
-//! An in-memory [`Queryable`], for tests and the conformance runner.
+//! An in-memory [`Queryable`], for tests and the conformance runner. Besides
+//! float samples it holds native-histogram samples, which Strata's real storage
+//! does not have yet.
 
 use std::collections::BTreeMap;
 
@@ -6,11 +8,21 @@ use strata_model::{Labels, Matcher, Sample, Series};
 use strata_status::ServiceError;
 
 use crate::engine::Queryable;
+use crate::histogram::FloatHistogram;
+use crate::value::{HistogramSample, HistogramSeries};
 
-/// Series held in memory, sorted by labels; samples sorted by time.
+/// Series held in memory, sorted by labels; samples sorted by time. A series
+/// may have float samples, histogram samples or both (never both at one time).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage {
     series: BTreeMap<Labels, Vec<Sample>>,
+    histograms: BTreeMap<Labels, Vec<HistogramSample>>,
+}
+
+fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
 }
 
 impl MemoryStorage {
@@ -18,10 +30,31 @@ impl MemoryStorage {
         Self::default()
     }
 
-    /// Adds one sample; a sample at an existing timestamp replaces it.
+    /// Adds one sample; a sample (float or histogram) at an existing timestamp
+    /// is replaced.
     pub fn add_sample(&mut self, labels: &Labels, sample: Sample) {
+        if let Some(h) = self.histograms.get_mut(labels) {
+            h.retain(|s| s.timestamp_ms != sample.timestamp_ms);
+        }
         let samples = self.series.entry(labels.clone()).or_default();
         match samples.binary_search_by_key(&sample.timestamp_ms, |s| s.timestamp_ms) {
+            Ok(i) => samples[i] = sample,
+            Err(i) => samples.insert(i, sample),
+        }
+    }
+
+    /// Adds one native-histogram sample; a sample (float or histogram) at an
+    /// existing timestamp is replaced.
+    pub fn add_histogram(&mut self, labels: &Labels, timestamp_ms: i64, histogram: FloatHistogram) {
+        if let Some(f) = self.series.get_mut(labels) {
+            f.retain(|s| s.timestamp_ms != timestamp_ms);
+        }
+        let sample = HistogramSample {
+            timestamp_ms,
+            histogram,
+        };
+        let samples = self.histograms.entry(labels.clone()).or_default();
+        match samples.binary_search_by_key(&timestamp_ms, |s| s.timestamp_ms) {
             Ok(i) => samples[i] = sample,
             Err(i) => samples.insert(i, sample),
         }
@@ -36,15 +69,21 @@ impl MemoryStorage {
     /// Removes everything.
     pub fn clear(&mut self) {
         self.series.clear();
+        self.histograms.clear();
     }
 
-    /// Number of series.
+    /// Number of series (with float or histogram samples).
     pub fn len(&self) -> usize {
         self.series.len()
+            + self
+                .histograms
+                .keys()
+                .filter(|l| !self.series.contains_key(*l))
+                .count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.series.is_empty() && self.histograms.is_empty()
     }
 }
 
@@ -58,10 +97,7 @@ impl Queryable for MemoryStorage {
     ) -> Result<Vec<Series>, ServiceError> {
         let mut out = Vec::new();
         for (labels, samples) in &self.series {
-            if !matchers
-                .iter()
-                .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
-            {
+            if !matches_all(matchers, labels) {
                 continue;
             }
             let lo = samples.partition_point(|s| s.timestamp_ms < start_ms);
@@ -70,6 +106,30 @@ impl Queryable for MemoryStorage {
                 continue;
             }
             out.push(Series {
+                labels: labels.clone(),
+                samples: samples[lo..hi].to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn select_histograms(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<HistogramSeries>, ServiceError> {
+        let mut out = Vec::new();
+        for (labels, samples) in &self.histograms {
+            if !matches_all(matchers, labels) {
+                continue;
+            }
+            let lo = samples.partition_point(|s| s.timestamp_ms < start_ms);
+            let hi = samples.partition_point(|s| s.timestamp_ms <= end_ms);
+            if lo >= hi {
+                continue;
+            }
+            out.push(HistogramSeries {
                 labels: labels.clone(),
                 samples: samples[lo..hi].to_vec(),
             });

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use strata_model::{Labels, Sample, Series, STALE_NAN};
-use strata_promql::{Engine, EngineOptions, MemoryStorage, QueryError, Value};
+use strata_promql::{Engine, EngineOptions, FloatHistogram, MemoryStorage, QueryError, Value};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())
@@ -240,4 +240,72 @@ async fn errors_not_panics() {
         zero.instant_query(&s, "m", 0).await,
         Err(QueryError::Timeout(_))
     ));
+}
+
+/// Native histograms: selectors return them, `sum` adds them, float-only
+/// operations drop them with Prometheus's annotations, and nothing panics.
+#[tokio::test]
+async fn native_histograms() {
+    let mut s = storage(&[(&[("__name__", "m"), ("k", "f")], &[(0, 3.0)])]);
+    let h = FloatHistogram {
+        count: 4.0,
+        sum: 10.0,
+        positive: vec![(0, 1.0), (1, 3.0)],
+        ..FloatHistogram::default()
+    };
+    for k in ["a", "b"] {
+        s.add_histogram(&labels(&[("__name__", "m"), ("k", k)]), 0, h.clone());
+    }
+    let e = engine();
+    let r = e.instant_query(&s, "m{k=\"a\"}", 60_000).await.unwrap();
+    let Value::Vector(v) = r.value else {
+        panic!("not a vector")
+    };
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].histogram.as_deref(), Some(&h));
+
+    let r = e
+        .instant_query(&s, "sum(m{k=~\"a|b\"})", 60_000)
+        .await
+        .unwrap();
+    let Value::Vector(v) = r.value else {
+        panic!("not a vector")
+    };
+    let sum = v[0].histogram.as_deref().unwrap();
+    assert_eq!((sum.count, sum.sum), (8.0, 20.0));
+    assert_eq!(sum.positive, vec![(0, 2.0), (1, 6.0)]);
+
+    // max ignores histograms (info), sum of a mix warns and has no result.
+    let r = e.instant_query(&s, "max(m)", 60_000).await.unwrap();
+    assert_eq!(
+        r.infos,
+        vec!["PromQL info: ignored histogram in max aggregation"]
+    );
+    assert_eq!(
+        vector(&e, &s, "max(m)", 60_000).await,
+        vec![("{}".into(), 3.0)]
+    );
+    let r = e.instant_query(&s, "sum(m)", 60_000).await.unwrap();
+    assert_eq!(r.value, Value::Vector(Vec::new()));
+    assert_eq!(r.warnings.len(), 1);
+    // Comparisons with a histogram: info, the histogram dropped.
+    let r = e.instant_query(&s, "m > 1", 60_000).await.unwrap();
+    assert_eq!(r.infos.len(), 1);
+    assert_eq!(vector(&e, &s, "m > 1", 60_000).await.len(), 1);
+    // `h * 2` and quantiles work; a rate of histograms warns instead of lying.
+    let q = vector(&e, &s, "histogram_quantile(0.5, m{k=\"a\"} * 2)", 60_000).await;
+    assert_eq!(q.len(), 1);
+    assert!(q[0].1 > 1.0 && q[0].1 <= 2.0, "{q:?}");
+    let r = e.instant_query(&s, "rate(m[5m])", 60_000).await.unwrap();
+    assert_eq!(r.value, Value::Vector(Vec::new()));
+    assert_eq!(r.warnings.len(), 2, "{r:?}");
+    assert!(r.warnings.iter().all(|w| w.contains("not supported")));
+    // A range query keeps histogram points apart from the float points.
+    let r = e.range_query(&s, "m", 0, 120_000, 60_000).await.unwrap();
+    let Value::Matrix(m) = &r.value else {
+        panic!("not a matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(r.histograms.len(), 2);
+    assert_eq!(r.histograms[0].samples.len(), 3);
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use strata_model::{Labels, Sample, STALE_NAN};
-use strata_promql::{Engine, EngineOptions, MemoryStorage, QueryResult, Value};
+use strata_promql::{Engine, EngineOptions, FloatHistogram, MemoryStorage, QueryResult, Value};
 
 fn storage() -> MemoryStorage {
     let mut s = MemoryStorage::new();
@@ -61,7 +61,7 @@ fn same(
 ) -> bool {
     match (a, b) {
         (Ok(a), Ok(b)) => {
-            if a.warnings != b.warnings || a.infos != b.infos {
+            if a.warnings != b.warnings || a.infos != b.infos || a.histograms != b.histograms {
                 return false;
             }
             match (&a.value, &b.value) {
@@ -167,4 +167,50 @@ async fn fast_path_matches_general_path() {
         }
     }
     println!("compared {compared} range queries");
+}
+
+/// Series with native-histogram samples make the fast path step aside; the
+/// results (floats and histograms) are those of the general path.
+#[tokio::test]
+async fn histogram_series_take_the_general_path() {
+    let mut s = storage();
+    let labels = Labels::from_pairs([
+        ("__name__", "c_total".to_string()),
+        ("ns", "ns1".to_string()),
+        ("pod", "h".to_string()),
+        ("job", "j0".to_string()),
+    ]);
+    for k in 0..120i64 {
+        let n = (k + 1) as f64;
+        let h = FloatHistogram {
+            count: n,
+            sum: 2.0 * n,
+            positive: vec![(0, n)],
+            ..FloatHistogram::default()
+        };
+        s.add_histogram(&labels, k * 30_000, h);
+    }
+    let fast = Engine::new(EngineOptions::default());
+    let general = Engine::new(EngineOptions::default()).without_fast_path();
+    for q in [
+        "c_total",
+        "sum by (ns) (c_total)",
+        "count(c_total)",
+        "max by (ns) (c_total)",
+        "count_over_time(c_total[5m])",
+        "sum by (ns) (sum_over_time(c_total[5m]))",
+        "last_over_time(c_total[1m])",
+        "rate(c_total[5m])",
+    ] {
+        let a = fast.range_query(&s, q, 0, 3_600_000, 60_000).await;
+        let b = general.range_query(&s, q, 0, 3_600_000, 60_000).await;
+        assert!(same(&a, &b), "{q}:\nfast {a:?}\ngeneral {b:?}");
+    }
+    // The histogram series is there: `c_total` alone returns its points.
+    let r = fast
+        .range_query(&s, "c_total", 0, 3_600_000, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(r.histograms.len(), 1);
+    assert_eq!(r.histograms[0].labels, labels);
 }
