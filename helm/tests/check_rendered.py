@@ -139,6 +139,10 @@ for w in workloads:
             check("data" not in vols, f"{name}: data comes from the PVC, not a pod volume")
         else:
             check("emptyDir" in vols.get("data", {}), f"{name}: without persistence, data is an emptyDir")
+    elif target in ("store-gateway", "compactor"):
+        check(w["kind"] == "StatefulSet", f"{name}: {target} runs in a StatefulSet")
+        check(any(t["metadata"]["name"] == "data" for t in spec.get("volumeClaimTemplates", [])),
+              f"{name}: {target} keeps /data on a PVC")
     else:
         check(w["kind"] == "Deployment", f"{name}: stateless {target} runs in a Deployment")
 
@@ -174,8 +178,12 @@ def expect_monolithic(replicas=3, persistent=True):
         check((pvc_size(sts[0]) is not None) == persistent, f"monolithic: PVC template present={persistent}")
 
 
-def expect_distributed(ingesters=3, zones=()):
-    check(targets == {"distributor", "ingester", "querier"}, "distributed: distributor, ingester and querier targets only")
+def expect_distributed(ingesters=3, zones=(), storage=False):
+    want = {"distributor", "ingester", "querier"} | ({"store-gateway", "compactor"} if storage else set())
+    check(targets == want, f"distributed: targets {sorted(want)}")
+    if storage:
+        check([w["spec"]["replicas"] for w in by_target("compactor")] == [1], "distributed: one compactor")
+        check([w["spec"]["replicas"] for w in by_target("store-gateway")] == [2], "distributed: two store-gateways")
     for t in ("distributor", "querier"):
         d = by_target(t)
         check(len(d) == 1 and d[0]["kind"] == "Deployment", f"distributed: one {t} Deployment")
@@ -261,7 +269,7 @@ elif CASE == "monolithic-zones-servicemonitor":
     check(ring.get("zone_awareness_enabled") is True, "zones: zone_awareness_enabled in config")
     expect_service_monitor(True)
 elif CASE == "s3":
-    expect_distributed()
+    expect_distributed(storage=True)
     bs = config.get("blocks_storage", {})
     check(bs.get("backend") == "s3", "config: blocks_storage.backend s3")
     s3 = bs.get("s3", {})

@@ -175,13 +175,20 @@ async fn three_ingesters_replicate_survive_a_kill_and_rejoin() {
     // 10k series: every one on exactly 3 ingesters (3 instances, RF=3).
     let start_ms = now_ms() - 120_000;
     wait_writable(&distributor, SERIES, start_ms).await;
-    let per_ingester: Vec<f64> = {
-        let mut v = Vec::new();
-        for i in &ingesters {
-            v.push(memory_series(i).await);
-        }
-        v
-    };
+    // A push is answered at quorum (2 of 3); the third replica's copy lands
+    // in the background right after, so wait for it rather than race it.
+    let per_ingester = eventually(
+        "every ingester to hold every series",
+        Duration::from_secs(10),
+        || async {
+            let mut v = Vec::new();
+            for i in &ingesters {
+                v.push(memory_series(i).await);
+            }
+            (v == vec![SERIES as f64; 3]).then_some(v)
+        },
+    )
+    .await;
     assert_eq!(per_ingester, vec![SERIES as f64; 3]);
     let tokens_before = ring_state(&querier).await;
     assert_eq!(tokens_before.len(), 3);

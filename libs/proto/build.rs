@@ -3,7 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["remote.proto", "ingester.proto"].map(|f| proto_dir.join(f));
+    let files = ["remote.proto", "ingester.proto", "storegateway.proto"].map(|f| proto_dir.join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

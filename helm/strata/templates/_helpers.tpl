@@ -104,6 +104,8 @@ ingester:
 blocks_storage:
   tsdb:
     dir: /data/tsdb
+  bucket_store:
+    sync_dir: /data/tsdb-sync
 {{- if .Values.objectStorage.enabled }}
   backend: s3
   s3:
@@ -119,6 +121,8 @@ blocks_storage:
   filesystem:
     dir: /data/blocks
 {{- end }}
+compactor:
+  data_dir: /data/compactor
 {{- end -}}
 
 {{- define "strata.config" -}}
@@ -290,6 +294,61 @@ spec:
           requests:
             storage: {{ $ing.persistence.size }}
   {{- end }}
+{{- end -}}
+
+{{/*
+A StatefulSet with a scratch/cache PVC at /data (store-gateway index-headers,
+compactor work space); call with (dict "root" $ "component" "store-gateway"
+"values" .Values.storeGateway), values holding replicas, resources, persistence.
+*/}}
+{{- define "strata.storageStatefulset" -}}
+{{- $root := .root -}}
+{{- $v := .values -}}
+{{- $sel := dict "root" $root "component" .component -}}
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ include "strata.fullname" $root }}-{{ .component }}
+  labels:
+    {{- include "strata.labels" $sel | nindent 4 }}
+spec:
+  replicas: {{ int $v.replicas }}
+  serviceName: {{ include "strata.fullname" $root }}-{{ .component }}-headless
+  podManagementPolicy: Parallel
+  updateStrategy:
+    type: RollingUpdate
+  selector:
+    matchLabels:
+      {{- include "strata.selectorLabels" $sel | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "strata.labels" $sel | nindent 8 }}
+      annotations:
+        {{- include "strata.podAnnotations" $root | nindent 8 }}
+    spec:
+      {{- include "strata.podSpec" (dict "root" $root "target" .component "resources" $v.resources "terminationGracePeriodSeconds" 60 "persistent" true) | nindent 6 }}
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "strata.selectorLabels" $sel | nindent 14 }}
+  persistentVolumeClaimRetentionPolicy:
+    whenDeleted: Delete
+    whenScaled: Delete
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: [ReadWriteOnce]
+        {{- with $v.persistence.storageClass }}
+        storageClassName: {{ . }}
+        {{- end }}
+        resources:
+          requests:
+            storage: {{ $v.persistence.size }}
 {{- end -}}
 
 {{/* A stateless Deployment (distributor, querier); call with (dict "root" $ "component" "querier"). */}}

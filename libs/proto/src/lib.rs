@@ -15,9 +15,14 @@ pub mod strata {
     pub mod ingester {
         tonic::include_proto!("strata.ingester");
     }
+    /// The store-gateway's gRPC service (package `strata.storegateway`).
+    pub mod storegateway {
+        tonic::include_proto!("strata.storegateway");
+    }
 }
 
 pub use strata::ingester;
+pub use strata::storegateway;
 
 mod convert;
 

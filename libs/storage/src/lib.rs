@@ -12,6 +12,8 @@
 //! about tenants' data: GCS and Azure are recognised names that this build does
 //! not support (a clear error at start-up).
 
+pub mod bucket_index;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,8 @@ pub struct BlocksStorageConfig {
     pub s3: S3Config,
     /// The ingester's local TSDB: WAL, head blocks, shipping.
     pub tsdb: TsdbConfig,
+    /// The store-gateway's view of the bucket: index-headers, sync, caches.
+    pub bucket_store: BucketStoreConfig,
 }
 
 impl Default for BlocksStorageConfig {
@@ -63,6 +67,44 @@ impl Default for BlocksStorageConfig {
             filesystem: FilesystemConfig::default(),
             s3: S3Config::default(),
             tsdb: TsdbConfig::default(),
+            bucket_store: BucketStoreConfig::default(),
+        }
+    }
+}
+
+/// Mimir's `blocks_storage.bucket_store`: how a store-gateway serves blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BucketStoreConfig {
+    /// Local folder for index-headers and cached `meta.json`s:
+    /// `<sync_dir>/<tenant>/<ULID>/`. Rebuilt from the bucket when lost.
+    pub sync_dir: String,
+    /// How often the bucket is scanned for new and deleted blocks.
+    pub sync_interval: ConfigDuration,
+    /// Blocks marked for deletion longer ago than this are no longer
+    /// served (queriers dedupe the overlap with the compacted block
+    /// meanwhile).
+    pub ignore_deletion_mark_delay: ConfigDuration,
+    /// Byte budget of the in-memory LRU cache of postings lists.
+    pub postings_cache_max_bytes: u64,
+    /// Byte budget of the in-memory LRU cache of series entries.
+    pub series_cache_max_bytes: u64,
+    /// Byte budget of the in-memory LRU cache of chunks.
+    pub chunks_cache_max_bytes: u64,
+    /// Blocks whose index-header is built at once during a sync.
+    pub block_sync_concurrency: usize,
+}
+
+impl Default for BucketStoreConfig {
+    fn default() -> Self {
+        Self {
+            sync_dir: "./data/tsdb-sync".to_string(),
+            sync_interval: ConfigDuration::from_secs(60),
+            ignore_deletion_mark_delay: ConfigDuration::from_secs(3600),
+            postings_cache_max_bytes: 128 << 20,
+            series_cache_max_bytes: 128 << 20,
+            chunks_cache_max_bytes: 256 << 20,
+            block_sync_concurrency: 4,
         }
     }
 }
@@ -163,6 +205,28 @@ impl BlocksStorageConfig {
                     reason: "valid backends are filesystem, s3, gcs, azure".into(),
                 })
             }
+        }
+        let b = &self.bucket_store;
+        if b.sync_dir.is_empty() {
+            return Err(StorageError::Config {
+                key: "bucket_store.sync_dir",
+                value: String::new(),
+                reason: "must not be empty".into(),
+            });
+        }
+        if b.sync_interval.0.is_zero() {
+            return Err(StorageError::Config {
+                key: "bucket_store.sync_interval",
+                value: b.sync_interval.to_string(),
+                reason: "must be positive".into(),
+            });
+        }
+        if b.block_sync_concurrency == 0 {
+            return Err(StorageError::Config {
+                key: "bucket_store.block_sync_concurrency",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         let t = &self.tsdb;
         if t.dir.is_empty() {

@@ -23,6 +23,16 @@ pub struct QuerierConfig {
     pub max_concurrent: usize,
     /// How the querier talks to ingesters.
     pub ingester_client: IngesterClientConfig,
+    /// Only the most recent this long is read from the ingesters (their
+    /// heads hold no older data once it is in blocks); 0 asks them for the
+    /// whole range. Mimir's `query_ingesters_within`.
+    pub query_ingesters_within: ConfigDuration,
+    /// Only data older than this is read from the store-gateways (newer
+    /// blocks may not be uploaded and synced yet; the ingesters have that
+    /// data); 0 asks them for the whole range. Mimir's `query_store_after`.
+    pub query_store_after: ConfigDuration,
+    /// How the querier talks to store-gateways.
+    pub store_gateway_client: IngesterClientConfig,
 }
 
 impl Default for QuerierConfig {
@@ -33,6 +43,9 @@ impl Default for QuerierConfig {
             max_samples: 50_000_000,
             max_concurrent: 20,
             ingester_client: IngesterClientConfig::default(),
+            query_ingesters_within: ConfigDuration::from_secs(13 * 3600),
+            query_store_after: ConfigDuration::from_secs(12 * 3600),
+            store_gateway_client: IngesterClientConfig::default(),
         }
     }
 }
@@ -93,7 +106,27 @@ impl QuerierConfig {
                 reason: "must be greater than 0",
             });
         }
-        if self.ingester_client.max_recv_message_size == 0 {
+        positive(
+            "store_gateway_client.timeout",
+            self.store_gateway_client.timeout,
+        )?;
+        positive(
+            "store_gateway_client.connect_timeout",
+            self.store_gateway_client.connect_timeout,
+        )?;
+        // A gap between the two would be time neither source is asked for.
+        if self.query_ingesters_within.0 > Duration::ZERO
+            && self.query_store_after.0 >= self.query_ingesters_within.0
+        {
+            return Err(ConfigError {
+                key: "query_store_after",
+                reason: "must be less than querier.query_ingesters_within (or one of them 0), \
+                         else the time between them is read from neither source",
+            });
+        }
+        if self.ingester_client.max_recv_message_size == 0
+            || self.store_gateway_client.max_recv_message_size == 0
+        {
             return Err(ConfigError {
                 key: "ingester_client.max_recv_message_size",
                 reason: "must be greater than 0",
@@ -114,7 +147,19 @@ mod tests {
         assert_eq!(c.timeout.to_string(), "2m");
         assert_eq!(c.max_samples, 50_000_000);
         assert_eq!(c.max_concurrent, 20);
+        assert_eq!(c.query_ingesters_within.to_string(), "13h");
+        assert_eq!(c.query_store_after.to_string(), "12h");
         assert!(c.validate().is_ok());
+        let gap = QuerierConfig {
+            query_store_after: ConfigDuration::from_secs(14 * 3600),
+            ..QuerierConfig::default()
+        };
+        assert_eq!(gap.validate().unwrap_err().key, "query_store_after");
+        let all_from_store = QuerierConfig {
+            query_store_after: ConfigDuration::from_secs(0),
+            ..QuerierConfig::default()
+        };
+        assert!(all_from_store.validate().is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The querier: the Prometheus HTTP API (`/api/v1/query`, `query_range`, `series`,
 //! `labels`, `label/<name>/values` and the small status endpoints, also under
 //! `/prometheus/api/v1/`) over the PromQL engine, reading each tenant's recent
-//! series from the ingesters. It owns request parsing and validation as Prometheus
+//! series from the ingesters and older ones from the store-gateways
+//! (`query_ingesters_within`, `query_store_after`). It owns request parsing and validation as Prometheus
 //! does them, the JSON shapes of Prometheus's responses, the mapping of engine and
 //! storage errors to Prometheus's error types and statuses, the decoding of
 //! streamed chunks into samples within the queried range, and the merging of
@@ -9,8 +10,10 @@
 //!
 //! It deliberately does not own PromQL evaluation (`strata-promql`), chunk
 //! encoding (`strata-tsdb`), who the tenant is (a resolver passed to [`router`]),
-//! or which ingesters hold a tenant (the ring; [`ReplicatedQuery`] asks them
-//! all and tolerates RF/2 failures). It keeps no state between requests.
+//! which ingesters hold a tenant (the ring; [`ReplicatedQuery`] asks them
+//! all and tolerates RF/2 failures) or which store-gateway serves which block
+//! (their ring; [`StoreGatewaySet`] asks them all). It keeps no state between
+//! requests.
 
 mod api;
 mod config;
@@ -20,6 +23,7 @@ mod json;
 mod params;
 mod replicated;
 mod storage;
+mod store_gateway;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +38,13 @@ pub use ingester::{GrpcIngesterQuery, IngesterQuery};
 pub use json::{InstantSample, ResultData};
 pub use params::{RangeParams, MAX_TIME_MS, MIN_TIME_MS};
 pub use replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
-pub use storage::{decode_stream_series, merge_samples, merge_series, IngesterQueryable};
+pub use storage::{
+    decode_stream_series, merge_samples, merge_series, IngesterQueryable, SourceSplit,
+};
+pub use store_gateway::{
+    GrpcStoreGatewayQuery, StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewayQuery,
+    StoreGatewaySet,
+};
 
 use engine::QueryEngine;
 
@@ -44,6 +54,8 @@ use engine::QueryEngine;
 pub struct Querier {
     config: QuerierConfig,
     ingesters: Arc<dyn IngesterQuery>,
+    /// The store-gateways, when blocks in object storage are read.
+    store: Option<Arc<dyn StoreGatewayQuery>>,
     engine: QueryEngine,
     /// Query slots when `max_concurrent` is set.
     slots: Option<Semaphore>,
@@ -62,9 +74,16 @@ impl Querier {
             engine: QueryEngine::new(&config),
             config,
             ingesters,
+            store: None,
             slots,
             overrides: None,
         })
+    }
+
+    /// Reads data older than `query_store_after` from `store` too.
+    pub fn with_store_gateways(mut self, store: Arc<dyn StoreGatewayQuery>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Enforces the tenants' query limits from `overrides`.
@@ -77,15 +96,25 @@ impl Querier {
         &self.config
     }
 
-    /// One tenant's series in the ingesters, for one query: it carries the
-    /// tenant's per-query limits.
+    /// One tenant's series in the ingesters and store-gateways, for one
+    /// query: it carries the tenant's per-query limits.
     pub fn queryable(&self, tenant: &str) -> IngesterQueryable {
         let max_series = self
             .overrides
             .as_ref()
             .map_or(0, |o| o.for_tenant(tenant).max_fetched_series_per_query);
-        IngesterQueryable::new(tenant, Arc::clone(&self.ingesters))
-            .with_max_fetched_series(max_series)
+        let queryable = IngesterQueryable::new(tenant, Arc::clone(&self.ingesters))
+            .with_max_fetched_series(max_series);
+        match &self.store {
+            Some(store) => queryable.with_store(
+                Arc::clone(store),
+                SourceSplit {
+                    ingesters_within_ms: self.config.query_ingesters_within.as_millis_i64(),
+                    store_after_ms: self.config.query_store_after.as_millis_i64(),
+                },
+            ),
+            None => queryable,
+        }
     }
 
     /// Evaluates `query` at `time_ms` for `tenant`. `timeout` can shorten the

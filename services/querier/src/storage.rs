@@ -1,6 +1,9 @@
-//! One tenant's view of the ingesters as series with samples: turns matchers into
-//! requests, chunks into samples within [start, end], and merges what several
-//! sources return for the same series.
+//! One tenant's view of its data as series with samples: the ingesters for the
+//! recent part of a query's range and the store-gateways for the older part
+//! ([`SourceSplit`], Mimir's `query_ingesters_within` / `query_store_after`),
+//! asked concurrently. Turns matchers into requests, chunks into samples within
+//! each source's range, and merges what all sources return: replicas and the
+//! two sources overlap, and each sample is kept once.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
@@ -13,19 +16,64 @@ use strata_proto::ingester::{
     Chunk, ChunkEncoding, LabelNamesRequest, LabelValuesRequest, MatcherSet, QueryRequest,
     SeriesRequest, StreamSeries,
 };
+use strata_proto::storegateway;
 use strata_proto::{labels_from_proto, matcher_to_proto};
 use strata_status::{ErrorCode, ServiceError};
 
 use crate::ingester::IngesterQuery;
+use crate::store_gateway::StoreGatewayQuery;
 
-/// The series of one tenant held by the ingesters. Implements the PromQL engine's
-/// `Queryable` and answers the series and label endpoints.
+/// Which part of a query's range each source is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceSplit {
+    /// Ingesters are asked only for the last this many milliseconds (0: all).
+    pub ingesters_within_ms: i64,
+    /// Store-gateways are asked only for data older than this (0: all).
+    pub store_after_ms: i64,
+}
+
+impl SourceSplit {
+    /// `[max(start, now - within), end]`, or nothing when the range ends
+    /// before it.
+    pub fn ingester_range(&self, start_ms: i64, end_ms: i64, now_ms: i64) -> Option<(i64, i64)> {
+        if self.ingesters_within_ms <= 0 {
+            return Some((start_ms, end_ms));
+        }
+        let min = now_ms.saturating_sub(self.ingesters_within_ms);
+        (end_ms >= min).then_some((start_ms.max(min), end_ms))
+    }
+
+    /// `[start, min(end, now - after)]`, or nothing when the range starts
+    /// after it.
+    pub fn store_range(&self, start_ms: i64, end_ms: i64, now_ms: i64) -> Option<(i64, i64)> {
+        if self.store_after_ms <= 0 {
+            return Some((start_ms, end_ms));
+        }
+        let max = now_ms.saturating_sub(self.store_after_ms);
+        (start_ms <= max).then_some((start_ms, end_ms.min(max)))
+    }
+}
+
+/// The `[start, end]` one source is asked for, if any.
+type SourceRange = Option<(i64, i64)>;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The series of one tenant, in the ingesters and (when configured) the
+/// store-gateways. Implements the PromQL engine's `Queryable` and answers the
+/// series and label endpoints.
 ///
 /// One is made per query, so a series limit counts over all its selectors.
 #[derive(Debug, Clone)]
 pub struct IngesterQueryable {
     tenant: String,
     ingesters: Arc<dyn IngesterQuery>,
+    store: Option<Arc<dyn StoreGatewayQuery>>,
+    split: SourceSplit,
     series_limit: Option<Arc<SeriesLimit>>,
 }
 
@@ -53,8 +101,30 @@ impl IngesterQueryable {
         Self {
             tenant: tenant.into(),
             ingesters,
+            store: None,
+            split: SourceSplit::default(),
             series_limit: None,
         }
+    }
+
+    /// Reads blocks through `store` too, splitting each range between the
+    /// sources by `split`. Without a store the ingesters get every range.
+    pub fn with_store(mut self, store: Arc<dyn StoreGatewayQuery>, split: SourceSplit) -> Self {
+        self.store = Some(store);
+        self.split = split;
+        self
+    }
+
+    /// The ranges to ask the ingesters and the store-gateways for, now.
+    fn ranges(&self, start_ms: i64, end_ms: i64) -> (SourceRange, SourceRange) {
+        if self.store.is_none() {
+            return (Some((start_ms, end_ms)), None);
+        }
+        let now = now_ms();
+        (
+            self.split.ingester_range(start_ms, end_ms, now),
+            self.split.store_range(start_ms, end_ms, now),
+        )
     }
 
     /// Fails the query once it has fetched more than `max` distinct series
@@ -107,24 +177,50 @@ impl IngesterQueryable {
     }
 
     /// Series matching all `matchers` with their samples in [start, end], sorted
-    /// by labels.
+    /// by labels; each source's samples within the part of the range it was
+    /// asked for, merged.
     pub async fn select_series(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, ServiceError> {
-        let request = QueryRequest {
-            start_timestamp_ms: start_ms,
-            end_timestamp_ms: end_ms,
-            matchers: matchers.iter().map(matcher_to_proto).collect(),
+        let (ingester_range, store_range) = self.ranges(start_ms, end_ms);
+        let proto_matchers: Vec<_> = matchers.iter().map(matcher_to_proto).collect();
+        let from_ingesters = async {
+            let Some((start, end)) = ingester_range else {
+                return Ok(Vec::new());
+            };
+            let request = QueryRequest {
+                start_timestamp_ms: start,
+                end_timestamp_ms: end,
+                matchers: proto_matchers.clone(),
+            };
+            let streamed = self.ingesters.query_stream(&self.tenant, request).await?;
+            streamed
+                .into_iter()
+                .map(|s| decode_stream_series(s, start, end))
+                .collect::<Result<Vec<_>, _>>()
         };
-        let streamed = self.ingesters.query_stream(&self.tenant, request).await?;
-        let decoded = streamed
-            .into_iter()
-            .map(|s| decode_stream_series(s, start_ms, end_ms))
-            .collect::<Result<Vec<_>, _>>()?;
-        let merged = merge_series(vec![decoded]);
+        let from_store = async {
+            let (Some(store), Some((start, end))) = (&self.store, store_range) else {
+                return Ok(Vec::new());
+            };
+            let request = storegateway::SeriesRequest {
+                min_time_ms: start,
+                max_time_ms: end,
+                matchers: proto_matchers.clone(),
+                skip_chunks: false,
+            };
+            let streamed = store.series(&self.tenant, request).await?;
+            streamed
+                .into_iter()
+                .map(|s| decode_stream_series(s, start, end))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (recent, old) = futures::future::try_join(from_ingesters, from_store).await?;
+        // Ingesters first: on equal timestamps their sample is kept.
+        let merged = merge_series(vec![recent, old]);
         self.count_fetched_series(merged.iter().map(|s| &s.labels))?;
         Ok(merged)
     }
@@ -136,22 +232,34 @@ impl IngesterQueryable {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Labels>, ServiceError> {
-        let request = SeriesRequest {
-            start_timestamp_ms: start_ms,
-            end_timestamp_ms: end_ms,
-            matcher_sets: matcher_sets
-                .iter()
-                .map(|set| MatcherSet {
+        let (ingester_range, store_range) = self.ranges(start_ms, end_ms);
+        let mut all = BTreeSet::new();
+        if let Some((start, end)) = ingester_range {
+            let request = SeriesRequest {
+                start_timestamp_ms: start,
+                end_timestamp_ms: end,
+                matcher_sets: matcher_sets
+                    .iter()
+                    .map(|set| MatcherSet {
+                        matchers: set.iter().map(matcher_to_proto).collect(),
+                    })
+                    .collect(),
+            };
+            all.extend(self.ingesters.series(&self.tenant, request).await?);
+        }
+        if let (Some(store), Some((start, end))) = (&self.store, store_range) {
+            for set in matcher_sets {
+                let request = storegateway::SeriesRequest {
+                    min_time_ms: start,
+                    max_time_ms: end,
                     matchers: set.iter().map(matcher_to_proto).collect(),
-                })
-                .collect(),
-        };
-        let series = self.ingesters.series(&self.tenant, request).await?;
-        Ok(series
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect())
+                    skip_chunks: true,
+                };
+                let found = store.series(&self.tenant, request).await?;
+                all.extend(found.into_iter().map(|s| labels_from_proto(s.labels)));
+            }
+        }
+        Ok(all.into_iter().collect())
     }
 
     /// Label names of the series matching any of `matcher_sets` (all series when
@@ -162,14 +270,26 @@ impl IngesterQueryable {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, ServiceError> {
+        let (ingester_range, store_range) = self.ranges(start_ms, end_ms);
         let mut names = BTreeSet::new();
         for set in sets_or_all(matcher_sets) {
-            let request = LabelNamesRequest {
-                start_timestamp_ms: start_ms,
-                end_timestamp_ms: end_ms,
-                matchers: set.iter().map(matcher_to_proto).collect(),
-            };
-            names.extend(self.ingesters.label_names(&self.tenant, request).await?);
+            let matchers: Vec<_> = set.iter().map(matcher_to_proto).collect();
+            if let Some((start, end)) = ingester_range {
+                let request = LabelNamesRequest {
+                    start_timestamp_ms: start,
+                    end_timestamp_ms: end,
+                    matchers: matchers.clone(),
+                };
+                names.extend(self.ingesters.label_names(&self.tenant, request).await?);
+            }
+            if let (Some(store), Some((start, end))) = (&self.store, store_range) {
+                let request = storegateway::LabelNamesRequest {
+                    min_time_ms: start,
+                    max_time_ms: end,
+                    matchers,
+                };
+                names.extend(store.label_names(&self.tenant, request).await?);
+            }
         }
         Ok(names.into_iter().collect())
     }
@@ -183,22 +303,30 @@ impl IngesterQueryable {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, ServiceError> {
+        let (ingester_range, store_range) = self.ranges(start_ms, end_ms);
         let mut values = BTreeSet::new();
         for set in sets_or_all(matcher_sets) {
-            let request = LabelValuesRequest {
-                label_name: name.to_string(),
-                start_timestamp_ms: start_ms,
-                end_timestamp_ms: end_ms,
-                matchers: set.iter().map(matcher_to_proto).collect(),
-            };
-            values.extend(
-                self.ingesters
-                    .label_values(&self.tenant, request)
-                    .await?
-                    .into_iter()
-                    .filter(|v| !v.is_empty()),
-            );
+            let matchers: Vec<_> = set.iter().map(matcher_to_proto).collect();
+            if let Some((start, end)) = ingester_range {
+                let request = LabelValuesRequest {
+                    label_name: name.to_string(),
+                    start_timestamp_ms: start,
+                    end_timestamp_ms: end,
+                    matchers: matchers.clone(),
+                };
+                values.extend(self.ingesters.label_values(&self.tenant, request).await?);
+            }
+            if let (Some(store), Some((start, end))) = (&self.store, store_range) {
+                let request = storegateway::LabelValuesRequest {
+                    label_name: name.to_string(),
+                    min_time_ms: start,
+                    max_time_ms: end,
+                    matchers,
+                };
+                values.extend(store.label_values(&self.tenant, request).await?);
+            }
         }
+        values.remove("");
         Ok(values.into_iter().collect())
     }
 }
@@ -226,9 +354,7 @@ pub fn decode_stream_series(
         }
         let mut samples = Vec::new();
         decode_chunk(chunk, start_ms, end_ms, &mut samples).map_err(|reason| {
-            ServiceError::internal(format!(
-                "series {labels}: bad chunk from ingester: {reason}"
-            ))
+            ServiceError::internal(format!("series {labels}: bad chunk: {reason}"))
         })?;
         pieces.push(samples);
     }
@@ -271,7 +397,7 @@ fn decode_xor_chunk(
     Ok(())
 }
 
-/// Merges what several sources (ingester replicas, later store-gateways) return:
+/// Merges what several sources (ingester replicas, store-gateways) return:
 /// series with the same labels become one, their samples merged by timestamp with
 /// duplicates dropped (the first source's sample wins). Sorted by labels.
 pub fn merge_series(sources: Vec<Vec<Series>>) -> Vec<Series> {
@@ -380,6 +506,150 @@ mod tests {
                 series("c", &[]),
             ]
         );
+    }
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn split_asks_each_source_for_its_part_as_mimir_does() {
+        let split = SourceSplit {
+            ingesters_within_ms: 13 * H,
+            store_after_ms: 12 * H,
+        };
+        let now = 100 * H;
+        // Recent only: ingesters alone.
+        assert_eq!(split.ingester_range(99 * H, now, now), Some((99 * H, now)));
+        assert_eq!(split.store_range(99 * H, now, now), None);
+        // Old only: store-gateways alone.
+        assert_eq!(split.ingester_range(10 * H, 20 * H, now), None);
+        assert_eq!(
+            split.store_range(10 * H, 20 * H, now),
+            Some((10 * H, 20 * H))
+        );
+        // Both, overlapping by an hour.
+        assert_eq!(split.ingester_range(10 * H, now, now), Some((87 * H, now)));
+        assert_eq!(split.store_range(10 * H, now, now), Some((10 * H, 88 * H)));
+        // 0 means the whole range.
+        let all = SourceSplit::default();
+        assert_eq!(all.ingester_range(1, 2, now), Some((1, 2)));
+        assert_eq!(all.store_range(1, 2, now), Some((1, 2)));
+    }
+
+    fn xor_series(name: &str, points: std::ops::Range<i64>) -> StreamSeries {
+        let mut chunk = strata_tsdb::chunk::XorChunk::new();
+        for t in points.clone() {
+            chunk.append(t, t as f64).unwrap();
+        }
+        StreamSeries {
+            labels: strata_proto::labels_to_proto(&Labels::from_pairs([("__name__", name)])),
+            chunks: vec![Chunk {
+                min_time_ms: points.start,
+                max_time_ms: points.end - 1,
+                encoding: ChunkEncoding::Xor as i32,
+                data: chunk.into_bytes().into(),
+            }],
+        }
+    }
+
+    #[derive(Debug)]
+    struct Fake(Vec<StreamSeries>);
+
+    #[async_trait::async_trait]
+    impl IngesterQuery for Fake {
+        async fn query_stream(
+            &self,
+            _: &str,
+            _: QueryRequest,
+        ) -> Result<Vec<StreamSeries>, ServiceError> {
+            Ok(self.0.clone())
+        }
+        async fn label_names(
+            &self,
+            _: &str,
+            _: LabelNamesRequest,
+        ) -> Result<Vec<String>, ServiceError> {
+            Ok(vec!["from_ingesters".into()])
+        }
+        async fn label_values(
+            &self,
+            _: &str,
+            _: LabelValuesRequest,
+        ) -> Result<Vec<String>, ServiceError> {
+            Ok(vec!["a".into(), "".into()])
+        }
+        async fn series(&self, _: &str, _: SeriesRequest) -> Result<Vec<Labels>, ServiceError> {
+            Ok(self
+                .0
+                .iter()
+                .map(|s| labels_from_proto(s.labels.clone()))
+                .collect())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl StoreGatewayQuery for Fake {
+        async fn series(
+            &self,
+            _: &str,
+            request: storegateway::SeriesRequest,
+        ) -> Result<Vec<StreamSeries>, ServiceError> {
+            let mut out = self.0.clone();
+            if request.skip_chunks {
+                out.iter_mut().for_each(|s| s.chunks.clear());
+            }
+            Ok(out)
+        }
+        async fn label_names(
+            &self,
+            _: &str,
+            _: storegateway::LabelNamesRequest,
+        ) -> Result<Vec<String>, ServiceError> {
+            Ok(vec!["from_store".into()])
+        }
+        async fn label_values(
+            &self,
+            _: &str,
+            _: storegateway::LabelValuesRequest,
+        ) -> Result<Vec<String>, ServiceError> {
+            Ok(vec!["b".into(), "a".into()])
+        }
+    }
+
+    #[tokio::test]
+    async fn both_sources_merge_into_each_sample_once() {
+        // The store has 0..60 of "x" (twice: two blocks' copies), the
+        // ingesters 50..100 and a series of their own.
+        let ingesters = Fake(vec![xor_series("x", 50..100), xor_series("y", 90..95)]);
+        let store = Fake(vec![
+            xor_series("x", 0..60),
+            xor_series("x", 0..30),
+            xor_series("z", 0..5),
+        ]);
+        let q = IngesterQueryable::new("t", Arc::new(ingesters))
+            .with_store(Arc::new(store), SourceSplit::default());
+        let got = q.select_series(&[], 0, 99).await.unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|s| s.labels.get("__name__").unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["x", "y", "z"]);
+        let x: Vec<i64> = got[0].samples.iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(x, (0..100).collect::<Vec<_>>());
+        // Clipped to the query's range.
+        let got = q.select_series(&[], 10, 20).await.unwrap();
+        assert_eq!(got[0].samples.len(), 11);
+
+        assert_eq!(q.series(&[vec![]], 0, 99).await.unwrap().len(), 3);
+        assert_eq!(
+            q.label_names(&[], 0, 99).await.unwrap(),
+            ["from_ingesters", "from_store"]
+        );
+        assert_eq!(q.label_values("l", &[], 0, 99).await.unwrap(), ["a", "b"]);
+
+        // Without a store, the ingesters alone (and for every range).
+        let alone = IngesterQueryable::new("t", Arc::new(Fake(vec![xor_series("x", 50..100)])));
+        let got = alone.select_series(&[], 0, 99).await.unwrap();
+        assert_eq!(got[0].samples.len(), 50);
     }
 
     #[test]

@@ -64,34 +64,6 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         .with_limits(overrides.clone(), ingester_ring_counts.clone());
         let ingester = Arc::new(ingester);
         tasks.extend(ingester.spawn_background(shutdown_rx.clone()));
-        let addr = socket_addr(
-            &config.server.grpc_listen_address,
-            config.server.grpc_listen_port,
-        )?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| AppError::Listen {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?;
-        tracing::info!(%addr, "gRPC server listening");
-        let service = strata_ingester::grpc_service(ingester.clone());
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let result = tonic::transport::Server::builder()
-                // Each call a span (`ingester.Push`) in the caller's trace.
-                .layer(strata_telemetry::GrpcServerTraceLayer::new("ingester"))
-                .layer(strata_telemetry::GrpcServerMetricsLayer)
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "gRPC server failed");
-            }
-        }));
         Some(ingester)
     } else {
         None
@@ -107,6 +79,71 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let kv = strata_ring::new_kv_store(&ring_config.kvstore)
         .await
         .map_err(|e| AppError::Module(format!("ingester ring KV store: {e}")))?;
+
+    // The store-gateway: joins its own ring (same KV store), loads the blocks
+    // it owns, then becomes ACTIVE; queriers ask every store-gateway.
+    let store_gateway_ring_config = config.store_gateway.ring_config(&ring_config);
+    let store_gateway_ring = strata_ring::Ring::new(
+        &store_gateway_ring_config,
+        kv.clone(),
+        ring_config.kvstore.ring_key("store-gateway"),
+    )
+    .await
+    .map_err(|e| AppError::Module(format!("reading the store-gateway ring: {e}")))?;
+    let store_gateway = if config.runs("store-gateway") {
+        Some(
+            crate::store_gateway::start(
+                &config,
+                &store_gateway_ring_config,
+                kv.clone(),
+                store_gateway_ring.clone(),
+                &registry,
+                shutdown_rx.clone(),
+                &mut tasks,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    // One gRPC server for the ingester and store-gateway services.
+    if ingester.is_some() || store_gateway.is_some() {
+        let addr = socket_addr(
+            &config.server.grpc_listen_address,
+            config.server.grpc_listen_port,
+        )?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AppError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(%addr, "gRPC server listening");
+        let ingester_service = ingester
+            .as_ref()
+            .map(|i| strata_ingester::grpc_service(i.clone()));
+        let store_gateway_service = store_gateway
+            .as_ref()
+            .map(|sg| strata_store_gateway::grpc_service(sg.store.clone()));
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let result = tonic::transport::Server::builder()
+                // Each call a span (`ingester.Push`) in the caller's trace.
+                .layer(strata_telemetry::GrpcServerTraceLayer::new("ingester"))
+                .layer(strata_telemetry::GrpcServerMetricsLayer)
+                .add_optional_service(ingester_service)
+                .add_optional_service(store_gateway_service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        }));
+    }
 
     let lifecycler = if ingester.is_some() {
         let lifecycler = strata_ring::Lifecycler::start(&ring_config, kv.clone(), ring_key.clone())
@@ -185,9 +222,19 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             ring.clone(),
             strata_querier::QueryClientPool::new(factory),
         ));
-        let querier = strata_querier::Querier::new(config.querier.clone(), source)
+        let mut querier = strata_querier::Querier::new(config.querier.clone(), source)
             .map_err(|e| AppError::Module(e.to_string()))?
             .with_overrides(overrides.clone());
+        // Blocks are read when a store-gateway can exist: this process's, or
+        // others' through a shared (etcd) ring.
+        if store_gateway.is_some() || ring_config.kvstore.store == strata_ring::KvStoreKind::Etcd {
+            querier = querier.with_store_gateways(crate::store_gateway::query_set(
+                &config,
+                store_gateway.as_ref(),
+                store_gateway_ring.clone(),
+                &own_addr,
+            ));
+        }
         let api = strata_querier::router(
             Arc::new(querier),
             authenticator.resolver(strata_auth::Scope::Read),
@@ -201,6 +248,21 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             axum::routing::post(flush_ingester).with_state(ingester.clone()),
         );
     }
+    let compactor = if config.runs("compactor") {
+        let module = crate::compactor::start(
+            &config,
+            &ring_config,
+            kv.clone(),
+            overrides.clone(),
+            &registry,
+        )
+        .await?;
+        tasks.push(module.compactor.clone().spawn(shutdown_rx.clone()));
+        router = router.merge(strata_compactor::router(module.compactor.clone()));
+        Some(module)
+    } else {
+        None
+    };
     router = router.merge(crate::limits::router(overrides.clone()));
     router = router.merge(crate::ring_page::router(
         ring.clone(),
@@ -253,6 +315,16 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         // before its server stops.
         if let Err(e) = lifecycler.stop().await {
             tracing::warn!(error = %e, "could not leave the ingester ring cleanly");
+        }
+    }
+    if let Some(lifecycler) = compactor.and_then(|c| c.lifecycler) {
+        if let Err(e) = lifecycler.stop().await {
+            tracing::warn!(error = %e, "could not leave the compactor ring cleanly");
+        }
+    }
+    if let Some(store_gateway) = store_gateway {
+        if let Err(e) = store_gateway.lifecycler.stop().await {
+            tracing::warn!(error = %e, "could not leave the store-gateway ring cleanly");
         }
     }
     if let Some(ingester) = ingester.as_ref().filter(|i| i.config().flush_on_shutdown) {

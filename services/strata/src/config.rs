@@ -28,8 +28,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The modules `-target` can name. `all` is distributor + ingester + querier.
-pub const TARGETS: &[&str] = &["all", "distributor", "ingester", "querier"];
+/// The modules `-target` can name. `all` is distributor + ingester + querier +
+/// store-gateway + compactor.
+pub const TARGETS: &[&str] = &[
+    "all",
+    "distributor",
+    "ingester",
+    "querier",
+    "store-gateway",
+    "compactor",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +50,8 @@ pub struct Config {
     pub ingester: IngesterConfig,
     pub blocks_storage: strata_storage::BlocksStorageConfig,
     pub querier: QuerierConfig,
+    pub store_gateway: strata_store_gateway::StoreGatewayConfig,
+    pub compactor: strata_compactor::CompactorConfig,
     pub limits: Limits,
     pub runtime_config: crate::limits::RuntimeConfigSettings,
     pub auth: strata_auth::AuthConfig,
@@ -59,6 +69,8 @@ impl Default for Config {
             ingester: IngesterConfig::default(),
             blocks_storage: strata_storage::BlocksStorageConfig::default(),
             querier: QuerierConfig::default(),
+            store_gateway: strata_store_gateway::StoreGatewayConfig::default(),
+            compactor: strata_compactor::CompactorConfig::default(),
             limits: Limits::default(),
             runtime_config: crate::limits::RuntimeConfigSettings::default(),
             auth: strata_auth::AuthConfig::default(),
@@ -169,6 +181,9 @@ impl Config {
                 e.message
             ))
         })?;
+        self.compactor
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.blocks_storage
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -248,7 +263,7 @@ macro_rules! fields {
 }
 
 fields! {
-    "target" String "Comma-separated modules to run: all, distributor, ingester, querier.",
+    "target" String "Comma-separated modules to run: all, distributor, ingester, querier, store-gateway, compactor.",
     "multitenancy_enabled" Bool "When false, every request belongs to the tenant `anonymous` and no tenant header is needed.",
     "auth.enabled" Bool "Require a credential from auth.tenants_file (basic auth or bearer token) on every push and query; the tenant comes from the credential. Off: trust X-Scope-OrgID, as Mimir does. See docs/authentication.md.",
     "auth.tenants_file" String "YAML file mapping credentials (hashed) to tenants and read/write scopes; re-read when it changes. Required when auth.enabled.",
@@ -279,6 +294,17 @@ fields! {
     "blocks_storage.tsdb.retention_period" Duration "How long a block is kept on the ingester's disk after it was shipped.",
     "blocks_storage.tsdb.head_compaction_interval" Duration "How often each head is checked for a block to cut.",
     "blocks_storage.tsdb.ship_interval" Duration "How often new blocks are uploaded; failed uploads are retried with backoff (1 s doubling up to 1 min).",
+    "blocks_storage.bucket_store.sync_dir" String "Store-gateway: local folder for each block's index-header and block.json (<sync_dir>/<tenant>/<ULID>/), so a restart opens its blocks without fetching them. Rebuilt from the bucket when lost.",
+    "blocks_storage.bucket_store.sync_interval" Duration "Store-gateway: how often the bucket is scanned for new and deleted blocks (also right after the store-gateway ring changes members).",
+    "blocks_storage.bucket_store.ignore_deletion_mark_delay" Duration "Store-gateway: blocks marked for deletion longer ago than this are no longer served (queriers de-duplicate them against the compacted block meanwhile). Keep it below compactor.deletion_delay.",
+    "blocks_storage.bucket_store.postings_cache_max_bytes" Int "Store-gateway: byte budget of the in-memory LRU cache of postings lists. 0 disables it.",
+    "blocks_storage.bucket_store.series_cache_max_bytes" Int "Store-gateway: byte budget of the in-memory LRU cache of series entries. 0 disables it (and reading series ahead).",
+    "blocks_storage.bucket_store.chunks_cache_max_bytes" Int "Store-gateway: byte budget of the in-memory LRU cache of chunks. 0 disables it (and reading chunks ahead).",
+    "blocks_storage.bucket_store.block_sync_concurrency" Int "Store-gateway: blocks loaded (index-header built) at once during a sync.",
+    "store_gateway.sharding_ring.replication_factor" Int "Store-gateways that load each block. The ring lives in ingester.ring.kvstore under <prefix>rings/store-gateway; instance ID and address are the process's.",
+    "store_gateway.sharding_ring.num_tokens" Int "Tokens each store-gateway owns in the store-gateway ring.",
+    "store_gateway.sharding_ring.heartbeat_period" Duration "How often a store-gateway refreshes its heartbeat in the ring.",
+    "store_gateway.sharding_ring.heartbeat_timeout" Duration "A store-gateway whose heartbeat is older than this is not queried.",
     "ingester.ring.kvstore.store" String "Where the ring lives: inmemory (this process only) or etcd (shared by a cluster).",
     "ingester.ring.kvstore.prefix" String "Key prefix of the ring in the KV store; the ring key is <prefix>rings/ingester.",
     "ingester.ring.kvstore.etcd.endpoints" List "etcd endpoints (host:port), comma-separated as a flag.",
@@ -302,6 +328,11 @@ fields! {
     "querier.ingester_client.timeout" Duration "Longest one query call to one ingester may take.",
     "querier.ingester_client.connect_timeout" Duration "Longest connecting to an ingester may take.",
     "querier.ingester_client.max_recv_message_size" Int "Largest gRPC message accepted from an ingester, in bytes.",
+    "querier.query_ingesters_within" Duration "Ingesters are asked only for the most recent this long of a query's range (their heads hold no older data once cut into blocks). 0: always the whole range.",
+    "querier.query_store_after" Duration "Store-gateways are asked only for data older than this (newer blocks may not be uploaded and synced yet). 0: always the whole range. Must be below query_ingesters_within.",
+    "querier.store_gateway_client.timeout" Duration "Longest one query call to one store-gateway may take.",
+    "querier.store_gateway_client.connect_timeout" Duration "Longest connecting to a store-gateway may take.",
+    "querier.store_gateway_client.max_recv_message_size" Int "Largest gRPC message accepted from a store-gateway, in bytes.",
     "limits.ingestion_rate" Float "Per-tenant: samples per second a tenant may push; over it a push gets 429. Each distributor applies it on its own (Mimir's local strategy), so N distributors allow N times this.",
     "limits.ingestion_burst_size" Int "Per-tenant: most samples a tenant may push at once (the rate limiter's bucket size); a larger push always gets 429.",
     "limits.max_global_series_per_user" Int "Per-tenant: most in-memory series across all ingesters before replication; each ingester allows its share (limit × replication factor ÷ healthy ingesters). A new series beyond it gets 429. 0: no limit.",
@@ -311,6 +342,12 @@ fields! {
     "limits.max_label_value_length" Int "Per-tenant: longest label value accepted, in bytes.",
     "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
     "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
+    "limits.compactor_blocks_retention_period" Duration "Per-tenant: the compactor marks blocks whose newest sample is older than this for deletion (deleted after compactor.deletion_delay). 0: keep forever.",
+    "compactor.block_ranges" String "Compaction levels, comma-separated durations (a YAML list works too): the first is the ingesters' block range (only overlapping replica copies are merged there), each further one the range adjacent blocks are merged up to. Each must be a multiple of the one before.",
+    "compactor.data_dir" String "Compactor scratch space: source blocks are downloaded and merged blocks written here; emptied for each tenant's turn.",
+    "compactor.compaction_interval" Duration "Time between compaction passes over every tenant; the first pass starts one interval after start-up. POST /compactor/run starts a pass at once.",
+    "compactor.deletion_delay" Duration "How long a block marked for deletion (compacted, past retention) stays in the bucket before it is deleted; longer than readers take to see the mark in the bucket index.",
+    "compactor.partial_block_deletion_delay" Duration "A block directory without meta.json (an abandoned upload) whose newest object is older than this is deleted. 0: never.",
     "runtime_config.file" String "Runtime config file with per-tenant limit overrides (`overrides: {<tenant>: {<limits keys>}}`, Mimir's format); keys a tenant leaves out take the limits above. Empty: none. Shown at /runtime_config.",
     "runtime_config.period" Duration "How often the runtime config file is re-read; an invalid file is logged and the overrides in force are kept.",
     "tracing.otlp_endpoint" String "OpenTelemetry collector spans are exported to over OTLP/gRPC (http://host:4317). Empty: $OTEL_EXPORTER_OTLP_ENDPOINT, and no tracing when that is unset too. Batching follows the OTEL_BSP_* variables.",

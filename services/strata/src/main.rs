@@ -7,10 +7,12 @@
 
 mod app;
 mod cli;
+mod compactor;
 mod config;
 mod in_process;
 mod limits;
 mod ring_page;
+mod store_gateway;
 
 use std::process::ExitCode;
 

@@ -17,12 +17,15 @@
 //!
 //! What this module does not do (yet): tombstones (none are written; a
 //! `tombstones` file is ignored), native-histogram chunks (read as an
-//! [`BlockError::Unsupported`] error), an index-header (the reader keeps the
-//! symbol table and the postings offset table in memory) and compaction.
+//! [`BlockError::Unsupported`] error) and an index-header (the reader keeps the
+//! symbol table and the postings offset table in memory). [`compact`] merges
+//! blocks into one (the compactor's vertical and level compaction).
 
 mod chunks;
+mod compact;
 mod encoding;
 mod index;
+mod index_header;
 mod meta;
 mod read_at;
 mod reader;
@@ -39,9 +42,11 @@ use thiserror::Error;
 pub use chunks::{
     ChunkReader, RawChunk, CHUNKS_FORMAT_V1, DEFAULT_SEGMENT_SIZE, ENCODING_XOR, MAGIC_CHUNKS,
 };
+pub use compact::{compact, CompactOutcome};
 pub use index::{
     ChunkMeta, IndexReader, SeriesEntry, SeriesRef, Toc, INDEX_FORMAT_V2, MAGIC_INDEX,
 };
+pub use index_header::IndexHeader;
 pub use meta::{
     BlockCompaction, BlockDesc, BlockMeta, BlockStats, ThanosDownsample, ThanosFile, ThanosMeta,
     META_VERSION, TENANT_LABEL,

@@ -1,0 +1,262 @@
+//! The seam between the querier and the store-gateways, the twin of
+//! [`crate::IngesterQuery`]: [`StoreGatewayQuery`] is what the querier asks of
+//! "the blocks in object storage", [`GrpcStoreGatewayQuery`] asks one
+//! store-gateway over gRPC, and [`StoreGatewaySet`] asks every store-gateway
+//! of the ring (each serves the blocks it owns; the querier merges).
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use strata_proto::ingester::StreamSeries;
+use strata_proto::storegateway::store_gateway_client::StoreGatewayClient;
+use strata_proto::storegateway::{LabelNamesRequest, LabelValuesRequest, SeriesRequest};
+use strata_proto::TENANT_METADATA_KEY;
+use strata_ring::{Operation, Ring};
+use strata_status::ServiceError;
+use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
+
+use crate::config::IngesterClientConfig;
+
+/// Read access to the blocks in object storage, one tenant per call.
+#[async_trait::async_trait]
+pub trait StoreGatewayQuery: Send + Sync + fmt::Debug {
+    /// Series matching the request with their chunks overlapping [min, max]
+    /// (labels only with `skip_chunks`); a series may come several times
+    /// (once per block holding it).
+    async fn series(
+        &self,
+        tenant: &str,
+        request: SeriesRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError>;
+
+    /// Label names of the series matching the request, in any order.
+    async fn label_names(
+        &self,
+        tenant: &str,
+        request: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError>;
+
+    /// Values of one label among the series matching the request.
+    async fn label_values(
+        &self,
+        tenant: &str,
+        request: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError>;
+}
+
+/// One store-gateway over gRPC; connects on first use, the tenant in
+/// `x-scope-orgid` on every call.
+#[derive(Debug, Clone)]
+pub struct GrpcStoreGatewayQuery {
+    address: String,
+    client: StoreGatewayClient<Channel>,
+}
+
+impl GrpcStoreGatewayQuery {
+    /// A client for the store-gateway at `address` (`http://host:port`).
+    /// Must be called inside a Tokio runtime; does not connect yet.
+    pub fn new(address: &str, config: &IngesterClientConfig) -> Result<Self, ServiceError> {
+        let endpoint = Endpoint::from_shared(address.to_string())
+            .map_err(|e| {
+                ServiceError::internal(format!("invalid store-gateway address {address:?}: {e}"))
+            })?
+            .timeout(config.timeout.0)
+            .connect_timeout(config.connect_timeout.0);
+        let client = StoreGatewayClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(config.max_recv_message_size);
+        Ok(Self {
+            address: address.to_string(),
+            client,
+        })
+    }
+
+    fn request<T>(
+        &self,
+        tenant: &str,
+        message: T,
+        span: &tracing::Span,
+    ) -> Result<tonic::Request<T>, ServiceError> {
+        let tenant = tenant.parse().map_err(|_| {
+            ServiceError::bad_request(format!(
+                "tenant ID {tenant:?} cannot be sent as gRPC metadata"
+            ))
+        })?;
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(TENANT_METADATA_KEY, tenant);
+        strata_telemetry::inject_trace_context(span, request.metadata_mut());
+        Ok(request)
+    }
+
+    fn span(&self, name: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "store_gateway.client",
+            otel.name = name,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            store_gateway = %self.address,
+        )
+    }
+
+    fn error(&self, status: tonic::Status) -> ServiceError {
+        let mut error = ServiceError::from(status);
+        if !error.code.is_client_error() {
+            error.message = format!("store-gateway {}: {}", self.address, error.message);
+        }
+        error
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreGatewayQuery for GrpcStoreGatewayQuery {
+    async fn series(
+        &self,
+        tenant: &str,
+        request: SeriesRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError> {
+        let span = self.span("store_gateway.series");
+        let request = self.request(tenant, request, &span)?;
+        async {
+            let mut stream = self
+                .client
+                .clone()
+                .series(request)
+                .await
+                .map_err(|s| self.error(s))?
+                .into_inner();
+            let mut series = Vec::new();
+            while let Some(batch) = stream.message().await.map_err(|s| self.error(s))? {
+                series.extend(batch.series);
+            }
+            Ok(series)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &str,
+        request: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let span = self.span("store_gateway.label_names");
+        let request = self.request(tenant, request, &span)?;
+        let response = self
+            .client
+            .clone()
+            .label_names(request)
+            .instrument(span)
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(response.into_inner().label_names)
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &str,
+        request: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let span = self.span("store_gateway.label_values");
+        let request = self.request(tenant, request, &span)?;
+        let response = self
+            .client
+            .clone()
+            .label_values(request)
+            .instrument(span)
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(response.into_inner().label_values)
+    }
+}
+
+/// Makes the client for the store-gateway at an address (gRPC, or the
+/// process's own store-gateway in-process).
+pub type StoreGatewayClientFactory =
+    strata_ring::ClientFactory<dyn StoreGatewayQuery, ServiceError>;
+
+/// One client per store-gateway address, made on first use.
+pub type StoreGatewayClientPool = strata_ring::ClientPool<dyn StoreGatewayQuery, ServiceError>;
+
+/// Every store-gateway of the ring, as one [`StoreGatewayQuery`]. Each
+/// serves the blocks it owns, so all of them are asked and every one must
+/// answer: a store-gateway that fails would leave its blocks out, and a
+/// query never silently misses data.
+#[derive(Debug)]
+pub struct StoreGatewaySet {
+    ring: Ring,
+    pool: StoreGatewayClientPool,
+}
+
+impl StoreGatewaySet {
+    pub fn new(ring: Ring, pool: StoreGatewayClientPool) -> Self {
+        Self { ring, pool }
+    }
+
+    async fn fan_out<T, F, Fut>(&self, call: F) -> Result<Vec<T>, ServiceError>
+    where
+        F: Fn(Arc<dyn StoreGatewayQuery>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ServiceError>>,
+    {
+        let set = self
+            .ring
+            .all_healthy(Operation::Read)
+            .map_err(|e| ServiceError::unavailable(format!("cannot pick store-gateways: {e}")))?;
+        if set.instances.is_empty() {
+            return Err(ServiceError::unavailable(
+                "no healthy store-gateway in the ring: blocks in object storage cannot be read",
+            ));
+        }
+        let calls = set.instances.iter().map(|instance| {
+            let client = self.pool.client(&instance.addr);
+            let call = &call;
+            async move { call(client?).await }
+        });
+        join_all(calls).await.into_iter().collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreGatewayQuery for StoreGatewaySet {
+    async fn series(
+        &self,
+        tenant: &str,
+        request: SeriesRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError> {
+        let answers = self
+            .fan_out(|c| {
+                let request = request.clone();
+                async move { c.series(tenant, request).await }
+            })
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &str,
+        request: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let answers = self
+            .fan_out(|c| {
+                let request = request.clone();
+                async move { c.label_names(tenant, request).await }
+            })
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &str,
+        request: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let answers = self
+            .fan_out(|c| {
+                let request = request.clone();
+                async move { c.label_values(tenant, request).await }
+            })
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+}

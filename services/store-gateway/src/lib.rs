@@ -1,0 +1,64 @@
+//! The store-gateway: serves the blocks tenants have in object storage to
+//! queriers, without downloading whole blocks. It owns discovering each
+//! tenant's blocks (the compactor's bucket index, else a listing; blocks
+//! marked for deletion are dropped after `ignore_deletion_mark_delay`), the
+//! local index-header of each block (built once by ranged reads, kept in
+//! `sync_dir` so a restart fetches nothing), the ranged reader that counts
+//! every object-storage request, the byte-budgeted LRU caches of postings,
+//! series and chunks, the sharding of blocks over store-gateways with the
+//! ring ([`sharding`]), and the gRPC `StoreGateway` service that streams
+//! series with their chunks in bounded batches.
+//!
+//! It deliberately does not merge series across blocks or replicas (the
+//! querier merges everything it receives), evaluate PromQL, or write to the
+//! bucket. Block queries run on Tokio's blocking pool over the synchronous
+//! block readers of `strata-tsdb`; see [`reader`](crate::reader) for why.
+
+mod block;
+mod cache;
+mod config;
+mod metrics;
+mod reader;
+mod service;
+pub mod sharding;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use strata_status::{ErrorCode, ServiceError};
+
+pub use config::{ShardingRingConfig, StoreGatewayConfig};
+pub use metrics::StoreMetrics;
+pub use service::{grpc_service, StoreGatewayGrpc};
+pub use sharding::ShardingStrategy;
+pub use store::{BucketStore, SyncStats};
+
+/// Why the store-gateway could not serve a request or a block.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Block(#[from] strata_tsdb::block::BlockError),
+    #[error("object storage: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error(transparent)]
+    Bucket(#[from] strata_storage::bucket_index::BucketIndexError),
+    #[error("{path}: {reason}")]
+    Local { path: String, reason: String },
+    #[error("block {block}: {reason}")]
+    InvalidBlock { block: String, reason: String },
+    #[error("store-gateway task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// The error as callers see it: reading blocks failing is never the
+    /// caller's fault.
+    pub fn service_error(&self) -> ServiceError {
+        let code = match self {
+            StoreError::ObjectStore(_) | StoreError::Bucket(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        };
+        ServiceError::new(code, format!("store-gateway: {self}"))
+    }
+}
