@@ -57,6 +57,9 @@ fn main() {
         "sum by (__name__) (x)",
         "rate(x[5m])",
         "sum by (namespace) (rate(x[5m])) / 2",
+        "topk(10, rate(x[5m]))",
+        "bottomk by (namespace) (3, max_over_time(x[5m]))",
+        "topk(5, x)",
     ] {
         if only.as_deref().is_some_and(|o| query != o) {
             continue;

@@ -101,6 +101,8 @@ struct Group {
     acc: Acc,
     values: Vec<f64>,
     members: Vec<Sample>,
+    /// `topk`/`bottomk` members.
+    best: KBest<Sample>,
     /// `sum`/`avg` of native histograms: the histograms, and the metric name
     /// of the first (for warnings).
     hists: Vec<Arc<FloatHistogram>>,
@@ -154,8 +156,108 @@ fn bottomk_better(a: f64, b: f64) -> bool {
     }
 }
 
+/// The `topk`/`bottomk` selection within one group, shared by the general path
+/// and the fast path so that both pick the same members on ties: the first `k`
+/// elements are kept; once full, an element replaces the worst member only if it
+/// is strictly better. The worst member is found by one scan in member order
+/// (the first of equally bad ones; NaN is the worst value), and is recomputed
+/// only when the members change, since it depends on nothing else.
+#[derive(Debug)]
+pub(crate) struct KBest<T> {
+    k: usize,
+    bottom: bool,
+    members: Vec<(f64, T)>,
+    /// Index of the worst member; meaningful once `members.len() == k`.
+    worst: usize,
+}
+
+// Not derived: a derived `Default` would require `T: Default`.
+impl<T> Default for KBest<T> {
+    fn default() -> Self {
+        Self::new(0, false)
+    }
+}
+
+impl<T> KBest<T> {
+    /// Keeps the `k` best (`bottom`: lowest) values; `k == 0` keeps none.
+    pub(crate) fn new(k: usize, bottom: bool) -> Self {
+        Self {
+            k,
+            bottom,
+            members: Vec::new(),
+            worst: 0,
+        }
+    }
+
+    fn better(&self, a: f64, b: f64) -> bool {
+        if self.bottom {
+            bottomk_better(a, b)
+        } else {
+            topk_better(a, b)
+        }
+    }
+
+    fn find_worst(&self) -> usize {
+        let mut worst = 0;
+        for (i, m) in self.members.iter().enumerate() {
+            if self.better(self.members[worst].0, m.0) {
+                worst = i;
+            }
+        }
+        worst
+    }
+
+    /// Offers the next element of the group, in input order.
+    pub(crate) fn offer(&mut self, value: f64, item: T) {
+        if self.members.len() < self.k {
+            self.members.push((value, item));
+            if self.members.len() == self.k {
+                self.worst = self.find_worst();
+            }
+            return;
+        }
+        // `get` rather than indexing: with `k == 0` there is no member.
+        let Some(worst) = self.members.get(self.worst).map(|m| m.0) else {
+            return;
+        };
+        if self.better(value, worst) {
+            self.members[self.worst] = (value, item);
+            self.worst = self.find_worst();
+        }
+    }
+
+    /// The members, in member (not rank) order.
+    pub(crate) fn members(&self) -> &[(f64, T)] {
+        &self.members
+    }
+
+    /// Forgets the members, keeping `k` and the allocation.
+    pub(crate) fn clear(&mut self) {
+        self.members.clear();
+        self.worst = 0;
+    }
+
+    pub(crate) fn into_members(self) -> Vec<(f64, T)> {
+        self.members
+    }
+}
+
+/// Orders `topk`/`bottomk` members best first, NaN last, for both (a stable
+/// sort: equal values keep their member order).
+pub(crate) fn sort_k_members<T>(members: &mut [(f64, T)], bottom: bool) {
+    if bottom {
+        members.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => nan_first_cmp(a.0, b.0),
+        });
+    } else {
+        members.sort_by(|a, b| nan_first_cmp(b.0, a.0));
+    }
+}
+
 /// The `k` of `topk`/`bottomk`/`limitk`, checked like Prometheus does.
-fn k_param(v: f64) -> Result<i64, QueryError> {
+pub(crate) fn k_param(v: f64) -> Result<i64, QueryError> {
     if v.is_nan() {
         return Err(QueryError::exec("Parameter value is NaN"));
     }
@@ -277,6 +379,8 @@ impl Evaluator<'_> {
                     index.insert(key.clone(), groups.len());
                     groups.push(Group {
                         labels: key,
+                        // `k >= 1` here (smaller `k` returned early above).
+                        best: KBest::new(usize::try_from(k).unwrap_or(usize::MAX), op == T_BOTTOMK),
                         ..Group::default()
                     });
                     groups.len() - 1
@@ -301,27 +405,7 @@ impl Evaluator<'_> {
             g.acc.count += 1.0;
             match op {
                 T_QUANTILE => g.values.push(f),
-                T_TOPK | T_BOTTOMK => {
-                    let better = if op == T_TOPK {
-                        topk_better
-                    } else {
-                        bottomk_better
-                    };
-                    if (g.members.len() as i64) < k {
-                        g.members.push(s);
-                    } else {
-                        // Replace the worst member if this one is better.
-                        let mut worst = 0;
-                        for (i, m) in g.members.iter().enumerate() {
-                            if better(g.members[worst].value, m.value) {
-                                worst = i;
-                            }
-                        }
-                        if better(f, g.members[worst].value) {
-                            g.members[worst] = s;
-                        }
-                    }
-                }
+                T_TOPK | T_BOTTOMK => g.best.offer(f, s),
                 T_LIMITK => {
                     if (g.members.len() as i64) < k {
                         g.members.push(s);
@@ -385,18 +469,9 @@ impl Evaluator<'_> {
                 _ if Acc::handles(op) => g.acc.result(op),
                 T_QUANTILE => quantile(param.unwrap_or(f64::NAN), &mut g.values),
                 T_TOPK | T_BOTTOMK => {
-                    // Best first, NaN last, for both.
-                    if op == T_TOPK {
-                        g.members.sort_by(|a, b| nan_first_cmp(b.value, a.value));
-                    } else {
-                        g.members
-                            .sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
-                                (true, false) => std::cmp::Ordering::Greater,
-                                (false, true) => std::cmp::Ordering::Less,
-                                _ => nan_first_cmp(a.value, b.value),
-                            });
-                    }
-                    out.append(&mut g.members);
+                    let mut members = std::mem::take(&mut g.best).into_members();
+                    sort_k_members(&mut members, op == T_BOTTOMK);
+                    out.extend(members.into_iter().map(|(_, s)| s));
                     continue;
                 }
                 T_LIMITK | T_LIMIT_RATIO => {

@@ -329,6 +329,8 @@ fn evaluate(
         cur_samples: 0,
         warnings: Vec::new(),
         infos: Vec::new(),
+        fast_nodes: HashSet::new(),
+        fast_cache: HashMap::new(),
     };
     let mut histograms = Vec::new();
     let value = if req.instant {
@@ -408,6 +410,10 @@ fn evaluate(
         {
             Some(r) => r?,
             None => {
+                if req.fast_path {
+                    // Fast-path shapes inside the expression are computed once.
+                    ev.mark_fast_subexprs(expr);
+                }
                 let (floats, hists) = range_step_by_step(&mut ev, expr, opts, req)?;
                 histograms = hists;
                 floats

@@ -2,7 +2,7 @@
 //! that was fetched up front. Range queries and subqueries evaluate the same code
 //! once per step, which is what Prometheus's range evaluation is equivalent to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,7 @@ use strata_model::{
 };
 
 use crate::error::QueryError;
+use crate::fast::FastMatrix;
 use crate::histogram::FloatHistogram;
 
 /// Subqueries without an explicit step use this resolution (Prometheus's default
@@ -126,6 +127,11 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) cur_samples: usize,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
+    /// Range queries: the sub-expressions the fast path computes as whole
+    /// matrices (`fast.rs`), by node address, and those matrices once computed
+    /// (`None`: it declined, evaluate step by step). Empty otherwise.
+    pub(crate) fast_nodes: HashSet<usize>,
+    pub(crate) fast_cache: HashMap<usize, Option<FastMatrix>>,
 }
 
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -277,6 +283,11 @@ impl Evaluator<'_> {
 
     /// Evaluates `e` at time `t` (milliseconds).
     pub(crate) fn eval(&mut self, e: &Expr, t: i64) -> Result<Val, QueryError> {
+        if !self.fast_nodes.is_empty() {
+            if let Some(v) = self.precomputed(e, t) {
+                return v;
+            }
+        }
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),

@@ -7,8 +7,10 @@
 //! Parsing is delegated to the `promql-parser` crate. A query is planned once
 //! (every selector with the time range it needs), its data fetched up front
 //! (async), and then evaluated synchronously, step by step, on a blocking thread.
-//! Range queries of the common dashboard shapes (`sum by (...) (rate(x[5m]))` and
-//! the like) take a series-major fast path with the same results (`fast.rs`).
+//! Range queries of the common dashboard shapes (`sum by (...) (rate(x[5m]))`,
+//! `topk(10, rate(x[5m]))` and the like) take a series-major fast path with the
+//! same results (`fast.rs`); inside other range queries, those shapes are
+//! computed once as matrices and read step by step.
 //!
 //! Native histograms: [`FloatHistogram`] samples flow through selectors, the
 //! set operators, `*`/`/` by scalars, `+`/`-`/`==`/`!=` between histograms,

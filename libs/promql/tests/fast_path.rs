@@ -132,6 +132,13 @@ async fn fast_path_matches_general_path() {
         queries.push(format!("sum by (__name__) ({inner})"));
         queries.push(format!("avg({inner})"));
     }
+    let compared = compare(&s, &queries).await;
+    println!("compared {compared} range queries");
+}
+
+/// Both paths on `queries`, each over three ranges; with a tight sample limit
+/// on one of them, both must fail or both succeed. Returns the comparisons.
+async fn compare(s: &MemoryStorage, queries: &[String]) -> usize {
     let fast = Engine::new(EngineOptions::default());
     let general = Engine::new(EngineOptions::default()).without_fast_path();
     let tight = EngineOptions {
@@ -146,10 +153,10 @@ async fn fast_path_matches_general_path() {
         (-600_000, 4_000_000, 300_000),
     ];
     let mut compared = 0;
-    for q in &queries {
+    for q in queries {
         for &(start, end, step) in &ranges {
-            let a = fast.range_query(&s, q, start, end, step).await;
-            let b = general.range_query(&s, q, start, end, step).await;
+            let a = fast.range_query(s, q, start, end, step).await;
+            let b = general.range_query(s, q, start, end, step).await;
             assert!(
                 same(&a, &b),
                 "{q} {start}..{end}/{step}:\nfast {a:?}\ngeneral {b:?}"
@@ -158,14 +165,131 @@ async fn fast_path_matches_general_path() {
             if step != 300_000 {
                 continue;
             }
-            let a = fast_tight.range_query(&s, q, start, end, step).await;
-            let b = general_tight.range_query(&s, q, start, end, step).await;
+            let a = fast_tight.range_query(s, q, start, end, step).await;
+            let b = general_tight.range_query(s, q, start, end, step).await;
             assert!(
                 a.is_err() == b.is_err(),
                 "{q} {start}..{end}/{step} (max_samples 300):\nfast {a:?}\ngeneral {b:?}"
             );
         }
     }
+    compared
+}
+
+/// `topk`/`bottomk` on the fast path: every `k` (none, one, some, more than
+/// there are series, invalid), grouping, and each kind of inner expression.
+#[tokio::test]
+async fn topk_bottomk_match_general_path() {
+    let s = storage();
+    let inners = [
+        "g",
+        "c_total",
+        "c_total offset 3m",
+        "{__name__=~\"c_total|g\"}",
+        "rate(c_total[5m])",
+        "irate(c_total[2m])",
+        "max_over_time(g[5m])",
+        "min_over_time(g[1m] offset 2m)",
+        "last_over_time({ns=\"ns1\"}[3m])",
+        "count_over_time(g[5m])",
+        // Names removed: series that differ only by name collide.
+        "rate({__name__=~\"c_total|g\"}[5m])",
+        "deriv({ns=\"ns2\"}[5m])",
+    ];
+    let mut queries = Vec::new();
+    for inner in inners {
+        for op in ["topk", "bottomk"] {
+            for k in [
+                "1",
+                "3",
+                "100",
+                "0",
+                "-2",
+                "2.9",
+                "(1 + 1) * 2",
+                "NaN",
+                "1e300",
+            ] {
+                queries.push(format!("{op}({k}, {inner})"));
+            }
+            for m in [
+                "by (ns)",
+                "without (pod)",
+                "by (__name__)",
+                "by (job, ns)",
+                "without (ns, pod, job)",
+            ] {
+                queries.push(format!("{op} {m} (2, {inner})"));
+                queries.push(format!("{op} {m} (1, {inner})"));
+            }
+        }
+    }
+    let compared = compare(&s, &queries).await;
+    println!("compared {compared} range queries");
+}
+
+/// Fast-path shapes inside larger expressions are computed once as matrices
+/// and read step by step (`Evaluator::precomputed`): same results, errors,
+/// sample-limit failures and annotations, including where the order of a
+/// step's vector matters (`limitk`, summation order, duplicate label sets).
+#[tokio::test]
+async fn precomputed_subexpressions_match_general_path() {
+    let s = storage();
+    let queries: Vec<String> = [
+        "sum by (ns) (rate(c_total[5m])) / 2",
+        "2 * sum by (ns) (rate(c_total[5m]))",
+        "rate(c_total[5m]) / 2",
+        "-rate(c_total[5m])",
+        "rate(c_total[5m]) > 5",
+        "rate(c_total[5m]) > bool 5",
+        "quantile(0.9, rate(c_total[5m]))",
+        "quantile by (ns) (0.5, max_over_time(g[5m]))",
+        "quantile(2, g)",
+        "sum(rate(c_total[5m])) / sum(rate(c_total[5m] offset 5m))",
+        "rate(c_total[5m]) * on (pod) group_left g",
+        "rate(c_total[5m]) + on (pod) g",
+        "c_total + g",
+        "c_total / ignoring (__name__) c_total",
+        "rate(c_total[5m]) / ignoring (__name__) increase(c_total[5m])",
+        "limitk(2, topk(3, g))",
+        "limitk by (ns) (1, bottomk by (ns) (2, rate(c_total[5m])))",
+        "sum(topk(5, g))",
+        "sum by (ns) (sum by (ns, job) (rate(c_total[5m])))",
+        "sum(sum by (pod) (g))",
+        "avg(max by (job) (g))",
+        "count_values(\"v\", topk(2, count_over_time(g[5m])))",
+        "topk(scalar(count(g)) - 10, g)",
+        "topk(3, rate(c_total[5m])) or bottomk(3, rate(c_total[5m]))",
+        "topk(3, rate(c_total[5m])) and on (ns) g",
+        "g unless topk(3, g)",
+        "sort_desc(topk(3, g))",
+        "label_replace(rate(c_total[5m]), \"x\", \"$1\", \"pod\", \"p(.*)\")",
+        "label_replace(rate(c_total[5m]), \"pod\", \"same\", \"pod\", \".*\")",
+        "sum by (__name__) (rate({__name__=~\"c_total|g\"}[5m])) + 1",
+        "max by (__name__) (g) * 2",
+        "rate({__name__=~\"c_total|g\"}[5m])",
+        "{__name__=~\"c_total|g\"} * 1",
+        "max_over_time(sum(rate(c_total[5m]))[10m:1m])",
+        "rate(c_total[5m]) + max_over_time(sum(rate(c_total[5m]))[10m:1m])",
+        "absent(nonexistent)",
+        "absent(rate(nonexistent[5m]))",
+        "absent(sum(g))",
+        "timestamp(g)",
+        "timestamp(max by (ns) (g))",
+        "scalar(sum(g))",
+        "vector(1) + on () sum(g)",
+        "clamp(rate(c_total[5m]), 0.1, 0.5)",
+        "histogram_quantile(0.9, sum by (le) (rate(c_total[5m])))",
+        "g @ 1000 + on (pod) rate(c_total[5m])",
+        "topk(2, g @ 1000)",
+        "sum(rate(g[5m])) + sum(irate(g[5m]))",
+        "stddev by (job) (g) - stdvar by (job) (g)",
+        "count(topk(100, g))",
+    ]
+    .iter()
+    .map(|q| q.to_string())
+    .collect();
+    let compared = compare(&s, &queries).await;
     println!("compared {compared} range queries");
 }
 
