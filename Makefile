@@ -25,6 +25,8 @@ run: build
 # vmagent (and later etcd, S3) processes; .ci/run installs them.
 test: deps-build
 	$(CARGO) build -p strata
+	@echo "PromQL conformance (../shared/conformance/promql), pass counts per file and per feature group:"
+	set -o pipefail; $(CARGO) test -q -p strata-promql --test conformance -- --nocapture 2>&1 | grep -v '^$$'
 	$(CARGO) test --workspace --no-fail-fast
 
 lint: deps-build

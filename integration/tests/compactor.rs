@@ -44,6 +44,10 @@ fn common_flags(etcd: &Etcd, s3: &S3Server) -> Vec<String> {
         "-compactor.block_ranges=2m".to_string(),
         "-compactor.deletion_delay=0s".to_string(),
         "-compactor.partial_block_deletion_delay=1s".to_string(),
+        // Queries read the store-gateways for the whole range, which sync the
+        // bucket every second, so answers after compaction come from blocks.
+        "-querier.query_store_after=0s".to_string(),
+        "-blocks_storage.bucket_store.sync_interval=1s".to_string(),
     ];
     flags.extend(s3.strata_flags());
     flags
@@ -161,6 +165,48 @@ async fn query_raw(node: &Strata) -> Samples {
         out.insert(name, values);
     }
     out
+}
+
+/// The answers (`data` of the JSON) to a set of PromQL queries evaluated at
+/// fixed times over the pushed window, to compare before and after compaction.
+async fn answers(node: &Strata, pushed: &Samples) -> Vec<serde_json::Value> {
+    let first = pushed.values().next().unwrap();
+    let (start, end) = (first[0].0, first[first.len() - 1].0);
+    let t = (end + 1_000) as f64 / 1000.0;
+    let instant = [
+        "compact_test",
+        "sum(count_over_time(compact_test[15m]))",
+        "sum by (series) (rate(compact_test[2m]))",
+        "max_over_time(compact_test[10m])",
+        "topk(3, compact_test)",
+    ];
+    let mut urls: Vec<String> = instant
+        .iter()
+        .map(|q| format!("/prometheus/api/v1/query?query={}&time={t}", encode(q)))
+        .collect();
+    urls.push(format!(
+        "/prometheus/api/v1/query_range?query={}&start={}&end={t}&step=30",
+        encode("sum(rate(compact_test[1m]))"),
+        start as f64 / 1000.0
+    ));
+    let mut out = Vec::new();
+    for url in urls {
+        let (status, body) = get_json(&node.url(&url), Some(TENANT)).await;
+        out.push(serde_json::json!({ "url": url, "status": status, "data": body["data"] }));
+    }
+    out
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The tenant's complete blocks in the bucket (`meta.json` present): ULID,
@@ -382,6 +428,11 @@ async fn replica_copies_become_one_block_per_range() {
     // Before compaction the ingesters answer: every sample, once.
     let before = query_raw(node).await;
     assert_eq!(before, pushed);
+    let promql_before = answers(node, &pushed).await;
+    assert!(
+        promql_before.iter().all(|a| a["status"] == 200),
+        "{promql_before:?}"
+    );
     let sum_before = get_json(
         &node.url(&format!(
             "/prometheus/api/v1/query?query=sum(count_over_time(compact_test%5B15m%5D))&time={}",
@@ -430,6 +481,22 @@ async fn replica_copies_become_one_block_per_range() {
     // compaction is read from the blocks themselves, and must equal the
     // ingesters' answer before.
     assert_compacted(&cluster.s3, &ranges, &before, &logs);
+
+    // The same queries give the same answers from the compacted blocks, read
+    // through the store-gateways (the ingesters flushed everything they had).
+    let promql_after = eventually(
+        "the store-gateways to serve the compacted blocks with the same answers",
+        Duration::from_secs(30),
+        || {
+            let (promql_before, pushed) = (promql_before.clone(), &pushed);
+            async move {
+                let after = answers(node, pushed).await;
+                (after == promql_before).then_some(after)
+            }
+        },
+    )
+    .await;
+    assert_eq!(promql_after, promql_before);
 
     // Another pass has nothing to do and keeps the bucket as it is.
     let stats = run_pass(node).await;
