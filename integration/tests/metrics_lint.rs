@@ -1,7 +1,7 @@
 //! Every component's `/metrics` passes `promtool check metrics` (names, units,
 //! `_total` on counters, help text), after a push and a query so that each
 //! family has samples. Checked for `-target=all` and for separate distributor,
-//! ingester and querier processes.
+//! ingester, querier, store-gateway and compactor processes.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -108,10 +108,20 @@ async fn metrics_of_each_component_pass_promtool() {
     let ingester = start("ingester").await;
     let distributor = start("distributor").await;
     let querier = start("querier").await;
+    let store_gateway = start("store-gateway").await;
+    let compactor = start("compactor").await;
     push_and_query(&distributor, &querier).await;
+    let pass = reqwest::Client::new()
+        .post(compactor.url("/compactor/run"))
+        .send()
+        .await
+        .unwrap();
+    assert!(pass.status().is_success());
     lint(&promtool, "distributor", &distributor).await;
     lint(&promtool, "ingester", &ingester).await;
     lint(&promtool, "querier", &querier).await;
+    lint(&promtool, "store-gateway", &store_gateway).await;
+    lint(&promtool, "compactor", &compactor).await;
 }
 
 /// The metric families named in `docs/alerts.yaml` (`strata_*` and `process_*`),
