@@ -1,6 +1,6 @@
 //! Per-tenant limits against the real binary: the ingestion rate and the series
 //! limit answer 429 naming the limit, and a change to the runtime overrides file
-//! takes effect without a restart.
+//! takes effect without a restart; the per-tenant query limits apply to queries.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -183,4 +183,49 @@ async fn an_invalid_runtime_file_at_start_stops_the_process_naming_the_key() {
 async fn get_text(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_s_query_limits_come_from_the_runtime_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &file,
+        "overrides:\n  small:\n    max_samples_per_query: 5\n    max_fetched_series_per_query: 2\n",
+    )
+    .unwrap();
+    let file_flag = format!("-runtime_config.file={}", file.display());
+    let strata = Strata::start(&["-target=all", &file_flag]).await;
+    for tenant in ["small", "other"] {
+        let (status, msg) = push_raw(
+            &strata.url("/api/v1/push"),
+            Some(tenant),
+            series_push("q", 0, 3),
+        )
+        .await;
+        assert_eq!(status, 200, "{msg}");
+    }
+    let query = |q: &str| {
+        strata.url(&format!(
+            "/prometheus/api/v1/query?query={q}&time={}",
+            now_ms() as f64 / 1000.0
+        ))
+    };
+    // 11 samples in a subquery: over small's 5, under the querier's default.
+    let samples = query("sum_over_time(vector(1)%5B10m:1m%5D)");
+    let (status, body) = strata_integration::get_json(&samples, Some("small")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errorType"], "execution", "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("too many samples"),
+        "{body}"
+    );
+    let (status, body) = strata_integration::get_json(&samples, Some("other")).await;
+    assert_eq!(status, 200, "{body}");
+    // Three series fetched: over small's 2.
+    let (status, body) = strata_integration::get_json(&query("q"), Some("small")).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = strata_integration::get_json(&query("q"), Some("other")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"].as_array().map(Vec::len), Some(3));
 }

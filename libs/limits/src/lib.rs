@@ -42,6 +42,13 @@ pub struct Limits {
     pub max_global_series_per_metric: usize,
     /// Most series one query may fetch. 0: no limit.
     pub max_fetched_series_per_query: usize,
+    /// Most samples one query may hold in memory at once (Prometheus's
+    /// `--query.max-samples`, per tenant). 0: the querier's `max_samples`;
+    /// otherwise the lower of the two.
+    pub max_samples_per_query: usize,
+    /// Longest one query may run, fetching included. 0: the querier's
+    /// `timeout`; otherwise the lower of the two.
+    pub query_timeout: ConfigDuration,
     /// Longest label name accepted, in bytes.
     pub max_label_name_length: usize,
     /// Longest label value accepted, in bytes.
@@ -64,6 +71,8 @@ impl Default for Limits {
             max_global_series_per_user: 150_000,
             max_global_series_per_metric: 0,
             max_fetched_series_per_query: 0,
+            max_samples_per_query: 0,
+            query_timeout: ConfigDuration::from_secs(0),
             max_label_name_length: 1024,
             max_label_value_length: 2048,
             max_label_names_per_series: 30,

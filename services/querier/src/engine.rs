@@ -42,10 +42,18 @@ pub enum EngineError {
     Storage(ServiceError),
 }
 
-/// The PromQL engine, configured once per querier.
+/// The PromQL engine's settings, configured once per querier; each query runs
+/// on an engine with its own sample and time limits (the tenant's may be lower).
 #[derive(Debug)]
 pub(crate) struct QueryEngine {
-    engine: Engine,
+    options: EngineOptions,
+}
+
+/// Limits of one query.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_samples: usize,
+    pub(crate) timeout: std::time::Duration,
 }
 
 #[async_trait::async_trait]
@@ -63,12 +71,20 @@ impl Queryable for IngesterQueryable {
 impl QueryEngine {
     pub(crate) fn new(config: &QuerierConfig) -> Self {
         Self {
-            engine: Engine::new(EngineOptions {
+            options: EngineOptions {
                 lookback_delta_ms: config.lookback_delta.as_millis_i64(),
                 max_samples: config.max_samples,
                 timeout: config.timeout.0,
-            }),
+            },
         }
+    }
+
+    fn engine(&self, limits: Limits) -> Engine {
+        Engine::new(EngineOptions {
+            max_samples: limits.max_samples,
+            timeout: limits.timeout,
+            ..self.options.clone()
+        })
     }
 
     pub(crate) async fn instant_query(
@@ -76,8 +92,9 @@ impl QueryEngine {
         storage: &IngesterQueryable,
         query: &str,
         time_ms: i64,
+        limits: Limits,
     ) -> Result<QueryOutput, EngineError> {
-        self.engine
+        self.engine(limits)
             .instant_query(storage, query, time_ms)
             .await
             .map(output)
@@ -91,8 +108,9 @@ impl QueryEngine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
+        limits: Limits,
     ) -> Result<QueryOutput, EngineError> {
-        self.engine
+        self.engine(limits)
             .range_query(storage, query, start_ms, end_ms, step_ms)
             .await
             .map(output)

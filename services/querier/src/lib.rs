@@ -127,8 +127,30 @@ impl Querier {
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, ApiError> {
         let storage = self.queryable(tenant);
-        self.run(timeout, self.engine.instant_query(&storage, query, time_ms))
-            .await
+        let limits = self.query_limits(tenant);
+        self.run(
+            limits.timeout(timeout),
+            self.engine
+                .instant_query(&storage, query, time_ms, limits.engine(timeout)),
+        )
+        .await
+    }
+
+    /// The querier's query limits, lowered by the tenant's where it has them.
+    fn query_limits(&self, tenant: &str) -> QueryLimits {
+        let mut limits = QueryLimits {
+            max_samples: self.config.max_samples,
+            timeout: self.config.timeout.0,
+        };
+        if let Some(tenant_limits) = self.overrides.as_ref().map(|o| o.for_tenant(tenant)) {
+            limits.max_samples =
+                lower_nonzero(limits.max_samples, tenant_limits.max_samples_per_query);
+            let tenant_timeout = tenant_limits.query_timeout.0;
+            if !tenant_timeout.is_zero() {
+                limits.timeout = limits.timeout.min(tenant_timeout);
+            }
+        }
+        limits
     }
 
     /// Evaluates `query` over a validated range for `tenant`.
@@ -140,20 +162,27 @@ impl Querier {
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, ApiError> {
         let storage = self.queryable(tenant);
+        let limits = self.query_limits(tenant);
         self.run(
-            timeout,
-            self.engine
-                .range_query(&storage, query, range.start_ms, range.end_ms, range.step_ms),
+            limits.timeout(timeout),
+            self.engine.range_query(
+                &storage,
+                query,
+                range.start_ms,
+                range.end_ms,
+                range.step_ms,
+                limits.engine(timeout),
+            ),
         )
         .await
     }
 
+    /// Runs `evaluation` within `timeout` (waiting for a query slot included).
     async fn run(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
         evaluation: impl std::future::Future<Output = Result<QueryOutput, EngineError>>,
     ) -> Result<QueryOutput, ApiError> {
-        let timeout = api::effective_timeout(self.config.timeout.0, timeout);
         let guarded = async {
             let _slot = match &self.slots {
                 Some(slots) => Some(slots.acquire().await.map_err(|_| {
@@ -169,6 +198,38 @@ impl Querier {
             Ok(result) => result,
             Err(_) => Err(ApiError::timeout("query timed out in query execution")),
         }
+    }
+}
+
+/// One query's limits: the querier's, lowered by its tenant's.
+#[derive(Debug, Clone, Copy)]
+struct QueryLimits {
+    max_samples: usize,
+    timeout: Duration,
+}
+
+impl QueryLimits {
+    /// The request's `timeout` parameter can only shorten the limit.
+    fn timeout(&self, requested: Option<Duration>) -> Duration {
+        api::effective_timeout(self.timeout, requested)
+    }
+
+    /// What the engine enforces itself: the sample limit, and the deadline it
+    /// checks at every step (so a long evaluation stops, not only its caller).
+    fn engine(&self, requested: Option<Duration>) -> engine::Limits {
+        engine::Limits {
+            max_samples: self.max_samples,
+            timeout: self.timeout(requested),
+        }
+    }
+}
+
+/// The lower of two limits where 0 means "none" for `tenant`.
+fn lower_nonzero(querier: usize, tenant: usize) -> usize {
+    match (querier, tenant) {
+        (q, 0) => q,
+        (0, t) => t,
+        (q, t) => q.min(t),
     }
 }
 
@@ -229,17 +290,17 @@ mod tests {
         };
         let querier = Querier::new(config, Arc::new(NoIngesters)).unwrap();
         let ms = Duration::from_millis;
-        let hanging = querier.run(Some(ms(200)), std::future::pending());
+        let hanging = querier.run(ms(200), std::future::pending());
         let waiting = async {
             // Starts after the hanging query holds the only slot.
             tokio::time::sleep(ms(20)).await;
-            querier.run(Some(ms(50)), async { Ok(output()) }).await
+            querier.run(ms(50), async { Ok(output()) }).await
         };
         let (hanging, waiting) = tokio::join!(hanging, waiting);
         assert_eq!(hanging.unwrap_err().error_type, "timeout");
         assert_eq!(waiting.unwrap_err().error_type, "timeout");
         // The timed-out query gave its slot back.
-        let ok = querier.run(Some(ms(50)), async { Ok(output()) }).await;
+        let ok = querier.run(ms(50), async { Ok(output()) }).await;
         assert_eq!(ok, Ok(output()));
     }
 
@@ -250,9 +311,21 @@ mod tests {
             ..QuerierConfig::default()
         };
         let querier = Querier::new(config, Arc::new(NoIngesters)).unwrap();
+        let limits = querier.query_limits("t");
+        assert_eq!(
+            limits.timeout(Some(Duration::from_secs(3600))),
+            Duration::from_millis(30)
+        );
+        assert_eq!(
+            limits.timeout(Some(Duration::from_millis(5))),
+            Duration::from_millis(5)
+        );
         let started = std::time::Instant::now();
         let err = querier
-            .run(Some(Duration::from_secs(3600)), std::future::pending())
+            .run(
+                limits.timeout(Some(Duration::from_secs(3600))),
+                std::future::pending(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
@@ -265,5 +338,61 @@ mod tests {
             Arc::new(NoIngesters)
         )
         .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_s_query_limits_lower_the_querier_s_and_are_enforced() {
+        let querier_config = QuerierConfig {
+            max_samples: 1_000,
+            timeout: strata_model::ConfigDuration(Duration::from_secs(60)),
+            ..QuerierConfig::default()
+        };
+        let overrides = Arc::new(Overrides::new(strata_limits::Limits::default()));
+        let small = strata_limits::Limits {
+            max_samples_per_query: 5,
+            query_timeout: strata_model::ConfigDuration(Duration::from_millis(20)),
+            ..strata_limits::Limits::default()
+        };
+        let big = strata_limits::Limits {
+            max_samples_per_query: 1_000_000,
+            query_timeout: strata_model::ConfigDuration(Duration::from_secs(3600)),
+            ..strata_limits::Limits::default()
+        };
+        overrides.replace_tenant_overrides(
+            [("small".to_string(), small), ("big".to_string(), big)].into(),
+        );
+        let querier = Querier::new(querier_config, Arc::new(NoIngesters))
+            .unwrap()
+            .with_overrides(overrides);
+
+        let limits = querier.query_limits("small");
+        assert_eq!(limits.max_samples, 5);
+        assert_eq!(limits.timeout(None), Duration::from_millis(20));
+        // A tenant's limit never raises the querier's.
+        let limits = querier.query_limits("big");
+        assert_eq!(limits.max_samples, 1_000);
+        assert_eq!(limits.timeout(None), Duration::from_secs(60));
+        let limits = querier.query_limits("someone-else");
+        assert_eq!(
+            (limits.max_samples, limits.timeout(None)),
+            (1_000, Duration::from_secs(60))
+        );
+
+        // A subquery of 11 steps holds 11 samples: over "small"'s 5, not over 1000.
+        let query = "sum_over_time(vector(1)[10m:1m])";
+        let err = querier
+            .instant_query("small", query, 3_600_000, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, "execution", "{err:?}");
+        assert!(err.message.contains("too many samples"), "{err:?}");
+        let ok = querier
+            .instant_query("someone-else", query, 3_600_000, None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(ok.data, ResultData::Vector(ref v) if v.len() == 1),
+            "{ok:?}"
+        );
     }
 }
