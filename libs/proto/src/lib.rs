@@ -25,11 +25,11 @@ pub use strata::ingester;
 pub use strata::storegateway;
 
 mod convert;
+mod tenant;
 
 pub use convert::{
     labels_from_proto, labels_to_proto, matcher_from_proto, matcher_to_proto, matchers_from_proto,
     ConvertError,
 };
 
-/// gRPC metadata key carrying the tenant ID between components.
-pub const TENANT_METADATA_KEY: &str = "x-scope-orgid";
+pub use tenant::{request_tenant, tenant_request, TenantNotSendable, TENANT_METADATA_KEY};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use strata_proto::ingester::ingester_client::IngesterClient;
 use strata_proto::prometheus::WriteRequest;
-use strata_proto::TENANT_METADATA_KEY;
+
 use strata_status::ServiceError;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
@@ -47,11 +47,6 @@ impl GrpcIngesterPush {
 #[async_trait::async_trait]
 impl IngesterPush for GrpcIngesterPush {
     async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
-        let tenant_value = tenant.parse().map_err(|_| {
-            ServiceError::bad_request(format!(
-                "tenant ID {tenant:?} cannot be sent as gRPC metadata"
-            ))
-        })?;
         let span = tracing::info_span!(
             "ingester.push",
             otel.kind = "client",
@@ -59,10 +54,8 @@ impl IngesterPush for GrpcIngesterPush {
             ingester = %self.address,
             series = request.timeseries.len(),
         );
-        let mut request = tonic::Request::new(request);
-        request
-            .metadata_mut()
-            .insert(TENANT_METADATA_KEY, tenant_value);
+        let mut request = strata_proto::tenant_request(tenant, request)
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         strata_telemetry::inject_trace_context(&span, request.metadata_mut());
         let mut client = self.client.clone();
         match client.push(request).instrument(span).await {

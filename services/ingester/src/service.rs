@@ -12,7 +12,7 @@ use strata_proto::ingester::{
     SeriesRequest, SeriesResponse, StreamSeries,
 };
 use strata_proto::prometheus::WriteRequest;
-use strata_proto::TENANT_METADATA_KEY;
+
 use strata_status::{ErrorCode, ServiceError};
 use tonic::{Request, Response, Status};
 
@@ -39,14 +39,7 @@ pub fn grpc_service(ingester: Arc<Ingester>) -> IngesterServer<IngesterGrpc> {
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
-    let value = request
-        .metadata()
-        .get(TENANT_METADATA_KEY)
-        .ok_or_else(|| Status::unauthenticated("no tenant ID in the x-scope-orgid metadata"))?;
-    value
-        .to_str()
-        .map(str::to_string)
-        .map_err(|_| Status::unauthenticated("the tenant ID in x-scope-orgid is not valid ASCII"))
+    strata_proto::request_tenant(request)
 }
 
 fn matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> {

@@ -11,7 +11,7 @@ use strata_proto::ingester::ingester_client::IngesterClient;
 use strata_proto::ingester::{
     LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
 };
-use strata_proto::{labels_from_proto, TENANT_METADATA_KEY};
+use strata_proto::labels_from_proto;
 use strata_status::ServiceError;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
@@ -88,13 +88,8 @@ impl GrpcIngesterQuery {
         message: T,
         span: &tracing::Span,
     ) -> Result<tonic::Request<T>, ServiceError> {
-        let tenant = tenant.parse().map_err(|_| {
-            ServiceError::bad_request(format!(
-                "tenant ID {tenant:?} cannot be sent as gRPC metadata"
-            ))
-        })?;
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(TENANT_METADATA_KEY, tenant);
+        let mut request = strata_proto::tenant_request(tenant, message)
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         strata_telemetry::inject_trace_context(span, request.metadata_mut());
         Ok(request)
     }

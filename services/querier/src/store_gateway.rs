@@ -11,7 +11,7 @@ use futures::future::join_all;
 use strata_proto::ingester::StreamSeries;
 use strata_proto::storegateway::store_gateway_client::StoreGatewayClient;
 use strata_proto::storegateway::{LabelNamesRequest, LabelValuesRequest, SeriesRequest};
-use strata_proto::TENANT_METADATA_KEY;
+
 use strata_ring::{Operation, Ring};
 use strata_status::ServiceError;
 use tonic::transport::{Channel, Endpoint};
@@ -78,13 +78,8 @@ impl GrpcStoreGatewayQuery {
         message: T,
         span: &tracing::Span,
     ) -> Result<tonic::Request<T>, ServiceError> {
-        let tenant = tenant.parse().map_err(|_| {
-            ServiceError::bad_request(format!(
-                "tenant ID {tenant:?} cannot be sent as gRPC metadata"
-            ))
-        })?;
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(TENANT_METADATA_KEY, tenant);
+        let mut request = strata_proto::tenant_request(tenant, message)
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         strata_telemetry::inject_trace_context(span, request.metadata_mut());
         Ok(request)
     }

@@ -12,7 +12,7 @@ use strata_proto::storegateway::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
     SeriesResponse,
 };
-use strata_proto::TENANT_METADATA_KEY;
+
 use strata_status::{ErrorCode, ServiceError};
 use tonic::{Request, Response, Status};
 
@@ -39,16 +39,7 @@ pub fn grpc_service(store: Arc<BucketStore>) -> StoreGatewayServer<StoreGatewayG
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
-    let value = request
-        .metadata()
-        .get(TENANT_METADATA_KEY)
-        .ok_or_else(|| Status::unauthenticated("no tenant ID in the x-scope-orgid metadata"))?;
-    let tenant = value.to_str().map_err(|_| {
-        Status::unauthenticated("the tenant ID in x-scope-orgid is not valid ASCII")
-    })?;
-    strata_model::validate_tenant_id(tenant)
-        .map_err(|e| Status::from(ServiceError::new(ErrorCode::Unauthenticated, e.to_string())))?;
-    Ok(tenant.to_string())
+    strata_proto::request_tenant(request)
 }
 
 fn matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> {

@@ -13,7 +13,7 @@ use strata_proto::ingester::{
     LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
 };
 use strata_proto::prometheus::WriteRequest;
-use strata_proto::TENANT_METADATA_KEY;
+
 use strata_status::ServiceError;
 
 #[derive(Debug, Clone)]
@@ -30,14 +30,8 @@ impl InProcessIngester {
 }
 
 fn request<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
-    let value = tenant.parse().map_err(|_| {
-        ServiceError::bad_request(format!(
-            "tenant ID {tenant:?} cannot be sent as gRPC metadata"
-        ))
-    })?;
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(TENANT_METADATA_KEY, value);
-    Ok(request)
+    strata_proto::tenant_request(tenant, message)
+        .map_err(|e| ServiceError::bad_request(e.to_string()))
 }
 
 #[async_trait::async_trait]

@@ -10,7 +10,7 @@ use prometheus::Registry;
 use strata_proto::ingester::StreamSeries;
 use strata_proto::storegateway::store_gateway_server::StoreGateway as StoreGatewayApi;
 use strata_proto::storegateway::{LabelNamesRequest, LabelValuesRequest, SeriesRequest};
-use strata_proto::TENANT_METADATA_KEY;
+
 use strata_status::ServiceError;
 use strata_store_gateway::{BucketStore, ShardingStrategy, StoreGatewayGrpc, StoreMetrics};
 use tokio::sync::watch;
@@ -120,14 +120,8 @@ impl InProcessStoreGateway {
 }
 
 fn request<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
-    let value = tenant.parse().map_err(|_| {
-        ServiceError::bad_request(format!(
-            "tenant ID {tenant:?} cannot be sent as gRPC metadata"
-        ))
-    })?;
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(TENANT_METADATA_KEY, value);
-    Ok(request)
+    strata_proto::tenant_request(tenant, message)
+        .map_err(|e| ServiceError::bad_request(e.to_string()))
 }
 
 #[async_trait::async_trait]
