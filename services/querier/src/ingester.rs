@@ -13,10 +13,11 @@ use strata_proto::ingester::{
 };
 use strata_proto::labels_from_proto;
 use strata_status::ServiceError;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::config::IngesterClientConfig;
+use crate::grpc_peer::GrpcPeer;
 
 /// Read access to the recent data of the ingesters, one tenant per call.
 #[async_trait::async_trait]
@@ -55,7 +56,7 @@ pub trait IngesterQuery: Send + Sync + fmt::Debug {
 /// tonic after failures; every call carries the tenant in `x-scope-orgid`.
 #[derive(Debug, Clone)]
 pub struct GrpcIngesterQuery {
-    address: String,
+    peer: GrpcPeer,
     client: IngesterClient<Channel>,
 }
 
@@ -63,54 +64,14 @@ impl GrpcIngesterQuery {
     /// A client for the ingester at `address` (`http://host:port`). Must be called
     /// inside a Tokio runtime; does not connect yet.
     pub fn new(address: &str, config: &IngesterClientConfig) -> Result<Self, ServiceError> {
-        let endpoint = Endpoint::from_shared(address.to_string())
-            .map_err(|e| {
-                ServiceError::internal(format!("invalid ingester address {address:?}: {e}"))
-            })?
-            .timeout(config.timeout.0)
-            .connect_timeout(config.connect_timeout.0);
-        let client = IngesterClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(config.max_recv_message_size);
-        Ok(Self {
-            address: address.to_string(),
-            client,
-        })
+        let (peer, channel) = GrpcPeer::connect_lazy("ingester", address, config)?;
+        let client =
+            IngesterClient::new(channel).max_decoding_message_size(config.max_recv_message_size);
+        Ok(Self { peer, client })
     }
 
     pub fn address(&self) -> &str {
-        &self.address
-    }
-
-    /// A request carrying the tenant and the trace context of `span`.
-    fn request<T>(
-        &self,
-        tenant: &str,
-        message: T,
-        span: &tracing::Span,
-    ) -> Result<tonic::Request<T>, ServiceError> {
-        let mut request = strata_proto::tenant_request(tenant, message)
-            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
-        strata_telemetry::inject_trace_context(span, request.metadata_mut());
-        Ok(request)
-    }
-
-    /// The client span of one call to this ingester.
-    fn span(&self, name: &'static str) -> tracing::Span {
-        tracing::info_span!(
-            "ingester.client",
-            otel.name = name,
-            otel.kind = "client",
-            rpc.system = "grpc",
-            ingester = %self.address,
-        )
-    }
-
-    fn error(&self, status: tonic::Status) -> ServiceError {
-        let mut error = ServiceError::from(status);
-        if !error.code.is_client_error() {
-            error.message = format!("ingester {}: {}", self.address, error.message);
-        }
-        error
+        self.peer.address()
     }
 }
 
@@ -121,18 +82,18 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: QueryRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let span = self.span("ingester.query_stream");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("ingester.query_stream");
+        let request = self.peer.request(tenant, request, &span)?;
         async {
             let mut stream = self
                 .client
                 .clone()
                 .query_stream(request)
                 .await
-                .map_err(|s| self.error(s))?
+                .map_err(|s| self.peer.error(s))?
                 .into_inner();
             let mut series = Vec::new();
-            while let Some(batch) = stream.message().await.map_err(|s| self.error(s))? {
+            while let Some(batch) = stream.message().await.map_err(|s| self.peer.error(s))? {
                 series.extend(batch.series);
             }
             Ok(series)
@@ -146,15 +107,15 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.span("ingester.label_names");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("ingester.label_names");
+        let request = self.peer.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .label_names(request)
             .instrument(span)
             .await
-            .map_err(|s| self.error(s))?;
+            .map_err(|s| self.peer.error(s))?;
         Ok(response.into_inner().label_names)
     }
 
@@ -163,15 +124,15 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.span("ingester.label_values");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("ingester.label_values");
+        let request = self.peer.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .label_values(request)
             .instrument(span)
             .await
-            .map_err(|s| self.error(s))?;
+            .map_err(|s| self.peer.error(s))?;
         Ok(response.into_inner().label_values)
     }
 
@@ -180,15 +141,15 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError> {
-        let span = self.span("ingester.series");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("ingester.series");
+        let request = self.peer.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .series(request)
             .instrument(span)
             .await
-            .map_err(|s| self.error(s))?;
+            .map_err(|s| self.peer.error(s))?;
         Ok(response
             .into_inner()
             .series

@@ -18,6 +18,7 @@
 mod api;
 mod config;
 mod engine;
+mod grpc_peer;
 mod ingester;
 mod json;
 mod params;

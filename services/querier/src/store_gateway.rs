@@ -14,10 +14,11 @@ use strata_proto::storegateway::{LabelNamesRequest, LabelValuesRequest, SeriesRe
 
 use strata_ring::{Operation, Ring};
 use strata_status::ServiceError;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::config::IngesterClientConfig;
+use crate::grpc_peer::GrpcPeer;
 
 /// Read access to the blocks in object storage, one tenant per call.
 #[async_trait::async_trait]
@@ -50,7 +51,7 @@ pub trait StoreGatewayQuery: Send + Sync + fmt::Debug {
 /// `x-scope-orgid` on every call.
 #[derive(Debug, Clone)]
 pub struct GrpcStoreGatewayQuery {
-    address: String,
+    peer: GrpcPeer,
     client: StoreGatewayClient<Channel>,
 }
 
@@ -58,48 +59,10 @@ impl GrpcStoreGatewayQuery {
     /// A client for the store-gateway at `address` (`http://host:port`).
     /// Must be called inside a Tokio runtime; does not connect yet.
     pub fn new(address: &str, config: &IngesterClientConfig) -> Result<Self, ServiceError> {
-        let endpoint = Endpoint::from_shared(address.to_string())
-            .map_err(|e| {
-                ServiceError::internal(format!("invalid store-gateway address {address:?}: {e}"))
-            })?
-            .timeout(config.timeout.0)
-            .connect_timeout(config.connect_timeout.0);
-        let client = StoreGatewayClient::new(endpoint.connect_lazy())
+        let (peer, channel) = GrpcPeer::connect_lazy("store-gateway", address, config)?;
+        let client = StoreGatewayClient::new(channel)
             .max_decoding_message_size(config.max_recv_message_size);
-        Ok(Self {
-            address: address.to_string(),
-            client,
-        })
-    }
-
-    fn request<T>(
-        &self,
-        tenant: &str,
-        message: T,
-        span: &tracing::Span,
-    ) -> Result<tonic::Request<T>, ServiceError> {
-        let mut request = strata_proto::tenant_request(tenant, message)
-            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
-        strata_telemetry::inject_trace_context(span, request.metadata_mut());
-        Ok(request)
-    }
-
-    fn span(&self, name: &'static str) -> tracing::Span {
-        tracing::info_span!(
-            "store_gateway.client",
-            otel.name = name,
-            otel.kind = "client",
-            rpc.system = "grpc",
-            store_gateway = %self.address,
-        )
-    }
-
-    fn error(&self, status: tonic::Status) -> ServiceError {
-        let mut error = ServiceError::from(status);
-        if !error.code.is_client_error() {
-            error.message = format!("store-gateway {}: {}", self.address, error.message);
-        }
-        error
+        Ok(Self { peer, client })
     }
 }
 
@@ -110,18 +73,18 @@ impl StoreGatewayQuery for GrpcStoreGatewayQuery {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let span = self.span("store_gateway.series");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("store_gateway.series");
+        let request = self.peer.request(tenant, request, &span)?;
         async {
             let mut stream = self
                 .client
                 .clone()
                 .series(request)
                 .await
-                .map_err(|s| self.error(s))?
+                .map_err(|s| self.peer.error(s))?
                 .into_inner();
             let mut series = Vec::new();
-            while let Some(batch) = stream.message().await.map_err(|s| self.error(s))? {
+            while let Some(batch) = stream.message().await.map_err(|s| self.peer.error(s))? {
                 series.extend(batch.series);
             }
             Ok(series)
@@ -135,15 +98,15 @@ impl StoreGatewayQuery for GrpcStoreGatewayQuery {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.span("store_gateway.label_names");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("store_gateway.label_names");
+        let request = self.peer.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .label_names(request)
             .instrument(span)
             .await
-            .map_err(|s| self.error(s))?;
+            .map_err(|s| self.peer.error(s))?;
         Ok(response.into_inner().label_names)
     }
 
@@ -152,15 +115,15 @@ impl StoreGatewayQuery for GrpcStoreGatewayQuery {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.span("store_gateway.label_values");
-        let request = self.request(tenant, request, &span)?;
+        let span = self.peer.span("store_gateway.label_values");
+        let request = self.peer.request(tenant, request, &span)?;
         let response = self
             .client
             .clone()
             .label_values(request)
             .instrument(span)
             .await
-            .map_err(|s| self.error(s))?;
+            .map_err(|s| self.peer.error(s))?;
         Ok(response.into_inner().label_values)
     }
 }
