@@ -376,6 +376,15 @@ impl Ingester {
                         .iter()
                         .map(|s| Sample::new(s.timestamp, s.value)),
                 );
+                // A series the WAL could not record must not enter the head:
+                // its later samples would be logged against an unknown ref.
+                if db.wal.is_some() {
+                    if let Err(e) = WalBatch::check_series(&labels) {
+                        first_error.get_or_insert(e.to_string());
+                        rejected += samples.len() as u64;
+                        continue;
+                    }
+                }
                 let (target, created) = head.get_or_create_series(&labels);
                 if created && db.wal.is_some() {
                     if let Err(e) = batch.add_series(target.series_ref(), &labels) {
@@ -936,6 +945,49 @@ mod durability_tests {
         .unwrap();
         assert_eq!(points(&ingester, "t", "a"), vec![1, 2, 3, 8]);
         assert_eq!(points(&ingester, "t", "c"), vec![7]);
+    }
+
+    #[tokio::test]
+    async fn a_series_the_wal_cannot_record_never_enters_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        // A label value past the WAL's record size: refused before the head
+        // creates the series, so no later sample can be logged against a
+        // series the WAL never saw.
+        let huge = "x".repeat(40 << 20);
+        {
+            let ingester = Ingester::open(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap();
+            let err = ingester
+                .push("t", request(&[(huge.as_str(), &[(1, 1.0)])]))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{}", err.message);
+            // Again: had the first push left the series in the head, this one
+            // would be acknowledged and its sample lost on restart.
+            let err = ingester
+                .push("t", request(&[(huge.as_str(), &[(2, 1.0)])]))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{}", err.message);
+            assert!(points(&ingester, "t", &huge).is_empty());
+            ingester
+                .push("t", request(&[("ok", &[(2, 1.0)])]))
+                .await
+                .unwrap();
+        }
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert_eq!(points(&ingester, "t", "ok"), vec![2]);
+        assert!(points(&ingester, "t", &huge).is_empty());
     }
 
     #[tokio::test]

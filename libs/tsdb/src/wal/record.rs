@@ -85,14 +85,7 @@ impl WalBatch {
     /// Adds a series definition. Fails only if its labels alone exceed the
     /// largest record a reader accepts.
     pub fn add_series(&mut self, series_ref: SeriesRef, labels: &Labels) -> Result<(), TooLarge> {
-        let len = 20
-            + labels
-                .iter()
-                .map(|l| l.name.len() + l.value.len() + 20)
-                .sum::<usize>();
-        if len >= MAX_RECORD_LEN {
-            return Err(TooLarge { len });
-        }
+        let len = Self::check_series(labels)?;
         if self.series.len() + len > TARGET_RECORD_LEN {
             self.close_series();
         }
@@ -107,6 +100,21 @@ impl WalBatch {
         }
         self.num_series += 1;
         Ok(())
+    }
+
+    /// Whether a series record for `labels` fits in one WAL record; the
+    /// bound on its encoded length if so. Checked before a series is created,
+    /// so that a series in the head is always one the WAL can record.
+    pub fn check_series(labels: &Labels) -> Result<usize, TooLarge> {
+        let len = 20
+            + labels
+                .iter()
+                .map(|l| l.name.len() + l.value.len() + 20)
+                .sum::<usize>();
+        if len >= MAX_RECORD_LEN {
+            return Err(TooLarge { len });
+        }
+        Ok(len)
     }
 
     /// Adds one sample of the series `series_ref`.
