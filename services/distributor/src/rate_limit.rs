@@ -15,7 +15,35 @@ use parking_lot::Mutex;
 /// Token buckets by tenant.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+/// How often buckets that have refilled are forgotten.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_tenant: HashMap<String, Bucket>,
+    last_prune: Option<Instant>,
+}
+
+impl Buckets {
+    /// Drops the buckets that are full again at `now`: a full bucket is what a
+    /// tenant without one gets, so forgetting it changes no answer, and tenants
+    /// that stopped pushing no longer hold memory.
+    fn prune(&mut self, now: Instant) {
+        if self
+            .last_prune
+            .is_some_and(|last| now.saturating_duration_since(last) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        self.by_tenant.retain(|_, b| {
+            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+            b.tokens + elapsed * b.rate < b.burst as f64
+        });
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +69,9 @@ impl RateLimiter {
         if n == 0 {
             return true;
         }
-        let mut buckets = self.buckets.lock();
+        let mut all = self.buckets.lock();
+        all.prune(now);
+        let buckets = &mut all.by_tenant;
         let current = matches!(buckets.get(tenant), Some(b) if b.rate == rate && b.burst == burst);
         if !current {
             buckets.insert(
@@ -112,5 +142,27 @@ mod tests {
         // Empty requests always pass; time going backwards does not refill.
         assert!(limiter.allow_n("a", t0, 0, 1.0, 50));
         assert!(!limiter.allow_n("a", t0 - Duration::from_secs(1), 1, 1.0, 50));
+    }
+
+    #[test]
+    fn refilled_buckets_are_forgotten_without_changing_answers() {
+        let limiter = RateLimiter::default();
+        let t0 = Instant::now();
+        assert!(limiter.allow_n("idle", t0, 10, 10.0, 10));
+        assert!(limiter.allow_n("busy", t0, 10, 10.0, 10));
+        // Over a minute later "idle" has long refilled (1 s would do) and is
+        // dropped at the next prune; "busy" keeps pushing, so after its last
+        // push it holds a bucket with its tokens spent.
+        let t1 = t0 + Duration::from_secs(61);
+        assert!(limiter.allow_n("busy", t1, 10, 10.0, 10));
+        assert!(limiter.allow_n("busy", t1 + Duration::from_secs(61), 10, 10.0, 10));
+        let buckets = limiter.buckets.lock();
+        assert!(!buckets.by_tenant.contains_key("idle"));
+        assert!(buckets.by_tenant.contains_key("busy"));
+        drop(buckets);
+        // A forgotten tenant starts from a full bucket, as it would have.
+        let t2 = t1 + Duration::from_secs(62);
+        assert!(limiter.allow_n("idle", t2, 10, 10.0, 10));
+        assert!(!limiter.allow_n("idle", t2, 1, 10.0, 10));
     }
 }
