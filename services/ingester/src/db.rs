@@ -12,14 +12,14 @@
 //! `MinValidTime` record), so a restart neither replays what a block holds
 //! nor takes such samples again, even once the block is gone from the disk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_storage::{Bucket, TsdbConfig};
-use strata_tsdb::block::{BlockMeta, BlockOptions, BlockWriter};
+use strata_tsdb::block::{BlockMeta, BlockOptions, BlockReader, BlockWriter};
 use strata_tsdb::head::{Head, SeriesRef};
 use strata_tsdb::wal::{FsyncPolicy, ReplayStats, Wal, WalOptions};
 
@@ -82,6 +82,9 @@ pub(crate) struct TenantDb {
     pub(crate) dir: Option<PathBuf>,
     /// Blocks whose last upload failed: the next attempt is a retry.
     failed_uploads: parking_lot::Mutex<HashSet<String>>,
+    /// Readers of the local blocks by ULID, opened on first use and dropped
+    /// once retention has deleted the block.
+    block_readers: parking_lot::Mutex<HashMap<String, Arc<BlockReader>>>,
 }
 
 impl TenantDb {
@@ -94,6 +97,7 @@ impl TenantDb {
             cutting: tokio::sync::Mutex::new(()),
             dir: None,
             failed_uploads: parking_lot::Mutex::new(HashSet::new()),
+            block_readers: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -139,9 +143,52 @@ impl TenantDb {
                 cutting: tokio::sync::Mutex::new(()),
                 dir: Some(dir),
                 failed_uploads: parking_lot::Mutex::new(HashSet::new()),
+                block_readers: parking_lot::Mutex::new(HashMap::new()),
             },
             stats,
         ))
+    }
+
+    /// Readers of the local blocks overlapping `[mint, maxt]`. Data cut from
+    /// the head lives in these blocks until retention deletes them, and
+    /// queriers ask ingesters (not store-gateways) for the recent
+    /// `query_ingesters_within`, so queries must see them next to the head.
+    /// Blocks are written under a temporary name and renamed, so a listed
+    /// block is complete; one that cannot be opened is logged and skipped
+    /// (the other replicas answer for it).
+    pub(crate) fn local_block_readers(&self, mint: i64, maxt: i64) -> Vec<Arc<BlockReader>> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let names: HashSet<String> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| name.parse::<strata_tsdb::block::Ulid>().is_ok())
+                .collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut readers = self.block_readers.lock();
+        readers.retain(|ulid, _| names.contains(ulid));
+        for ulid in names {
+            if readers.contains_key(&ulid) {
+                continue;
+            }
+            match BlockReader::open(&dir.join(&ulid)) {
+                Ok(reader) => {
+                    readers.insert(ulid, Arc::new(reader));
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, block = %ulid, error = %e, "cannot open a local block for queries");
+                }
+            }
+        }
+        readers
+            .values()
+            .filter(|r| r.meta().min_time <= maxt && r.meta().max_time > mint)
+            .cloned()
+            .collect()
     }
 
     /// Cuts blocks of `range_ms` from the head while it spans more than 1.5

@@ -29,7 +29,7 @@ mod db;
 mod metrics;
 mod service;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +41,7 @@ use strata_model::{validate_tenant_id, Labels, Matcher, Sample};
 use strata_proto::prometheus::WriteRequest;
 use strata_status::{ErrorCode, ServiceError};
 use strata_storage::{BlocksStorageConfig, Bucket};
-use strata_tsdb::head::{AppendError, Head, SeriesChunks};
+use strata_tsdb::head::{AppendError, ChunkData, Head, SeriesChunks};
 use strata_tsdb::wal::WalBatch;
 
 use db::{DbSettings, TenantDb};
@@ -304,6 +304,7 @@ impl Ingester {
         &self.config
     }
 
+    #[cfg(test)]
     fn head(&self, tenant: &str) -> Option<Arc<Head>> {
         self.heads.read().get(tenant).map(|db| db.head.clone())
     }
@@ -540,6 +541,8 @@ impl Ingester {
         tasks
     }
 
+    /// The tenant's series matching `matchers` with their chunks overlapping
+    /// `[mint, maxt]`: from the head and from the local blocks cut from it.
     pub fn query(
         &self,
         tenant: &str,
@@ -548,10 +551,69 @@ impl Ingester {
         maxt: i64,
     ) -> Result<Vec<SeriesChunks>, ServiceError> {
         check_tenant(tenant)?;
-        Ok(self
-            .head(tenant)
-            .map(|h| h.select_chunks(matchers, mint, maxt))
-            .unwrap_or_default())
+        let Some(db) = self.db(tenant) else {
+            return Ok(Vec::new());
+        };
+        let from_head = db.head.select_chunks(matchers, mint, maxt);
+        let blocks = db.local_block_readers(mint, maxt);
+        if blocks.is_empty() {
+            return Ok(from_head);
+        }
+        let mut by_labels: BTreeMap<Labels, Vec<ChunkData>> = from_head
+            .into_iter()
+            .map(|s| (s.labels, s.chunks))
+            .collect();
+        for block in blocks {
+            for s in block
+                .select(matchers, mint, maxt)
+                .map_err(|e| local_block_error(block.meta(), e))?
+            {
+                by_labels.entry(s.labels).or_default().extend(s.chunks);
+            }
+        }
+        Ok(by_labels
+            .into_iter()
+            .map(|(labels, mut chunks)| {
+                chunks.sort_by_key(|c| c.min_time);
+                SeriesChunks { labels, chunks }
+            })
+            .collect())
+    }
+
+    /// Labels of the series matching `matchers` with samples in
+    /// `[mint, maxt]`, from the head and the local blocks, sorted and unique.
+    fn series_labels(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, ServiceError> {
+        let Some(db) = self.db(tenant) else {
+            return Ok(Vec::new());
+        };
+        let mut out = db.head.series(matchers, mint, maxt);
+        for block in db.local_block_readers(mint, maxt) {
+            let index = block.index();
+            let ids = index
+                .postings_for_matchers(matchers)
+                .map_err(|e| local_block_error(block.meta(), e))?;
+            for id in ids {
+                let entry = index
+                    .series(id)
+                    .map_err(|e| local_block_error(block.meta(), e))?;
+                if entry
+                    .chunks
+                    .iter()
+                    .any(|c| c.min_time <= maxt && c.max_time >= mint)
+                {
+                    out.push(entry.labels);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     pub fn label_names(
@@ -562,10 +624,20 @@ impl Ingester {
         maxt: i64,
     ) -> Result<Vec<String>, ServiceError> {
         check_tenant(tenant)?;
-        Ok(self
-            .head(tenant)
-            .map(|h| h.label_names(matchers, mint, maxt))
-            .unwrap_or_default())
+        let Some(db) = self.db(tenant) else {
+            return Ok(Vec::new());
+        };
+        if db.local_block_readers(mint, maxt).is_empty() {
+            return Ok(db.head.label_names(matchers, mint, maxt));
+        }
+        let mut names: Vec<String> = self
+            .series_labels(tenant, matchers, mint, maxt)?
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     pub fn label_values(
@@ -577,10 +649,20 @@ impl Ingester {
         maxt: i64,
     ) -> Result<Vec<String>, ServiceError> {
         check_tenant(tenant)?;
-        Ok(self
-            .head(tenant)
-            .map(|h| h.label_values(name, matchers, mint, maxt))
-            .unwrap_or_default())
+        let Some(db) = self.db(tenant) else {
+            return Ok(Vec::new());
+        };
+        if db.local_block_readers(mint, maxt).is_empty() {
+            return Ok(db.head.label_values(name, matchers, mint, maxt));
+        }
+        let mut values: Vec<String> = self
+            .series_labels(tenant, matchers, mint, maxt)?
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
     }
 
     /// Series matching any of the matcher sets, sorted and deduplicated.
@@ -592,17 +674,31 @@ impl Ingester {
         maxt: i64,
     ) -> Result<Vec<Labels>, ServiceError> {
         check_tenant(tenant)?;
-        let Some(head) = self.head(tenant) else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<Labels> = matcher_sets
-            .iter()
-            .flat_map(|ms| head.series(ms, mint, maxt))
-            .collect();
+        let mut out = Vec::new();
+        for matchers in matcher_sets {
+            out.extend(self.series_labels(tenant, matchers, mint, maxt)?);
+        }
         out.sort();
         out.dedup();
         Ok(out)
     }
+
+    fn db(&self, tenant: &str) -> Option<Arc<TenantDb>> {
+        self.heads.read().get(tenant).cloned()
+    }
+}
+
+/// A local block that cannot be read: the details go to the log, the querier
+/// gets 500 (and the other replicas answer).
+fn local_block_error(
+    meta: &strata_tsdb::block::BlockMeta,
+    e: strata_tsdb::block::BlockError,
+) -> ServiceError {
+    tracing::error!(block = %meta.ulid, error = %e, "reading a local block failed");
+    ServiceError::new(
+        ErrorCode::Internal,
+        format!("the ingester could not read its local block {}", meta.ulid),
+    )
 }
 
 /// A WAL that cannot take a push: the details go to the log, the client gets 500.
@@ -883,9 +979,20 @@ mod durability_tests {
 
     fn points(ingester: &Ingester, tenant: &str, name: &str) -> Vec<i64> {
         let m = [Matcher::equal("__name__", name)];
+        timestamps(&ingester.query(tenant, &m, i64::MIN, i64::MAX).unwrap())
+    }
+
+    /// Like [`points`], from the head alone (not the local blocks).
+    fn head_points(ingester: &Ingester, tenant: &str, name: &str) -> Vec<i64> {
+        let m = [Matcher::equal("__name__", name)];
         ingester
-            .query(tenant, &m, i64::MIN, i64::MAX)
-            .unwrap()
+            .head(tenant)
+            .map(|h| timestamps(&h.select_chunks(&m, i64::MIN, i64::MAX)))
+            .unwrap_or_default()
+    }
+
+    fn timestamps(series: &[SeriesChunks]) -> Vec<i64> {
+        series
             .iter()
             .flat_map(|s| s.chunks.iter())
             .flat_map(|c| strata_tsdb::chunk::decode_xor(&c.data).unwrap())
@@ -1017,8 +1124,26 @@ mod durability_tests {
         assert_eq!(blocks.len(), 1);
         assert_eq!((blocks[0].min_time, blocks[0].max_time), (0, range));
         assert_eq!(blocks[0].stats.num_samples, 70);
-        // "old" only had samples in the block: gone from the head.
-        assert!(points(&ingester, "t", "old").is_empty());
+        // "old" only had samples in the block: gone from the head, and still
+        // answered from the local block (queriers ask ingesters for the
+        // recent hours, store-gateways only for older data).
+        assert!(head_points(&ingester, "t", "old").is_empty());
+        let first_ten: Vec<i64> = (0..10).map(|i| i * 1000).collect();
+        assert_eq!(points(&ingester, "t", "old"), first_ten);
+        let m = [Matcher::equal("__name__", "old")];
+        assert_eq!(
+            ingester
+                .series("t", &[m.to_vec()], 0, 10_000)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            ingester
+                .label_values("t", "__name__", &[], 0, 10_000)
+                .unwrap(),
+            vec!["m".to_string(), "old".to_string()]
+        );
         assert_eq!(
             ingester
                 .push("t", request(&[("m", &[(59_000, 1.0)])]))
@@ -1044,6 +1169,10 @@ mod durability_tests {
             &prometheus::Registry::new(),
         )
         .unwrap();
+        // The shipped blocks hold data from 1970, far past the local
+        // retention, so shipping deleted them: their samples are the
+        // store-gateways' to serve now, and the ingester has none left.
+        assert_eq!(head_points(&ingester, "t", "m"), Vec::<i64>::new());
         assert_eq!(points(&ingester, "t", "m"), Vec::<i64>::new());
         assert_eq!(ingester.flush().await.unwrap(), FlushStats::default());
         ingester
