@@ -112,6 +112,39 @@ fn replica(dir: &Path, n: usize, lossy: bool) -> BlockMeta {
     .unwrap()
 }
 
+/// Writes every series' full samples as OpenMetrics text to `path`, so that
+/// `promtool tsdb create-blocks-from openmetrics` can build Prometheus's own
+/// block from exactly the same samples (`COMPACTION_BENCH_OPENMETRICS=<path>`).
+fn write_openmetrics(path: &Path, n: usize) {
+    use std::io::Write as _;
+    let names = metric_names();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for id in 0..n {
+        let labels = series_labels(&names, id, 0);
+        let name = labels
+            .iter()
+            .find(|(k, _)| *k == "__name__")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let rest: Vec<String> = labels
+            .iter()
+            .filter(|(k, _)| *k != "__name__")
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect();
+        for (t, v) in samples(&names, id) {
+            writeln!(
+                out,
+                "{name}{{{}}} {v:?} {}.{:03}",
+                rest.join(","),
+                t / 1000,
+                t % 1000
+            )
+            .unwrap();
+        }
+    }
+    writeln!(out, "# EOF").unwrap();
+}
+
 fn dir_bytes(dir: &Path) -> (u64, u64) {
     let index = std::fs::metadata(dir.join("index")).unwrap().len();
     let chunks: u64 = std::fs::read_dir(dir.join("chunks"))
@@ -137,6 +170,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    if let Ok(path) = std::env::var("COMPACTION_BENCH_OPENMETRICS") {
+        write_openmetrics(Path::new(&path), n);
+    }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
