@@ -116,8 +116,21 @@ impl TenantDb {
             source: e,
         })?;
         let head = Arc::new(Head::new());
-        if let Some(max) = local_blocks(&dir).iter().map(|(_, m)| m.max_time).max() {
+        let existing = local_blocks(&dir);
+        if let Some(max) = existing.iter().map(|(_, m)| m.max_time).max() {
             head.set_min_valid_time(max);
+        }
+        let mut block_readers = HashMap::new();
+        for (block_dir, meta) in existing {
+            match BlockReader::open(&block_dir) {
+                Ok(reader) => {
+                    block_readers.insert(meta.ulid.to_string(), Arc::new(reader));
+                }
+                // Serve the rest; the other replicas answer for this block.
+                Err(e) => {
+                    tracing::warn!(tenant, block = %meta.ulid, error = %e, "cannot open a local block for queries");
+                }
+            }
         }
         let wal_dir = dir.join(WAL_DIR);
         let (wal, stats) = if settings.wal_enabled {
@@ -143,7 +156,7 @@ impl TenantDb {
                 cutting: tokio::sync::Mutex::new(()),
                 dir: Some(dir),
                 failed_uploads: parking_lot::Mutex::new(HashSet::new()),
-                block_readers: parking_lot::Mutex::new(HashMap::new()),
+                block_readers: parking_lot::Mutex::new(block_readers),
             },
             stats,
         ))
@@ -153,38 +166,11 @@ impl TenantDb {
     /// the head lives in these blocks until retention deletes them, and
     /// queriers ask ingesters (not store-gateways) for the recent
     /// `query_ingesters_within`, so queries must see them next to the head.
-    /// Blocks are written under a temporary name and renamed, so a listed
-    /// block is complete; one that cannot be opened is logged and skipped
-    /// (the other replicas answer for it).
+    /// The set is kept where blocks come and go (open, cut, retention), so a
+    /// query does no I/O to find them.
     pub(crate) fn local_block_readers(&self, mint: i64, maxt: i64) -> Vec<Arc<BlockReader>> {
-        let Some(dir) = &self.dir else {
-            return Vec::new();
-        };
-        let names: HashSet<String> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|name| name.parse::<strata_tsdb::block::Ulid>().is_ok())
-                .collect(),
-            Err(_) => return Vec::new(),
-        };
-        let mut readers = self.block_readers.lock();
-        readers.retain(|ulid, _| names.contains(ulid));
-        for ulid in names {
-            if readers.contains_key(&ulid) {
-                continue;
-            }
-            match BlockReader::open(&dir.join(&ulid)) {
-                Ok(reader) => {
-                    readers.insert(ulid, Arc::new(reader));
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %self.tenant, block = %ulid, error = %e, "cannot open a local block for queries");
-                }
-            }
-        }
-        readers
+        self.block_readers
+            .lock()
             .values()
             .filter(|r| r.meta().min_time <= maxt && r.meta().max_time > mint)
             .cloned()
@@ -231,11 +217,25 @@ impl TenantDb {
                 tenant: Some(self.tenant.clone()),
                 ..BlockOptions::default()
             };
-            let meta = tokio::task::spawn_blocking(move || {
-                BlockWriter::new(options).write_head(&parent, &head, mint, maxt)
+            // The block is opened for queries before the head lets go of its
+            // samples, so they never drop out of the ingester's answers.
+            let cut = tokio::task::spawn_blocking(move || {
+                let Some(meta) =
+                    BlockWriter::new(options).write_head(&parent, &head, mint, maxt)?
+                else {
+                    return Ok::<_, IngesterError>(None);
+                };
+                let reader = BlockReader::open(&parent.join(meta.ulid.to_string()))?;
+                Ok(Some((meta, reader)))
             })
             .await
             .map_err(|e| IngesterError::Task(e.to_string()))??;
+            let meta = cut.map(|(meta, reader)| {
+                self.block_readers
+                    .lock()
+                    .insert(meta.ulid.to_string(), Arc::new(reader));
+                meta
+            });
             let (refs, next_ref, truncated) = {
                 let _append = self.append.lock();
                 let truncated = self.head.truncate_before(maxt);
@@ -327,6 +327,7 @@ impl TenantDb {
                     path: block_dir.clone(),
                     source: e,
                 })?;
+                self.block_readers.lock().remove(&ulid);
                 tracing::info!(tenant = %self.tenant, block = %ulid, "deleted a shipped block past retention");
                 removed = true;
             }

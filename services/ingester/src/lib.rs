@@ -982,6 +982,15 @@ mod durability_tests {
         timestamps(&ingester.query(tenant, &m, i64::MIN, i64::MAX).unwrap())
     }
 
+    /// Like [`points`], merged as a querier merges: the head keeps whole
+    /// chunks, so its first chunk may overlap the last cut block.
+    fn merged_points(ingester: &Ingester, tenant: &str, name: &str) -> Vec<i64> {
+        let mut t = points(ingester, tenant, name);
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
     /// Like [`points`], from the head alone (not the local blocks).
     fn head_points(ingester: &Ingester, tenant: &str, name: &str) -> Vec<i64> {
         let m = [Matcher::equal("__name__", name)];
@@ -1095,6 +1104,53 @@ mod durability_tests {
         .unwrap();
         assert_eq!(points(&ingester, "t", "ok"), vec![2]);
         assert!(points(&ingester, "t", &huge).is_empty());
+    }
+
+    #[tokio::test]
+    async fn local_blocks_are_queried_before_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(60));
+        // Recent data (within the local retention): 250 s at 1 s, so whole
+        // chunks of the cut ranges leave the head.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let start = (now - 300_000) / 60_000 * 60_000;
+        let samples: Vec<(i64, f64)> = (0..250).map(|i| (start + i * 1000, i as f64)).collect();
+        let want: Vec<i64> = samples.iter().map(|s| s.0).collect();
+        {
+            let ingester = Ingester::open(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap();
+            ingester
+                .push("t", request(&[("m", &samples)]))
+                .await
+                .unwrap();
+            let db = ingester.db("t").unwrap();
+            let cut = db
+                .cut_blocks(60_000, false, &ingester.metrics)
+                .await
+                .unwrap();
+            assert!(!cut.is_empty());
+            assert!(head_points(&ingester, "t", "m").len() < want.len());
+            assert_eq!(merged_points(&ingester, "t", "m"), want);
+        }
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert!(head_points(&ingester, "t", "m").len() < want.len());
+        assert_eq!(
+            merged_points(&ingester, "t", "m"),
+            want,
+            "head and reopened blocks"
+        );
     }
 
     #[tokio::test]
