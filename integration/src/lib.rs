@@ -517,6 +517,52 @@ impl S3Server {
     }
 }
 
+/// Every sample Debian's `promtool tsdb dump` prints for `blocks` (block
+/// directories, copied beside the empty `wal/` promtool wants), as (value of
+/// the label `by`, timestamp ms, value) in dump order. A sample held by two
+/// blocks is printed twice, so callers can check each appears once.
+pub fn promtool_dump(blocks: &[PathBuf], by: &str) -> Vec<(String, i64, f64)> {
+    let promtool = require_program("promtool");
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
+    for block in blocks {
+        let dst = copy.path().join(block.file_name().unwrap());
+        std::fs::create_dir_all(dst.join("chunks")).unwrap();
+        for f in ["meta.json", "index"] {
+            std::fs::copy(block.join(f), dst.join(f)).unwrap();
+        }
+        for entry in std::fs::read_dir(block.join("chunks")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.bytes().all(|b| b.is_ascii_digit()) {
+                std::fs::copy(&path, dst.join("chunks").join(name)).unwrap();
+            }
+        }
+    }
+    let out = Command::new(&promtool)
+        .args(["tsdb", "dump", copy.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool tsdb dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Lines: {__name__="m", series="s0"} 1.5 1700000000000
+    let key = format!("{by}=\"");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (labels, rest) = line.rsplit_once("} ")?;
+            let label = labels.split(key.as_str()).nth(1)?.split('"').next()?;
+            let mut parts = rest.split_whitespace();
+            let value: f64 = parts.next()?.parse().ok()?;
+            let ts: i64 = parts.next()?.parse().ok()?;
+            Some((label.to_string(), ts, value))
+        })
+        .collect()
+}
+
 /// POSTs a remote-write body with extra headers (e.g. `Authorization`, and
 /// `X-Scope-OrgID` only if listed); returns the status and the response text.
 pub async fn push_with_headers(

@@ -9,14 +9,15 @@
 use std::collections::BTreeMap;
 
 use strata_integration::{
-    encode_write_request, now_ms, push_raw, require_program, write_request, S3Server, Strata,
+    encode_write_request, now_ms, promtool_dump, push_raw, require_program, write_request,
+    S3Server, Strata,
 };
 
 const TENANT: &str = "s3-test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
-    let promtool = require_program("promtool");
+    require_program("promtool");
     let s3 = S3Server::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut flags = vec![
@@ -67,43 +68,14 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
         .filter(|p| p.is_dir())
         .collect();
     assert!(blocks.len() >= 2, "{blocks:?}");
-    // A copy the way a user would download it, with the empty wal/ promtool wants.
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
     for block in &blocks {
         for f in ["meta.json", "index", "chunks/000001"] {
             assert!(block.join(f).is_file(), "{} lacks {f}", block.display());
         }
-        let dst = copy.path().join(block.file_name().unwrap());
-        std::fs::create_dir_all(dst.join("chunks")).unwrap();
-        for f in ["meta.json", "index", "chunks/000001"] {
-            std::fs::copy(block.join(f), dst.join(f)).unwrap();
-        }
     }
-    let out = std::process::Command::new(&promtool)
-        .args(["tsdb", "dump", copy.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Lines: {__name__="s3_test", series="s0"} 1.5 1700000000000
+    // Read the way a user would, after downloading the blocks.
     let mut dumped: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((labels, rest)) = line.rsplit_once("} ") else {
-            continue;
-        };
-        let series = labels
-            .split("series=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_string();
-        let mut parts = rest.split_whitespace();
-        let value: f64 = parts.next().unwrap().parse().unwrap();
-        let ts: i64 = parts.next().unwrap().parse().unwrap();
+    for (series, ts, value) in promtool_dump(&blocks, "series") {
         dumped.entry(series).or_default().push((ts, value));
     }
     for samples in dumped.values_mut() {

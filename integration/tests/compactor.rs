@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_raw, require_program, write_request,
+    encode_write_request, eventually, get_json, now_ms, promtool_dump, push_raw, write_request,
     Etcd, S3Server, Strata,
 };
 
@@ -266,51 +266,15 @@ fn partial_blocks(s3: &S3Server) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `promtool tsdb dump` of a copy of the given blocks: series → samples in
-/// dump order (a sample in two non-overlapping blocks would show twice).
+/// `promtool tsdb dump` of the given blocks: series → samples in dump order
+/// (a sample in two non-overlapping blocks would show twice).
 fn dump(s3: &S3Server, blocks: &[String]) -> Samples {
-    let promtool = require_program("promtool");
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
-    for id in blocks {
-        let src = s3.bucket_dir().join(TENANT).join(id);
-        let dst = copy.path().join(id);
-        std::fs::create_dir_all(dst.join("chunks")).unwrap();
-        for f in ["meta.json", "index"] {
-            std::fs::copy(src.join(f), dst.join(f)).unwrap();
-        }
-        for e in std::fs::read_dir(src.join("chunks")).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.bytes().all(|b| b.is_ascii_digit()) {
-                std::fs::copy(&p, dst.join("chunks").join(name)).unwrap();
-            }
-        }
-    }
-    let out = std::process::Command::new(&promtool)
-        .args(["tsdb", "dump", copy.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Lines: {__name__="compact_test", series="s0001"} 12.5 1700000000000
+    let dirs: Vec<PathBuf> = blocks
+        .iter()
+        .map(|id| s3.bucket_dir().join(TENANT).join(id))
+        .collect();
     let mut dumped = Samples::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((labels, rest)) = line.rsplit_once("} ") else {
-            continue;
-        };
-        let series = labels
-            .split("series=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_string();
-        let mut parts = rest.split_whitespace();
-        let value: f64 = parts.next().unwrap().parse().unwrap();
-        let ts: i64 = parts.next().unwrap().parse().unwrap();
+    for (series, ts, value) in promtool_dump(&dirs, "series") {
         dumped.entry(series).or_default().push((ts, value));
     }
     dumped

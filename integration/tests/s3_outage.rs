@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_raw, require_program, write_request,
-    S3Server, Strata,
+    encode_write_request, eventually, get_json, now_ms, promtool_dump, push_raw, require_program,
+    write_request, S3Server, Strata,
 };
 
 const TENANT: &str = "s3-outage";
@@ -64,38 +64,11 @@ fn block_dirs(dir: &Path) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
-/// Every sample `promtool tsdb dump` prints for `blocks` (copied beside an
-/// empty `wal/`, as promtool wants).
-fn dump(promtool: &Path, blocks: &[PathBuf]) -> Vec<((String, i64), f64)> {
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
-    for block in blocks {
-        let dst = copy.path().join(block.file_name().unwrap());
-        std::fs::create_dir_all(dst.join("chunks")).unwrap();
-        for f in ["meta.json", "index", "chunks/000001"] {
-            std::fs::copy(block.join(f), dst.join(f)).unwrap();
-        }
-    }
-    let out = std::process::Command::new(promtool)
-        .args(["tsdb", "dump", copy.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Lines: {__name__="s3_outage_test", series="s0"} 1.5 1700000000000
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (labels, rest) = line.rsplit_once("} ")?;
-            let series = labels.split("series=\"").nth(1)?.split('"').next()?;
-            let mut parts = rest.split_whitespace();
-            let value: f64 = parts.next()?.parse().ok()?;
-            let ts: i64 = parts.next()?.parse().ok()?;
-            Some(((series.to_string(), ts), value))
-        })
+/// Every sample `promtool tsdb dump` prints for `blocks`.
+fn dump(blocks: &[PathBuf]) -> Vec<((String, i64), f64)> {
+    promtool_dump(blocks, "series")
+        .into_iter()
+        .map(|(series, ts, value)| ((series, ts), value))
         .collect()
 }
 
@@ -134,7 +107,8 @@ async fn metric(strata: &Strata, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns() {
-    let promtool = require_program("promtool");
+    // Needed at the end: fail now rather than after the 30 s outage.
+    require_program("promtool");
     let mut s3 = S3Server::start().await;
     let data = tempfile::tempdir().unwrap();
     let tsdb = data.path().join("tsdb");
@@ -218,10 +192,7 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
     // Every acknowledged sample, from the blocks or from the head; nothing else.
     let pushed = pushed.lock().clone();
     let mut found: Pushed = BTreeMap::new();
-    for (key, value) in dump(&promtool, &blocks)
-        .into_iter()
-        .chain(queried(&strata).await)
-    {
+    for (key, value) in dump(&blocks).into_iter().chain(queried(&strata).await) {
         if let Some(old) = found.insert(key.clone(), value) {
             assert_eq!(old, value, "{key:?} differs between blocks and head");
         }
