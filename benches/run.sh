@@ -48,8 +48,9 @@ PROMETHEUS_BIN=${PROMETHEUS_BIN:-prometheus}
 VICTORIA_METRICS_BIN=${VICTORIA_METRICS_BIN:-victoria-metrics}
 STRATA_CONFIG=$ROOT/benches/strata-bench.yaml
 
-log() { echo "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+LOG_PREFIX=bench
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 # --- prerequisites ----------------------------------------------------------
 # The peers come from Debian's packages; install what is missing (as `make deps-build` does).
@@ -81,19 +82,8 @@ for sys in $SYSTEMS; do
   esac
 done
 command -v curl >/dev/null || die "curl not found: apt-get install curl"
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-  log "building strata and strata-bench (release) into $TARGET_DIR"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p strata -p strata-bench >&2)
-fi
-[[ -x $STRATA_BIN ]] || die "no strata binary at $STRATA_BIN"
-[[ -x $STRATA_BENCH_BIN ]] || die "no strata-bench binary at $STRATA_BENCH_BIN"
-
-PIN_TARGET=() PIN_GEN=()
-if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
-  PIN_TARGET=(taskset -c "$TARGET_CPU") PIN_GEN=(taskset -c "$GEN_CPU")
-else
-  log "WARNING: taskset missing or fewer than 2 CPUs: target and generator are not pinned"
-fi
+build_binaries
+set_pinning
 
 mkdir -p "$OUT_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -104,28 +94,13 @@ OUT=$OUT_DIR/bench-$STAMP.md
 # --- one system at a time -----------------------------------------------------
 PID='' DIR=''
 stop_target() {
-  if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$PID" 2>/dev/null && kill -KILL "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-  fi
+  stop_pid "$PID" TERM
   PID=''
   if [[ -n $DIR && -z ${BENCH_KEEP:-} ]]; then rm -rf "$DIR"; fi
   DIR=''
 }
 trap stop_target EXIT
 trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
-    if port_free "$p"; then echo "$p"; return; fi
-  done
-  die "no free port found"
-}
 
 # Starts $1 fresh; sets PID, DIR, PUSH_URL, QUERY_URL.
 start_target() {

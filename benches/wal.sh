@@ -31,23 +31,13 @@ STRATA_BIN=${STRATA_BIN:-$TARGET_DIR/release/strata}
 STRATA_BENCH_BIN=${STRATA_BENCH_BIN:-$TARGET_DIR/release/strata-bench}
 STRATA_CONFIG=$ROOT/benches/strata-bench.yaml
 
-log() { echo "wal-bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+LOG_PREFIX=wal-bench
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 command -v curl >/dev/null || die "curl not found: apt-get install curl"
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-  log "building strata and strata-bench (release) into $TARGET_DIR"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p strata -p strata-bench >&2)
-fi
-[[ -x $STRATA_BIN ]] || die "no strata binary at $STRATA_BIN"
-[[ -x $STRATA_BENCH_BIN ]] || die "no strata-bench binary at $STRATA_BENCH_BIN"
-
-PIN_TARGET=() PIN_GEN=()
-if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
-  PIN_TARGET=(taskset -c "$TARGET_CPU") PIN_GEN=(taskset -c "$GEN_CPU")
-else
-  log "WARNING: taskset missing or fewer than 2 CPUs: target and generator are not pinned"
-fi
+build_binaries
+set_pinning
 
 mkdir -p "$OUT_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -57,28 +47,13 @@ printf 'mode\trun\tsamples\tcpu_us_per_sample\tsamples_per_second\twal_bytes_per
 
 PID='' DIR='' HTTP=''
 kill_target() {
-  local sig=${1:-TERM}
-  if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-    kill "-$sig" "$PID" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$PID" 2>/dev/null && kill -KILL "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-  fi
+  stop_pid "$PID" "${1:-TERM}"
   PID=''
 }
 cleanup() { kill_target TERM; if [[ -n $DIR && -z ${BENCH_KEEP:-} ]]; then rm -rf "$DIR"; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
-    if port_free "$p"; then echo "$p"; return; fi
-  done
-  die "no free port found"
-}
 
 # start_strata WAL_FLAGS...: starts strata on $DIR; sets PID, HTTP.
 start_strata() {
