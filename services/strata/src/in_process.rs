@@ -29,9 +29,25 @@ impl InProcessIngester {
     }
 }
 
-fn request<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
+/// `message` as a gRPC request for `tenant`, for calling a service in-process.
+pub(crate) fn request<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
     strata_proto::tenant_request(tenant, message)
         .map_err(|e| ServiceError::bad_request(e.to_string()))
+}
+
+/// Every series of an in-process server stream, batch after batch.
+pub(crate) async fn collect_series<M, S>(
+    mut stream: S,
+    series_of: impl Fn(M) -> Vec<StreamSeries>,
+) -> Result<Vec<StreamSeries>, ServiceError>
+where
+    S: futures::Stream<Item = Result<M, tonic::Status>> + Unpin,
+{
+    let mut series = Vec::new();
+    while let Some(batch) = stream.next().await {
+        series.extend(series_of(batch?));
+    }
+    Ok(series)
 }
 
 #[async_trait::async_trait]
@@ -49,16 +65,12 @@ impl strata_querier::IngesterQuery for InProcessIngester {
         tenant: &str,
         message: QueryRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let mut stream = self
+        let stream = self
             .service
             .query_stream(request(tenant, message)?)
             .await?
             .into_inner();
-        let mut series = Vec::new();
-        while let Some(batch) = stream.next().await {
-            series.extend(batch?.series);
-        }
-        Ok(series)
+        collect_series(stream, |batch| batch.series).await
     }
 
     async fn label_names(

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use prometheus::Registry;
 use strata_proto::ingester::StreamSeries;
 use strata_proto::storegateway::store_gateway_server::StoreGateway as StoreGatewayApi;
@@ -18,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::AppError;
 use crate::config::Config;
+use crate::in_process::{collect_series, request};
 
 /// A running store-gateway.
 pub(crate) struct StoreGateway {
@@ -119,11 +119,6 @@ impl InProcessStoreGateway {
     }
 }
 
-fn request<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, ServiceError> {
-    strata_proto::tenant_request(tenant, message)
-        .map_err(|e| ServiceError::bad_request(e.to_string()))
-}
-
 #[async_trait::async_trait]
 impl strata_querier::StoreGatewayQuery for InProcessStoreGateway {
     async fn series(
@@ -131,16 +126,12 @@ impl strata_querier::StoreGatewayQuery for InProcessStoreGateway {
         tenant: &str,
         message: SeriesRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let mut stream = self
+        let stream = self
             .service
             .series(request(tenant, message)?)
             .await?
             .into_inner();
-        let mut series = Vec::new();
-        while let Some(batch) = stream.next().await {
-            series.extend(batch?.series);
-        }
-        Ok(series)
+        collect_series(stream, |batch| batch.series).await
     }
 
     async fn label_names(
