@@ -31,8 +31,8 @@ use strata_model::Labels;
 use super::chunks::{SegmentWriter, ENCODING_XOR, SEGMENT_HEADER_LEN};
 use super::index::{write_index, ChunkMeta, SeriesEntry, SeriesRef};
 use super::meta::{
-    BlockCompaction, BlockDesc, BlockMeta, BlockStats, ThanosDownsample, ThanosFile, ThanosMeta,
-    META_VERSION, TENANT_LABEL,
+    BlockCompaction, BlockDesc, BlockMeta, BlockStats, ThanosDownsample, ThanosMeta, META_VERSION,
+    TENANT_LABEL,
 };
 use super::writer::write_meta;
 use super::{BlockError, BlockOptions, BlockReader, Ulid};
@@ -305,21 +305,7 @@ fn merged_meta(
     if let Some(tenant) = &options.tenant {
         labels.insert(TENANT_LABEL.to_string(), tenant.clone());
     }
-    let mut files: Vec<ThanosFile> = segment_files
-        .iter()
-        .map(|(name, size)| ThanosFile {
-            rel_path: format!("chunks/{name}"),
-            size_bytes: Some(*size),
-        })
-        .collect();
-    files.push(ThanosFile {
-        rel_path: "index".to_string(),
-        size_bytes: Some(index_size),
-    });
-    files.push(ThanosFile {
-        rel_path: "meta.json".to_string(),
-        size_bytes: None,
-    });
+    let files = super::writer::thanos_files(&segment_files, index_size);
     BlockMeta {
         ulid,
         min_time,

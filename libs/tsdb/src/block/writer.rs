@@ -181,21 +181,7 @@ impl BlockWriter {
         if let Some(tenant) = &self.options.tenant {
             labels.insert(TENANT_LABEL.to_string(), tenant.clone());
         }
-        let mut files: Vec<ThanosFile> = segment_files
-            .iter()
-            .map(|(name, size)| ThanosFile {
-                rel_path: format!("chunks/{name}"),
-                size_bytes: Some(*size),
-            })
-            .collect();
-        files.push(ThanosFile {
-            rel_path: "index".to_string(),
-            size_bytes: Some(index_size),
-        });
-        files.push(ThanosFile {
-            rel_path: "meta.json".to_string(),
-            size_bytes: None,
-        });
+        let files = thanos_files(&segment_files, index_size);
         let meta = BlockMeta {
             ulid,
             min_time: mint,
@@ -302,4 +288,25 @@ fn sync_dir(dir: &Path) -> Result<(), BlockError> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// The Thanos section's file list of a block: its chunk segments and index
+/// with their sizes, and `meta.json` (written last, so without a size).
+pub(crate) fn thanos_files(segment_files: &[(String, u64)], index_size: u64) -> Vec<ThanosFile> {
+    let mut files: Vec<ThanosFile> = segment_files
+        .iter()
+        .map(|(name, size)| ThanosFile {
+            rel_path: format!("chunks/{name}"),
+            size_bytes: Some(*size),
+        })
+        .collect();
+    files.push(ThanosFile {
+        rel_path: "index".to_string(),
+        size_bytes: Some(index_size),
+    });
+    files.push(ThanosFile {
+        rel_path: "meta.json".to_string(),
+        size_bytes: None,
+    });
+    files
 }
