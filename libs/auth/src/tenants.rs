@@ -115,6 +115,8 @@ impl TenantsFile {
     /// Parses and checks tenants-file YAML. The error names the entry (by
     /// index and name) and the key, and never quotes a hash or secret.
     pub fn parse(text: &str) -> Result<TenantsFile, String> {
+        strata_model::check_bracket_nesting(text, strata_model::MAX_YAML_NESTING)
+            .map_err(|e| e.to_string())?;
         let tree: Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         let tree = match tree {
             Value::Null => Value::Mapping(Default::default()),

@@ -39,6 +39,8 @@ pub fn parse_runtime_config(
     text: &str,
     defaults: &Limits,
 ) -> Result<HashMap<String, Limits>, RuntimeConfigError> {
+    strata_model::check_bracket_nesting(text, strata_model::MAX_YAML_NESTING)
+        .map_err(|e| RuntimeConfigError::Yaml(e.to_string()))?;
     let root: Value =
         serde_yaml::from_str(text).map_err(|e| RuntimeConfigError::Yaml(e.to_string()))?;
     let root = match root {
@@ -115,6 +117,30 @@ fn key_text(key: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_yaml_is_an_error_not_a_crash() {
+        let deep = format!(
+            "overrides: {}1{}",
+            "{a: ".repeat(50_000),
+            "}".repeat(50_000)
+        );
+        assert!(matches!(
+            parse_runtime_config(&deep, &Limits::default()),
+            Err(RuntimeConfigError::Yaml(_))
+        ));
+        let mut bomb = String::from("x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        for w in names.windows(2) {
+            let (prev, name) = (w[0], w[1]);
+            bomb.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 10].join(", ")
+            ));
+        }
+        bomb.push_str("overrides: *j\n");
+        assert!(parse_runtime_config(&bomb, &Limits::default()).is_err());
+    }
 
     #[test]
     fn partial_overrides_take_the_other_limits_from_the_defaults() {

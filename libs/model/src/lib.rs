@@ -1,5 +1,6 @@
 //! The vocabulary every Strata crate shares: label sets, samples, label matchers
-//! with Prometheus semantics, tenant IDs and the series hash used for sharding.
+//! with Prometheus semantics, tenant IDs and the series hash used for sharding,
+//! and the bound on bracket nesting checked before any YAML from outside is parsed.
 //!
 //! This crate owns no storage and no I/O. It deliberately keeps labels as plain
 //! owned strings: storage engines intern them in their own structures, and this
@@ -8,12 +9,14 @@
 mod duration;
 mod labels;
 mod matcher;
+mod nesting;
 mod sample;
 mod tenant;
 
 pub use duration::{format_duration, parse_duration, ConfigDuration, DurationError};
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use nesting::{check_bracket_nesting, NestingError, MAX_YAML_NESTING};
 pub use sample::{is_stale_nan, Sample, Series, STALE_NAN, STALE_NAN_BITS};
 pub use tenant::{validate_tenant_id, TenantError, MAX_TENANT_ID_LENGTH};
 

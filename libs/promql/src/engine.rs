@@ -14,8 +14,9 @@ use strata_status::ServiceError;
 use crate::error::QueryError;
 use crate::eval::{
     at_ms, duration_ms, node_key, offset_ms, selector_matchers, without_name, Evaluator, HPoint,
-    Sample, SelectedSeries, SelectorData, Val,
+    Sample, SelectedSeries, SelectorData, Val, DEFAULT_SUBQUERY_STEP_MS,
 };
+use crate::guard::{check_expr, parse_query, QueryShapeLimits};
 use crate::histogram::FloatHistogram;
 use crate::value::{HistogramSample, HistogramSeries, InstantSample, QueryResult, Value};
 
@@ -53,8 +54,10 @@ pub struct EngineOptions {
     pub lookback_delta_ms: i64,
     /// The most samples a query may hold at once.
     pub max_samples: usize,
-    /// The longest a query may run, fetching included.
+    /// The longest a query may run, parsing and fetching included.
     pub timeout: Duration,
+    /// The limits on the query's text and tree, checked before it is parsed.
+    pub shape: QueryShapeLimits,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +66,7 @@ impl Default for EngineOptions {
             lookback_delta_ms: 5 * 60 * 1000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            shape: QueryShapeLimits::default(),
         }
     }
 }
@@ -77,12 +81,56 @@ pub struct Engine {
     fast_path: bool,
 }
 
+/// The stack of a thread that parses, plans or evaluates a query. The walks
+/// over the tree recurse once per level, and one level of evaluation takes a
+/// few kilobytes in an unoptimised build: 64 MiB holds the deepest tree
+/// [`QueryShapeLimits::max_depth`] allows many times over (the engine tests run
+/// every kind of nesting at the default limit). Only the pages a query touches
+/// become memory.
+const QUERY_THREAD_STACK_BYTES: usize = 64 << 20;
+
+/// Runs one step of a query (parse, plan, evaluate) on a thread of its own with
+/// a stack of [`QUERY_THREAD_STACK_BYTES`]; a panic there becomes
+/// [`QueryError::Internal`] instead of taking the process down.
+pub(crate) async fn on_query_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("strata-query".into())
+        .stack_size(QUERY_THREAD_STACK_BYTES)
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(QueryError::Internal(format!(
+                        "internal error: query evaluation panicked: {what}"
+                    )))
+                });
+            // The caller may have stopped waiting (timeout, cancel).
+            let _ = tx.send(result);
+        })
+        .map_err(|e| QueryError::Internal(format!("could not start a query thread: {e}")))?;
+    rx.await.unwrap_or_else(|_| {
+        Err(QueryError::Internal(
+            "internal error: the query thread ended without an answer".into(),
+        ))
+    })
+}
+
 /// One selector to fetch: its key, matcher sets and time range (inclusive).
 struct Fetch {
     key: usize,
     matcher_sets: Vec<Vec<Matcher>>,
     min_ms: i64,
     max_ms: i64,
+    /// How many times the selector is evaluated for one step of the query: the
+    /// product of the step counts of the subqueries around it (1 outside any).
+    evaluations: u64,
 }
 
 struct Planner {
@@ -90,6 +138,30 @@ struct Planner {
     end_ms: i64,
     lookback_ms: i64,
     fetches: Vec<Fetch>,
+    /// The most evaluations of any subquery's inner expression for one step
+    /// of the query (nested subqueries multiply).
+    max_evaluations: u64,
+}
+
+/// What planning a query produced: the selectors to fetch and the work the
+/// subqueries imply.
+struct Plan {
+    fetches: Vec<Fetch>,
+    max_evaluations: u64,
+}
+
+/// How many steps a subquery evaluates its expression at for one outer step.
+fn subquery_steps(sq: &promql_parser::parser::SubqueryExpr) -> u64 {
+    let step = sq
+        .step
+        .as_ref()
+        .map(duration_ms)
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+    let range = duration_ms(&sq.range).max(0);
+    u64::try_from(range / step)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
 }
 
 impl Planner {
@@ -99,6 +171,7 @@ impl Planner {
         lo: i64,
         hi: i64,
         window: i64,
+        evaluations: u64,
     ) -> Result<(), QueryError> {
         let (l, h) = match at_ms(&vs.at, self.start_ms, self.end_ms) {
             Some(a) => (a, a),
@@ -110,16 +183,22 @@ impl Planner {
             matcher_sets: selector_matchers(vs)?,
             min_ms: l.saturating_sub(off).saturating_sub(window),
             max_ms: h.saturating_sub(off),
+            evaluations,
         });
         Ok(())
     }
 
-    /// Collects the selectors below `e`, which is evaluated at times in `[lo, hi]`.
-    fn walk(&mut self, e: &Expr, lo: i64, hi: i64) -> Result<(), QueryError> {
+    /// Collects the selectors below `e`, which is evaluated at times in `[lo, hi]`,
+    /// `evaluations` times for each step of the query.
+    fn walk(&mut self, e: &Expr, lo: i64, hi: i64, evaluations: u64) -> Result<(), QueryError> {
         match e {
-            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback_ms),
-            Expr::MatrixSelector(ms) => self.selector(&ms.vs, lo, hi, duration_ms(&ms.range)),
+            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback_ms, evaluations),
+            Expr::MatrixSelector(ms) => {
+                self.selector(&ms.vs, lo, hi, duration_ms(&ms.range), evaluations)
+            }
             Expr::Subquery(sq) => {
+                let evaluations = evaluations.saturating_mul(subquery_steps(sq));
+                self.max_evaluations = self.max_evaluations.max(evaluations);
                 let (l, h) = match at_ms(&sq.at, self.start_ms, self.end_ms) {
                     Some(a) => (a, a),
                     None => (lo, hi),
@@ -127,23 +206,23 @@ impl Planner {
                 let off = offset_ms(&sq.offset);
                 let h = h.saturating_sub(off);
                 let l = l.saturating_sub(off).saturating_sub(duration_ms(&sq.range));
-                self.walk(&sq.expr, l, h)
+                self.walk(&sq.expr, l, h, evaluations)
             }
-            Expr::Paren(p) => self.walk(&p.expr, lo, hi),
-            Expr::Unary(u) => self.walk(&u.expr, lo, hi),
+            Expr::Paren(p) => self.walk(&p.expr, lo, hi, evaluations),
+            Expr::Unary(u) => self.walk(&u.expr, lo, hi, evaluations),
             Expr::Binary(b) => {
-                self.walk(&b.lhs, lo, hi)?;
-                self.walk(&b.rhs, lo, hi)
+                self.walk(&b.lhs, lo, hi, evaluations)?;
+                self.walk(&b.rhs, lo, hi, evaluations)
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.walk(p, lo, hi)?;
+                    self.walk(p, lo, hi, evaluations)?;
                 }
-                self.walk(&a.expr, lo, hi)
+                self.walk(&a.expr, lo, hi, evaluations)
             }
             Expr::Call(c) => {
                 for a in &c.args.args {
-                    self.walk(a, lo, hi)?;
+                    self.walk(a, lo, hi, evaluations)?;
                 }
                 Ok(())
             }
@@ -152,8 +231,29 @@ impl Planner {
     }
 }
 
+/// Refuses a query whose subqueries would hold more than `max_samples` samples
+/// at once, before any of it is evaluated: each evaluation of a subquery's
+/// expression yields at least one sample per series its selectors selected
+/// (at least one, for an expression without selectors). Prometheus finds out
+/// only while it evaluates; `up[1y:1ms]` would run until the timeout.
+fn check_subquery_samples(
+    max_samples: usize,
+    max_evaluations: u64,
+    selected: impl Iterator<Item = (u64, usize)>,
+) -> Result<(), QueryError> {
+    let estimate = selected
+        .map(|(evaluations, series)| {
+            evaluations.saturating_mul(u64::try_from(series.max(1)).unwrap_or(u64::MAX))
+        })
+        .fold(max_evaluations, u64::max);
+    if estimate > u64::try_from(max_samples).unwrap_or(u64::MAX) {
+        return Err(QueryError::TooManySamples(max_samples));
+    }
+    Ok(())
+}
+
 /// Fetches every planned selector; matcher sets of one selector are unioned.
-async fn fetch_all(q: &dyn Queryable, fetches: Vec<Fetch>) -> Result<SelectorData, QueryError> {
+async fn fetch_all(q: &dyn Queryable, fetches: &[Fetch]) -> Result<SelectorData, QueryError> {
     let mut data = SelectorData::new();
     for f in fetches {
         let mut merged: BTreeMap<Labels, Vec<ModelSample>> = BTreeMap::new();
@@ -578,10 +678,22 @@ impl Engine {
         step_ms: i64,
         instant: bool,
     ) -> Result<QueryResult, QueryError> {
-        // Boxed so that node addresses (the keys of the fetched data) stay put
-        // when the expression moves into the evaluation task.
-        let expr = Box::new(promql_parser::parser::parse(query).map_err(QueryError::Parse)?);
-        self.run_expr(q, expr, start_ms, end_ms, step_ms, instant)
+        let started = Instant::now();
+        let text = query.to_owned();
+        let shape = self.opts.shape;
+        // Parsed on a query thread, within the timeout: the parser's checks
+        // recurse once per level of the tree.
+        let expr = self
+            .within_timeout(
+                started,
+                on_query_thread(move || {
+                    // Boxed so that node addresses (the keys of the fetched
+                    // data) stay put when the expression moves between threads.
+                    parse_query(&text, &shape).map(Box::new)
+                }),
+            )
+            .await?;
+        self.run_parsed(q, expr, start_ms, end_ms, step_ms, instant, started)
             .await
     }
 
@@ -594,18 +706,72 @@ impl Engine {
         step_ms: i64,
         instant: bool,
     ) -> Result<QueryResult, QueryError> {
-        let started = Instant::now();
-        let mut planner = Planner {
-            start_ms,
-            end_ms,
-            lookback_ms: self.opts.lookback_delta_ms,
-            fetches: Vec::new(),
-        };
-        planner.walk(&expr, start_ms, end_ms)?;
-        let timed_out = || QueryError::Timeout("query timed out in query execution".to_string());
-        let data = tokio::time::timeout(self.opts.timeout, fetch_all(q, planner.fetches))
+        check_expr(&expr, &self.opts.shape)?;
+        self.run_parsed(q, expr, start_ms, end_ms, step_ms, instant, Instant::now())
             .await
-            .map_err(|_| timed_out())??;
+    }
+
+    /// `work`, failing with a timeout once the query has run for its timeout
+    /// since `started`.
+    async fn within_timeout<T>(
+        &self,
+        started: Instant,
+        work: impl std::future::Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        let left = self.opts.timeout.saturating_sub(started.elapsed());
+        tokio::time::timeout(left, work)
+            .await
+            .map_err(|_| QueryError::Timeout("query timed out in query execution".to_string()))?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_parsed(
+        &self,
+        q: &dyn Queryable,
+        expr: Box<Expr>,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        instant: bool,
+        started: Instant,
+    ) -> Result<QueryResult, QueryError> {
+        let lookback_ms = self.opts.lookback_delta_ms;
+        let (expr, plan) = self
+            .within_timeout(
+                started,
+                on_query_thread(move || {
+                    let mut planner = Planner {
+                        start_ms,
+                        end_ms,
+                        lookback_ms,
+                        fetches: Vec::new(),
+                        max_evaluations: 0,
+                    };
+                    planner.walk(&expr, start_ms, end_ms, 1)?;
+                    let plan = Plan {
+                        fetches: planner.fetches,
+                        max_evaluations: planner.max_evaluations,
+                    };
+                    Ok((expr, plan))
+                }),
+            )
+            .await?;
+        check_subquery_samples(
+            self.opts.max_samples,
+            plan.max_evaluations,
+            std::iter::empty(),
+        )?;
+        let data = self
+            .within_timeout(started, fetch_all(q, &plan.fetches))
+            .await?;
+        check_subquery_samples(
+            self.opts.max_samples,
+            plan.max_evaluations,
+            plan.fetches
+                .iter()
+                .filter(|f| f.evaluations > 1)
+                .map(|f| (f.evaluations, data.get(&f.key).map_or(0, Vec::len))),
+        )?;
         let opts = self.opts.clone();
         let canceled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(Arc::clone(&canceled));
@@ -618,13 +784,37 @@ impl Engine {
             deadline: started.checked_add(self.opts.timeout),
             canceled: Some(Arc::clone(&canceled)),
         };
-        let task = tokio::task::spawn_blocking(move || evaluate(&expr, &data, &opts, &req));
-        match task.await {
-            Ok(r) => r,
-            Err(e) if e.is_cancelled() => Err(QueryError::Canceled("query was canceled".into())),
-            Err(_) => Err(QueryError::Execution(
-                "internal error: query evaluation panicked".into(),
-            )),
+        // The expression and the data are dropped on the query thread too.
+        on_query_thread(move || evaluate(&expr, &data, &opts, &req)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_on_a_query_thread_is_an_error_of_that_query() {
+        let r: Result<(), QueryError> = on_query_thread(|| panic!("a bug in one walk")).await;
+        match r {
+            Err(QueryError::Internal(m)) => assert!(m.contains("a bug in one walk"), "{m}"),
+            other => panic!("expected an internal error, got {other:?}"),
         }
+        // The next query runs as usual.
+        assert_eq!(on_query_thread(|| Ok(7)).await, Ok(7));
+    }
+
+    #[tokio::test]
+    async fn query_threads_have_the_large_stack() {
+        // 16 MiB on the stack would overflow a default (2 MiB) thread.
+        let r = on_query_thread(|| {
+            let big = [1u8; 16 << 20];
+            Ok(std::hint::black_box(&big)
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum::<u64>())
+        })
+        .await;
+        assert_eq!(r, Ok(16 << 20));
     }
 }

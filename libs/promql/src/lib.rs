@@ -22,6 +22,12 @@
 //! histograms yet, so only [`MemoryStorage`] (tests, the conformance runner)
 //! supplies them.
 //!
+//! Every query is first held to [`QueryShapeLimits`] (length, depth,
+//! matchers) by a scan of its text, before the parser sees it, and is parsed,
+//! planned and evaluated on a thread of its own with a stack sized for the
+//! depth limit; a panic there is an error of that query, not of the process
+//! (`guard.rs`, `engine.rs`).
+//!
 //! It deliberately does not own storage, the HTTP API or result caching.
 //!
 //! [`test_script`] runs Prometheus's `promqltest` scripts against the engine and
@@ -33,7 +39,9 @@ mod engine;
 mod error;
 mod eval;
 mod fast;
+mod format;
 mod functions;
+mod guard;
 mod histogram;
 mod mathx;
 mod storage;
@@ -42,6 +50,8 @@ mod value;
 
 pub use engine::{Engine, EngineOptions, Queryable};
 pub use error::QueryError;
+pub use format::format_query;
+pub use guard::{expr_depth, parse_query, QueryShapeLimits, ShapeLimit, MAX_SUPPORTED_DEPTH};
 pub use histogram::{CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 pub use storage::MemoryStorage;
 pub use value::{

@@ -1287,7 +1287,14 @@ async fn run_eval(
     if start_timestamps {
         return Outcome::Unsupported("start timestamps (@st) are not stored".into());
     }
-    let parsed = promql_parser::parser::parse(&ev.query);
+    // The engine's own entry: the shape limits hold for the corpus too.
+    let parsed = match crate::guard::parse_query(&ev.query, &engine.options().shape) {
+        Err(e @ QueryError::ShapeLimit { .. }) => {
+            return Outcome::Failed(format!("refused by a shape limit: {e}"))
+        }
+        Err(e) => Err(e.to_string()),
+        Ok(e) => Ok(e),
+    };
     let expr = match parsed {
         Ok(e) => e,
         Err(e) => {

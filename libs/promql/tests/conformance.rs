@@ -110,6 +110,8 @@ async fn promql_conformance() {
         lookback_delta_ms: 5 * 60 * 1000,
         max_samples: 50_000_000,
         timeout: std::time::Duration::from_secs(60),
+        // The production defaults: real queries must pass them unchanged.
+        shape: strata_promql::QueryShapeLimits::default(),
     };
     let mut report = String::new();
     let mut summary = String::new();

@@ -30,6 +30,7 @@ fn engine() -> Engine {
         lookback_delta_ms: 300_000,
         max_samples: 1_000_000,
         timeout: Duration::from_secs(10),
+        ..EngineOptions::default()
     })
 }
 
@@ -209,15 +210,24 @@ async fn errors_not_panics() {
         .instant_query(&s, "max_over_time(m[100y:1h])", 0)
         .await
         .is_ok());
-    // A subquery with billions of steps hits the timeout instead of hanging.
+    // A subquery with billions of steps is refused at once by the sample
+    // estimate (tests/hostile.rs); one with 876,000 steps runs into the
+    // timeout instead of hanging.
     let quick = Engine::new(EngineOptions {
         lookback_delta_ms: 300_000,
         max_samples: 1_000_000,
-        timeout: Duration::from_millis(200),
+        timeout: Duration::from_millis(1),
+        ..EngineOptions::default()
     });
     assert!(matches!(
         quick
             .instant_query(&s, "max_over_time(m[100y:1ms])", 0)
+            .await,
+        Err(QueryError::TooManySamples(_))
+    ));
+    assert!(matches!(
+        quick
+            .instant_query(&s, "max_over_time(m[100y:1h])", 0)
             .await,
         Err(QueryError::Timeout(_))
     ));
@@ -225,6 +235,7 @@ async fn errors_not_panics() {
         lookback_delta_ms: 300_000,
         max_samples: 2,
         timeout: Duration::from_secs(10),
+        ..EngineOptions::default()
     });
     let s3 = storage(&[(&[("__name__", "m")], &[(0, 1.0), (1, 2.0), (2, 3.0)])]);
     assert!(matches!(
@@ -235,6 +246,7 @@ async fn errors_not_panics() {
         lookback_delta_ms: 300_000,
         max_samples: 100,
         timeout: Duration::ZERO,
+        ..EngineOptions::default()
     });
     assert!(matches!(
         zero.instant_query(&s, "m", 0).await,

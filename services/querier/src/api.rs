@@ -14,8 +14,10 @@ use axum::Router;
 use strata_model::{is_valid_label_name, Labels};
 use strata_status::{ErrorCode, ServiceError};
 
-use crate::engine::{format_value, EngineError, QueryOutput};
-use crate::json::{error_body, success_body, write_labels, write_query_data, write_str};
+use crate::engine::{format_value, parse_guarded, EngineError, QueryOutput};
+use crate::json::{
+    error_body, success_body, write_array, write_labels, write_query_data, write_str, TooLarge,
+};
 use crate::params::{
     invalid_param, parse_limit, parse_match_param, parse_range_params, parse_time_param,
     parse_timeout, Params, MAX_TIME_MS, MIN_TIME_MS,
@@ -107,6 +109,7 @@ impl From<EngineError> for ApiError {
             EngineError::Timeout(m) => ApiError::timeout(m),
             EngineError::Canceled(m) => ApiError::canceled(m),
             EngineError::Storage(e) => ApiError::from_service(e),
+            EngineError::Internal(m) => ApiError::from_service(ServiceError::internal(m)),
         }
     }
 }
@@ -192,10 +195,17 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn query_response(output: QueryOutput) -> Response {
+fn query_response(output: QueryOutput, max_bytes: usize) -> Result<Response, ApiError> {
     let mut data = Vec::new();
-    write_query_data(&mut data, &output.data, format_value);
-    success(&data, &output.warnings, &output.infos)
+    write_query_data(&mut data, &output.data, format_value, max_bytes).map_err(too_large)?;
+    Ok(success(&data, &output.warnings, &output.infos))
+}
+
+/// An answer over `querier.max_response_size_bytes`: 422, naming the limit.
+fn too_large(e: TooLarge) -> ApiError {
+    ApiError::execution(format!(
+        "{e} (querier.max_response_size_bytes; err-strata-response-too-large)"
+    ))
 }
 
 #[tracing::instrument(name = "querier.query", skip_all)]
@@ -213,7 +223,7 @@ async fn query(
         .querier
         .instant_query(&tenant, params.get("query"), time_ms, timeout)
         .await?;
-    Ok(query_response(output))
+    query_response(output, state.querier.config().max_response_size_bytes)
 }
 
 #[tracing::instrument(name = "querier.query_range", skip_all)]
@@ -231,7 +241,7 @@ async fn query_range(
         .querier
         .range_query(&tenant, params.get("query"), range, timeout)
         .await?;
-    Ok(query_response(output))
+    query_response(output, state.querier.config().max_response_size_bytes)
 }
 
 /// `start` and `end` of the metadata endpoints: all time when absent.
@@ -272,8 +282,8 @@ async fn series(
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = metadata_range(&params)?;
-    let matcher_sets =
-        parse_match_param(&matches).map_err(|e| ApiError::bad_data(invalid_param("match[]", e)))?;
+    let matcher_sets = parse_match_param(&matches, state.querier.shape_limits())
+        .map_err(|e| ApiError::bad_data(invalid_param("match[]", e)))?;
     let limit = parse_limit(&params).map_err(ApiError::bad_data)?;
     let storage = state.querier.queryable(&tenant);
     let mut found: Vec<Labels> =
@@ -284,30 +294,21 @@ async fn series(
     let mut warnings = Vec::new();
     truncate(&mut found, limit, &mut warnings);
     let mut data = Vec::new();
-    data.push(b'[');
-    for (i, labels) in found.iter().enumerate() {
-        if i > 0 {
-            data.push(b',');
-        }
-        write_labels(&mut data, labels);
-    }
-    data.push(b']');
+    let max_bytes = state.querier.config().max_response_size_bytes;
+    write_array(&mut data, &found, write_labels, max_bytes).map_err(too_large)?;
     Ok(success(&data, &warnings, &[]))
 }
 
-fn string_list_response(mut list: Vec<String>, limit: usize) -> Response {
+fn string_list_response(
+    mut list: Vec<String>,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Response, ApiError> {
     let mut warnings = Vec::new();
     truncate(&mut list, limit, &mut warnings);
     let mut data = Vec::new();
-    data.push(b'[');
-    for (i, s) in list.iter().enumerate() {
-        if i > 0 {
-            data.push(b',');
-        }
-        write_str(&mut data, s);
-    }
-    data.push(b']');
-    success(&data, &warnings, &[])
+    write_array(&mut data, &list, |out, s| write_str(out, s), max_bytes).map_err(too_large)?;
+    Ok(success(&data, &warnings, &[]))
 }
 
 async fn labels(
@@ -319,7 +320,8 @@ async fn labels(
 ) -> Result<Response, ApiError> {
     let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
     let (start, end) = metadata_range(&params)?;
-    let matcher_sets = parse_match_param(&params.get_all("match[]")).map_err(ApiError::bad_data)?;
+    let matcher_sets = parse_match_param(&params.get_all("match[]"), state.querier.shape_limits())
+        .map_err(ApiError::bad_data)?;
     let limit = parse_limit(&params).map_err(ApiError::bad_data)?;
     let storage = state.querier.queryable(&tenant);
     let names = with_timeout(
@@ -327,7 +329,7 @@ async fn labels(
         storage.label_names(&matcher_sets, start, end),
     )
     .await?;
-    Ok(string_list_response(names, limit))
+    string_list_response(names, limit, state.querier.config().max_response_size_bytes)
 }
 
 async fn label_values(
@@ -343,7 +345,8 @@ async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let (start, end) = metadata_range(&params)?;
-    let matcher_sets = parse_match_param(&params.get_all("match[]")).map_err(ApiError::bad_data)?;
+    let matcher_sets = parse_match_param(&params.get_all("match[]"), state.querier.shape_limits())
+        .map_err(ApiError::bad_data)?;
     let limit = parse_limit(&params).map_err(ApiError::bad_data)?;
     let storage = state.querier.queryable(&tenant);
     let values = with_timeout(
@@ -351,7 +354,11 @@ async fn label_values(
         storage.label_values(&name, &matcher_sets, start, end),
     )
     .await?;
-    Ok(string_list_response(values, limit))
+    string_list_response(
+        values,
+        limit,
+        state.querier.config().max_response_size_bytes,
+    )
 }
 
 /// Exemplars are not stored (yet): always an empty list.
@@ -369,7 +376,8 @@ async fn query_exemplars(
             "end timestamp must not be before start timestamp",
         ));
     }
-    promql_parser::parser::parse(params.get("query")).map_err(ApiError::bad_data)?;
+    parse_guarded(params.get("query"), state.querier.shape_limits())
+        .map_err(|e| ApiError::bad_data(invalid_param("query", e)))?;
     Ok(success(b"[]", &[], &[]))
 }
 
@@ -393,10 +401,9 @@ async fn format_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (_tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
-    let expr = promql_parser::parser::parse(params.get("query"))
-        .map_err(|e| ApiError::bad_data(invalid_param("query", e)))?;
+    let pretty = state.querier.format_query(params.get("query")).await?;
     let mut data = Vec::new();
-    write_str(&mut data, &expr.prettify());
+    write_str(&mut data, &pretty);
     Ok(success(&data, &[], &[]))
 }
 

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_model::ConfigDuration;
+use strata_promql::MAX_SUPPORTED_DEPTH;
 
 use crate::ingester::DEFAULT_INGESTER_TIMEOUT;
 
@@ -33,6 +34,21 @@ pub struct QuerierConfig {
     pub query_store_after: ConfigDuration,
     /// How the querier talks to store-gateways.
     pub store_gateway_client: IngesterClientConfig,
+    /// The longest query text accepted, in bytes; a longer one is refused
+    /// (400) before it is parsed. Mimir's `max_query_expression_size_bytes`.
+    pub max_query_expression_size_bytes: usize,
+    /// The deepest expression tree accepted (every operator, call,
+    /// aggregation, parenthesis, subquery and selector is a level, so a chain
+    /// of 500 `+` is 501 deep); deeper queries are refused (400) before they
+    /// are parsed. `docs/limits.md` gives the reasoning for the default.
+    pub max_query_expression_depth: usize,
+    /// The most label matchers in one selector of a query (400 beyond).
+    pub max_query_matchers_per_selector: usize,
+    /// The most label matchers in one query (400 beyond).
+    pub max_query_matchers: usize,
+    /// The largest answer of the query API, in bytes (JSON); a query whose
+    /// answer would be larger fails with 422 once the budget is used up.
+    pub max_response_size_bytes: usize,
 }
 
 impl Default for QuerierConfig {
@@ -46,6 +62,11 @@ impl Default for QuerierConfig {
             query_ingesters_within: ConfigDuration::from_secs(13 * 3600),
             query_store_after: ConfigDuration::from_secs(12 * 3600),
             store_gateway_client: IngesterClientConfig::default(),
+            max_query_expression_size_bytes: 64 * 1024,
+            max_query_expression_depth: 500,
+            max_query_matchers_per_selector: 100,
+            max_query_matchers: 1000,
+            max_response_size_bytes: 512 << 20,
         }
     }
 }
@@ -124,6 +145,36 @@ impl QuerierConfig {
                          else the time between them is read from neither source",
             });
         }
+        for (key, value) in [
+            (
+                "max_query_expression_size_bytes",
+                self.max_query_expression_size_bytes,
+            ),
+            (
+                "max_query_expression_depth",
+                self.max_query_expression_depth,
+            ),
+            (
+                "max_query_matchers_per_selector",
+                self.max_query_matchers_per_selector,
+            ),
+            ("max_query_matchers", self.max_query_matchers),
+            ("max_response_size_bytes", self.max_response_size_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError {
+                    key,
+                    reason: "must be greater than 0",
+                });
+            }
+        }
+        // Deeper trees than this could exhaust even the query threads' stacks.
+        if self.max_query_expression_depth > MAX_SUPPORTED_DEPTH {
+            return Err(ConfigError {
+                key: "max_query_expression_depth",
+                reason: "must be at most 1000 (the query threads' stacks are sized for it)",
+            });
+        }
         if self.ingester_client.max_recv_message_size == 0
             || self.store_gateway_client.max_recv_message_size == 0
         {
@@ -149,7 +200,17 @@ mod tests {
         assert_eq!(c.max_concurrent, 20);
         assert_eq!(c.query_ingesters_within.to_string(), "13h");
         assert_eq!(c.query_store_after.to_string(), "12h");
+        assert_eq!(c.max_query_expression_size_bytes, 65536);
+        assert_eq!(c.max_query_expression_depth, 500);
         assert!(c.validate().is_ok());
+        let too_deep = QuerierConfig {
+            max_query_expression_depth: MAX_SUPPORTED_DEPTH + 1,
+            ..QuerierConfig::default()
+        };
+        assert_eq!(
+            too_deep.validate().unwrap_err().key,
+            "max_query_expression_depth"
+        );
         let gap = QuerierConfig {
             query_store_after: ConfigDuration::from_secs(14 * 3600),
             ..QuerierConfig::default()

@@ -7,7 +7,9 @@
 //! [`strata_promql::Queryable`] here by delegating to `select_series`.
 
 use strata_model::{Matcher, Series};
-use strata_promql::{Engine, EngineOptions, QueryError, QueryResult, Queryable, Value};
+use strata_promql::{
+    Engine, EngineOptions, QueryError, QueryResult, QueryShapeLimits, Queryable, ShapeLimit, Value,
+};
 use strata_status::ServiceError;
 
 use crate::config::QuerierConfig;
@@ -40,6 +42,10 @@ pub enum EngineError {
     /// Reading series failed; keeps the storage's own code.
     #[error("{0}")]
     Storage(ServiceError),
+    /// A bug in the engine (a panic caught on its thread): 500, details in
+    /// the log.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// The PromQL engine's settings, configured once per querier; each query runs
@@ -47,6 +53,7 @@ pub enum EngineError {
 #[derive(Debug)]
 pub(crate) struct QueryEngine {
     options: EngineOptions,
+    max_response_bytes: usize,
 }
 
 /// Limits of one query.
@@ -75,8 +82,22 @@ impl QueryEngine {
                 lookback_delta_ms: config.lookback_delta.as_millis_i64(),
                 max_samples: config.max_samples,
                 timeout: config.timeout.0,
+                shape: shape_limits(config),
             },
+            max_response_bytes: config.max_response_size_bytes,
         }
+    }
+
+    /// Parses and prettifies `query` as `/api/v1/format_query` answers it.
+    pub(crate) async fn format_query(&self, query: &str) -> Result<String, EngineError> {
+        strata_promql::format_query(query, &self.options.shape, self.max_response_bytes)
+            .await
+            .map_err(|e| logged(query, engine_error(e)))
+    }
+
+    /// The limits on a query's text and tree.
+    pub(crate) fn shape(&self) -> &QueryShapeLimits {
+        &self.options.shape
     }
 
     fn engine(&self, limits: Limits) -> Engine {
@@ -98,7 +119,7 @@ impl QueryEngine {
             .instant_query(storage, query, time_ms)
             .await
             .map(output)
-            .map_err(|e| limit_or_engine_error(storage, e))
+            .map_err(|e| logged(query, limit_or_engine_error(storage, e)))
     }
 
     pub(crate) async fn range_query(
@@ -114,7 +135,7 @@ impl QueryEngine {
             .range_query(storage, query, start_ms, end_ms, step_ms)
             .await
             .map(output)
-            .map_err(|e| limit_or_engine_error(storage, e))
+            .map_err(|e| logged(query, limit_or_engine_error(storage, e)))
     }
 }
 
@@ -161,15 +182,65 @@ fn limit_or_engine_error(storage: &IngesterQueryable, e: QueryError) -> EngineEr
     }
 }
 
+/// Parses PromQL from outside (a `match[]` selector, an exemplar query)
+/// within the shape limits; the message names the limit it exceeds.
+pub(crate) fn parse_guarded(
+    text: &str,
+    shape: &QueryShapeLimits,
+) -> Result<promql_parser::parser::Expr, String> {
+    strata_promql::parse_query(text, shape).map_err(|e| match engine_error(e) {
+        EngineError::BadQuery(m) => m,
+        other => other.to_string(),
+    })
+}
+
+/// The engine's shape limits from the querier's config.
+fn shape_limits(config: &QuerierConfig) -> QueryShapeLimits {
+    QueryShapeLimits {
+        max_length_bytes: config.max_query_expression_size_bytes,
+        max_depth: config.max_query_expression_depth,
+        max_matchers_per_selector: config.max_query_matchers_per_selector,
+        max_matchers: config.max_query_matchers,
+    }
+}
+
+/// The config key of each shape limit, named in the refusal.
+fn shape_limit_key(limit: ShapeLimit) -> &'static str {
+    match limit {
+        ShapeLimit::LengthBytes => "querier.max_query_expression_size_bytes",
+        ShapeLimit::Depth => "querier.max_query_expression_depth",
+        ShapeLimit::MatchersPerSelector => "querier.max_query_matchers_per_selector",
+        ShapeLimit::Matchers => "querier.max_query_matchers",
+    }
+}
+
+/// A bug (a caught panic) is logged with the query that hit it.
+fn logged(query: &str, e: EngineError) -> EngineError {
+    if let EngineError::Internal(message) = &e {
+        // At most the first KiB of the query: enough to reproduce the shape.
+        let shown: String = query.chars().take(1024).collect();
+        tracing::error!(error = %message, query = %shown, "query evaluation failed internally");
+    }
+    e
+}
+
 fn engine_error(e: QueryError) -> EngineError {
     match e {
         QueryError::Parse(m) => EngineError::BadQuery(m),
+        QueryError::ShapeLimit { limit, message } => EngineError::BadQuery(format!(
+            "{message} ({}; err-strata-query-too-complex)",
+            shape_limit_key(limit)
+        )),
         e @ (QueryError::Execution(_) | QueryError::TooManySamples(_)) => {
             EngineError::Execution(e.to_string())
         }
+        e @ QueryError::ResponseTooLarge(_) => EngineError::Execution(format!(
+            "{e} (querier.max_response_size_bytes; err-strata-response-too-large)"
+        )),
         QueryError::Timeout(m) => EngineError::Timeout(m),
         QueryError::Canceled(m) => EngineError::Canceled(m),
         QueryError::Storage(e) => EngineError::Storage(e),
+        QueryError::Internal(m) => EngineError::Internal(m),
     }
 }
 

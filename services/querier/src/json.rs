@@ -59,13 +59,31 @@ pub(crate) fn error_body(error_type: &str, message: &str) -> Vec<u8> {
     out
 }
 
+/// An answer that would be longer than the byte budget it was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the answer would be larger than the limit of {limit} bytes")]
+pub(crate) struct TooLarge {
+    pub(crate) limit: usize,
+}
+
+/// Fails once `out` is longer than `max_bytes`; checked after each element,
+/// so an answer is never built far beyond its budget.
+fn within(out: &[u8], max_bytes: usize) -> Result<(), TooLarge> {
+    if out.len() > max_bytes {
+        Err(TooLarge { limit: max_bytes })
+    } else {
+        Ok(())
+    }
+}
+
 /// `{"resultType":"vector","result":[...]}`; `format_value` renders a float the
-/// way PromQL does.
+/// way PromQL does. Stops with [`TooLarge`] once `out` exceeds `max_bytes`.
 pub(crate) fn write_query_data(
     out: &mut Vec<u8>,
     data: &ResultData,
     format_value: fn(f64) -> String,
-) {
+    max_bytes: usize,
+) -> Result<(), TooLarge> {
     out.extend_from_slice(br#"{"resultType":""#);
     out.extend_from_slice(data.result_type().as_bytes());
     out.extend_from_slice(br#"","result":"#);
@@ -89,6 +107,7 @@ pub(crate) fn write_query_data(
                 out.extend_from_slice(br#","value":"#);
                 write_point(out, s.timestamp_ms, &format_value(s.value));
                 out.push(b'}');
+                within(out, max_bytes)?;
             }
             out.push(b']');
         }
@@ -113,13 +132,37 @@ pub(crate) fn write_query_data(
                         out.push(b',');
                     }
                     write_point(out, *timestamp_ms, &format_value(*value));
+                    if j % 1024 == 1023 {
+                        within(out, max_bytes)?;
+                    }
                 }
                 out.extend_from_slice(b"]}");
+                within(out, max_bytes)?;
             }
             out.push(b']');
         }
     }
     out.push(b'}');
+    within(out, max_bytes)
+}
+
+/// A JSON array of `items`, each written by `write`, within `max_bytes`.
+pub(crate) fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    mut write: impl FnMut(&mut Vec<u8>, &T),
+    max_bytes: usize,
+) -> Result<(), TooLarge> {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+        within(out, max_bytes)?;
+    }
+    out.push(b']');
+    within(out, max_bytes)
 }
 
 /// `[<seconds>,"<value>"]`.
@@ -208,8 +251,38 @@ mod tests {
 
     fn render(data: &ResultData) -> String {
         let mut out = Vec::new();
-        write_query_data(&mut out, data, fmt);
+        write_query_data(&mut out, data, fmt, usize::MAX).unwrap();
         String::from_utf8(success_body(&out, &[], &[])).unwrap()
+    }
+
+    #[test]
+    fn answers_stop_at_their_byte_budget() {
+        let series: Vec<Series> = (0..100)
+            .map(|i| Series {
+                labels: up("j", &format!("i{i}")),
+                samples: (0..50).map(|t| Sample::new(t * 1000, 1.0)).collect(),
+            })
+            .collect();
+        let data = ResultData::Matrix(series);
+        let mut whole = Vec::new();
+        write_query_data(&mut whole, &data, fmt, usize::MAX).unwrap();
+        let mut exact = Vec::new();
+        assert_eq!(
+            write_query_data(&mut exact, &data, fmt, whole.len()),
+            Ok(())
+        );
+        let limit = whole.len() / 10;
+        let mut cut = Vec::new();
+        assert_eq!(
+            write_query_data(&mut cut, &data, fmt, limit),
+            Err(TooLarge { limit })
+        );
+        // Stopped near the budget, not after writing everything.
+        assert!(cut.len() < limit + whole.len() / 50, "{} bytes", cut.len());
+        let names: Vec<String> = (0..1000).map(|i| format!("label_{i}")).collect();
+        let mut list = Vec::new();
+        assert!(write_array(&mut list, &names, |o, n| write_str(o, n), 100).is_err());
+        assert!(list.len() < 200);
     }
 
     fn up(job: &str, instance: &str) -> Labels {

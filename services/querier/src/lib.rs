@@ -178,6 +178,20 @@ impl Querier {
         .await
     }
 
+    /// `query` prettified as `/api/v1/format_query` answers it, within the
+    /// shape limits and the response byte limit.
+    pub async fn format_query(&self, query: &str) -> Result<String, ApiError> {
+        self.engine
+            .format_query(query)
+            .await
+            .map_err(ApiError::from)
+    }
+
+    /// The limits on a query's text and tree (also for `match[]` selectors).
+    pub(crate) fn shape_limits(&self) -> &strata_promql::QueryShapeLimits {
+        self.engine.shape()
+    }
+
     /// Runs `evaluation` within `timeout` (waiting for a query slot included).
     async fn run(
         &self,

@@ -6,6 +6,9 @@
 //! field; the caller decides the error type (almost always `bad_data`).
 
 use strata_model::{parse_duration, MatchOp, Matcher};
+use strata_promql::QueryShapeLimits;
+
+use crate::engine::parse_guarded;
 
 /// The earliest timestamp the API accepts and the default `start` of metadata
 /// queries: Prometheus's `minTime` (the smallest Go time that survives a round
@@ -309,11 +312,14 @@ pub(crate) fn parse_timeout(params: &Params) -> Result<Option<std::time::Duratio
 
 /// Parses one `match[]` value, a series selector such as `up{job=~"a.*"}`, into
 /// matcher sets: one set, or several when the selector uses `or` inside braces.
-pub(crate) fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
+pub(crate) fn parse_selector(
+    s: &str,
+    shape: &QueryShapeLimits,
+) -> Result<Vec<Vec<Matcher>>, String> {
     use promql_parser::label::MatchOp as PMatchOp;
     use promql_parser::parser::Expr;
 
-    let expr = promql_parser::parser::parse(s)?;
+    let expr = parse_guarded(s, shape)?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{s:?} is not a series selector"));
     };
@@ -354,10 +360,13 @@ pub(crate) fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
 
 /// All `match[]` values of a request as matcher sets. A set whose matchers all
 /// match the empty string would select every series and is refused.
-pub(crate) fn parse_match_param(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> {
+pub(crate) fn parse_match_param(
+    values: &[&str],
+    shape: &QueryShapeLimits,
+) -> Result<Vec<Vec<Matcher>>, String> {
     let mut sets = Vec::new();
     for value in values {
-        for set in parse_selector(value)? {
+        for set in parse_selector(value, shape)? {
             if set.iter().all(Matcher::matches_empty) {
                 return Err("match[] must contain at least one non-empty matcher".to_string());
             }
@@ -523,7 +532,8 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let sets = parse_selector(r#"up{job=~"a.*",env!="dev"}"#).unwrap();
+        let sets =
+            parse_selector(r#"up{job=~"a.*",env!="dev"}"#, &QueryShapeLimits::default()).unwrap();
         assert_eq!(sets.len(), 1);
         let rendered: Vec<String> = sets[0].iter().map(|m| m.to_string()).collect();
         assert_eq!(
@@ -531,24 +541,31 @@ mod tests {
             [r#"__name__="up""#, r#"job=~"a.*""#, r#"env!="dev""#]
         );
 
-        let sets = parse_selector(r#"{__name__="up"}"#).unwrap();
+        let sets = parse_selector(r#"{__name__="up"}"#, &QueryShapeLimits::default()).unwrap();
         assert_eq!(sets[0], vec![Matcher::equal("__name__", "up")]);
 
-        assert!(parse_selector("rate(up[5m])").is_err());
-        assert!(parse_selector("up[5m]").is_err());
-        assert!(parse_selector("up offset 5m").is_err());
-        assert!(parse_selector("1").is_err());
-        assert!(parse_selector("{").is_err());
-        assert!(parse_selector("").is_err());
+        assert!(parse_selector("rate(up[5m])", &QueryShapeLimits::default()).is_err());
+        assert!(parse_selector("up[5m]", &QueryShapeLimits::default()).is_err());
+        assert!(parse_selector("up offset 5m", &QueryShapeLimits::default()).is_err());
+        assert!(parse_selector("1", &QueryShapeLimits::default()).is_err());
+        assert!(parse_selector("{", &QueryShapeLimits::default()).is_err());
+        assert!(parse_selector("", &QueryShapeLimits::default()).is_err());
     }
 
     #[test]
     fn match_param_needs_a_non_empty_matcher() {
-        assert_eq!(parse_match_param(&["up", r#"{job="a"}"#]).unwrap().len(), 2);
+        assert_eq!(
+            parse_match_param(&["up", r#"{job="a"}"#], &QueryShapeLimits::default())
+                .unwrap()
+                .len(),
+            2
+        );
         // The parser itself refuses a selector with only empty-matching matchers.
-        assert!(parse_match_param(&[r#"{job=~".*"}"#]).is_err());
-        assert!(parse_match_param(&[r#"{job=""}"#]).is_err());
-        assert!(parse_match_param(&["up", "{}"]).is_err());
-        assert!(parse_match_param(&[]).unwrap().is_empty());
+        assert!(parse_match_param(&[r#"{job=~".*"}"#], &QueryShapeLimits::default()).is_err());
+        assert!(parse_match_param(&[r#"{job=""}"#], &QueryShapeLimits::default()).is_err());
+        assert!(parse_match_param(&["up", "{}"], &QueryShapeLimits::default()).is_err());
+        assert!(parse_match_param(&[], &QueryShapeLimits::default())
+            .unwrap()
+            .is_empty());
     }
 }

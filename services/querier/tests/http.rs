@@ -130,6 +130,10 @@ fn harness() -> Harness {
 }
 
 fn harness_with(configure: impl FnOnce(Querier) -> Querier) -> Harness {
+    harness_from(QuerierConfig::default(), configure)
+}
+
+fn harness_from(config: QuerierConfig, configure: impl FnOnce(Querier) -> Querier) -> Harness {
     let mut fake = FakeIngesters::default();
     fake.series.insert(
         "team-a".into(),
@@ -159,7 +163,7 @@ fn harness_with(configure: impl FnOnce(Querier) -> Querier) -> Harness {
         ])],
     );
     let fake = Arc::new(fake);
-    let querier = configure(Querier::new(QuerierConfig::default(), fake.clone()).unwrap());
+    let querier = configure(Querier::new(config, fake.clone()).unwrap());
     Harness {
         app: router(Arc::new(querier), tenant_from_header()),
         fake,
@@ -492,6 +496,115 @@ async fn small_endpoints() {
     let (status, body) = h.get("team-a", "/api/v1/format_query?query=sum%28").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errorType"], "bad_data");
+}
+
+/// The shape limits and the response budget answer with the Prometheus
+/// error shapes, naming the config key; queries within them are untouched.
+#[tokio::test]
+async fn query_limits_name_their_config_keys() {
+    let h = harness_from(
+        QuerierConfig {
+            max_query_expression_depth: 10,
+            max_query_expression_size_bytes: 200,
+            max_query_matchers_per_selector: 2,
+            max_response_size_bytes: 300,
+            ..QuerierConfig::default()
+        },
+        |q| q,
+    );
+    let deep = format!("{}up{}", "(".repeat(20), ")".repeat(20));
+    let long = format!("up{}", " + up".repeat(50));
+    let cases = [
+        ("query", deep.as_str(), "querier.max_query_expression_depth"),
+        (
+            "query",
+            long.as_str(),
+            "querier.max_query_expression_size_bytes",
+        ),
+        (
+            "query",
+            r#"up{a="1",b="2",c="3"}"#,
+            "querier.max_query_matchers_per_selector",
+        ),
+    ];
+    for (endpoint, query, key) in [
+        "/api/v1/query",
+        "/api/v1/query_range",
+        "/api/v1/format_query",
+        "/api/v1/query_exemplars",
+    ]
+    .iter()
+    .flat_map(|e| cases.iter().map(move |(_, q, k)| (*e, *q, *k)))
+    {
+        let form = format!(
+            "query={}&start=0&end=600&step=60",
+            query.replace('+', "%2B")
+        );
+        let (status, body) = h.post_form("team-a", endpoint, &form).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{endpoint} {query}: {body}"
+        );
+        assert_eq!(body["errorType"], "bad_data");
+        let message = body["error"].as_str().unwrap();
+        assert!(message.contains(key), "{endpoint}: {message}");
+        assert!(
+            message.starts_with("invalid parameter \"query\""),
+            "{message}"
+        );
+    }
+    // Selectors of match[] keep to the same limits.
+    let (status, body) = h
+        .get("team-a", &format!("/api/v1/series?match[]={}", deep))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("querier.max_query_expression_depth"));
+    // Within the limits the answer is as before, until the response budget:
+    // one point fits in 300 bytes, a hundred do not.
+    let (status, body) = h
+        .get("team-a", "/api/v1/query?query=vector%281%29&time=0")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h
+        .get(
+            "team-a",
+            "/api/v1/query_range?query=vector%281%29&start=0&end=6000&step=60",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errorType"], "execution");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("querier.max_response_size_bytes"));
+    // format_query keeps to the budget as well.
+    let small = harness_from(
+        QuerierConfig {
+            max_response_size_bytes: 20,
+            ..QuerierConfig::default()
+        },
+        |q| q,
+    );
+    let (status, body) = small
+        .get("team-a", "/api/v1/format_query?query=sum%28up%29")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], "sum(up)");
+    let (status, body) = small
+        .get(
+            "team-a",
+            "/api/v1/format_query?query=sum%28up%29%20by%20%28job%2Cinstance%29",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("querier.max_response_size_bytes"));
 }
 
 /// Ingesters that fail or hang, for the error paths.

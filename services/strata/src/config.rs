@@ -333,6 +333,11 @@ fields! {
     "querier.store_gateway_client.timeout" Duration "Longest one query call to one store-gateway may take.",
     "querier.store_gateway_client.connect_timeout" Duration "Longest connecting to a store-gateway may take.",
     "querier.store_gateway_client.max_recv_message_size" Int "Largest gRPC message accepted from a store-gateway, in bytes.",
+    "querier.max_query_expression_size_bytes" Int "Longest query text accepted, in bytes (Mimir's max_query_expression_size_bytes); a longer one is refused with 400 before it is parsed. Also bounds match[] selectors.",
+    "querier.max_query_expression_depth" Int "Deepest expression tree accepted: each operator, function call, aggregation, parenthesis, subquery and selector is one level (a chain of 500 '+' is 501 deep). Deeper queries are refused with 400 before they are parsed. At most 1000. See docs/limits.md.",
+    "querier.max_query_matchers_per_selector" Int "Most label matchers in one selector of a query; beyond it 400.",
+    "querier.max_query_matchers" Int "Most label matchers in one query, all selectors together; beyond it 400.",
+    "querier.max_response_size_bytes" Int "Largest answer of the query API (query, query_range, series, labels, label values, format_query), in bytes of JSON; a larger one fails with 422 once the budget is used up.",
     "limits.ingestion_rate" Float "Per-tenant: samples per second a tenant may push; over it a push gets 429. Each distributor applies it on its own (Mimir's local strategy), so N distributors allow N times this.",
     "limits.ingestion_burst_size" Int "Per-tenant: most samples a tenant may push at once (the rate limiter's bucket size); a larger push always gets 429.",
     "limits.max_global_series_per_user" Int "Per-tenant: most in-memory series across all ingesters before replication; each ingester allows its share (limit × replication factor ÷ healthy ingesters). A new series beyond it gets 429. 0: no limit.",
@@ -391,6 +396,12 @@ fn mask_secrets(value: &mut Value) {
 
 /// Parses YAML text into a tree; the top level must be a mapping (or empty).
 pub fn parse_yaml_tree(text: &str, path: &str) -> Result<Value, ConfigError> {
+    strata_model::check_bracket_nesting(text, strata_model::MAX_YAML_NESTING).map_err(|e| {
+        ConfigError::Yaml {
+            path: path.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
     let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
         path: path.to_string(),
         reason: e.to_string(),
@@ -516,6 +527,38 @@ pub fn reference_markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile YAML in a config file: deep nesting and alias bombs are errors
+    /// naming the file, not a stack overflow or gigabytes of memory.
+    #[test]
+    fn hostile_yaml_is_an_error() {
+        let deep_flow = format!("a: {}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep_block: String = (0..1_000)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i", "j"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h", "i"])
+        {
+            bomb.push_str(&format!(
+                "{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        for (what, text) in [
+            ("flow", deep_flow),
+            ("block", deep_block),
+            ("aliases", bomb),
+        ] {
+            match parse_yaml_tree(&text, "hostile.yaml") {
+                Err(ConfigError::Yaml { path, reason }) => {
+                    assert_eq!(path, "hostile.yaml");
+                    assert!(!reason.is_empty(), "{what}");
+                }
+                other => panic!("{what}: expected a YAML error, got {other:?}"),
+            }
+        }
+    }
 
     fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
         match v {

@@ -42,8 +42,12 @@ fn main() -> ExitCode {
         }
         cli::Invocation::Run(config) => config,
     };
+    // Queries are parsed and evaluated on threads of their own (strata-promql);
+    // the workers' larger stack is a second line of defence for what they
+    // parse themselves (selectors of `match[]`, rule files later).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(r) => r,
