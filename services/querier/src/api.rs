@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -173,7 +174,7 @@ fn prepare(
     method: &Method,
     headers: &HeaderMap,
     uri: &Uri,
-    body: &Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, Params), ApiError> {
     let tenant = (state.resolve_tenant)(headers).map_err(ApiError::from_service)?;
     let is_form = headers
@@ -184,6 +185,18 @@ fn prepare(
             v.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
+    // A body over the HTTP limit (2 MiB) is answered in the API's JSON shape.
+    let body = body.map_err(|rejection| {
+        let mut message = rejection.body_text();
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            message.push_str(" (request bodies of the query API are limited to 2 MiB)");
+        }
+        ApiError {
+            status: rejection.status(),
+            error_type: "bad_data",
+            message,
+        }
+    })?;
     let form_body = (is_form && method == Method::POST).then_some(&body[..]);
     Ok((tenant, Params::parse(uri.query(), form_body)))
 }
@@ -214,9 +227,9 @@ async fn query(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let time_ms = parse_time_param(&params, "time", now_ms()).map_err(ApiError::bad_data)?;
     let timeout = parse_timeout(&params).map_err(ApiError::bad_data)?;
     let output = state
@@ -232,9 +245,9 @@ async fn query_range(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let range = parse_range_params(&params).map_err(ApiError::bad_data)?;
     let timeout = parse_timeout(&params).map_err(ApiError::bad_data)?;
     let output = state
@@ -274,9 +287,9 @@ async fn series(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let matches = params.get_all("match[]");
     if matches.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -316,9 +329,9 @@ async fn labels(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let (start, end) = metadata_range(&params)?;
     let matcher_sets = parse_match_param(&params.get_all("match[]"), state.querier.shape_limits())
         .map_err(ApiError::bad_data)?;
@@ -338,9 +351,9 @@ async fn label_values(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     if !is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
@@ -367,9 +380,9 @@ async fn query_exemplars(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (_tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (_tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let (start, end) = metadata_range(&params)?;
     if end < start {
         return Err(ApiError::bad_data(
@@ -387,9 +400,9 @@ async fn metadata(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    prepare(&state, &method, &headers, &uri, &body)?;
+    prepare(&state, &method, &headers, &uri, body)?;
     Ok(success(b"{}", &[], &[]))
 }
 
@@ -398,9 +411,9 @@ async fn format_query(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (_tenant, params) = prepare(&state, &method, &headers, &uri, &body)?;
+    let (_tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let pretty = state.querier.format_query(params.get("query")).await?;
     let mut data = Vec::new();
     write_str(&mut data, &pretty);
