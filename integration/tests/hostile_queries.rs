@@ -6,6 +6,8 @@
 //! leave the process running and ready. Then a few thousand random deep and
 //! wide queries through the HTTP API must not take it down either.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use strata_integration::{encode_write_request, now_ms, push_raw, write_request, Strata};
