@@ -554,6 +554,17 @@ async fn query_limits_name_their_config_keys() {
             "{message}"
         );
     }
+    // A regex whose compiled program would be huge is refused by the regex
+    // crate's size limit, quickly, as a bad query.
+    let (status, body) = h
+        .post_form(
+            "team-a",
+            "/api/v1/query",
+            "query=up%7Bjob%3D~%22((a%7B1000%7D)%7B1000%7D)%7B1000%7D%22%7D",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errorType"], "bad_data");
     // Selectors of match[] keep to the same limits.
     let (status, body) = h
         .get("team-a", &format!("/api/v1/series?match[]={}", deep))
