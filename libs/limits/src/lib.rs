@@ -58,6 +58,10 @@ pub struct Limits {
     /// How far in the future a sample's timestamp may be, against the
     /// distributor's clock.
     pub creation_grace_period: ConfigDuration,
+    /// How far in the past a sample's timestamp may be, against the
+    /// distributor's clock (Mimir's `past_grace_period`). 0: no limit (the
+    /// ingester still refuses samples its head cannot take).
+    pub past_grace_period: ConfigDuration,
     /// How long the compactor keeps a tenant's blocks: a block whose newest
     /// sample is older than this is marked for deletion. 0: forever.
     pub compactor_blocks_retention_period: ConfigDuration,
@@ -77,6 +81,7 @@ impl Default for Limits {
             max_label_value_length: 2048,
             max_label_names_per_series: 30,
             creation_grace_period: ConfigDuration::from_secs(10 * 60),
+            past_grace_period: ConfigDuration::from_secs(0),
             compactor_blocks_retention_period: ConfigDuration::from_secs(0),
         }
     }

@@ -96,8 +96,9 @@ pub enum AppendError {
         index: usize,
     },
     #[error(
-        "out-of-bounds sample: timestamp {} of series {series} is older than {}, before which \
-         this ingester's data was already cut into a block (err-strata-sample-out-of-bounds)",
+        "out-of-bounds sample: timestamp {} of series {series} is older than {}, the oldest this \
+         ingester's head accepts now (half a block range before its newest sample, or where its \
+         data was already cut into a block) (err-strata-sample-out-of-bounds)",
         Rfc3339(*.timestamp_ms),
         Rfc3339(*.min_valid_ms)
     )]
@@ -229,7 +230,23 @@ impl Head {
             return Ok(Outcome::default());
         }
         let (series, _) = self.get_or_create(labels, None);
-        self.append_series(&series, samples, || labels.clone())
+        self.append_series(&series, samples, i64::MIN, || labels.clone())
+    }
+
+    /// The oldest timestamp a push may append at `now_ms` to a head cut into
+    /// blocks of `block_range_ms`: half a block range before the newest sample
+    /// (Prometheus's rule), where the newest sample counts as no older than
+    /// one block range before `now_ms` (so an empty or long-idle head takes
+    /// up to 1.5 ranges of backlog, and `0` or `i64::MIN` never), and never
+    /// below the bound set by [`Head::set_min_valid_time`].
+    pub fn appendable_min_time(&self, now_ms: i64, block_range_ms: i64) -> i64 {
+        let newest = self
+            .max_time
+            .load(Ordering::Acquire)
+            .max(now_ms.saturating_sub(block_range_ms));
+        newest
+            .saturating_sub(block_range_ms / 2)
+            .max(self.min_valid_time())
     }
 
     /// The series `labels`, created without samples if new; true if this call
@@ -253,7 +270,18 @@ impl Head {
         series: &HeadSeries,
         samples: &[Sample],
     ) -> Result<Outcome, AppendError> {
-        self.append_series(&series.0, samples, || {
+        self.append_to_from(series, samples, i64::MIN)
+    }
+
+    /// [`Head::append_to`], rejecting samples older than `oldest_ms` as out of
+    /// bounds too (a push passes [`Head::appendable_min_time`]).
+    pub fn append_to_from(
+        &self,
+        series: &HeadSeries,
+        samples: &[Sample],
+        oldest_ms: i64,
+    ) -> Result<Outcome, AppendError> {
+        self.append_series(&series.0, samples, oldest_ms, || {
             self.symbols.read().labels(&series.0.labels)
         })
     }
@@ -262,13 +290,14 @@ impl Head {
         &self,
         series: &MemSeries,
         samples: &[Sample],
+        oldest_ms: i64,
         labels: impl FnOnce() -> Labels,
     ) -> Result<Outcome, AppendError> {
         let mut appended = 0;
         let mut min_t = i64::MAX;
         let mut max_t = i64::MIN;
         let mut rejected = None;
-        let min_valid = self.min_valid_time.load(Ordering::Acquire);
+        let min_valid = self.min_valid_time.load(Ordering::Acquire).max(oldest_ms);
         {
             let mut chunks = series.chunks.lock();
             for (index, s) in samples.iter().enumerate() {
@@ -384,6 +413,16 @@ impl Head {
     /// serialises them, as an ingester does with its append lock): a series
     /// found empty here could otherwise take a sample just before it is
     /// dropped. Queries may run meanwhile.
+    /// The timestamp of the earliest sample at or after `t` in any series
+    /// (`None` if there is none): where the next block cut starts, so that a
+    /// lone old sample does not make the cut walk every empty range after it.
+    pub fn earliest_sample_from(&self, t: i64) -> Option<i64> {
+        let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
+        all.iter()
+            .filter_map(|s| s.chunks.lock().earliest_from(t))
+            .min()
+    }
+
     pub fn truncate_before(&self, ts: i64) -> TruncateStats {
         let mut stats = TruncateStats::default();
         let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
@@ -861,6 +900,33 @@ struct ChunkList {
 }
 
 impl ChunkList {
+    /// The timestamp of the series' earliest sample at or after `t`.
+    fn earliest_from(&self, t: i64) -> Option<i64> {
+        let first_at_or_after = |min: i64, max: i64, data: &[u8]| -> Option<i64> {
+            if max < t {
+                return None;
+            }
+            if min >= t {
+                return Some(min);
+            }
+            // The chunk straddles `t`: only its samples tell. A chunk that
+            // does not decode counts from its end (it is never cut before it).
+            Some(
+                crate::chunk::decode_xor(data)
+                    .ok()
+                    .and_then(|samples| samples.iter().map(|s| s.timestamp_ms).find(|&ts| ts >= t))
+                    .unwrap_or(max),
+            )
+        };
+        self.closed
+            .iter()
+            .find_map(|c| first_at_or_after(c.min_time, c.max_time, &c.data))
+            .or_else(|| {
+                let (min, max) = (self.open.min_time()?, self.open.max_time()?);
+                first_at_or_after(min, max, self.open.bytes())
+            })
+    }
+
     /// Appends to the open chunk, first cutting it if full. False only if the
     /// encoder refused the sample, which cutting makes impossible.
     fn push(&mut self, t: i64, v: f64) -> bool {

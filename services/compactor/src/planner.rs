@@ -77,10 +77,11 @@ pub(crate) fn plan(blocks: &[&BlockMeta], ranges: &[i64]) -> Option<Job> {
         }
         let mut windows: BTreeMap<i64, Vec<&BlockMeta>> = BTreeMap::new();
         for m in &sorted {
-            if m.max_time - m.min_time >= range {
+            // Saturating: meta.json comes from the bucket and may hold any value.
+            if m.max_time.saturating_sub(m.min_time) >= range {
                 continue;
             }
-            let start = m.min_time.div_euclid(range) * range;
+            let start = m.min_time.div_euclid(range).saturating_mul(range);
             // A block straddling two windows stays as it is at this level.
             if m.max_time > start.saturating_add(range) {
                 continue;
@@ -254,5 +255,36 @@ mod tests {
             .collect();
         got.sort();
         assert_eq!(got, vec![(1, 10), (2, 10), (21, 20)]);
+    }
+
+    /// meta.json comes from the bucket: any min/max, extreme or inverted,
+    /// plans without overflow or panic.
+    #[test]
+    fn extreme_block_times_plan_without_overflow() {
+        let edges = [
+            i64::MIN,
+            i64::MIN + 1,
+            -1,
+            0,
+            1,
+            7_200_000,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        let mut metas = Vec::new();
+        let mut id = 1;
+        for &min in &edges {
+            for &max in &edges {
+                metas.push(meta(id, min, max, &[id]));
+                id += 1;
+            }
+        }
+        let ranges = [7_200_000, 43_200_000, 86_400_000];
+        for window in metas.windows(3) {
+            let refs: Vec<&BlockMeta> = window.iter().collect();
+            let _ = plan(&refs, &ranges);
+        }
+        let all: Vec<&BlockMeta> = metas.iter().collect();
+        let _ = plan(&all, &ranges);
     }
 }

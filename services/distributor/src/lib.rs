@@ -134,7 +134,7 @@ impl Distributor {
                 return false;
             }
             if let Some((rejection, dropped)) =
-                validation::drop_future_samples(&limits, now_ms, series)
+                validation::drop_samples_outside_grace(&limits, now_ms, series)
             {
                 note(rejection, dropped);
             }

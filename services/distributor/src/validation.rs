@@ -113,34 +113,51 @@ pub fn validate_labels(limits: &Limits, labels: &[Label]) -> Result<(), Rejectio
     Ok(())
 }
 
-/// Drops the samples of `series` that are too far in the future; returns the
-/// rejection for the first one dropped.
-pub(crate) fn drop_future_samples(
+/// Drops the samples of `series` that are too far in the future
+/// (`creation_grace_period`) or, when `past_grace_period` is set, too far in
+/// the past; returns the rejection for the first one dropped and how many were.
+pub(crate) fn drop_samples_outside_grace(
     limits: &Limits,
     now_ms: i64,
     series: &mut TimeSeries,
 ) -> Option<(Rejection, usize)> {
-    let grace_ms = limits.creation_grace_period.as_millis_i64();
-    let latest_allowed = now_ms.saturating_add(grace_ms);
+    let latest_allowed = now_ms.saturating_add(limits.creation_grace_period.as_millis_i64());
+    let past_ms = limits.past_grace_period.as_millis_i64();
+    let earliest_allowed = if past_ms > 0 {
+        now_ms.saturating_sub(past_ms)
+    } else {
+        i64::MIN
+    };
     let first = series
         .samples
         .iter()
-        .find(|s| s.timestamp > latest_allowed)?
+        .find(|s| s.timestamp > latest_allowed || s.timestamp < earliest_allowed)?
         .timestamp;
     let before = series.samples.len();
-    series.samples.retain(|s| s.timestamp <= latest_allowed);
+    series
+        .samples
+        .retain(|s| (earliest_allowed..=latest_allowed).contains(&s.timestamp));
     let dropped = before - series.samples.len();
-    Some((
+    let rejection = if first > latest_allowed {
         Rejection {
             reason: "too_far_in_future",
             message: format!(
-                "received a sample whose timestamp is too far in the future, timestamp: {first} (more than {} after the distributor's clock) series: {}",
+                "received a sample whose timestamp is too far in the future, timestamp: {first} (more than {} after the distributor's clock) series: {} (err-strata-too-far-in-future)",
                 limits.creation_grace_period,
                 format_series(&series.labels)
             ),
-        },
-        dropped,
-    ))
+        }
+    } else {
+        Rejection {
+            reason: "too_far_in_past",
+            message: format!(
+                "sample timestamp too old: timestamp {first} is more than {} (past_grace_period) before the distributor's clock, series: {} (err-strata-too-far-in-past)",
+                limits.past_grace_period,
+                format_series(&series.labels)
+            ),
+        }
+    };
+    Some((rejection, dropped))
 }
 
 /// Labels in Prometheus form, as they arrived (unsorted and duplicate labels
@@ -283,11 +300,43 @@ mod tests {
             ..Default::default()
         };
         let (rejection, dropped) =
-            drop_future_samples(&Limits::default(), 1_000, &mut series).unwrap();
+            drop_samples_outside_grace(&Limits::default(), 1_000, &mut series).unwrap();
         assert_eq!(dropped, 1);
         assert_eq!(rejection.reason, "too_far_in_future");
         assert_eq!(series.samples.len(), 1);
-        assert!(drop_future_samples(&Limits::default(), 1_000, &mut series).is_none());
+        assert!(drop_samples_outside_grace(&Limits::default(), 1_000, &mut series).is_none());
+    }
+
+    #[test]
+    fn past_samples_are_dropped_only_with_a_past_grace_period() {
+        let now = 1_000_000_000;
+        let samples = || {
+            [i64::MIN, -1, 0, now - 3_600_001, now - 1_000, now]
+                .iter()
+                .map(|&timestamp| Sample {
+                    value: 1.0,
+                    timestamp,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut series = TimeSeries {
+            labels: labels(&[("__name__", "up")]),
+            samples: samples(),
+            ..Default::default()
+        };
+        // Off by default (Mimir's default): the ingester's own bound applies.
+        assert!(drop_samples_outside_grace(&Limits::default(), now, &mut series).is_none());
+        let limits = Limits {
+            past_grace_period: strata_model::ConfigDuration::from_secs(3600),
+            ..Limits::default()
+        };
+        let (rejection, dropped) = drop_samples_outside_grace(&limits, now, &mut series).unwrap();
+        assert_eq!(dropped, 4);
+        assert_eq!(rejection.reason, "too_far_in_past");
+        assert!(rejection.message.contains("sample timestamp too old"));
+        assert!(rejection.message.contains(&i64::MIN.to_string()));
+        let kept: Vec<i64> = series.samples.iter().map(|s| s.timestamp).collect();
+        assert_eq!(kept, vec![now - 1_000, now]);
     }
 
     #[test]

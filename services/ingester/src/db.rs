@@ -85,6 +85,9 @@ pub(crate) struct TenantDb {
     /// Readers of the local blocks by ULID, opened on first use and dropped
     /// once retention has deleted the block.
     block_readers: parking_lot::Mutex<HashMap<String, Arc<BlockReader>>>,
+    /// Tests: the next cut fails, as a full or broken disk would make it.
+    #[cfg(test)]
+    pub(crate) fail_next_cut: std::sync::atomic::AtomicBool,
 }
 
 impl TenantDb {
@@ -98,6 +101,8 @@ impl TenantDb {
             dir: None,
             failed_uploads: parking_lot::Mutex::new(HashSet::new()),
             block_readers: parking_lot::Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            fail_next_cut: Default::default(),
         }
     }
 
@@ -157,6 +162,8 @@ impl TenantDb {
                 dir: Some(dir),
                 failed_uploads: parking_lot::Mutex::new(HashSet::new()),
                 block_readers: parking_lot::Mutex::new(block_readers),
+                #[cfg(test)]
+                fail_next_cut: Default::default(),
             },
             stats,
         ))
@@ -190,21 +197,39 @@ impl TenantDb {
             return Ok(Vec::new());
         };
         let _one = self.cutting.lock().await;
+        #[cfg(test)]
+        if self
+            .fail_next_cut
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(IngesterError::Task("injected cut failure".into()));
+        }
         let mut written = Vec::new();
-        while let Some((min, max)) = self.head.time_range() {
+        while let Some((_, max)) = self.head.time_range() {
             // Truncation keeps whole chunks: what is left before the last
-            // block's end is already in that block.
-            let min = min.max(self.head.min_valid_time());
+            // block's end is already in that block. The next block starts at
+            // the earliest sample after it, not at the next range: a lone old
+            // sample must not make the cut walk every empty range since.
+            let Some(min) = self.head.earliest_sample_from(self.head.min_valid_time()) else {
+                break;
+            };
             if min > max {
                 break;
             }
-            if !force && max - min <= range_ms / 2 * 3 {
+            // Saturating: a timestamp near i64::MIN or MAX (an old WAL, a
+            // bug) must not wrap the span or the block boundary.
+            if !force && max.saturating_sub(min) <= range_ms / 2 * 3 {
                 break;
             }
-            let mint = min.div_euclid(range_ms) * range_ms;
+            let mint = min.div_euclid(range_ms).saturating_mul(range_ms);
             let mut maxt = mint.saturating_add(range_ms);
             if force {
                 maxt = maxt.min(max.saturating_add(1));
+            }
+            // A sample at i64::MAX fits no block (their end is exclusive):
+            // stop rather than cut the same empty range forever.
+            if maxt <= min {
+                break;
             }
             {
                 // Appends in flight finish first; later ones see the bound.
@@ -318,7 +343,9 @@ impl TenantDb {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let horizon = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(0));
+        // A retention too long for i64 milliseconds keeps everything.
+        let horizon =
+            now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut removed = false;
         for (block_dir, meta) in &blocks {
             let ulid = meta.ulid.to_string();

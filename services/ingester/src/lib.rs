@@ -96,6 +96,24 @@ pub enum IngesterError {
         #[source]
         source: Box<IngesterError>,
     },
+    /// A flush could not cut some tenants' heads; every other tenant was cut
+    /// (and shipped, when it could be).
+    #[error("{blocks_written} block(s) cut, but cutting failed for {}: {}", tenant_list(.failed), failure_list(.failed))]
+    Cut {
+        blocks_written: usize,
+        /// Each failing tenant and its error.
+        failed: Vec<(String, String)>,
+    },
+}
+
+fn tenant_list(failed: &[(String, String)]) -> String {
+    let names: Vec<&str> = failed.iter().map(|(t, _)| t.as_str()).collect();
+    format!("tenant(s) {}", names.join(", "))
+}
+
+fn failure_list(failed: &[(String, String)]) -> String {
+    let each: Vec<String> = failed.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+    each.join("; ")
 }
 
 /// What [`Ingester::flush`] did.
@@ -191,6 +209,8 @@ pub struct Ingester {
     /// Local TSDB settings; `None`: heads only in memory (no WAL, no blocks).
     storage: Option<DbSettings>,
     bucket: Option<Bucket>,
+    /// The wall clock (Unix ms) the heads' appendable bound is taken from.
+    clock: fn() -> i64,
 }
 
 impl Ingester {
@@ -205,6 +225,7 @@ impl Ingester {
             limits: None,
             storage: None,
             bucket: None,
+            clock: now_ms,
         })
     }
 
@@ -274,6 +295,7 @@ impl Ingester {
             limits: None,
             storage: Some(settings),
             bucket: Some(bucket),
+            clock: now_ms,
         })
     }
 
@@ -354,6 +376,12 @@ impl Ingester {
         let mut batch = WalBatch::new();
         let logged = {
             let _append = db.append.lock();
+            // A head cut into blocks takes nothing its next block could not
+            // hold (memory-only heads take anything).
+            let oldest_ms = match &self.storage {
+                Some(settings) => head.appendable_min_time((self.clock)(), settings.block_range_ms),
+                None => i64::MIN,
+            };
             for series in request.timeseries {
                 if series.samples.is_empty() {
                     continue;
@@ -394,7 +422,7 @@ impl Ingester {
                         continue;
                     }
                 }
-                let accepted = match head.append_to(&target, &samples) {
+                let accepted = match head.append_to_from(&target, &samples, oldest_ms) {
                     Ok(outcome) => {
                         appended += outcome.appended as u64;
                         samples.len()
@@ -441,6 +469,14 @@ impl Ingester {
         }
     }
 
+    /// The same ingester reading `clock` instead of the wall clock, so that
+    /// tests may push samples at small timestamps.
+    #[doc(hidden)]
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Cuts every tenant's whole head into blocks and uploads the blocks not
     /// yet shipped (`POST /ingester/flush`, `flush_on_shutdown`). Pushes go on
     /// meanwhile; samples older than what was cut are then out of bounds.
@@ -453,12 +489,22 @@ impl Ingester {
         let mut ship_error = None;
         // Every head is cut first: a tenant whose upload fails must not keep
         // the others' heads from being cut.
+        // A tenant whose cut fails is reported, not a reason to leave the
+        // others unflushed.
         let tenants = self.tenants();
+        let mut cut_failures = Vec::new();
         for db in &tenants {
-            stats.blocks_written += db
+            match db
                 .cut_blocks(settings.block_range_ms, true, &self.metrics)
-                .await?
-                .len();
+                .await
+            {
+                Ok(blocks) => stats.blocks_written += blocks.len(),
+                Err(e) => {
+                    self.metrics.cut_failed();
+                    tracing::error!(tenant = %db.tenant, error = %e, "flush: cutting the head failed; the other tenants are flushed");
+                    cut_failures.push((db.tenant.clone(), e.to_string()));
+                }
+            }
         }
         if let Some(bucket) = &self.bucket {
             for db in &tenants {
@@ -473,6 +519,12 @@ impl Ingester {
             }
         }
         self.metrics.flushed(started.elapsed());
+        if !cut_failures.is_empty() {
+            return Err(IngesterError::Cut {
+                blocks_written: stats.blocks_written,
+                failed: cut_failures,
+            });
+        }
         if let Some(e) = ship_error {
             return Err(IngesterError::Ship {
                 blocks_written: stats.blocks_written,
@@ -507,6 +559,7 @@ impl Ingester {
                 }
                 for db in ingester.tenants() {
                     if let Err(e) = db.cut_blocks(settings.block_range_ms, false, &ingester.metrics).await {
+                        ingester.metrics.cut_failed();
                         tracing::error!(tenant = %db.tenant, error = %e, "cutting a block failed; retrying at the next interval");
                     }
                 }
@@ -726,6 +779,13 @@ fn check_tenant(tenant: &str) -> Result<(), ServiceError> {
 }
 
 /// Mimir-like wording, so a Prometheus log line tells the operator what happened.
+/// The wall clock in Unix milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn describe_append_error(e: &AppendError) -> String {
     e.to_string()
 }
@@ -945,6 +1005,7 @@ mod tests {
 mod durability_tests {
     use super::*;
     use strata_proto::prometheus::{Label, Sample as WireSample, TimeSeries};
+    use strata_tsdb::block::BlockReader;
 
     fn request(series: &[(&str, &[(i64, f64)])]) -> WriteRequest {
         WriteRequest {
@@ -1000,6 +1061,16 @@ mod durability_tests {
             .unwrap_or_default()
     }
 
+    /// An ingester whose clock stands at the epoch: these tests push samples
+    /// at small timestamps.
+    pub(super) fn open_at_epoch(
+        config: IngesterConfig,
+        storage: &BlocksStorageConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Ingester, IngesterError> {
+        Ingester::open(config, storage, registry).map(|i| i.with_clock(|| 0))
+    }
+
     fn timestamps(series: &[SeriesChunks]) -> Vec<i64> {
         series
             .iter()
@@ -1009,12 +1080,216 @@ mod durability_tests {
             .collect()
     }
 
+    /// Every timestamp of `name` in the ingester (head and local blocks) and
+    /// in the blocks shipped to the filesystem bucket under `bucket`, once each.
+    fn points_anywhere(ingester: &Ingester, bucket: &std::path::Path, name: &str) -> Vec<i64> {
+        let mut t = points(ingester, "t", name);
+        let m = [Matcher::equal("__name__", name)];
+        for entry in std::fs::read_dir(bucket.join("t")).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if let Ok(reader) = BlockReader::open(&path) {
+                t.extend(timestamps(&reader.select(&m, i64::MIN, i64::MAX).unwrap()));
+            }
+        }
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// Extreme timestamps that reach a head (an old WAL, a memory-only head
+    /// promoted, a bug) go through the periodic cut, a flush, WAL replay and
+    /// another flush without an error, a wrapped range or an endless loop;
+    /// every sample stays queryable from the head or the local blocks.
+    #[tokio::test]
+    async fn extreme_timestamps_survive_cut_flush_and_replay() {
+        const YEAR_MS: i64 = 365 * 86_400_000;
+        let now = 1_800_000_000_000;
+        let sets: [&[i64]; 8] = [
+            &[i64::MIN],
+            &[i64::MIN, 0],
+            &[i64::MIN, i64::MIN + 1, -1, 0, 1],
+            &[-1, 0, now],
+            &[now - YEAR_MS, now],
+            &[i64::MIN, now, i64::MAX],
+            &[i64::MAX - 1, i64::MAX],
+            &[0, 7_199_999, 7_200_000, i64::MAX / 2],
+        ];
+        for set in sets {
+            let dir = tempfile::tempdir().unwrap();
+            let config = storage(dir.path(), Duration::from_secs(7200));
+            let bucket = dir.path().join("bucket");
+            let labels = Labels::from_pairs([("__name__", "m")]);
+            let samples: Vec<Sample> = set.iter().map(|&t| Sample::new(t, 1.0)).collect();
+            {
+                let ingester = open_at_epoch(
+                    IngesterConfig::default(),
+                    &config,
+                    &prometheus::Registry::new(),
+                )
+                .unwrap();
+                // Straight into the head and the WAL, past the push path's bound.
+                let db = ingester.db_or_create("t").unwrap();
+                let (target, _) = db.head.get_or_create_series(&labels);
+                let mut batch = WalBatch::new();
+                batch.add_series(target.series_ref(), &labels).unwrap();
+                db.head.append_to(&target, &samples).unwrap();
+                batch.add_samples(target.series_ref(), &samples);
+                let wal = db.wal.as_ref().unwrap();
+                let lsn = wal.log(&mut batch).unwrap();
+                wal.durable(lsn).await.unwrap();
+                db.cut_blocks(7_200_000, false, &ingester.metrics)
+                    .await
+                    .unwrap_or_else(|e| panic!("{set:?}: periodic cut: {e}"));
+                assert_eq!(merged_points(&ingester, "t", "m"), set.to_vec(), "{set:?}");
+                ingester
+                    .flush()
+                    .await
+                    .unwrap_or_else(|e| panic!("{set:?}: flush: {e}"));
+                // Shipped blocks past the local retention leave the ingester.
+                assert_eq!(
+                    points_anywhere(&ingester, &bucket, "m"),
+                    set.to_vec(),
+                    "{set:?}"
+                );
+            }
+            let ingester = open_at_epoch(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap_or_else(|e| panic!("{set:?}: replay: {e}"));
+            assert_eq!(
+                points_anywhere(&ingester, &bucket, "m"),
+                set.to_vec(),
+                "{set:?}"
+            );
+            ingester
+                .flush()
+                .await
+                .unwrap_or_else(|e| panic!("{set:?}: second flush: {e}"));
+            assert_eq!(
+                points_anywhere(&ingester, &bucket, "m"),
+                set.to_vec(),
+                "{set:?}"
+            );
+        }
+    }
+
+    /// One tenant whose cut fails does not keep the others from being cut
+    /// and shipped; the flush error names it, and the next flush retries it.
+    #[tokio::test]
+    async fn a_failing_tenant_does_not_stop_the_others_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let ingester = open_at_epoch(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        for tenant in ["a", "b", "c"] {
+            ingester
+                .push(tenant, request(&[("m", &[(1_000, 1.0), (2_000, 2.0)])]))
+                .await
+                .unwrap();
+        }
+        ingester
+            .db("b")
+            .unwrap()
+            .fail_next_cut
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = ingester.flush().await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(&err, IngesterError::Cut { blocks_written: 2, failed } if failed.len() == 1 && failed[0].0 == "b"),
+            "{message}"
+        );
+        assert!(message.contains("tenant(s) b"), "{message}");
+        for tenant in ["a", "c"] {
+            assert!(
+                ingester.head(tenant).unwrap().time_range().is_none()
+                    || head_points(&ingester, tenant, "m").is_empty(),
+                "{tenant} was not cut"
+            );
+            assert!(
+                std::fs::read_dir(dir.path().join("bucket").join(tenant))
+                    .unwrap()
+                    .count()
+                    > 0,
+                "{tenant} was not shipped"
+            );
+        }
+        assert_eq!(head_points(&ingester, "b", "m"), vec![1_000, 2_000]);
+        // The next flush cuts and ships it.
+        let stats = ingester.flush().await.unwrap();
+        assert_eq!(stats.blocks_written, 1);
+        assert!(head_points(&ingester, "b", "m").is_empty());
+    }
+
+    /// The push path refuses what its head could not take: timestamps far
+    /// before the newest sample (or, for an empty head, the clock), with the
+    /// reason and counted.
+    #[tokio::test]
+    async fn pushes_older_than_the_head_takes_are_out_of_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let registry = prometheus::Registry::new();
+        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry)
+            .unwrap()
+            .with_clock(|| 1_800_000_000_000);
+        let now = 1_800_000_000_000;
+        for t in [
+            i64::MIN,
+            -1,
+            0,
+            now - 365 * 86_400_000,
+            now - 3 * 3_600_000 - 1,
+        ] {
+            let err = ingester
+                .push("oob-tenant", request(&[("a", &[(t, 1.0)])]))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{t}");
+            assert!(
+                err.message.contains("err-strata-sample-out-of-bounds"),
+                "{t}: {}",
+                err.message
+            );
+        }
+        // An empty head takes a backlog of 1.5 block ranges (3 h here) ...
+        ingester
+            .push(
+                "oob-tenant",
+                request(&[("a", &[(now - 3 * 3_600_000 + 1, 1.0)])]),
+            )
+            .await
+            .unwrap();
+        ingester
+            .push("oob-tenant", request(&[("b", &[(now, 1.0)])]))
+            .await
+            .unwrap();
+        // ... and, once it holds the present, half a range (1 h) behind it.
+        let err = ingester
+            .push("oob-tenant", request(&[("c", &[(now - 3_600_001, 1.0)])]))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("out-of-bounds"), "{}", err.message);
+        ingester
+            .push("oob-tenant", request(&[("c", &[(now - 3_600_000, 1.0)])]))
+            .await
+            .unwrap();
+        let discarded = strata_telemetry::discarded_samples()
+            .with_label_values(&["oob-tenant", "sample-out-of-bounds"])
+            .get();
+        assert_eq!(discarded, 6);
+    }
+
     #[tokio::test]
     async fn a_reopened_ingester_has_every_accepted_sample_and_no_rejected_one() {
         let dir = tempfile::tempdir().unwrap();
         let config = storage(dir.path(), Duration::from_secs(7200));
         {
-            let ingester = Ingester::open(
+            let ingester = open_at_epoch(
                 IngesterConfig::default(),
                 &config,
                 &prometheus::Registry::new(),
@@ -1038,7 +1313,7 @@ mod durability_tests {
                 .await
                 .unwrap();
         }
-        let ingester = Ingester::open(
+        let ingester = open_at_epoch(
             IngesterConfig::default(),
             &config,
             &prometheus::Registry::new(),
@@ -1053,7 +1328,7 @@ mod durability_tests {
             .await
             .unwrap();
         drop(ingester);
-        let ingester = Ingester::open(
+        let ingester = open_at_epoch(
             IngesterConfig::default(),
             &config,
             &prometheus::Registry::new(),
@@ -1072,7 +1347,7 @@ mod durability_tests {
         // series the WAL never saw.
         let huge = "x".repeat(40 << 20);
         {
-            let ingester = Ingester::open(
+            let ingester = open_at_epoch(
                 IngesterConfig::default(),
                 &config,
                 &prometheus::Registry::new(),
@@ -1096,7 +1371,7 @@ mod durability_tests {
                 .await
                 .unwrap();
         }
-        let ingester = Ingester::open(
+        let ingester = open_at_epoch(
             IngesterConfig::default(),
             &config,
             &prometheus::Registry::new(),
@@ -1120,7 +1395,7 @@ mod durability_tests {
         let samples: Vec<(i64, f64)> = (0..250).map(|i| (start + i * 1000, i as f64)).collect();
         let want: Vec<i64> = samples.iter().map(|s| s.0).collect();
         {
-            let ingester = Ingester::open(
+            let ingester = open_at_epoch(
                 IngesterConfig::default(),
                 &config,
                 &prometheus::Registry::new(),
@@ -1139,7 +1414,7 @@ mod durability_tests {
             assert!(head_points(&ingester, "t", "m").len() < want.len());
             assert_eq!(merged_points(&ingester, "t", "m"), want);
         }
-        let ingester = Ingester::open(
+        let ingester = open_at_epoch(
             IngesterConfig::default(),
             &config,
             &prometheus::Registry::new(),
@@ -1159,7 +1434,7 @@ mod durability_tests {
         let config = storage(dir.path(), Duration::from_secs(60));
         let range = 60_000i64;
         let ingester = Arc::new(
-            Ingester::open(
+            open_at_epoch(
                 IngesterConfig::default(),
                 &config,
                 &prometheus::Registry::new(),
@@ -1219,7 +1494,7 @@ mod durability_tests {
         assert_eq!(ingester.flush().await.unwrap(), FlushStats::default());
         drop(db);
         drop(ingester);
-        let ingester = Ingester::open(
+        let ingester = open_at_epoch(
             IngesterConfig::default(),
             &config,
             &prometheus::Registry::new(),
@@ -1241,6 +1516,7 @@ mod durability_tests {
 
 #[cfg(test)]
 mod wal_and_metrics_tests {
+    use super::durability_tests::open_at_epoch;
     use super::*;
     use strata_proto::prometheus::{Label, Sample as WireSample, TimeSeries};
 
@@ -1293,7 +1569,7 @@ mod wal_and_metrics_tests {
         let dir = tempfile::tempdir().unwrap();
         let config = storage(dir.path());
         let registry = prometheus::Registry::new();
-        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        let ingester = open_at_epoch(IngesterConfig::default(), &config, &registry).unwrap();
         let samples: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
         ingester.push("t", request("m", &samples)).await.unwrap();
         // One batch: a series record and a samples record.
@@ -1329,7 +1605,7 @@ mod wal_and_metrics_tests {
 
         // The checkpoint after the cut holds no sample: nothing to replay.
         let registry = prometheus::Registry::new();
-        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        let ingester = open_at_epoch(IngesterConfig::default(), &config, &registry).unwrap();
         assert!(value(&registry, "strata_ingester_wal_replayed_records_total") >= 1.0);
         assert_eq!(
             value(&registry, "strata_ingester_wal_corruptions_total"),
@@ -1353,7 +1629,7 @@ mod wal_and_metrics_tests {
         let mut config = storage(dir.path());
         config.tsdb.wal_enabled = false;
         let registry = prometheus::Registry::new();
-        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        let ingester = open_at_epoch(IngesterConfig::default(), &config, &registry).unwrap();
         ingester.push("t", request("m", &[(1, 1.0)])).await.unwrap();
         assert_eq!(
             value(&registry, "strata_ingester_wal_written_bytes_total"),
@@ -1361,7 +1637,7 @@ mod wal_and_metrics_tests {
         );
         assert!(!dir.path().join("tsdb/t/wal").exists());
         drop(ingester);
-        let ingester = Ingester::open(
+        let ingester = open_at_epoch(
             IngesterConfig::default(),
             &config,
             &prometheus::Registry::new(),

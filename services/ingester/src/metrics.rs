@@ -19,6 +19,7 @@ pub(crate) struct IngesterMetrics {
     wal_replayed_records: IntCounter,
     wal_corruptions: IntCounter,
     blocks_cut: IntCounter,
+    block_cut_failures: IntCounter,
     uploads: IntCounter,
     upload_failures: IntCounter,
     upload_retries: IntCounter,
@@ -149,6 +150,11 @@ impl IngesterMetrics {
                 "strata_ingester_blocks_cut_total",
                 "Blocks written from a head to the local disk.",
             )?,
+            block_cut_failures: counter(
+                registry,
+                "strata_ingester_block_cut_failures_total",
+                "Attempts to cut a tenant's head into a block that failed (the head keeps its samples; the next cut or flush retries).",
+            )?,
             uploads: counter(
                 registry,
                 "strata_ingester_shipper_uploads_total",
@@ -248,6 +254,10 @@ impl IngesterMetrics {
 
     pub(crate) fn upload_retried(&self) {
         self.upload_retries.inc();
+    }
+
+    pub(crate) fn cut_failed(&self) {
+        self.block_cut_failures.inc();
     }
 
     pub(crate) fn flushed(&self, took: Duration) {

@@ -349,6 +349,7 @@ fields! {
     "limits.max_label_value_length" Int "Per-tenant: longest label value accepted, in bytes.",
     "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
     "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
+    "limits.past_grace_period" Duration "Per-tenant: how far in the past a sample's timestamp may be, against the distributor's clock (Mimir's past_grace_period); older samples are refused with 400 'sample timestamp too old'. 0: no limit here (the ingester still refuses samples older than its head takes: docs/limits.md).",
     "limits.compactor_blocks_retention_period" Duration "Per-tenant: the compactor marks blocks whose newest sample is older than this for deletion (deleted after compactor.deletion_delay). 0: keep forever.",
     "compactor.block_ranges" String "Compaction levels, comma-separated durations (a YAML list works too): the first is the ingesters' block range (only overlapping replica copies are merged there), each further one the range adjacent blocks are merged up to. Each must be a multiple of the one before.",
     "compactor.data_dir" String "Compactor scratch space: source blocks are downloaded and merged blocks written here; emptied for each tenant's turn.",
