@@ -32,8 +32,9 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let strata = Strata::start(&args).await;
 
-    // 3 series, a sample every 10 s over 5 minutes: more than 2 block ranges.
-    let start = (now_ms() - 300_000) / 1000 * 1000;
+    // 3 series, a sample every 10 s over 5 minutes: more than 2 block ranges,
+    // ending 2 minutes ago (a flush leaves the last minute in the head).
+    let start = (now_ms() - 420_000) / 1000 * 1000;
     let mut pushed: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     for s in 0..3 {
         let samples: Vec<(i64, f64)> = (0..30)

@@ -105,10 +105,11 @@ async fn start_cluster(target: &str) -> Cluster {
     }
 }
 
-/// `series` series with a sample every 10 s over the 10 minutes before now,
-/// pushed in one request (so no block is cut between series); returns them.
+/// `series` series with a sample every 10 s over 10 minutes ending 2 minutes
+/// ago (a flush leaves the last minute in the head), pushed in one request
+/// (so no block is cut between series); returns them.
 async fn push(node: &Strata, series: usize) -> Samples {
-    let start = (now_ms() - 600_000) / 1000 * 1000;
+    let start = (now_ms() - 720_000) / 1000 * 1000;
     let mut pushed = Samples::new();
     for s in 0..series {
         let samples: Vec<(i64, f64)> = (0..60)

@@ -217,7 +217,8 @@ async fn distributed_chart_config_runs_as_a_cluster() {
     assert_eq!(ingesters.len(), 3, "the chart's default: 3 ingesters");
 
     // Every distributor takes pushes; 2xx means a quorum of ingesters has them.
-    let start = (now_ms() - 120_000) / 1000 * 1000;
+    // Ending 2 minutes ago: a flush leaves the last minute in the heads.
+    let start = (now_ms() - 210_000) / 1000 * 1000;
     let mut pushed = Vec::new();
     for (d, distributor) in distributors.iter().enumerate() {
         let series = format!("d{d}");

@@ -147,7 +147,8 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
         })
     };
     tokio::time::sleep(OUTAGE / 3).await;
-    // The flush cuts the whole head into blocks; their upload fails.
+    // The flush cuts the head into blocks (all but its last minute); their
+    // upload fails.
     let resp = reqwest::Client::new()
         .post(strata.url("/ingester/flush"))
         .send()

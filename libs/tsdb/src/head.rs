@@ -97,8 +97,8 @@ pub enum AppendError {
     },
     #[error(
         "out-of-bounds sample: timestamp {} of series {series} is older than {}, the oldest this \
-         ingester's head accepts now (half a block range before its newest sample, or where its \
-         data was already cut into a block) (err-strata-sample-out-of-bounds)",
+         ingester's head accepts now (an hour or half a block range before its newest sample, or \
+         where its data was already cut into a block) (err-strata-sample-out-of-bounds)",
         Rfc3339(*.timestamp_ms),
         Rfc3339(*.min_valid_ms)
     )]
@@ -234,19 +234,21 @@ impl Head {
     }
 
     /// The oldest timestamp a push may append at `now_ms` to a head cut into
-    /// blocks of `block_range_ms`: half a block range before the newest sample
-    /// (Prometheus's rule), where the newest sample counts as no older than
-    /// one block range before `now_ms` (so an empty or long-idle head takes
-    /// up to 1.5 ranges of backlog, and `0` or `i64::MIN` never), and never
-    /// below the bound set by [`Head::set_min_valid_time`].
+    /// blocks of `block_range_ms`: a window behind the newest sample (half a
+    /// block range, Prometheus's rule, but at least an hour, so that small
+    /// block ranges do not make the head stricter than Prometheus's), where
+    /// the newest sample counts as no older than two windows before `now_ms`
+    /// (so an empty or long-idle head takes up to three hours of backlog, and
+    /// `0` or `i64::MIN` never); never below the bound set by
+    /// [`Head::set_min_valid_time`].
     pub fn appendable_min_time(&self, now_ms: i64, block_range_ms: i64) -> i64 {
+        const HOUR_MS: i64 = 3_600_000;
+        let window = (block_range_ms / 2).max(HOUR_MS);
         let newest = self
             .max_time
             .load(Ordering::Acquire)
-            .max(now_ms.saturating_sub(block_range_ms));
-        newest
-            .saturating_sub(block_range_ms / 2)
-            .max(self.min_valid_time())
+            .max(now_ms.saturating_sub(window.saturating_mul(2)));
+        newest.saturating_sub(window).max(self.min_valid_time())
     }
 
     /// The series `labels`, created without samples if new; true if this call

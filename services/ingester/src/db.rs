@@ -185,12 +185,13 @@ impl TenantDb {
     }
 
     /// Cuts blocks of `range_ms` from the head while it spans more than 1.5
-    /// ranges (all of it with `force`), truncates the head behind them and
-    /// checkpoints the WAL. Returns the blocks written.
+    /// ranges (with `force`, all of it before `force_before`), truncates the
+    /// head behind them and checkpoints the WAL. Returns the blocks written.
     pub(crate) async fn cut_blocks(
         self: &Arc<Self>,
         range_ms: i64,
         force: bool,
+        force_before: i64,
         metrics: &IngesterMetrics,
     ) -> Result<Vec<BlockMeta>, IngesterError> {
         let Some(dir) = self.dir.clone() else {
@@ -224,7 +225,7 @@ impl TenantDb {
             let mint = min.div_euclid(range_ms).saturating_mul(range_ms);
             let mut maxt = mint.saturating_add(range_ms);
             if force {
-                maxt = maxt.min(max.saturating_add(1));
+                maxt = maxt.min(max.saturating_add(1)).min(force_before);
             }
             // A sample at i64::MAX fits no block (their end is exclusive):
             // stop rather than cut the same empty range forever.

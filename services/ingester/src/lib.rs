@@ -477,10 +477,23 @@ impl Ingester {
         self
     }
 
-    /// Cuts every tenant's whole head into blocks and uploads the blocks not
-    /// yet shipped (`POST /ingester/flush`, `flush_on_shutdown`). Pushes go on
-    /// meanwhile; samples older than what was cut are then out of bounds.
+    /// `POST /ingester/flush`: cuts every tenant's head into blocks, but for
+    /// the last [`FLUSH_KEEPS_RECENT`] before the clock, and uploads the
+    /// blocks not yet shipped. Pushes go on meanwhile; the recent part stays
+    /// in the head (and the WAL), so a sender's batches in flight — seconds
+    /// old — are not refused as out of bounds by the cut.
     pub async fn flush(&self) -> Result<FlushStats, IngesterError> {
+        let keep_from = (self.clock)().saturating_sub(FLUSH_KEEPS_RECENT.as_millis() as i64);
+        self.flush_before(keep_from).await
+    }
+
+    /// `flush_on_shutdown`: cuts every head whole (no push comes after it).
+    pub async fn flush_all(&self) -> Result<FlushStats, IngesterError> {
+        self.flush_before(i64::MAX).await
+    }
+
+    /// Cuts every tenant's head into blocks before `cut_before`, then ships.
+    async fn flush_before(&self, cut_before: i64) -> Result<FlushStats, IngesterError> {
         let Some(settings) = &self.storage else {
             return Ok(FlushStats::default());
         };
@@ -495,7 +508,7 @@ impl Ingester {
         let mut cut_failures = Vec::new();
         for db in &tenants {
             match db
-                .cut_blocks(settings.block_range_ms, true, &self.metrics)
+                .cut_blocks(settings.block_range_ms, true, cut_before, &self.metrics)
                 .await
             {
                 Ok(blocks) => stats.blocks_written += blocks.len(),
@@ -558,7 +571,7 @@ impl Ingester {
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 for db in ingester.tenants() {
-                    if let Err(e) = db.cut_blocks(settings.block_range_ms, false, &ingester.metrics).await {
+                    if let Err(e) = db.cut_blocks(settings.block_range_ms, false, i64::MAX, &ingester.metrics).await {
                         ingester.metrics.cut_failed();
                         tracing::error!(tenant = %db.tenant, error = %e, "cutting a block failed; retrying at the next interval");
                     }
@@ -779,6 +792,11 @@ fn check_tenant(tenant: &str) -> Result<(), ServiceError> {
 }
 
 /// Mimir-like wording, so a Prometheus log line tells the operator what happened.
+/// How much of the most recent data a `POST /ingester/flush` leaves in the
+/// heads: more than a remote-write sender's usual delay, so that its batches
+/// in flight stay appendable after the cut.
+pub const FLUSH_KEEPS_RECENT: Duration = Duration::from_secs(60);
+
 /// The wall clock in Unix milliseconds.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -1137,12 +1155,12 @@ mod durability_tests {
                 let wal = db.wal.as_ref().unwrap();
                 let lsn = wal.log(&mut batch).unwrap();
                 wal.durable(lsn).await.unwrap();
-                db.cut_blocks(7_200_000, false, &ingester.metrics)
+                db.cut_blocks(7_200_000, false, i64::MAX, &ingester.metrics)
                     .await
                     .unwrap_or_else(|e| panic!("{set:?}: periodic cut: {e}"));
                 assert_eq!(merged_points(&ingester, "t", "m"), set.to_vec(), "{set:?}");
                 ingester
-                    .flush()
+                    .flush_all()
                     .await
                     .unwrap_or_else(|e| panic!("{set:?}: flush: {e}"));
                 // Shipped blocks past the local retention leave the ingester.
@@ -1164,7 +1182,7 @@ mod durability_tests {
                 "{set:?}"
             );
             ingester
-                .flush()
+                .flush_all()
                 .await
                 .unwrap_or_else(|e| panic!("{set:?}: second flush: {e}"));
             assert_eq!(
@@ -1173,6 +1191,66 @@ mod durability_tests {
                 "{set:?}"
             );
         }
+    }
+
+    /// `POST /ingester/flush` leaves the last minute in the head, so that a
+    /// sender's batches in flight (a few seconds old, older than the newest
+    /// sample) are still accepted after it; what is older is cut and shipped.
+    #[tokio::test]
+    async fn a_flush_keeps_the_last_minute_appendable() {
+        const NOW: i64 = 1_800_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap()
+        .with_clock(|| NOW);
+        let samples: Vec<(i64, f64)> = (0..=12)
+            .map(|i| (NOW - 120_000 + i * 10_000, i as f64))
+            .collect();
+        ingester
+            .push("t", request(&[("a", &samples)]))
+            .await
+            .unwrap();
+        ingester
+            .push("t", request(&[("b", &[(NOW, 1.0)])]))
+            .await
+            .unwrap();
+        let stats = ingester.flush().await.unwrap();
+        assert_eq!(stats.blocks_written, 1);
+        // A batch in flight: 30 s older than the newest sample, after the cut.
+        ingester
+            .push("t", request(&[("c", &[(NOW - 30_000, 1.0)])]))
+            .await
+            .unwrap();
+        // Older than the cut: out of bounds, as before.
+        let err = ingester
+            .push("t", request(&[("d", &[(NOW - 61_000, 1.0)])]))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("out-of-bounds"), "{}", err.message);
+        let bucket = dir.path().join("bucket");
+        let cut: Vec<i64> = samples
+            .iter()
+            .map(|s| s.0)
+            .filter(|&t| t < NOW - 60_000)
+            .collect();
+        let in_blocks = std::fs::read_dir(bucket.join("t")).unwrap().count();
+        assert!(in_blocks > 0);
+        assert_eq!(
+            points_anywhere(&ingester, &bucket, "a"),
+            samples.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+        // The head still holds the last minute (whole chunks may hold more).
+        let head = head_points(&ingester, "t", "a");
+        assert!(
+            head.contains(&(NOW - 60_000)) && head.contains(&NOW),
+            "{head:?}"
+        );
+        assert!(!cut.is_empty());
     }
 
     /// One tenant whose cut fails does not keep the others from being cut
@@ -1198,7 +1276,7 @@ mod durability_tests {
             .unwrap()
             .fail_next_cut
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let err = ingester.flush().await.unwrap_err();
+        let err = ingester.flush_all().await.unwrap_err();
         let message = err.to_string();
         assert!(
             matches!(&err, IngesterError::Cut { blocks_written: 2, failed } if failed.len() == 1 && failed[0].0 == "b"),
@@ -1221,7 +1299,7 @@ mod durability_tests {
         }
         assert_eq!(head_points(&ingester, "b", "m"), vec![1_000, 2_000]);
         // The next flush cuts and ships it.
-        let stats = ingester.flush().await.unwrap();
+        let stats = ingester.flush_all().await.unwrap();
         assert_eq!(stats.blocks_written, 1);
         assert!(head_points(&ingester, "b", "m").is_empty());
     }
@@ -1256,7 +1334,7 @@ mod durability_tests {
                 err.message
             );
         }
-        // An empty head takes a backlog of 1.5 block ranges (3 h here) ...
+        // An empty head takes a backlog of three hours ...
         ingester
             .push(
                 "oob-tenant",
@@ -1407,7 +1485,7 @@ mod durability_tests {
                 .unwrap();
             let db = ingester.db("t").unwrap();
             let cut = db
-                .cut_blocks(60_000, false, &ingester.metrics)
+                .cut_blocks(60_000, false, i64::MAX, &ingester.metrics)
                 .await
                 .unwrap();
             assert!(!cut.is_empty());
@@ -1449,7 +1527,7 @@ mod durability_tests {
             .unwrap();
         let db = ingester.heads.read().get("t").cloned().unwrap();
         let blocks = db
-            .cut_blocks(range, false, &ingester.metrics)
+            .cut_blocks(range, false, i64::MAX, &ingester.metrics)
             .await
             .unwrap();
         assert_eq!(blocks.len(), 1);
@@ -1483,7 +1561,7 @@ mod durability_tests {
                 .code,
             ErrorCode::BadRequest
         );
-        let stats = ingester.flush().await.unwrap();
+        let stats = ingester.flush_all().await.unwrap();
         assert_eq!(stats.blocks_written, 1);
         assert_eq!(stats.blocks_shipped, 2);
         let bucket = config.bucket().unwrap();
@@ -1491,7 +1569,7 @@ mod durability_tests {
         assert!(ingester.head("t").unwrap().time_range().is_none());
         // Shipping again uploads nothing; a restart neither replays the cut
         // samples into the head nor re-ships.
-        assert_eq!(ingester.flush().await.unwrap(), FlushStats::default());
+        assert_eq!(ingester.flush_all().await.unwrap(), FlushStats::default());
         drop(db);
         drop(ingester);
         let ingester = open_at_epoch(
@@ -1505,7 +1583,7 @@ mod durability_tests {
         // store-gateways' to serve now, and the ingester has none left.
         assert_eq!(head_points(&ingester, "t", "m"), Vec::<i64>::new());
         assert_eq!(points(&ingester, "t", "m"), Vec::<i64>::new());
-        assert_eq!(ingester.flush().await.unwrap(), FlushStats::default());
+        assert_eq!(ingester.flush_all().await.unwrap(), FlushStats::default());
         ingester
             .push("t", request(&[("m", &[(200_000, 1.0)])]))
             .await
@@ -1580,7 +1658,7 @@ mod wal_and_metrics_tests {
         assert!(value(&registry, "strata_ingester_wal_written_bytes_total") > 1000.0);
         assert!(value(&registry, "strata_ingester_wal_fsyncs_total") >= 1.0);
         assert!(value(&registry, "strata_ingester_wal_fsync_duration_seconds") >= 1.0);
-        let stats = ingester.flush().await.unwrap();
+        let stats = ingester.flush_all().await.unwrap();
         assert_eq!(stats.blocks_written, 2);
         assert_eq!(value(&registry, "strata_ingester_blocks_cut_total"), 2.0);
         assert_eq!(

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -157,7 +157,8 @@ pub fn router(querier: Arc<Querier>, resolve_tenant: TenantResolver) -> Router {
         )
         .route("/format_query", get(format_query).post(format_query))
         .route("/metadata", get(metadata))
-        .route("/status/buildinfo", get(buildinfo));
+        .route("/status/buildinfo", get(buildinfo))
+        .fallback(unknown_endpoint);
     Router::new()
         .nest("/prometheus/api/v1", api.clone())
         .nest("/api/v1", api)
@@ -418,6 +419,19 @@ async fn format_query(
     let mut data = Vec::new();
     write_str(&mut data, &pretty);
     Ok(success(&data, &[], &[]))
+}
+
+/// Any other path under the API prefixes: 404 in the API's error shape (a
+/// bare 404 is what Grafana shows as "unexpected end of JSON input").
+async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        error_type: "not_found",
+        message: format!(
+            "unknown API endpoint {}; docs/api.md lists the endpoints Strata serves",
+            uri.path()
+        ),
+    }
 }
 
 /// Build information, in Prometheus's fields plus `application`; needs no tenant.

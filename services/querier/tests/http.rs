@@ -618,6 +618,23 @@ async fn query_limits_name_their_config_keys() {
         .contains("querier.max_response_size_bytes"));
 }
 
+#[tokio::test]
+async fn unknown_api_paths_are_json_404s() {
+    let h = harness();
+    for path in [
+        "/api/v1/status/config",
+        "/api/v1/status/tsdb",
+        "/api/v1/admin/tsdb/delete_series",
+        "/prometheus/api/v1/nope",
+    ] {
+        let (status, body) = h.get("team-a", path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["status"], "error", "{path}");
+        assert_eq!(body["errorType"], "not_found", "{path}");
+        assert!(body["error"].as_str().unwrap().contains(path), "{body}");
+    }
+}
+
 /// Ingesters that fail or hang, for the error paths.
 #[derive(Debug)]
 struct BrokenIngesters(Option<ServiceError>);

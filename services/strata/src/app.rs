@@ -273,7 +273,34 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     strata_telemetry::register_shared(&registry).map_err(|e| AppError::Module(e.to_string()))?;
     let request_duration = strata_telemetry::request_duration().clone();
 
+    let mut pages: Vec<(&'static str, &'static str)> = vec![
+        ("/ready", "readiness (200 when ready)"),
+        ("/metrics", "this process's metrics, Prometheus text format"),
+        ("/config", "the running config, secrets masked"),
+        ("/runtime_config", "the per-tenant overrides in force"),
+        (
+            "/ingester/ring",
+            "the ingester ring: instances, states, tokens; forget an instance",
+        ),
+    ];
+    if ingester.is_some() {
+        pages.push((
+            "/ingester/flush",
+            "POST: cut the heads into blocks and ship them",
+        ));
+    }
+    if compactor.is_some() {
+        pages.push(("/compactor/run", "POST: run a compaction pass now"));
+    }
+    if config.runs("querier") {
+        pages.push((
+            "/prometheus/api/v1/status/buildinfo",
+            "the Prometheus query API (also under /api/v1)",
+        ));
+    }
+    let index = Arc::new(index_page(&pages));
     let router = router
+        .route("/", get(show_index).with_state(index))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics).with_state(registry.clone()))
         .route(
@@ -328,7 +355,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         }
     }
     if let Some(ingester) = ingester.as_ref().filter(|i| i.config().flush_on_shutdown) {
-        match ingester.flush().await {
+        match ingester.flush_all().await {
             Ok(stats) => tracing::info!(?stats, "flushed the heads on shutdown"),
             Err(e) => tracing::error!(error = %e, "flushing the heads on shutdown failed"),
         }
@@ -404,7 +431,8 @@ async fn show_config(State(yaml): State<Arc<String>>) -> Response {
         .into_response()
 }
 
-/// `POST /ingester/flush`: cut every head into blocks and upload them.
+/// `POST /ingester/flush`: cut every head into blocks (but for its last
+/// minute, which pushes in flight still reach) and upload them.
 async fn flush_ingester(State(ingester): State<Arc<strata_ingester::Ingester>>) -> Response {
     match ingester.flush().await {
         Ok(stats) => axum::Json(stats).into_response(),
@@ -417,6 +445,26 @@ async fn flush_ingester(State(ingester): State<Arc<strata_ingester::Ingester>>) 
                 .into_response()
         }
     }
+}
+
+/// The index page at `/`: the admin and status pages this process serves.
+fn index_page(pages: &[(&str, &str)]) -> String {
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><title>Strata</title></head><body>\n<h1>Strata</h1>\n<ul>\n",
+    );
+    for (path, what) in pages {
+        html.push_str(&format!("<li><a href=\"{path}\">{path}</a>: {what}</li>\n"));
+    }
+    html.push_str("</ul>\n<p>Every HTTP endpoint: docs/api.md.</p>\n</body></html>\n");
+    html
+}
+
+async fn show_index(State(page): State<Arc<String>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 async fn ready() -> &'static str {

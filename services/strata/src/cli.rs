@@ -90,13 +90,65 @@ fn command() -> Command {
     cmd
 }
 
+/// clap's text with the flags written as the usage line and Mimir write them:
+/// one dash (two are accepted as well).
+fn one_dash(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let body = line.trim_start();
+            let indent = &line[..line.len() - body.len()];
+            let body = body
+                .strip_prefix("--")
+                .map_or_else(|| body.to_string(), |rest| format!("-{rest}"));
+            format!("{indent}{}", body.replace("'--", "'-"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// An unknown flag's error, naming it as the user typed it (clap sees the
+/// two-dash form) with clap's suggestion, if it has one.
+fn unknown_flag(e: &clap::Error, typed: &[String]) -> String {
+    use clap::error::ContextKind;
+    let reported = e
+        .get(ContextKind::InvalidArg)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let name = reported.trim_start_matches('-').to_string();
+    let as_typed = typed
+        .iter()
+        .find(|t| {
+            let t = t.trim_start_matches('-');
+            t == name
+                || t.strip_prefix(name.as_str())
+                    .is_some_and(|r| r.starts_with('='))
+        })
+        .cloned()
+        .unwrap_or(reported);
+    let suggestion = e
+        .get(ContextKind::SuggestedArg)
+        .map(|v| format!("; did you mean -{}?", v.to_string().trim_start_matches('-')))
+        .unwrap_or_default();
+    format!("unknown flag {as_typed}{suggestion} (strata -help lists every flag)")
+}
+
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, ConfigError> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let typed: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let matches = match command().try_get_matches_from(normalise_dashes(args)) {
         Ok(m) => m,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => {
-            return Ok(Invocation::Print(e.to_string()))
+            return Ok(Invocation::Print(one_dash(&e.to_string())))
         }
-        Err(e) => return Err(ConfigError::Flags(e.to_string())),
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::UnknownArgument) => {
+            return Err(ConfigError::Flags(unknown_flag(&e, &typed)))
+        }
+        Err(e) => return Err(ConfigError::Flags(one_dash(&e.to_string()))),
     };
     if matches.get_flag(VERSION) {
         return Ok(Invocation::Print(format!(
@@ -135,6 +187,28 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_writes_flags_with_one_dash() {
+        let Ok(Invocation::Print(text)) = run(&["-help"]) else {
+            panic!("help")
+        };
+        assert!(text.contains("\n      -config.file <path>"), "{text}");
+        assert!(
+            text.contains("\n      -querier.timeout <duration>"),
+            "{text}"
+        );
+        assert!(!text.contains("\n      --"), "{text}");
+    }
+
+    #[test]
+    fn unknown_flags_are_named_as_typed() {
+        let err = run(&["-querier.timeot=1s"]).unwrap_err().to_string();
+        assert!(err.contains("unknown flag -querier.timeot=1s"), "{err}");
+        assert!(err.contains("did you mean -querier.timeout?"), "{err}");
+        let err = run(&["--blah"]).unwrap_err().to_string();
+        assert!(err.contains("unknown flag --blah"), "{err}");
+    }
 
     fn run(args: &[&str]) -> Result<Invocation, ConfigError> {
         parse(
