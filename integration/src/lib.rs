@@ -15,8 +15,28 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, below the kernel's
+/// ephemeral range (32768 and up here): a port `bind(0)` hands out is one
+/// the kernel also gives to outgoing connections, so a process started a
+/// moment later could find it taken by another process's connection to etcd
+/// or S3 ("Address already in use"). Ports are handed out in turn from a start
+/// that differs per test process, each checked free by binding it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const HIGH: u32 = 32_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = LOW + (std::process::id() * 97) % (HIGH - LOW);
+    for _ in 0..(HIGH - LOW) {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start - LOW + offset) % (HIGH - LOW);
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -126,10 +126,16 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         let store_gateway_service = store_gateway
             .as_ref()
             .map(|sg| strata_store_gateway::grpc_service(sg.store.clone()));
+        let grpc_keepalive_time = config.server.grpc_server_keepalive_time.0;
+        let grpc_keepalive_timeout = config.server.grpc_server_keepalive_timeout.0;
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let result = tonic::transport::Server::builder()
+                // Dead peers (a crashed distributor, a black-holed network)
+                // are found by HTTP/2 pings, not kept forever.
+                .http2_keepalive_interval(Some(grpc_keepalive_time))
+                .http2_keepalive_timeout(Some(grpc_keepalive_timeout))
                 // Each call a span (`ingester.Push`) in the caller's trace.
                 .layer(strata_telemetry::GrpcServerTraceLayer::new("ingester"))
                 .layer(strata_telemetry::GrpcServerMetricsLayer)
@@ -323,17 +329,24 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             reason: e.to_string(),
         })?;
     tracing::info!(%addr, startup = ?started.elapsed(), "HTTP server listening");
-    let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
+    let limits = crate::http_server::HttpServerLimits {
+        idle_timeout: config.server.http_server_idle_timeout.0,
+        read_timeout: config.server.http_server_read_timeout.0,
+        write_timeout: config.server.http_server_write_timeout.0,
+        max_connections: config.server.http_server_max_connections,
+    };
+    let http_metrics = crate::http_server::HttpServerMetrics::new(&registry)
+        .map_err(|e| AppError::Module(e.to_string()))?;
+    let router = crate::http_server::with_request_timeouts(router, &limits);
+    let grace = config.server.graceful_shutdown_timeout.0;
+    tasks.push(tokio::spawn(crate::http_server::serve(
+        listener,
+        router,
+        limits,
+        http_metrics,
+        shutdown_rx.clone(),
+        grace,
+    )));
 
     wait_for_signal().await;
     tracing::info!("shutting down");

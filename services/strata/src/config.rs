@@ -89,6 +89,12 @@ pub struct ServerConfig {
     pub log_level: String,
     pub log_format: String,
     pub graceful_shutdown_timeout: strata_model::ConfigDuration,
+    pub http_server_read_timeout: strata_model::ConfigDuration,
+    pub http_server_write_timeout: strata_model::ConfigDuration,
+    pub http_server_idle_timeout: strata_model::ConfigDuration,
+    pub http_server_max_connections: usize,
+    pub grpc_server_keepalive_time: strata_model::ConfigDuration,
+    pub grpc_server_keepalive_timeout: strata_model::ConfigDuration,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +107,12 @@ impl Default for ServerConfig {
             log_level: "info".to_string(),
             log_format: "logfmt".to_string(),
             graceful_shutdown_timeout: strata_model::ConfigDuration::from_secs(30),
+            http_server_read_timeout: strata_model::ConfigDuration::from_secs(120),
+            http_server_write_timeout: strata_model::ConfigDuration::from_secs(150),
+            http_server_idle_timeout: strata_model::ConfigDuration::from_secs(120),
+            http_server_max_connections: 4096,
+            grpc_server_keepalive_time: strata_model::ConfigDuration::from_secs(2 * 3600),
+            grpc_server_keepalive_timeout: strata_model::ConfigDuration::from_secs(20),
         }
     }
 }
@@ -270,6 +282,12 @@ fields! {
     "server.http_listen_address" String "Address the HTTP server listens on.",
     "server.http_listen_port" Int "Port of the HTTP server (push, query API, /metrics, /ready).",
     "server.grpc_listen_address" String "Address the gRPC server listens on.",
+    "server.http_server_read_timeout" Duration "Longest a request's body may take to arrive (a stalled push is cut off with 400). Mimir's name.",
+    "server.http_server_write_timeout" Duration "Longest a request may take from its headers to its answer; beyond it 408. Above querier.timeout, so a slow query fails with its own timeout first.",
+    "server.http_server_idle_timeout" Duration "Longest wait for a request's headers, and for the next request on an idle keep-alive connection; then the connection is closed (strata_http_connections_closed_total{reason=\"header_timeout\"}).",
+    "server.http_server_max_connections" Int "Most HTTP connections open at once; more are closed at once (strata_http_connections_closed_total{reason=\"connection_limit\"}). 0: no limit.",
+    "server.grpc_server_keepalive_time" Duration "Idle time after which the gRPC server pings a client connection (HTTP/2 keep-alive).",
+    "server.grpc_server_keepalive_timeout" Duration "How long the gRPC server waits for a keep-alive ping's answer before closing the connection.",
     "server.grpc_listen_port" Int "Port of the gRPC server (ingester service).",
     "server.log_level" String "Log level: error, warn, info, debug or trace.",
     "server.log_format" String "Log format: logfmt or json.",

@@ -9,6 +9,7 @@ mod app;
 mod cli;
 mod compactor;
 mod config;
+mod http_server;
 mod in_process;
 mod limits;
 mod ring_page;
