@@ -25,6 +25,17 @@ pub fn decode_write_request(
     if body.is_empty() {
         return Err(DecodeError::Empty);
     }
+    // The block format starts with the decompressed length as a varint. Read
+    // it here, so a header claiming more than the limit (or more than snappy
+    // itself takes, 4 GiB and up) is refused naming the limit.
+    if let Some(declared) = declared_length(body) {
+        if declared > max_decompressed as u64 {
+            return Err(DecodeError::TooLarge {
+                declared: usize::try_from(declared).unwrap_or(usize::MAX),
+                limit: max_decompressed,
+            });
+        }
+    }
     let declared =
         snap::raw::decompress_len(body).map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
     if declared > max_decompressed {
@@ -39,10 +50,43 @@ pub fn decode_write_request(
     WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::NotProtobuf(e.to_string()))
 }
 
+/// The decompressed length a snappy block declares (its leading unsigned
+/// varint), if the header is a well-formed varint of at most 64 bits.
+fn declared_length(body: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &byte) in body.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn huge_declared_lengths_name_the_limit() {
+        // 4 GiB - 1, 4 GiB and 2^40, each a bare snappy header.
+        for header in [
+            vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+            vec![0x80, 0x80, 0x80, 0x80, 0x10],
+            vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x20],
+        ] {
+            let err = decode_write_request(&header, 100 << 20).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::TooLarge { limit, .. } if limit == 100 << 20),
+                "{header:?}: {err}"
+            );
+            assert!(err.to_string().contains("distributor.max_recv_msg_size"));
+        }
+        assert_eq!(declared_length(&[0x05]), Some(5));
+        assert_eq!(declared_length(&[0x80, 0x01]), Some(128));
+        assert_eq!(declared_length(&[0xff; 11]), None);
+    }
     use strata_proto::prometheus::{Label, Sample, TimeSeries};
 
     fn encode(request: &WriteRequest) -> Vec<u8> {

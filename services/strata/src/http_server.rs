@@ -54,6 +54,13 @@ impl HttpServerMetrics {
     }
 }
 
+/// What hyper buffers for a request's head (request line and headers). A URL
+/// longer than the `http` crate's 64 KiB limit is answered 414 by hyper (with
+/// no body: it never becomes a request); the buffer must hold such a URL for
+/// hyper to get that far, else it answers 431 for the whole head. Only a
+/// request that needs the room uses it.
+const MAX_HEAD_BYTES: usize = 2 << 20;
+
 /// Wraps `router` in the body and request timeouts.
 pub(crate) fn with_request_timeouts(router: Router, limits: &HttpServerLimits) -> Router {
     router
@@ -116,6 +123,7 @@ pub(crate) async fn serve(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
