@@ -283,7 +283,7 @@ fields! {
     "server.http_listen_port" Int "Port of the HTTP server (push, query API, /metrics, /ready).",
     "server.grpc_listen_address" String "Address the gRPC server listens on.",
     "server.http_server_read_timeout" Duration "Longest a request's body may take to arrive (a stalled push is cut off with 400). Mimir's name.",
-    "server.http_server_write_timeout" Duration "Longest a request may take from its headers to its answer; beyond it 408. Above querier.timeout, so a slow query fails with its own timeout first.",
+    "server.http_server_write_timeout" Duration "Longest a request may take from its headers to its answer; beyond it 408. Above querier.timeout, so a slow query fails with its own timeout first. POST /ingester/flush and /compactor/run run to completion regardless.",
     "server.http_server_idle_timeout" Duration "Longest wait for a request's headers, and for the next request on an idle keep-alive connection; then the connection is closed (strata_http_connections_closed_total{reason=\"header_timeout\"}).",
     "server.http_server_max_connections" Int "Most HTTP connections open at once; more are closed at once (strata_http_connections_closed_total{reason=\"connection_limit\"}). 0: no limit.",
     "server.grpc_server_keepalive_time" Duration "Idle time after which the gRPC server pings a client connection (HTTP/2 keep-alive).",

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
@@ -61,15 +62,38 @@ impl HttpServerMetrics {
 /// request that needs the room uses it.
 const MAX_HEAD_BYTES: usize = 2 << 20;
 
+/// Operator actions that run to completion whatever the write timeout:
+/// dropping a flush or a compaction pass half-way helps no one.
+const RUN_TO_COMPLETION: [&str; 2] = ["/ingester/flush", "/compactor/run"];
+
+/// The write timeout: a request not answered within it gets 408.
+async fn request_timeout(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if RUN_TO_COMPLETION.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            http::StatusCode::REQUEST_TIMEOUT,
+            format!("the request was not answered within {timeout:?} (server.http_server_write_timeout)\n"),
+        )
+            .into_response(),
+    }
+}
+
 /// Wraps `router` in the body and request timeouts.
 pub(crate) fn with_request_timeouts(router: Router, limits: &HttpServerLimits) -> Router {
     router
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.read_timeout,
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            http::StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             limits.write_timeout,
+            request_timeout,
         ))
 }
 
@@ -149,5 +173,50 @@ pub(crate) async fn serve(
             ?grace,
             "HTTP connections still open after the graceful shutdown timeout"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        "done"
+    }
+
+    #[tokio::test]
+    async fn the_write_timeout_cuts_requests_but_not_operator_actions() {
+        let limits = HttpServerLimits {
+            idle_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_millis(50),
+            max_connections: 0,
+        };
+        let router = with_request_timeouts(
+            Router::new()
+                .route("/api/v1/query", get(slow))
+                .route("/ingester/flush", post(slow)),
+            &limits,
+        );
+        let request = |method: &str, path: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let cut = router
+            .clone()
+            .oneshot(request("GET", "/api/v1/query"))
+            .await
+            .unwrap();
+        assert_eq!(cut.status(), http::StatusCode::REQUEST_TIMEOUT);
+        let flushed = router
+            .oneshot(request("POST", "/ingester/flush"))
+            .await
+            .unwrap();
+        assert_eq!(flushed.status(), http::StatusCode::OK);
     }
 }
