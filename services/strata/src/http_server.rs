@@ -49,6 +49,10 @@ impl HttpServerMetrics {
             &["reason"],
         )?;
         let open = IntGauge::new("strata_http_connections_open", "HTTP connections open now.")?;
+        // Both reasons exported from the start, at 0, for alerts and rates.
+        for reason in ["header_timeout", "connection_limit"] {
+            closed.with_label_values(&[reason]);
+        }
         registry.register(Box::new(closed.clone()))?;
         registry.register(Box::new(open.clone()))?;
         Ok(Self { closed, open })
