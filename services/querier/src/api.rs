@@ -434,16 +434,18 @@ async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> ApiError {
     }
 }
 
-/// Build information, in Prometheus's fields plus `application`; needs no tenant.
+/// Build information, in Prometheus's fields plus `application` (revision,
+/// branch, date and compiler from `build.rs`); needs no tenant.
 async fn buildinfo() -> Response {
     let info = serde_json::json!({
         "application": "Strata",
         "version": env!("CARGO_PKG_VERSION"),
-        "revision": "",
-        "branch": "",
+        "revision": env!("STRATA_BUILD_REVISION"),
+        "branch": env!("STRATA_BUILD_BRANCH"),
         "buildUser": "",
-        "buildDate": "",
-        "goVersion": "",
+        "buildDate": env!("STRATA_BUILD_DATE"),
+        // Prometheus's field for the compiler's version.
+        "goVersion": env!("STRATA_BUILD_RUST_VERSION"),
     });
     success(info.to_string().as_bytes(), &[], &[])
 }

@@ -483,6 +483,23 @@ async fn small_endpoints() {
     let (status, body) = h.get("team-a", "/api/v1/status/buildinfo").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"));
+    // Filled at build time: the compiler always, git where the source is a checkout.
+    assert!(
+        body["data"]["goVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("rustc "),
+        "{body}"
+    );
+    let date = body["data"]["buildDate"].as_str().unwrap();
+    assert_eq!(date.len(), "20060102-15:04:05".len(), "{date}");
+    if std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.git")).exists() {
+        assert_eq!(
+            body["data"]["revision"].as_str().unwrap().len(),
+            40,
+            "{body}"
+        );
+    }
 
     let (status, body) = h
         .get(
