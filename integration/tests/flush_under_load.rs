@@ -109,8 +109,34 @@ remote_write:
         let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
         blocks_written += stats["blocks_written"].as_u64().unwrap();
     }
-    // Let the last batches arrive.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Every sample Prometheus scraped of its own `up` and scrape metrics during
+    // the flushes (up to 5 s before the check) is in Strata, from its blocks
+    // or its head: checked until the last batches have arrived.
+    let (prometheus_url, strata_url) = (prometheus.url(""), strata.url(""));
+    for selector in [
+        "up",
+        "scrape_samples_scraped",
+        "prometheus_tsdb_head_series",
+    ] {
+        let (p, s) = (prometheus_url.clone(), strata_url.clone());
+        let missing = eventually(
+            &format!("every scraped {selector} sample in Strata"),
+            Duration::from_secs(60),
+            || {
+                let (p, s) = (p.clone(), s.clone());
+                async move {
+                    let at = (now_ms() - 5_000) as f64 / 1000.0;
+                    let seconds = ((now_ms() - began) / 1000) as u64;
+                    let reference = sample_times(&p, None, selector, seconds, at).await;
+                    let stored = sample_times(&s, Some("tenant-a"), selector, seconds, at).await;
+                    let missing: Vec<_> = reference.difference(&stored).cloned().collect();
+                    (reference.len() > 30 && missing.is_empty()).then_some(missing)
+                }
+            },
+        )
+        .await;
+        assert!(missing.is_empty());
+    }
     let failed = prometheus_counter(
         &prometheus,
         "prometheus_remote_storage_samples_failed_total",
@@ -130,30 +156,6 @@ remote_write:
         failed, 0.0,
         "Prometheus dropped samples Strata refused; Strata's discards: {discarded:?}"
     );
-    // Every sample Prometheus scraped of its own `up` and scrape metrics during
-    // the flushes (up to 5 s ago) is in Strata, from its blocks or its head.
-    let at = (now_ms() - 5_000) as f64 / 1000.0;
-    let seconds = ((now_ms() - began) / 1000) as u64;
-    for selector in [
-        "up",
-        "scrape_samples_scraped",
-        "prometheus_tsdb_head_series",
-    ] {
-        let reference = sample_times(&prometheus.url(""), None, selector, seconds, at).await;
-        let stored = sample_times(&strata.url(""), Some("tenant-a"), selector, seconds, at).await;
-        assert!(
-            reference.len() > 30,
-            "{selector}: only {} samples",
-            reference.len()
-        );
-        let missing: Vec<_> = reference.difference(&stored).take(5).collect();
-        assert!(
-            missing.is_empty(),
-            "{selector}: {} of {} scraped samples missing in Strata, e.g. {missing:?}",
-            reference.difference(&stored).count(),
-            reference.len()
-        );
-    }
     eprintln!("10 flushes wrote {blocks_written} blocks; Prometheus failed 0 samples");
     assert!(blocks_written > 0, "the flushes cut nothing");
 }
