@@ -24,6 +24,7 @@ mod desc;
 mod error;
 mod kv;
 mod lifecycler;
+mod membership;
 mod pool;
 mod replication;
 mod ring;
@@ -37,6 +38,7 @@ pub use kv::{
     DEFAULT_MAX_CAS_ATTEMPTS,
 };
 pub use lifecycler::{forget_instance, Lifecycler};
+pub use membership::{Membership, Registration};
 pub use pool::{ClientFactory, ClientPool};
 pub use replication::{Operation, ReplicationOptions, ReplicationSet, RingSnapshot, RingSummary};
 pub use ring::{Ring, DEFAULT_RESYNC_PERIOD};

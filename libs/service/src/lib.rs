@@ -168,6 +168,10 @@ pub async fn watch_loops(
     tokio::select! {
         () = stop.wait() => {}
         Some(ended) = loops.next() => {
+            // Told to stop meanwhile: that is why it ended.
+            if stop.is_stopping() && ended.is_ok() {
+                return finish(loops).await;
+            }
             return Err(LoopEnded(match ended {
                 Err(e) if e.is_panic() => "panicked".to_string(),
                 Err(e) => format!("failed: {e}"),
@@ -175,10 +179,47 @@ pub async fn watch_loops(
             }));
         }
     }
+    finish(loops).await
+}
+
+async fn finish(
+    mut loops: futures::stream::FuturesUnordered<tokio::task::JoinHandle<()>>,
+) -> Result<(), LoopEnded> {
+    use futures::StreamExt;
     while let Some(ended) = loops.next().await {
         if let Err(e) = ended {
             return Err(LoopEnded(format!("failed while stopping: {e}")));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod watch_loops_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn loops_that_end_because_of_the_stop_are_not_a_failure() {
+        for _ in 0..200 {
+            let (tx, stop) = Stop::new();
+            let mut signal = stop.clone();
+            let quick = tokio::spawn(async move { signal.wait().await });
+            let _ = tx.send(true);
+            // Both the stop and the loop's end are ready when it looks.
+            tokio::task::yield_now().await;
+            assert!(watch_loops(stop, vec![quick]).await.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_ends_by_itself_is_a_failure() {
+        let (_tx, stop) = Stop::new();
+        let done = tokio::spawn(async {});
+        let err = watch_loops(stop, vec![done]).await.unwrap_err();
+        assert_eq!(err.to_string(), "a background loop ended on its own");
+        let (_tx, stop) = Stop::new();
+        let broken = tokio::spawn(async { panic!("boom") });
+        let err = watch_loops(stop, vec![broken]).await.unwrap_err();
+        assert_eq!(err.to_string(), "a background loop panicked");
+    }
 }

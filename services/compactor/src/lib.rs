@@ -26,12 +26,14 @@
 //! is repaired by step 2 of the next pass (no sample is lost; readers
 //! deduplicate the overlap meanwhile).
 //!
-//! It does not: shard tenants over several compactors (run one compactor per
-//! bucket: two would do the same work and mark each other's results), split
-//! large tenants' compactions, downsample, honour no-compact marks, or compact
+//! Several compactors share a bucket by the compactor ring (see
+//! [`CompactorService`]): each tenant is compacted by one of them.
+//!
+//! It does not: split large tenants' compactions, downsample, honour no-compact marks, or compact
 //! native-histogram chunks.
 
 mod config;
+mod lifecycle;
 mod metrics;
 mod planner;
 
@@ -58,6 +60,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 pub use config::{BlockRanges, CompactorConfig, CompactorConfigError};
+pub use lifecycle::{compactor_ring_config, CompactorService, LifecycleError, RingOwnership};
 use metrics::CompactorMetrics;
 use planner::{plan, redundant, Job};
 

@@ -26,6 +26,8 @@
 //! pushes can overshoot a limit by the series they create at the same moment.
 
 mod db;
+mod http;
+mod lifecycle;
 mod metrics;
 mod service;
 
@@ -46,6 +48,8 @@ use strata_tsdb::wal::WalBatch;
 
 use db::{DbSettings, TenantDb};
 
+pub use http::router;
+pub use lifecycle::{IngesterService, LifecycleError};
 pub use service::{grpc_service, IngesterGrpc};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use strata_proto::ingester::{
 };
 use strata_proto::prometheus::WriteRequest;
 
+use strata_service::Slot;
 use strata_status::{ErrorCode, ServiceError};
 use tonic::{Request, Response, Status};
 
@@ -22,18 +23,34 @@ use crate::Ingester;
 /// the same trait the network server uses.
 #[derive(Debug, Clone)]
 pub struct IngesterGrpc {
-    ingester: Arc<Ingester>,
+    ingester: Slot<Ingester>,
 }
 
 impl IngesterGrpc {
     pub fn new(ingester: Arc<Ingester>) -> Self {
+        Self::of_slot(Slot::filled(ingester))
+    }
+
+    /// Serves the ingester the slot will hold; until its WAL is replayed,
+    /// every call is refused as unavailable (callers try another replica).
+    pub fn of_slot(ingester: Slot<Ingester>) -> Self {
         Self { ingester }
+    }
+
+    fn ingester(&self) -> Result<Arc<Ingester>, Status> {
+        self.ingester.get().ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::Unavailable,
+                "the ingester is starting (replaying its WAL)",
+            )
+            .into()
+        })
     }
 }
 
 /// The service ready to add to a tonic server.
-pub fn grpc_service(ingester: Arc<Ingester>) -> IngesterServer<IngesterGrpc> {
-    IngesterServer::new(IngesterGrpc::new(ingester))
+pub fn grpc_service(ingester: Slot<Ingester>) -> IngesterServer<IngesterGrpc> {
+    IngesterServer::new(IngesterGrpc::of_slot(ingester))
         .max_decoding_message_size(100 << 20)
         .max_encoding_message_size(100 << 20)
 }
@@ -54,7 +71,7 @@ type QueryStream =
 impl IngesterApi for IngesterGrpc {
     async fn push(&self, request: Request<WriteRequest>) -> Result<Response<PushResponse>, Status> {
         let tenant = tenant(&request)?;
-        self.ingester.push(&tenant, request.into_inner()).await?;
+        self.ingester()?.push(&tenant, request.into_inner()).await?;
         Ok(Response::new(PushResponse {}))
     }
 
@@ -67,13 +84,13 @@ impl IngesterApi for IngesterGrpc {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
         let matchers = matchers(&req.matchers)?;
-        let found = self.ingester.query(
+        let found = self.ingester()?.query(
             &tenant,
             &matchers,
             req.start_timestamp_ms,
             req.end_timestamp_ms,
         )?;
-        let batch = self.ingester.config().query_stream_batch_size.max(1);
+        let batch = self.ingester()?.config().query_stream_batch_size.max(1);
         let mut messages = Vec::with_capacity(found.len() / batch + 1);
         let mut current = Vec::with_capacity(batch.min(found.len()));
         for s in found {
@@ -109,7 +126,7 @@ impl IngesterApi for IngesterGrpc {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
         let matchers = matchers(&req.matchers)?;
-        let label_names = self.ingester.label_names(
+        let label_names = self.ingester()?.label_names(
             &tenant,
             &matchers,
             req.start_timestamp_ms,
@@ -125,7 +142,7 @@ impl IngesterApi for IngesterGrpc {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
         let matchers = matchers(&req.matchers)?;
-        let label_values = self.ingester.label_values(
+        let label_values = self.ingester()?.label_values(
             &tenant,
             &req.label_name,
             &matchers,
@@ -146,9 +163,12 @@ impl IngesterApi for IngesterGrpc {
             .iter()
             .map(|s| matchers(&s.matchers))
             .collect::<Result<Vec<_>, _>>()?;
-        let series =
-            self.ingester
-                .series(&tenant, &sets, req.start_timestamp_ms, req.end_timestamp_ms)?;
+        let series = self.ingester()?.series(
+            &tenant,
+            &sets,
+            req.start_timestamp_ms,
+            req.end_timestamp_ms,
+        )?;
         Ok(Response::new(SeriesResponse {
             series: series
                 .iter()

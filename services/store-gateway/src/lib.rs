@@ -17,6 +17,7 @@
 mod block;
 mod cache;
 mod config;
+mod lifecycle;
 mod metrics;
 mod reader;
 mod service;
@@ -29,6 +30,7 @@ mod tests;
 use strata_status::{ErrorCode, ServiceError};
 
 pub use config::{ShardingRingConfig, StoreGatewayConfig};
+pub use lifecycle::{LifecycleError, StoreGatewayService};
 pub use metrics::StoreMetrics;
 pub use service::{grpc_service, StoreGatewayGrpc};
 pub use sharding::ShardingStrategy;

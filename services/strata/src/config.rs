@@ -149,18 +149,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for t in self.target.split(',') {
-            if !TARGETS.contains(&t.trim()) {
-                return Err(ConfigError::BadValue {
-                    key: "target".into(),
-                    value: self.target.clone(),
-                    reason: format!(
-                        "unknown target {:?}; valid targets are {}",
-                        t.trim(),
-                        TARGETS.join(", ")
-                    ),
-                });
-            }
+        if let Err(e) = crate::modules::Module::parse_target(&self.target) {
+            return Err(ConfigError::BadValue {
+                key: "target".into(),
+                value: self.target.clone(),
+                reason: format!("{e}; valid targets are {}", TARGETS.join(", ")),
+            });
         }
         if !matches!(
             self.server.log_level.as_str(),
@@ -200,14 +194,6 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
-    }
-
-    /// Whether this process runs `module` (a name from [`TARGETS`] other than `all`).
-    pub fn runs(&self, module: &str) -> bool {
-        self.target
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == module || t == "all")
     }
 }
 

@@ -3,8 +3,6 @@
 //! the code a remote call runs (tenant metadata, validation, error mapping),
 //! only without the network.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 use strata_ingester::IngesterGrpc;
 use strata_model::Labels;
@@ -22,9 +20,11 @@ pub struct InProcessIngester {
 }
 
 impl InProcessIngester {
-    pub fn new(ingester: Arc<strata_ingester::Ingester>) -> Self {
+    /// Calls the ingester the slot holds once it has started; until then
+    /// calls are refused as unavailable, as a remote ingester's would be.
+    pub fn new(ingester: strata_service::Slot<strata_ingester::Ingester>) -> Self {
         Self {
-            service: IngesterGrpc::new(ingester),
+            service: IngesterGrpc::of_slot(ingester),
         }
     }
 }

@@ -128,6 +128,66 @@ pub async fn start(
     })))
 }
 
+/// The runtime config as a service: loaded while starting (an unreadable or
+/// invalid file stops the process, naming `runtime_config.file`), re-read
+/// every period while running.
+pub struct RuntimeConfigService {
+    settings: RuntimeConfigSettings,
+    overrides: Arc<Overrides>,
+    registry: Registry,
+    reloads: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    stop_reloads: watch::Sender<bool>,
+}
+
+impl RuntimeConfigService {
+    pub fn new(
+        settings: RuntimeConfigSettings,
+        overrides: Arc<Overrides>,
+        registry: Registry,
+    ) -> Self {
+        Self {
+            settings,
+            overrides,
+            registry,
+            reloads: parking_lot::Mutex::new(None),
+            stop_reloads: watch::channel(false).0,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl strata_service::Service for RuntimeConfigService {
+    async fn starting(&self) -> Result<(), strata_service::BoxError> {
+        let reloads = start(
+            &self.settings,
+            self.overrides.clone(),
+            &self.registry,
+            self.stop_reloads.subscribe(),
+        )
+        .await?;
+        *self.reloads.lock() = reloads;
+        Ok(())
+    }
+
+    async fn running(&self, stop: strata_service::Stop) -> Result<(), strata_service::BoxError> {
+        let reloads = self.reloads.lock().take();
+        let mut stop_here = stop.clone();
+        let forward = async {
+            stop_here.wait().await;
+            let _ = self.stop_reloads.send(true);
+        };
+        match reloads {
+            Some(task) => {
+                let (_, watched) =
+                    tokio::join!(forward, strata_service::watch_loops(stop, vec![task]));
+                watched?;
+            }
+            None => forward.await,
+        }
+        Ok(())
+    }
+}
+
 /// `GET /runtime_config`: the overrides in force, as YAML (each tenant with
 /// its complete limits, as Mimir shows them).
 pub fn router(overrides: Arc<Overrides>) -> Router {

@@ -7,13 +7,15 @@
 
 mod app;
 mod cli;
-mod compactor;
 mod config;
 mod http_server;
 mod in_process;
 mod limits;
+mod modules;
 mod ring_page;
+mod servers;
 mod store_gateway;
+mod wiring;
 
 use std::process::ExitCode;
 
