@@ -31,17 +31,23 @@ const TOTAL: &str = "total";
 /// The pass count each group (and the total) must reach: the measured figures.
 /// Raise one when the engine improves; a drop anywhere fails the test, so a
 /// regression in a newer feature is caught like one in the stable core.
+///
+/// Measured with the runner of issue 12 (parse errors compared with the
+/// expected message, no skips keyed on test text, pinned runs checked like
+/// promqltest). Before it: extended range selectors 8 (eight `expect fail`
+/// evals promql-parser cannot parse were passed unread), native histograms
+/// 659, start timestamps 0 (skipped), total 1677.
 const FLOORS: &[(&str, usize)] = &[
     (STABLE, 799),
-    ("native histograms", 659),
-    ("start timestamps", 0),
+    ("native histograms", 662),
+    ("start timestamps", 2),
     ("type-and-unit labels", 57),
-    ("extended range selectors", 8),
+    ("extended range selectors", 0),
     ("fill modifiers", 45),
     ("duration expressions", 0),
     ("experimental functions", 79),
     ("delayed name removal", 30),
-    (TOTAL, 1677),
+    (TOTAL, 1674),
 ];
 
 /// Feature groups in reporting order; an eval belongs to the first group whose tag
