@@ -14,9 +14,11 @@ pub enum QueryError {
     /// depth, matchers): refused before it is parsed or evaluated.
     #[error("{message}")]
     ShapeLimit { limit: ShapeLimit, message: String },
-    /// Evaluation failed (bad arguments, many-to-many matching, duplicate label sets, ...).
+    /// Evaluation failed (bad arguments, many-to-many matching, duplicate label
+    /// sets, ...), or the query needs a feature the engine lacks
+    /// ([`ExecutionError::unsupported`]).
     #[error("{0}")]
-    Execution(String),
+    Execution(ExecutionError),
     /// The query would hold more samples in memory than `max_samples` (the limit).
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples(usize),
@@ -40,6 +42,77 @@ pub enum QueryError {
 
 impl QueryError {
     pub(crate) fn exec(msg: impl Into<String>) -> Self {
-        QueryError::Execution(msg.into())
+        QueryError::Execution(ExecutionError::from(msg.into()))
+    }
+
+    /// The query is valid PromQL, but needs a feature this engine does not
+    /// implement.
+    pub(crate) fn unsupported(feature: UnsupportedFeature) -> Self {
+        QueryError::Execution(ExecutionError {
+            message: feature.to_string(),
+            unsupported: Some(feature),
+        })
+    }
+
+    /// The feature the engine lacks, when that is why the query failed.
+    pub fn unsupported_feature(&self) -> Option<&UnsupportedFeature> {
+        match self {
+            QueryError::Execution(e) => e.unsupported.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A PromQL feature the engine does not implement. Prometheus answers such a
+/// query; Strata refuses it rather than answer something else.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsupportedFeature {
+    /// A function promql-parser knows but the engine does not evaluate.
+    #[error("function {0}() is not supported")]
+    Function(String),
+}
+
+/// Why an evaluation failed: the message the caller sees, and the missing
+/// feature when that is the cause. It reads as its message (`Display`, and
+/// `Deref` to `str`), so code that only shows or inspects the text is
+/// unaffected by the typed reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionError {
+    message: String,
+    unsupported: Option<UnsupportedFeature>,
+}
+
+impl ExecutionError {
+    /// The missing feature, when that is why the query failed.
+    pub fn unsupported(&self) -> Option<&UnsupportedFeature> {
+        self.unsupported.as_ref()
+    }
+}
+
+impl From<String> for ExecutionError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            unsupported: None,
+        }
+    }
+}
+
+impl From<&str> for ExecutionError {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_string())
+    }
+}
+
+impl std::ops::Deref for ExecutionError {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ExecutionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }

@@ -13,7 +13,7 @@ use regex::Regex;
 use strata_model::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
 
 use crate::aggregate::{histogram_error_warning, reconciled_info};
-use crate::error::QueryError;
+use crate::error::{QueryError, UnsupportedFeature};
 use crate::eval::{
     selector_matchers, set_label, string_arg, unwrap_parens, Evaluator, RangeArg, RangeSeries,
     Sample, Val,
@@ -673,16 +673,18 @@ impl Evaluator<'_> {
     }
 
     fn range_function(&mut self, name: &str, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
+        // promql-parser accepted the call, so the function exists in PromQL:
+        // one that reaches here without an implementation is a feature this
+        // engine lacks (typed, so that callers can tell), not a mistake of
+        // the query.
+        let unsupported =
+            || QueryError::unsupported(UnsupportedFeature::Function(name.to_string()));
         let Some(a) = args.first() else {
-            return Err(QueryError::exec(format!(
-                "function {name}() is not supported"
-            )));
+            return Err(unsupported());
         };
         self.counter_info(name, a);
         let Some((f, keep_name)) = simple_range_fn(name) else {
-            return Err(QueryError::exec(format!(
-                "function {name}() is not supported"
-            )));
+            return Err(unsupported());
         };
         let r = self.range_arg(a, t)?;
         self.over_range(name, r, !keep_name, f)

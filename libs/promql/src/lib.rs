@@ -49,7 +49,7 @@ pub mod test_script;
 mod value;
 
 pub use engine::{Engine, EngineOptions, Queryable};
-pub use error::QueryError;
+pub use error::{ExecutionError, QueryError, UnsupportedFeature};
 pub use format::format_query;
 pub use guard::{expr_depth, parse_query, QueryShapeLimits, ShapeLimit, MAX_SUPPORTED_DEPTH};
 pub use histogram::{CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};

@@ -2,18 +2,23 @@
 //! `promql/promqltest/testdata`): parses a script, loads its data into a
 //! [`MemoryStorage`], evaluates every `eval` with the [`Engine`] and checks the
 //! expectations. Each eval ends as passed, failed (with the reason) or
-//! unsupported (a feature Strata does not implement, such as arithmetic on native
-//! histograms beyond what `histogram.rs` offers, or syntax `promql-parser` cannot
-//! parse).
+//! unsupported. An eval is unsupported only when the engine says so, by a
+//! typed reason ([`QueryError::unsupported_feature`]); nothing in the text of
+//! a test decides it. Everything else the engine answers, including a parse
+//! error from promql-parser, is compared with the expectation.
 //!
 //! Native histograms (`{{...}}` samples, `load_with_nhcb`) are loaded into
 //! [`MemoryStorage`] and compared as the reference runner does, except that a
 //! bucket missing on one side equals a bucket with count 0 on the other (the
-//! span layout itself is not compared).
+//! span layout itself is not compared). Start timestamps (`@st` lines) are not
+//! loaded: the storage has no place for them.
 //!
-//! Like the reference runner, instant evals are also checked in "range mode"
-//! (run as a range query from t−1m to t+1m, step 1m, and compared at t) and for
-//! step invariance (selectors pinned with `@ t`, evaluated at other times).
+//! Like the reference runner, an instant eval is also run with its selectors
+//! pinned by `@ t` and evaluated at other times (step invariance), and each of
+//! these runs that succeeds is also run in "range mode" (a range query from
+//! t−1m to t+1m, step 1m, compared at t). Every run checks the error or the
+//! annotations and the result; a matrix must be sorted by labels and hold
+//! each series once.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -405,21 +410,62 @@ fn parse_series_desc(s: &str, line: usize) -> Result<(Labels, &str), ScriptError
     Ok((Labels::from_pairs(pairs), rest))
 }
 
+/// What an `expect fail` (or `eval_fail`, `expected_fail_message`,
+/// `expected_fail_regexp`) line asks of the error.
 #[derive(Debug, Clone, Default)]
 enum FailExpect {
     #[default]
     None,
     Any,
     Msg(String),
-    Regex(String),
+    Regex(Regex),
 }
 
+/// One `expect warn|info [msg:|regex:]` line: the annotation it must match. A
+/// bare `expect warn` matches any annotation, as promqltest's `^.*$` does.
+#[derive(Debug, Clone)]
+enum AnnotationMatch {
+    Any,
+    Msg(String),
+    Regex(Regex),
+}
+
+impl AnnotationMatch {
+    fn matches(&self, got: &str) -> bool {
+        match self {
+            AnnotationMatch::Any => true,
+            AnnotationMatch::Msg(m) => m == got,
+            AnnotationMatch::Regex(r) => r.is_match(got),
+        }
+    }
+}
+
+impl std::fmt::Display for AnnotationMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnnotationMatch::Any => f.write_str("any annotation"),
+            AnnotationMatch::Msg(m) => write!(f, "message {m:?}"),
+            AnnotationMatch::Regex(r) => write!(f, "pattern {:?}", r.as_str()),
+        }
+    }
+}
+
+/// The expectations on one kind of annotation (warnings or infos).
 #[derive(Debug, Clone, Default)]
 struct AnnotationExpect {
-    any: bool,
+    /// `eval_warn`/`eval_info`: at least one annotation of the kind.
+    some: bool,
+    /// `expect no_warn`/`expect no_info`: none.
     none: bool,
-    msgs: Vec<String>,
-    regexes: Vec<String>,
+    /// `expect warn|info ...` lines: each must match an annotation, and each
+    /// annotation must match one of them.
+    matchers: Vec<AnnotationMatch>,
+}
+
+/// Compiles a regex of the script; one that does not compile is an error of
+/// the script, as in promqltest (ignoring it would pass any annotation).
+fn script_regex(pattern: &str, line: usize) -> Result<Regex, ScriptError> {
+    Regex::new(pattern).map_err(|e| serr(line, format!("invalid regex {pattern:?}: {e}")))
 }
 
 #[derive(Debug, Clone)]
@@ -444,7 +490,6 @@ struct EvalCmd {
     info: AnnotationExpect,
     range_vector: Option<(i64, i64, i64)>,
     expected: Expected,
-    unsupported: Option<String>,
 }
 
 fn parse_eval(lines: &[(usize, &str)]) -> Result<EvalCmd, ScriptError> {
@@ -465,14 +510,14 @@ fn parse_eval(lines: &[(usize, &str)]) -> Result<EvalCmd, ScriptError> {
         info: AnnotationExpect::default(),
         range_vector: None,
         expected: Expected::Series(Vec::new()),
-        unsupported: None,
     };
     match cmd.as_str() {
         "eval_fail" => ev.fail = FailExpect::Any,
-        "eval_warn" => ev.warn.any = true,
-        "eval_info" => ev.info.any = true,
+        "eval_warn" => ev.warn.some = true,
+        "eval_info" => ev.info.some = true,
         _ => {}
     }
+    let mut fail_lines = 0usize;
     let words: Vec<&str> = rest.split_whitespace().collect();
     let dur =
         |s: &str| parse_signed_duration(s).ok_or_else(|| serr(line, format!("bad duration {s:?}")));
@@ -521,20 +566,23 @@ fn parse_eval(lines: &[(usize, &str)]) -> Result<EvalCmd, ScriptError> {
                 _ => None,
             };
             if let Some(target) = target {
-                target.any = true;
-                match (sub, arg) {
-                    (Some("msg"), Some(a)) => target.msgs.push(a),
-                    (Some("regex"), Some(a)) => target.regexes.push(a),
-                    _ => {}
-                }
+                let m = match (sub, arg) {
+                    (Some("msg"), Some(a)) => AnnotationMatch::Msg(a),
+                    (Some("regex"), Some(a)) => AnnotationMatch::Regex(script_regex(&a, l)?),
+                    (None, None) => AnnotationMatch::Any,
+                    _ => return Err(serr(l, format!("bad expectation {e:?}"))),
+                };
+                target.matchers.push(m);
                 continue;
             }
             match head {
                 "fail" => {
+                    fail_lines += 1;
                     ev.fail = match (sub, arg) {
                         (Some("msg"), Some(a)) => FailExpect::Msg(a),
-                        (Some("regex"), Some(a)) => FailExpect::Regex(a),
-                        _ => FailExpect::Any,
+                        (Some("regex"), Some(a)) => FailExpect::Regex(script_regex(&a, l)?),
+                        (None, None) => FailExpect::Any,
+                        _ => return Err(serr(l, format!("bad expectation {e:?}"))),
                     }
                 }
                 "no_warn" => ev.warn.none = true,
@@ -561,7 +609,7 @@ fn parse_eval(lines: &[(usize, &str)]) -> Result<EvalCmd, ScriptError> {
             continue;
         }
         if let Some(m) = text.strip_prefix("expected_fail_regexp") {
-            ev.fail = FailExpect::Regex(m.trim().to_string());
+            ev.fail = FailExpect::Regex(script_regex(m.trim(), l)?);
             continue;
         }
         if let Some(v) = parse_number(text) {
@@ -571,6 +619,31 @@ fn parse_eval(lines: &[(usize, &str)]) -> Result<EvalCmd, ScriptError> {
         let (labels, vals) = parse_series_desc(text, l)?;
         let vals = parse_values(vals, l)?;
         series.push((labels, vals));
+    }
+    // The contradictions promqltest refuses as errors of the script.
+    if fail_lines > 1 {
+        return Err(serr(line, "more than one `expect fail` line"));
+    }
+    for (kind, a) in [("warn", &ev.warn), ("info", &ev.info)] {
+        if a.none && !a.matchers.is_empty() {
+            return Err(serr(
+                line,
+                format!("`expect {kind}` and `expect no_{kind}` together"),
+            ));
+        }
+    }
+    // An instant query answers one point per series: further expected values
+    // could never be compared, so (as in promqltest) they are an error.
+    if ev.instant && ev.range_vector.is_none() {
+        if let Some((labels, vals)) = series.iter().find(|(_, v)| v.len() > 1) {
+            return Err(serr(
+                line,
+                format!(
+                    "{} values expected for {labels} by an instant eval; only `expect range vector` allows more than one",
+                    vals.len()
+                ),
+            ));
+        }
     }
     if let Some(v) = scalar {
         ev.expected = Expected::Scalar(v);
@@ -600,37 +673,33 @@ fn float_eq(a: f64, b: f64) -> bool {
     (a - b).abs() / (a.abs() + b.abs()) < eps
 }
 
+/// Checks the annotations of one kind against the expectations, as
+/// promqltest does: `some` wants at least one; every `expect` line must match
+/// an annotation and every annotation must match an `expect` line; `none`
+/// wants none.
 fn check_annotations(kind: &str, exp: &AnnotationExpect, got: &[String]) -> Result<(), String> {
+    if exp.some && got.is_empty() {
+        return Err(format!("expected {kind} annotations, got none"));
+    }
     if exp.none && !got.is_empty() {
         return Err(format!("unexpected {kind} annotations: {got:?}"));
     }
-    if !exp.any {
+    if exp.matchers.is_empty() {
         return Ok(());
     }
     if got.is_empty() {
         return Err(format!("expected {kind} annotations, got none"));
     }
-    if exp.msgs.is_empty() && exp.regexes.is_empty() {
-        return Ok(());
-    }
-    let regexes: Vec<Regex> = exp
-        .regexes
-        .iter()
-        .filter_map(|r| Regex::new(r).ok())
-        .collect();
-    let matches =
-        |g: &String| exp.msgs.iter().any(|m| m == g) || regexes.iter().any(|r| r.is_match(g));
-    for g in got {
-        if !matches(g) {
+    for m in &exp.matchers {
+        if !got.iter().any(|g| m.matches(g)) {
             return Err(format!(
-                "{kind} annotation {g:?} matches no expectation {:?} {:?}",
-                exp.msgs, exp.regexes
+                "expected a {kind} annotation matching {m}, got {got:?}"
             ));
         }
     }
-    for m in &exp.msgs {
-        if !got.iter().any(|g| g == m) {
-            return Err(format!("expected {kind} annotation {m:?}, got {got:?}"));
+    for g in got {
+        if !exp.matchers.iter().any(|m| m.matches(g)) {
+            return Err(format!("unexpected {kind} annotation {g:?}"));
         }
     }
     Ok(())
@@ -731,6 +800,16 @@ fn check_instant(ev: &EvalCmd, res: &QueryResult, check_order: bool) -> Result<(
             }
         }
         (Expected::Series(want), Value::Vector(got)) if ev.range_vector.is_none() => {
+            // Two samples with one label set are two answers, not one: the
+            // lookup by labels below would compare only the first.
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = got.iter().find(|s| !seen.insert(&s.labels)) {
+                return Err(format!(
+                    "series {} twice in the result: {}",
+                    dup.labels,
+                    describe_vector(got)
+                ));
+            }
             if want.len() != got.len() {
                 return Err(format!(
                     "expected {} series, got {}: {}",
@@ -770,6 +849,9 @@ fn check_instant(ev: &EvalCmd, res: &QueryResult, check_order: bool) -> Result<(
             Ok(())
         }
         (Expected::Series(want), Value::Matrix(got)) => {
+            if check_order {
+                return Err("expected an ordered result, the query returned a matrix".into());
+            }
             let (start, _, step) = ev.range_vector.unwrap_or((ev.start, ev.end, 1));
             compare_matrix(want, got, &res.histograms, start, step)
         }
@@ -799,6 +881,33 @@ fn describe_vector(v: &[InstantSample]) -> String {
     )
 }
 
+/// Checks that series come sorted by labels, each label set once, as
+/// promqltest asserts of every matrix. (A series with float and histogram
+/// points appears once in each list.)
+fn check_matrix_order<'a>(
+    kind: &str,
+    labels: impl Iterator<Item = &'a Labels>,
+) -> Result<(), String> {
+    let mut prev: Option<&Labels> = None;
+    for l in labels {
+        if let Some(p) = prev {
+            match p.cmp(l) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return Err(format!("{kind} series {l} twice in the matrix"))
+                }
+                std::cmp::Ordering::Greater => {
+                    return Err(format!(
+                        "the matrix is not sorted by labels: {kind} series {l} after {p}"
+                    ))
+                }
+            }
+        }
+        prev = Some(l);
+    }
+    Ok(())
+}
+
 /// Compares a matrix (float series plus histogram series) with the expected
 /// series, whose k-th item is the point at `start + k * step`.
 fn compare_matrix(
@@ -808,6 +917,8 @@ fn compare_matrix(
     start: i64,
     step: i64,
 ) -> Result<(), String> {
+    check_matrix_order("float", got.iter().map(|s| &s.labels))?;
+    check_matrix_order("histogram", got_hists.iter().map(|s| &s.labels))?;
     // Series with no expected points are not expected at all.
     let want: Vec<&(Labels, Vec<Item>)> = want
         .iter()
@@ -875,6 +986,7 @@ fn compare_matrix(
     Ok(())
 }
 
+/// Checks an error against the eval's failure expectation.
 fn check_fail(fail: &FailExpect, err: &QueryError) -> Result<(), String> {
     let msg = err.to_string();
     match fail {
@@ -887,48 +999,15 @@ fn check_fail(fail: &FailExpect, err: &QueryError) -> Result<(), String> {
                 Err(format!("expected error {m:?}, got {msg:?}"))
             }
         }
-        FailExpect::Regex(r) => match Regex::new(r) {
-            Ok(re) if re.is_match(&msg) => Ok(()),
-            Ok(_) => Err(format!("error {msg:?} does not match {r:?}")),
-            Err(e) => Err(format!("bad regex in script: {e}")),
-        },
+        FailExpect::Regex(re) => {
+            if re.is_match(&msg) {
+                Ok(())
+            } else {
+                Err(format!("error {msg:?} does not match {:?}", re.as_str()))
+            }
+        }
     }
 }
-
-/// Whether a query has a `\xNN` escape for a byte above 0x7f (invalid UTF-8
-/// on its own, which Go keeps as a byte and promql-parser turns into a char).
-fn has_high_byte_escape(q: &str) -> bool {
-    q.as_bytes().windows(4).any(|w| {
-        w[0] == b'\\'
-            && w[1] == b'x'
-            && matches!(w[2], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-            && w[3].is_ascii_hexdigit()
-    })
-}
-
-/// Functions the engine does not implement.
-const UNSUPPORTED_FUNCTIONS: &[&str] = &[
-    "info",
-    "histogram_stddev",
-    "histogram_stdvar",
-    "histogram_quantiles",
-    "start_timestamp",
-];
-
-/// Functions the engine implements for floats only: on native histograms they
-/// skip the series with a warning, where Prometheus computes a histogram.
-const NO_HISTOGRAM_FUNCTIONS: &[&str] = &[
-    "rate",
-    "increase",
-    "delta",
-    "irate",
-    "idelta",
-    "deriv",
-    "predict_linear",
-    "changes",
-    "resets",
-    "double_exponential_smoothing",
-];
 
 /// Functions whose result depends on the evaluation time (no step-invariance check).
 const TIME_DEPENDENT: &[&str] = &[
@@ -995,36 +1074,6 @@ fn pin_at(e: &mut Expr, t: i64) {
         Expr::Paren(p) => pin_at(&mut p.expr, t),
         Expr::Unary(u) => pin_at(&mut u.expr, t),
         _ => {}
-    }
-}
-
-/// The first native-histogram series some selector of `e` selects.
-fn selected_histogram(e: &Expr, hist: &[Labels]) -> Option<Labels> {
-    if hist.is_empty() {
-        return None;
-    }
-    let check = |vs: &promql_parser::parser::VectorSelector| -> Option<Labels> {
-        let sets = crate::eval::selector_matchers(vs).ok()?;
-        hist.iter()
-            .find(|l| {
-                sets.iter()
-                    .any(|set| set.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
-            })
-            .cloned()
-    };
-    match e {
-        Expr::VectorSelector(vs) => check(vs),
-        Expr::MatrixSelector(ms) => check(&ms.vs),
-        Expr::Call(c) => c.args.args.iter().find_map(|a| selected_histogram(a, hist)),
-        Expr::Aggregate(a) => selected_histogram(&a.expr, hist)
-            .or_else(|| a.param.as_ref().and_then(|p| selected_histogram(p, hist))),
-        Expr::Binary(b) => {
-            selected_histogram(&b.lhs, hist).or_else(|| selected_histogram(&b.rhs, hist))
-        }
-        Expr::Paren(p) => selected_histogram(&p.expr, hist),
-        Expr::Unary(u) => selected_histogram(&u.expr, hist),
-        Expr::Subquery(s) => selected_histogram(&s.expr, hist),
-        _ => None,
     }
 }
 
@@ -1166,9 +1215,6 @@ impl NhcbCollector {
 pub async fn run_script(text: &str, opts: &EngineOptions) -> Result<Vec<EvalResult>, ScriptError> {
     let engine = Engine::new(opts.clone());
     let mut storage = MemoryStorage::new();
-    // Metric names of native-histogram series loaded since the last `clear`.
-    let mut histogram_series: Vec<Labels> = Vec::new();
-    let mut start_timestamps = false;
     let mut results = Vec::new();
 
     // Split into commands.
@@ -1209,8 +1255,6 @@ pub async fn run_script(text: &str, opts: &EngineOptions) -> Result<Vec<EvalResu
             .to_ascii_lowercase();
         if word == "clear" {
             storage.clear();
-            histogram_series.clear();
-            start_timestamps = false;
         } else if word == "load" || word == "load_with_nhcb" {
             let interval = first
                 .split_whitespace()
@@ -1219,21 +1263,21 @@ pub async fn run_script(text: &str, opts: &EngineOptions) -> Result<Vec<EvalResu
                 .ok_or_else(|| serr(line, "bad load interval"))?;
             let mut nhcb = NhcbCollector::default();
             for &(l, text) in &cmd[1..] {
+                // Start timestamps (`m@st ...`, `@st ...`) have nowhere to go:
+                // neither the storage nor the engine knows them. The evals
+                // still run, and pass only where the answer does not depend
+                // on them.
                 let desc_end = text.find(char::is_whitespace).unwrap_or(text.len());
                 if text[..desc_end].ends_with("@st") || text.contains("}@st") {
-                    start_timestamps = true;
                     continue;
                 }
                 let (labels, rest) = parse_series_desc(text, l)?;
                 let rest = rest.trim_start();
-                if let Some(r) = rest.strip_prefix("@st") {
-                    let _ = r;
-                    start_timestamps = true;
+                if rest.starts_with("@st") {
                     continue;
                 }
                 let mut items = parse_values(rest, l)?;
                 if items.iter().any(|i| matches!(i, Item::Histogram(..))) {
-                    histogram_series.push(labels.clone());
                     stored_hints(&mut items);
                 }
                 for (k, it) in items.iter().enumerate() {
@@ -1253,15 +1297,11 @@ pub async fn run_script(text: &str, opts: &EngineOptions) -> Result<Vec<EvalResu
                 }
             }
             for (labels, ts, h) in nhcb.histograms() {
-                if !histogram_series.contains(&labels) {
-                    histogram_series.push(labels.clone());
-                }
                 storage.add_histogram(&labels, ts, h);
             }
         } else if word.starts_with("eval") {
             let ev = parse_eval(&cmd)?;
-            let outcome =
-                run_eval(&engine, &storage, &ev, &histogram_series, start_timestamps).await;
+            let outcome = run_eval(&engine, &storage, &ev).await;
             results.push(EvalResult {
                 line: ev.line,
                 query: ev.query.clone(),
@@ -1274,179 +1314,79 @@ pub async fn run_script(text: &str, opts: &EngineOptions) -> Result<Vec<EvalResu
     Ok(results)
 }
 
-async fn run_eval(
+/// Runs one eval: the query as written, and for an instant eval also with
+/// its selectors pinned by `@` at other times and in range mode, as promqltest
+/// does. The first check that does not hold decides the outcome.
+async fn run_eval(engine: &Engine, storage: &MemoryStorage, ev: &EvalCmd) -> Outcome {
+    match eval_checks(engine, storage, ev).await {
+        Ok(()) => Outcome::Passed,
+        Err(o) => o,
+    }
+}
+
+/// A failure, named after the run of the query that saw it.
+fn failed(run: &str, why: impl std::fmt::Display) -> Outcome {
+    if run.is_empty() {
+        Outcome::Failed(why.to_string())
+    } else {
+        Outcome::Failed(format!("{run}: {why}"))
+    }
+}
+
+/// What an error of one run of the query means. A feature the engine reports
+/// as missing makes the eval unsupported (whatever it expects: the query was
+/// not evaluated); a shape limit is a failure (the production defaults must
+/// pass the corpus); any other error must be the expected one.
+fn on_error(ev: &EvalCmd, e: &QueryError, run: &str) -> Result<(), Outcome> {
+    if let Some(f) = e.unsupported_feature() {
+        return Err(Outcome::Unsupported(f.to_string()));
+    }
+    if let QueryError::ShapeLimit { .. } = e {
+        return Err(failed(run, format!("refused by a shape limit: {e}")));
+    }
+    check_fail(&ev.fail, e).map_err(|r| failed(run, r))
+}
+
+/// The checks every successful run makes: a failure was not expected, the
+/// annotations are the expected ones.
+fn check_success(ev: &EvalCmd, res: &QueryResult, run: &str) -> Result<(), Outcome> {
+    if !matches!(ev.fail, FailExpect::None) {
+        return Err(failed(run, "expected the query to fail, it succeeded"));
+    }
+    check_annotations("warn", &ev.warn, &res.warnings).map_err(|r| failed(run, r))?;
+    check_annotations("info", &ev.info, &res.infos).map_err(|r| failed(run, r))
+}
+
+async fn eval_checks(
     engine: &Engine,
     storage: &MemoryStorage,
     ev: &EvalCmd,
-    histogram_series: &[Labels],
-    start_timestamps: bool,
-) -> Outcome {
-    if let Some(u) = &ev.unsupported {
-        return Outcome::Unsupported(u.clone());
-    }
-    if start_timestamps {
-        return Outcome::Unsupported("start timestamps (@st) are not stored".into());
-    }
-    // The engine's own entry: the shape limits hold for the corpus too.
-    let parsed = match crate::guard::parse_query(&ev.query, &engine.options().shape) {
-        Err(e @ QueryError::ShapeLimit { .. }) => {
-            return Outcome::Failed(format!("refused by a shape limit: {e}"))
-        }
-        Err(e) => Err(e.to_string()),
-        Ok(e) => Ok(e),
-    };
-    let expr = match parsed {
+) -> Result<(), Outcome> {
+    // The engine's own entry, so the shape limits hold for the corpus too. A
+    // parse error is the engine's answer like any other: with a failure
+    // expected, its message must be the expected one.
+    let expr = match crate::guard::parse_query(&ev.query, &engine.options().shape) {
         Ok(e) => e,
-        Err(e) => {
-            return match ev.fail {
-                FailExpect::None => Outcome::Unsupported(format!("promql-parser: {e}")),
-                _ => Outcome::Passed,
-            };
-        }
+        Err(e) => return on_error(ev, &e, ""),
     };
-    if matches!(ev.fail, FailExpect::Msg(_)) && has_high_byte_escape(&ev.query) {
-        return Outcome::Unsupported(
-            "promql-parser decodes \\xNN escapes above 0x7f as characters, not bytes, so the error message differs".into(),
-        );
-    }
-    if ev
-        .warn
-        .msgs
-        .iter()
-        .any(|m| m.contains("conflicting counter resets"))
-    {
-        return Outcome::Unsupported(
-            "expects the counter-reset collision warning that Prometheus's HistogramStatsIterator detects on the fly".into(),
-        );
-    }
-    for f in UNSUPPORTED_FUNCTIONS {
-        if calls_any(&expr, &[f]) {
-            return Outcome::Unsupported(format!("function {f}() is not supported"));
-        }
-    }
-    if let Some(l) = selected_histogram(&expr, histogram_series) {
-        for f in NO_HISTOGRAM_FUNCTIONS {
-            if calls_any(&expr, &[f]) {
-                return Outcome::Unsupported(format!(
-                    "{f}() of native histograms is not implemented (selects {l})"
-                ));
-            }
-        }
-    }
-    let res = if ev.instant {
-        engine.instant_query(storage, &ev.query, ev.start).await
-    } else {
-        engine
+    if !ev.instant {
+        let res = engine
             .range_query(storage, &ev.query, ev.start, ev.end, ev.step)
-            .await
-    };
-    let res = match res {
-        Err(e) => {
-            return match check_fail(&ev.fail, &e) {
-                Ok(()) => Outcome::Passed,
-                Err(r) => Outcome::Failed(r),
-            }
-        }
-        Ok(r) => r,
-    };
-    if !matches!(ev.fail, FailExpect::None) {
-        return Outcome::Failed("expected the query to fail, it succeeded".into());
+            .await;
+        let res = match res {
+            Err(e) => return on_error(ev, &e, ""),
+            Ok(r) => r,
+        };
+        check_success(ev, &res, "")?;
+        return check_range(ev, &res).map_err(|r| failed("", r));
     }
-    if let Err(r) = check_annotations("warn", &ev.warn, &res.warnings) {
-        return Outcome::Failed(r);
-    }
-    if let Err(r) = check_annotations("info", &ev.info, &res.infos) {
-        return Outcome::Failed(r);
-    }
-    let check = if ev.instant {
-        check_instant(ev, &res, ev.ordered)
-    } else {
-        match (&ev.expected, &res.value) {
-            (Expected::Series(want), Value::Matrix(got)) => {
-                compare_matrix(want, got, &res.histograms, ev.start, ev.step)
-            }
-            (Expected::Scalar(v), Value::Matrix(got)) => {
-                let want = vec![(Labels::default(), vec![Item::Value(*v)])];
-                compare_matrix(&want, got, &res.histograms, ev.start, ev.step)
-            }
-            (_, v) => Err(format!(
-                "unexpected {} result of a range query",
-                v.type_name()
-            )),
-        }
-    };
-    if let Err(r) = check {
-        return Outcome::Failed(r);
-    }
-    if !ev.instant || ev.range_vector.is_some() || matches!(ev.expected, Expected::Str(_)) {
-        return Outcome::Passed;
-    }
-    // Range mode.
-    if !calls_any(&expr, &["start", "end", "range", "step"]) {
-        let t = ev.start;
-        match engine
-            .range_query(storage, &ev.query, t - 60_000, t + 60_000, 60_000)
-            .await
-        {
-            Err(e) => return Outcome::Failed(format!("range mode: unexpected error: {e}")),
-            Ok(r) => {
-                let Value::Matrix(m) = r.value else {
-                    return Outcome::Failed("range mode: result is not a matrix".into());
-                };
-                let mut at_t: Vec<InstantSample> = m
-                    .iter()
-                    .filter_map(|s| {
-                        s.samples
-                            .iter()
-                            .find(|p| p.timestamp_ms == t)
-                            .map(|p| InstantSample {
-                                labels: s.labels.clone(),
-                                timestamp_ms: t,
-                                value: p.value,
-                                histogram: None,
-                            })
-                    })
-                    .collect();
-                at_t.extend(r.histograms.iter().filter_map(|s| {
-                    s.samples
-                        .iter()
-                        .find(|p| p.timestamp_ms == t)
-                        .map(|p| InstantSample {
-                            labels: s.labels.clone(),
-                            timestamp_ms: t,
-                            value: 0.0,
-                            histogram: Some(Box::new(p.histogram.clone())),
-                        })
-                }));
-                let as_instant = match &ev.expected {
-                    Expected::Scalar(_) => QueryResult {
-                        value: match at_t.first() {
-                            Some(s) => Value::Scalar {
-                                timestamp_ms: t,
-                                value: s.value,
-                            },
-                            None => Value::Vector(Vec::new()),
-                        },
-                        histograms: Vec::new(),
-                        warnings: Vec::new(),
-                        infos: Vec::new(),
-                    },
-                    _ => QueryResult {
-                        value: Value::Vector(at_t),
-                        histograms: Vec::new(),
-                        warnings: Vec::new(),
-                        infos: Vec::new(),
-                    },
-                };
-                if let Err(r) = check_instant(ev, &as_instant, false) {
-                    return Outcome::Failed(format!("range mode: {r}"));
-                }
-            }
-        }
-    }
-    // Step invariance.
+
+    // The query as written, then (unless its result depends on the
+    // evaluation time) pinned with `@ t` and evaluated at other times: the
+    // answer must not change.
+    let t = ev.start;
+    let mut runs: Vec<(i64, Option<Expr>)> = vec![(t, None)];
     if !calls_any(&expr, TIME_DEPENDENT) {
-        let t = ev.start;
         let mut pinned = expr.clone();
         pin_at(&mut pinned, t);
         let times = if t == 0 {
@@ -1454,20 +1394,243 @@ async fn run_eval(
         } else {
             vec![-10 * t, 0, t / 5, t, 10 * t]
         };
-        for at in times {
-            match engine.instant_query_expr(storage, pinned.clone(), at).await {
-                Err(e) => {
-                    return Outcome::Failed(format!(
-                        "step invariance at {at}ms: unexpected error: {e}"
-                    ))
-                }
-                Ok(r) => {
-                    if let Err(r) = check_instant(ev, &r, ev.ordered) {
-                        return Outcome::Failed(format!("step invariance at {at}ms: {r}"));
-                    }
-                }
+        runs.extend(times.into_iter().map(|at| (at, Some(pinned.clone()))));
+    }
+    let range_mode = ev.range_vector.is_none()
+        && !matches!(ev.expected, Expected::Str(_))
+        && !calls_any(&expr, &["start", "end", "range", "step"]);
+    for (at, pinned) in runs {
+        let run = match pinned {
+            None => String::new(),
+            Some(_) => format!("step invariance at {at}ms"),
+        };
+        let res = match &pinned {
+            None => engine.instant_query(storage, &ev.query, at).await,
+            Some(p) => engine.instant_query_expr(storage, p.clone(), at).await,
+        };
+        let res = match res {
+            // Failed as expected: promqltest goes on with the next run, and
+            // has no range mode for a failing query.
+            Err(e) => {
+                on_error(ev, &e, &run)?;
+                continue;
             }
+            Ok(r) => r,
+        };
+        check_success(ev, &res, &run)?;
+        check_instant(ev, &res, ev.ordered).map_err(|r| failed(&run, r))?;
+        if !range_mode {
+            continue;
+        }
+        // Range mode: the same query from at−1m to at+1m, step 1m, must give
+        // the instant answer at `at`. A pinned query goes through its text, as
+        // promqltest's does.
+        let run = if run.is_empty() {
+            "range mode".to_string()
+        } else {
+            format!("{run}, range mode")
+        };
+        let text = match &pinned {
+            None => ev.query.clone(),
+            Some(p) => p.to_string(),
+        };
+        let r = match engine
+            .range_query(storage, &text, at - 60_000, at + 60_000, 60_000)
+            .await
+        {
+            Err(e) => {
+                if let Some(f) = e.unsupported_feature() {
+                    return Err(Outcome::Unsupported(f.to_string()));
+                }
+                return Err(failed(&run, format!("unexpected error: {e}")));
+            }
+            Ok(r) => r,
+        };
+        check_range_mode(ev, &r, at).map_err(|r| failed(&run, r))?;
+    }
+    Ok(())
+}
+
+/// Compares the result of a range eval with the expectation.
+fn check_range(ev: &EvalCmd, res: &QueryResult) -> Result<(), String> {
+    match (&ev.expected, &res.value) {
+        (_, Value::Matrix(_)) if ev.ordered => {
+            Err("expected an ordered result, the query returned a matrix".into())
+        }
+        (Expected::Series(want), Value::Matrix(got)) => {
+            compare_matrix(want, got, &res.histograms, ev.start, ev.step)
+        }
+        // promqltest: a bare number expects a scalar, and a range query
+        // answers a matrix.
+        (Expected::Scalar(_), Value::Matrix(_)) => {
+            Err("expected a scalar, the range query returned a matrix".into())
+        }
+        (_, v) => Err(format!(
+            "unexpected {} result of a range query",
+            v.type_name()
+        )),
+    }
+}
+
+/// Range mode: the matrix must be sorted, and its points at `t` must be the
+/// instant answer (order aside: a range query's series are sorted by labels).
+fn check_range_mode(ev: &EvalCmd, r: &QueryResult, t: i64) -> Result<(), String> {
+    let Value::Matrix(m) = &r.value else {
+        return Err(format!(
+            "the result is a {}, not a matrix",
+            r.value.type_name()
+        ));
+    };
+    check_matrix_order("float", m.iter().map(|s| &s.labels))?;
+    check_matrix_order("histogram", r.histograms.iter().map(|s| &s.labels))?;
+    let mut at_t: Vec<InstantSample> = m
+        .iter()
+        .filter_map(|s| {
+            s.samples
+                .iter()
+                .find(|p| p.timestamp_ms == t)
+                .map(|p| InstantSample {
+                    labels: s.labels.clone(),
+                    timestamp_ms: t,
+                    value: p.value,
+                    histogram: None,
+                })
+        })
+        .collect();
+    at_t.extend(r.histograms.iter().filter_map(|s| {
+        s.samples
+            .iter()
+            .find(|p| p.timestamp_ms == t)
+            .map(|p| InstantSample {
+                labels: s.labels.clone(),
+                timestamp_ms: t,
+                value: 0.0,
+                histogram: Some(Box::new(p.histogram.clone())),
+            })
+    }));
+    let value = match (&ev.expected, at_t.first()) {
+        (Expected::Scalar(_), Some(s)) => Value::Scalar {
+            timestamp_ms: t,
+            value: s.value,
+        },
+        _ => Value::Vector(at_t),
+    };
+    let as_instant = QueryResult {
+        value,
+        histograms: Vec::new(),
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    };
+    check_instant(ev, &as_instant, false)
+}
+
+// The checks the engine's own answers cannot reach (it sorts its matrices and
+// never repeats a series), each shown to fail on a result that breaks it.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::value::HistogramSample;
+
+    fn labels(v: &str) -> Labels {
+        Labels::from_pairs([("a", v)])
+    }
+
+    fn floats(v: &str, points: &[(i64, f64)]) -> strata_model::Series {
+        strata_model::Series {
+            labels: labels(v),
+            samples: points.iter().map(|&(t, x)| Sample::new(t, x)).collect(),
         }
     }
-    Outcome::Passed
+
+    fn want(v: &str, items: &[f64]) -> (Labels, Vec<Item>) {
+        (labels(v), items.iter().map(|&x| Item::Value(x)).collect())
+    }
+
+    #[test]
+    fn a_sorted_matrix_compares_equal() {
+        let got = [floats("1", &[(0, 1.0)]), floats("2", &[(0, 2.0)])];
+        let w = [want("1", &[1.0]), want("2", &[2.0])];
+        assert_eq!(compare_matrix(&w, &got, &[], 0, 60_000), Ok(()));
+    }
+
+    #[test]
+    fn an_unsorted_matrix_fails() {
+        let got = [floats("2", &[(0, 2.0)]), floats("1", &[(0, 1.0)])];
+        let w = [want("1", &[1.0]), want("2", &[2.0])];
+        let r = compare_matrix(&w, &got, &[], 0, 60_000);
+        assert!(r.as_ref().is_err_and(|e| e.contains("not sorted")), "{r:?}");
+    }
+
+    #[test]
+    fn a_duplicate_series_is_not_merged() {
+        // Merged, the two halves would look like the expected series.
+        let got = [floats("1", &[(0, 1.0)]), floats("1", &[(60_000, 2.0)])];
+        let w = [want("1", &[1.0, 2.0])];
+        let r = compare_matrix(&w, &got, &[], 0, 60_000);
+        assert!(r.as_ref().is_err_and(|e| e.contains("twice")), "{r:?}");
+        // A series with float and histogram points is one series, not two.
+        let h = FloatHistogram {
+            count: 1.0,
+            ..FloatHistogram::default()
+        };
+        let hists = [HistogramSeries {
+            labels: labels("1"),
+            samples: vec![HistogramSample {
+                timestamp_ms: 60_000,
+                histogram: h.clone(),
+            }],
+        }];
+        let w = [(
+            labels("1"),
+            vec![Item::Value(1.0), Item::Histogram(Box::new(h), false)],
+        )];
+        let got = [floats("1", &[(0, 1.0)])];
+        assert_eq!(compare_matrix(&w, &got, &hists, 0, 60_000), Ok(()));
+    }
+
+    #[test]
+    fn a_duplicate_sample_of_a_vector_fails() {
+        let ev = parse_eval(&[(1, "eval instant at 0 m"), (2, "{a=\"1\"} 1")]).unwrap();
+        let s = InstantSample {
+            labels: labels("1"),
+            timestamp_ms: 0,
+            value: 1.0,
+            histogram: None,
+        };
+        let res = |v: Vec<InstantSample>| QueryResult {
+            value: Value::Vector(v),
+            histograms: Vec::new(),
+            warnings: Vec::new(),
+            infos: Vec::new(),
+        };
+        assert_eq!(check_instant(&ev, &res(vec![s.clone()]), false), Ok(()));
+        let r = check_instant(&ev, &res(vec![s.clone(), s]), false);
+        assert!(r.as_ref().is_err_and(|e| e.contains("twice")), "{r:?}");
+    }
+
+    #[test]
+    fn every_annotation_expectation_must_match_and_every_annotation_be_expected() {
+        let exp = |lines: &[&str]| {
+            let mut l = vec![(1, "eval instant at 0 m")];
+            l.extend(lines.iter().map(|x| (2, *x)));
+            parse_eval(&l).unwrap().warn
+        };
+        let got = vec!["w1".to_string(), "w2".to_string()];
+        let both = exp(&["expect warn msg: w1", "expect warn regex: ^w2$"]);
+        assert_eq!(check_annotations("warn", &both, &got), Ok(()));
+        let any = exp(&["expect warn"]);
+        assert_eq!(check_annotations("warn", &any, &got), Ok(()));
+        // w2 is not expected.
+        let one = exp(&["expect warn msg: w1"]);
+        assert!(check_annotations("warn", &one, &got).is_err());
+        // The second regex matches nothing.
+        let extra = exp(&["expect warn regex: w", "expect warn regex: ^w3$"]);
+        assert!(check_annotations("warn", &extra, &got).is_err());
+        assert!(check_annotations("warn", &any, &[]).is_err());
+        let none = exp(&["expect no_warn"]);
+        assert!(check_annotations("warn", &none, &got).is_err());
+        assert_eq!(check_annotations("warn", &none, &[]), Ok(()));
+    }
 }
