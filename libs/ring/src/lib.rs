@@ -10,18 +10,21 @@
 //!   unhealthy replicas dropped and the quorum checked;
 //! - the KV store trait ([`KvStore`]) with an etcd backend ([`EtcdKv`]) and an
 //!   in-memory one ([`MemoryKv`]), compare-and-swap and watches;
-//! - the [`Lifecycler`] that registers, heartbeats and leaves, and the
-//!   [`Ring`] client that keeps a local copy for lookups;
-//! - the `ring` config section ([`RingConfig`]).
+//! - the [`Lifecycler`] that registers, heartbeats and leaves, the
+//!   [`Membership`] a service holds across its lifecycle, and the [`Ring`]
+//!   client that keeps a local copy for lookups;
+//! - the `ring` config section ([`RingConfig`]);
+//! - the ring's HTTP page (list, forget an instance) and its gauges
+//!   ([`http`], dskit's `ring/http.go`).
 //!
 //! It deliberately does not know about gRPC clients, series or tenants: a
 //! caller hashes its key (`strata_model::shard_token`) and sends requests to
-//! the instances this crate returns. Metrics are left to the caller too
-//! ([`Ring::summary`] gives the numbers).
+//! the instances this crate returns.
 
 mod config;
 mod desc;
 mod error;
+pub mod http;
 mod kv;
 mod lifecycler;
 mod membership;

@@ -207,7 +207,8 @@ impl SeriesLimits {
 #[derive(Debug)]
 pub struct Ingester {
     config: IngesterConfig,
-    heads: RwLock<HashMap<String, Arc<TenantDb>>>,
+    /// Each tenant's database (head, WAL, local blocks).
+    tenant_dbs: RwLock<HashMap<String, Arc<TenantDb>>>,
     metrics: metrics::IngesterMetrics,
     limits: Option<LimitsSource>,
     /// Local TSDB settings; `None`: heads only in memory (no WAL, no blocks).
@@ -224,7 +225,7 @@ impl Ingester {
     ) -> Result<Self, IngesterError> {
         Ok(Self {
             config,
-            heads: RwLock::new(HashMap::new()),
+            tenant_dbs: RwLock::new(HashMap::new()),
             metrics: metrics::IngesterMetrics::new(registry)?,
             limits: None,
             storage: None,
@@ -262,7 +263,7 @@ impl Ingester {
         tenants.sort();
         let started = std::time::Instant::now();
         let rss_before = memory_kib("VmRSS:");
-        let mut heads = HashMap::new();
+        let mut tenant_dbs = HashMap::new();
         for tenant in tenants {
             let t0 = std::time::Instant::now();
             let (db, stats) = TenantDb::open(&settings, &tenant, &metrics)?;
@@ -281,11 +282,11 @@ impl Ingester {
                 elapsed = ?t0.elapsed(),
                 "replayed the WAL"
             );
-            heads.insert(tenant, Arc::new(db));
+            tenant_dbs.insert(tenant, Arc::new(db));
         }
         metrics.replay_took(started.elapsed());
         tracing::info!(
-            tenants = heads.len(),
+            tenants = tenant_dbs.len(),
             elapsed = ?started.elapsed(),
             rss_before_kib = rss_before,
             rss_after_kib = memory_kib("VmRSS:"),
@@ -294,7 +295,7 @@ impl Ingester {
         );
         Ok(Self {
             config,
-            heads: RwLock::new(heads),
+            tenant_dbs: RwLock::new(tenant_dbs),
             metrics,
             limits: None,
             storage: Some(settings),
@@ -332,19 +333,19 @@ impl Ingester {
 
     #[cfg(test)]
     fn head(&self, tenant: &str) -> Option<Arc<Head>> {
-        self.heads.read().get(tenant).map(|db| db.head.clone())
+        self.tenant_dbs.read().get(tenant).map(|db| db.head.clone())
     }
 
     fn tenants(&self) -> Vec<Arc<TenantDb>> {
-        self.heads.read().values().cloned().collect()
+        self.tenant_dbs.read().values().cloned().collect()
     }
 
     fn db_or_create(&self, tenant: &str) -> Result<Arc<TenantDb>, ServiceError> {
-        if let Some(db) = self.heads.read().get(tenant) {
+        if let Some(db) = self.tenant_dbs.read().get(tenant) {
             return Ok(db.clone());
         }
-        let mut heads = self.heads.write();
-        if let Some(db) = heads.get(tenant) {
+        let mut dbs = self.tenant_dbs.write();
+        if let Some(db) = dbs.get(tenant) {
             return Ok(db.clone());
         }
         let db = match &self.storage {
@@ -358,7 +359,7 @@ impl Ingester {
             }
         };
         let db = Arc::new(db);
-        heads.insert(tenant.to_string(), db.clone());
+        dbs.insert(tenant.to_string(), db.clone());
         Ok(db)
     }
 
@@ -754,7 +755,7 @@ impl Ingester {
     }
 
     fn db(&self, tenant: &str) -> Option<Arc<TenantDb>> {
-        self.heads.read().get(tenant).cloned()
+        self.tenant_dbs.read().get(tenant).cloned()
     }
 }
 
@@ -1529,7 +1530,7 @@ mod durability_tests {
             .push("t", request(&[("old", &samples[..10]), ("m", &samples)]))
             .await
             .unwrap();
-        let db = ingester.heads.read().get("t").cloned().unwrap();
+        let db = ingester.tenant_dbs.read().get("t").cloned().unwrap();
         let blocks = db
             .cut_blocks(range, false, i64::MAX, &ingester.metrics)
             .await

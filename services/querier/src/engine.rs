@@ -1,9 +1,9 @@
 //! The one module that calls the PromQL engine (`strata_promql`): builds it from
-//! the config, runs instant and range queries against an [`IngesterQueryable`],
+//! the config, runs instant and range queries against an [`TenantQueryable`],
 //! and turns its results and errors into this crate's [`ResultData`] and
 //! [`EngineError`]. Nothing else in the crate names an engine type.
 //!
-//! The engine reads series through [`IngesterQueryable`], which implements
+//! The engine reads series through [`TenantQueryable`], which implements
 //! [`strata_promql::Queryable`] here by delegating to `select_series`.
 
 use strata_model::{Matcher, Series};
@@ -14,7 +14,7 @@ use strata_status::ServiceError;
 
 use crate::config::QuerierConfig;
 use crate::json::{InstantSample, ResultData};
-use crate::storage::IngesterQueryable;
+use crate::storage::TenantQueryable;
 
 /// What a query produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ pub(crate) struct Limits {
 }
 
 #[async_trait::async_trait]
-impl Queryable for IngesterQueryable {
+impl Queryable for TenantQueryable {
     async fn select(
         &self,
         matchers: &[Matcher],
@@ -110,7 +110,7 @@ impl QueryEngine {
 
     pub(crate) async fn instant_query(
         &self,
-        storage: &IngesterQueryable,
+        storage: &TenantQueryable,
         query: &str,
         time_ms: i64,
         limits: Limits,
@@ -124,7 +124,7 @@ impl QueryEngine {
 
     pub(crate) async fn range_query(
         &self,
-        storage: &IngesterQueryable,
+        storage: &TenantQueryable,
         query: &str,
         start_ms: i64,
         end_ms: i64,
@@ -175,7 +175,7 @@ fn output(r: QueryResult) -> QueryOutput {
 
 /// A query stopped by a per-query limit fails as an execution error (422)
 /// naming the limit, whatever error the engine surfaced it as.
-fn limit_or_engine_error(storage: &IngesterQueryable, e: QueryError) -> EngineError {
+fn limit_or_engine_error(storage: &TenantQueryable, e: QueryError) -> EngineError {
     match storage.exceeded_limit() {
         Some(message) => EngineError::Execution(message),
         None => engine_error(e),

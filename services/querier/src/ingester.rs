@@ -1,7 +1,7 @@
 //! The seam between the querier and the ingesters: [`IngesterQuery`] is what the
 //! querier asks of "the ingesters", [`GrpcIngesterQuery`] asks one ingester over
-//! gRPC. The ring-aware implementation (fan out to the replicas of every shard,
-//! merge with [`crate::merge_series`]) will implement the same trait.
+//! gRPC; [`crate::ReplicatedQuery`] fans a query out to the replicas the
+//! ingester ring names through the same trait.
 
 use std::fmt;
 use std::time::Duration;

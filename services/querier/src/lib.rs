@@ -40,7 +40,7 @@ pub use json::{InstantSample, ResultData};
 pub use params::{RangeParams, MAX_TIME_MS, MIN_TIME_MS};
 pub use replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
 pub use storage::{
-    decode_stream_series, merge_samples, merge_series, IngesterQueryable, SourceSplit,
+    decode_stream_series, merge_samples, merge_series, SourceSplit, TenantQueryable,
 };
 pub use store_gateway::{
     GrpcStoreGatewayQuery, StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewayQuery,
@@ -99,12 +99,12 @@ impl Querier {
 
     /// One tenant's series in the ingesters and store-gateways, for one
     /// query: it carries the tenant's per-query limits.
-    pub fn queryable(&self, tenant: &str) -> IngesterQueryable {
+    pub fn queryable(&self, tenant: &str) -> TenantQueryable {
         let max_series = self
             .overrides
             .as_ref()
             .map_or(0, |o| o.for_tenant(tenant).max_fetched_series_per_query);
-        let queryable = IngesterQueryable::new(tenant, Arc::clone(&self.ingesters))
+        let queryable = TenantQueryable::new(tenant, Arc::clone(&self.ingesters))
             .with_max_fetched_series(max_series);
         match &self.store {
             Some(store) => queryable.with_store(

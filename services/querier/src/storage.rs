@@ -69,7 +69,7 @@ fn now_ms() -> i64 {
 ///
 /// One is made per query, so a series limit counts over all its selectors.
 #[derive(Debug, Clone)]
-pub struct IngesterQueryable {
+pub struct TenantQueryable {
     tenant: String,
     ingesters: Arc<dyn IngesterQuery>,
     store: Option<Arc<dyn StoreGatewayQuery>>,
@@ -96,7 +96,7 @@ impl SeriesLimit {
     }
 }
 
-impl IngesterQueryable {
+impl TenantQueryable {
     pub fn new(tenant: impl Into<String>, ingesters: Arc<dyn IngesterQuery>) -> Self {
         Self {
             tenant: tenant.into(),
@@ -625,7 +625,7 @@ mod tests {
             xor_series("x", 0..30),
             xor_series("z", 0..5),
         ]);
-        let q = IngesterQueryable::new("t", Arc::new(ingesters))
+        let q = TenantQueryable::new("t", Arc::new(ingesters))
             .with_store(Arc::new(store), SourceSplit::default());
         let got = q.select_series(&[], 0, 99).await.unwrap();
         let names: Vec<_> = got
@@ -647,7 +647,7 @@ mod tests {
         assert_eq!(q.label_values("l", &[], 0, 99).await.unwrap(), ["a", "b"]);
 
         // Without a store, the ingesters alone (and for every range).
-        let alone = IngesterQueryable::new("t", Arc::new(Fake(vec![xor_series("x", 50..100)])));
+        let alone = TenantQueryable::new("t", Arc::new(Fake(vec![xor_series("x", 50..100)])));
         let got = alone.select_series(&[], 0, 99).await.unwrap();
         assert_eq!(got[0].samples.len(), 50);
     }

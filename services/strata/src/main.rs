@@ -12,7 +12,6 @@ mod http_server;
 mod in_process;
 mod limits;
 mod modules;
-mod ring_page;
 mod servers;
 mod store_gateway;
 mod wiring;

@@ -71,7 +71,7 @@ impl Wiring {
         .await
         .map_err(|e| ring_failed(format!("reading the ingester ring: {e}").into()))?;
         let registry = Registry::new();
-        crate::ring_page::spawn_ring_metrics(ingester_ring.clone(), &registry)
+        strata_ring::http::spawn_ring_metrics(ingester_ring.clone(), &registry)
             .map_err(|e| ring_failed(boxed(e)))?;
         let ingester_ring_counts = Arc::new(IngesterRingCounts::default());
         ingester_ring_counts.set_ring(ingester_ring.clone());
@@ -317,7 +317,7 @@ impl Wiring {
         let request_duration = strata_telemetry::request_duration().clone();
         let router = std::mem::take(&mut self.router)
             .merge(crate::limits::router(self.overrides.clone()))
-            .merge(crate::ring_page::router(
+            .merge(strata_ring::http::router(
                 self.ingester_ring.clone(),
                 self.ring_config.heartbeat_timeout.0,
             ))

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::{now_secs, InstanceDesc, Ring};
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,6 @@ use axum::routing::get;
 use axum::Router;
 use prometheus::{IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
-use strata_ring::{now_secs, InstanceDesc, Ring};
 
 /// One row of the page.
 #[derive(Debug, Serialize)]
@@ -213,7 +213,7 @@ mod tests {
             id: id.into(),
             addr: String::new(),
             zone: String::new(),
-            state: strata_ring::InstanceState::Active,
+            state: crate::InstanceState::Active,
             tokens,
             registered_timestamp: 0,
             heartbeat_timestamp: 0,
