@@ -621,3 +621,186 @@ pub async fn get_with_headers(url: &str, headers: &[(&str, &str)]) -> (u16, Stri
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
+
+/// Series labels (sorted by name) → samples (timestamp ms, value) in time order.
+pub type IngesterSeries = std::collections::BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
+
+/// What one ingester alone holds for `tenant`: the series named `metric` with
+/// their samples in `[start_ms, end_ms]`, read over the ingester's own gRPC
+/// `QueryStream` at `127.0.0.1:grpc_port` (no querier, no merge with other
+/// replicas) and decoded from its XOR chunks here. A sample two chunks both
+/// hold is listed twice, so a caller sees duplicates.
+pub async fn ingester_query(
+    grpc_port: u16,
+    tenant: &str,
+    metric: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<IngesterSeries, String> {
+    use strata_proto::ingester::ingester_client::IngesterClient;
+    use strata_proto::ingester::{ChunkEncoding, LabelMatcher, MatchType, QueryRequest};
+    let mut client = IngesterClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+        .await
+        .map_err(|e| format!("connect to the ingester at port {grpc_port}: {e}"))?;
+    let request = QueryRequest {
+        start_timestamp_ms: start_ms,
+        end_timestamp_ms: end_ms,
+        matchers: vec![LabelMatcher {
+            r#type: MatchType::Equal as i32,
+            name: "__name__".to_string(),
+            value: metric.to_string(),
+        }],
+    };
+    let request = strata_proto::tenant_request(tenant, request).map_err(|e| e.to_string())?;
+    let mut stream = client
+        .query_stream(request)
+        .await
+        .map_err(|e| format!("QueryStream: {e}"))?
+        .into_inner();
+    let mut out = IngesterSeries::new();
+    while let Some(batch) = stream
+        .message()
+        .await
+        .map_err(|e| format!("QueryStream: {e}"))?
+    {
+        for series in batch.series {
+            let mut labels: Vec<(String, String)> = series
+                .labels
+                .into_iter()
+                .map(|l| (l.name, l.value))
+                .collect();
+            labels.sort();
+            let samples = out.entry(labels).or_default();
+            for chunk in series.chunks {
+                if chunk.encoding != ChunkEncoding::Xor as i32 {
+                    return Err(format!("a chunk with encoding {}", chunk.encoding));
+                }
+                let decoded = decode_xor_chunk(&chunk.data)?;
+                samples.extend(
+                    decoded
+                        .into_iter()
+                        .filter(|(t, _)| (start_ms..=end_ms).contains(t)),
+                );
+            }
+        }
+    }
+    for samples in out.values_mut() {
+        samples.sort_by_key(|(t, _)| *t);
+    }
+    Ok(out)
+}
+
+/// Reads a bit stream most significant bit first, as Prometheus's `bstream`.
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    bit: usize,
+}
+
+impl BitReader<'_> {
+    fn bits(&mut self, n: u32) -> Result<u64, String> {
+        let mut v = 0u64;
+        for _ in 0..n {
+            let byte = self.bytes.get(self.bit / 8).ok_or("XOR chunk ends early")?;
+            let b = (byte >> (7 - self.bit % 8)) & 1;
+            v = (v << 1) | u64::from(b);
+            self.bit += 1;
+        }
+        Ok(v)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.bits(8)?;
+            v |= (b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long in XOR chunk".into())
+    }
+
+    fn varint(&mut self) -> Result<i64, String> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+}
+
+/// The samples of a Prometheus XOR chunk (`chunkenc/xor.go`): a big-endian
+/// u16 count, then the first timestamp (varint) and value (64 bits), the
+/// second timestamp as a uvarint delta, later ones as delta-of-deltas in
+/// 0/14/17/20/64-bit buckets, every value after the first XORed with the
+/// previous one (leading zeros in 5 bits, significant bits in 6).
+pub fn decode_xor_chunk(data: &[u8]) -> Result<Vec<(i64, f64)>, String> {
+    if data.len() < 2 {
+        return Err(format!("XOR chunk of {} bytes", data.len()));
+    }
+    let n = u16::from_be_bytes([data[0], data[1]]) as usize;
+    let mut r = BitReader {
+        bytes: &data[2..],
+        bit: 0,
+    };
+    let mut out = Vec::with_capacity(n);
+    let (mut t, mut delta, mut bits) = (0i64, 0i64, 0u64);
+    let (mut leading, mut trailing) = (0u32, 0u32);
+    for i in 0..n {
+        match i {
+            0 => {
+                t = r.varint()?;
+                bits = r.bits(64)?;
+            }
+            _ => {
+                if i == 1 {
+                    delta = r.uvarint()? as i64;
+                } else {
+                    let mut d = 0u8;
+                    for _ in 0..4 {
+                        d <<= 1;
+                        if r.bits(1)? == 0 {
+                            break;
+                        }
+                        d |= 1;
+                    }
+                    let dod = match d {
+                        0b0000 => 0,
+                        0b0010 | 0b0110 | 0b1110 => {
+                            let size = match d {
+                                0b0010 => 14,
+                                0b0110 => 17,
+                                _ => 20,
+                            };
+                            let v = r.bits(size)?;
+                            // Negative numbers come back as high unsigned ones.
+                            if v > 1 << (size - 1) {
+                                v as i64 - (1i64 << size)
+                            } else {
+                                v as i64
+                            }
+                        }
+                        _ => r.bits(64)? as i64,
+                    };
+                    delta += dod;
+                }
+                t += delta;
+                if r.bits(1)? == 1 {
+                    if r.bits(1)? == 1 {
+                        leading = r.bits(5)? as u32;
+                        let mut significant = r.bits(6)? as u32;
+                        // 0 significant bits means 64 (it overflowed 6 bits).
+                        if significant == 0 {
+                            significant = 64;
+                        }
+                        trailing = 64u32
+                            .checked_sub(leading + significant)
+                            .ok_or("bad XOR value header")?;
+                    }
+                    let significant = 64 - leading - trailing;
+                    let v = r.bits(significant)?;
+                    bits ^= v.checked_shl(trailing).unwrap_or(0);
+                }
+            }
+        }
+        out.push((t, f64::from_bits(bits)));
+    }
+    Ok(out)
+}

@@ -2,8 +2,12 @@
 //! ingesters replicating every series (RF=3 on an etcd ring): each 2-minute
 //! range is uploaded three times; after a compaction pass exactly one block
 //! per range is left and `promtool tsdb dump` shows every pushed sample once.
-//! A compactor killed with SIGKILL at varying points of its pass, again and
-//! again, never leaves the bucket missing or doubling a sample, and a
+//! The PromQL answers after compaction equal those before, and come from the
+//! compacted blocks through the store-gateways only: a querier of its own
+//! asks the ingesters for nothing older than a minute, the queries end more
+//! than two minutes ago, and the ingesters' gRPC `QueryStream` counts do not
+//! move. A compactor killed with SIGKILL at varying points of its pass, again
+//! and again, never leaves the bucket missing or doubling a sample, and a
 //! restarted one finishes the job.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
@@ -45,7 +49,7 @@ fn common_flags(etcd: &Etcd, s3: &S3Server) -> Vec<String> {
         "-compactor.deletion_delay=0s".to_string(),
         "-compactor.partial_block_deletion_delay=1s".to_string(),
         // Queries read the store-gateways for the whole range, which sync the
-        // bucket every second, so answers after compaction come from blocks.
+        // bucket every second.
         "-querier.query_store_after=0s".to_string(),
         "-blocks_storage.bucket_store.sync_interval=1s".to_string(),
     ];
@@ -330,6 +334,29 @@ async fn wait_for_three_copies(s3: &S3Server, pushed: &Samples) -> Vec<i64> {
     want
 }
 
+/// How many gRPC `QueryStream` calls each node's ingester has served.
+async fn query_streams(nodes: &[Strata]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let text = reqwest::get(node.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.push(
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("strata_request_duration_seconds_count{")
+                        && l.contains("/strata.ingester.Ingester/QueryStream")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        );
+    }
+    out
+}
+
 async fn run_pass(node: &Strata) -> serde_json::Value {
     let resp = reqwest::Client::new()
         .post(node.url("/compactor/run"))
@@ -395,8 +422,11 @@ async fn replica_copies_become_one_block_per_range() {
     assert_eq!(before, pushed);
     let promql_before = answers(node, &pushed).await;
     assert!(
-        promql_before.iter().all(|a| a["status"] == 200),
-        "{promql_before:?}"
+        promql_before.iter().all(|a| a["status"] == 200
+            && a["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())),
+        "every query answers data: {promql_before:?}"
     );
     let sum_before = get_json(
         &node.url(&format!(
@@ -448,20 +478,48 @@ async fn replica_copies_become_one_block_per_range() {
     assert_compacted(&cluster.s3, &ranges, &before, &logs);
 
     // The same queries give the same answers from the compacted blocks, read
-    // through the store-gateways (the ingesters flushed everything they had).
+    // through the store-gateways only. The ingesters still hold their copies
+    // of the blocks they cut (and answer from them), so a querier of its own
+    // asks them only for the last minute: every query here ends more than two
+    // minutes ago, so no ingester is asked, which their QueryStream counts
+    // confirm.
+    let mut flags = common_flags(&cluster.etcd, &cluster.s3);
+    flags.push("-target=querier".to_string());
+    flags.push("-querier.query_ingesters_within=1m".to_string());
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let store_only = Strata::start(&args).await;
+    let newest = pushed.values().flatten().map(|(t, _)| *t).max().unwrap();
+    assert!(
+        now_ms() - 60_000 > newest + 1_000,
+        "the queries must end before the ingesters' last minute"
+    );
+    let streams_before = query_streams(&cluster.nodes).await;
+    // The queries before compaction asked the other nodes' ingesters over
+    // gRPC: the count does see such calls.
+    assert!(
+        streams_before.iter().sum::<f64>() > 0.0,
+        "no QueryStream call counted: {streams_before:?}"
+    );
     let promql_after = eventually(
         "the store-gateways to serve the compacted blocks with the same answers",
         Duration::from_secs(30),
         || {
             let (promql_before, pushed) = (promql_before.clone(), &pushed);
+            let store_only = &store_only;
             async move {
-                let after = answers(node, pushed).await;
+                let after = answers(store_only, pushed).await;
                 (after == promql_before).then_some(after)
             }
         },
     )
     .await;
     assert_eq!(promql_after, promql_before);
+    assert_eq!(
+        query_streams(&cluster.nodes).await,
+        streams_before,
+        "an ingester was asked for the answers after compaction"
+    );
+    drop(store_only);
 
     // Another pass has nothing to do and keeps the bucket as it is.
     let stats = run_pass(node).await;
@@ -614,11 +672,20 @@ async fn a_compactor_killed_mid_pass_leaves_no_sample_missing_or_doubled() {
     eprintln!("states after each kill:\n{}", states.join("\n"));
 
     // Restarted and left alone, it finishes: one block per range, each
-    // sample once. Partial uploads are deleted once older than 1 s.
+    // sample once. Partial uploads are deleted once older than 1 s: passes
+    // run until none is left.
     let compactor = Strata::start(&args).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let stats = run_pass(&compactor).await;
-    eprintln!("pass after the kills: {stats}");
+    let stats = eventually(
+        "passes to finish the job and delete the partial uploads",
+        Duration::from_secs(30),
+        || async {
+            let stats = run_pass(&compactor).await;
+            eprintln!("pass after the kills: {stats}");
+            partial_blocks(&cluster.s3).is_empty().then_some(stats)
+        },
+    )
+    .await;
+    eprintln!("last pass after the kills: {stats}");
     let stats = run_pass(&compactor).await;
     assert_eq!(stats["compactions"], 0, "{stats}");
     assert_compacted(&cluster.s3, &ranges, &pushed, &compactor.process.logs());

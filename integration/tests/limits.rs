@@ -1,38 +1,89 @@
 //! Per-tenant limits against the real binary: the ingestion rate and the series
 //! limit answer 429 naming the limit, and a change to the runtime overrides file
 //! takes effect without a restart; the per-tenant query limits apply to queries.
+//! After every refused push a query shows that nothing of it was stored and
+//! that what was accepted before is there, sample for sample.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use strata_integration::{
-    encode_write_request, eventually, free_port, now_ms, push_raw, strata_bin, write_request,
-    Process, Strata,
+    encode_write_request, eventually, free_port, get_json, now_ms, push_raw, strata_bin,
+    write_request, Process, Strata,
 };
 
-/// A push of `n` new series `name{i="<first..first+n>"}` with one sample each.
-fn series_push(name: &str, first: usize, n: usize) -> Vec<u8> {
-    let now = now_ms();
+/// A push of `n` new series `name{i="<first..first+n>"}` with one sample each,
+/// `(ts, value)`.
+fn series_push(name: &str, first: usize, n: usize, ts: i64, value: f64) -> Vec<u8> {
     let values: Vec<String> = (first..first + n).map(|i| i.to_string()).collect();
     let labels: Vec<[(&str, &str); 2]> = values
         .iter()
         .map(|v| [("__name__", name), ("i", v.as_str())])
         .collect();
-    let samples = [(now, 1.0)];
+    let samples = [(ts, value)];
     let series: Vec<strata_integration::TestSeries<'_>> =
         labels.iter().map(|l| (&l[..], &samples[..])).collect();
     encode_write_request(&write_request(&series))
 }
 
-/// One series with `n` samples, a millisecond apart, ending now.
-fn samples_push(n: usize) -> Vec<u8> {
-    let now = now_ms();
-    let samples: Vec<(i64, f64)> = (0..n).map(|i| (now - (n - i) as i64, i as f64)).collect();
+/// `n` samples a millisecond apart ending at `end_ms`, valued `first_value`,
+/// `first_value + 1`, ...
+fn samples(end_ms: i64, n: usize, first_value: f64) -> Vec<(i64, f64)> {
+    (0..n)
+        .map(|i| (end_ms - (n - 1 - i) as i64, first_value + i as f64))
+        .collect()
+}
+
+/// A push of `samples` to the one series `rate_test{job="a"}`.
+fn samples_push(samples: &[(i64, f64)]) -> Vec<u8> {
     encode_write_request(&write_request(&[(
         &[("__name__", "rate_test"), ("job", "a")],
-        &samples,
+        samples,
     )]))
+}
+
+/// Every sample of `tenant`'s series named `name` over the last hour: the
+/// value of `label` → (timestamp ms, value) in time order.
+async fn stored(
+    strata: &Strata,
+    tenant: &str,
+    name: &str,
+    label: &str,
+) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let url = strata.url(&format!(
+        "/prometheus/api/v1/query?query={name}%5B1h%5D&time={}",
+        (now_ms() + 1_000) as f64 / 1000.0
+    ));
+    let (status, body) = get_json(&url, Some(tenant)).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let key = s["metric"][label].as_str().unwrap().to_string();
+            let values = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    (t, v[1].as_str().unwrap().parse().unwrap())
+                })
+                .collect();
+            (key, values)
+        })
+        .collect()
+}
+
+/// `series` → `samples`, as [`stored`] returns them.
+fn expect(series: &[(&str, &[(i64, f64)])]) -> BTreeMap<String, Vec<(i64, f64)>> {
+    series
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,9 +95,12 @@ async fn over_the_ingestion_rate_is_429_naming_the_limit() {
     ])
     .await;
     let url = strata.url("/api/v1/push");
-    let (status, msg) = push_raw(&url, Some("t"), samples_push(15)).await;
+    let now = now_ms();
+    let accepted = samples(now - 1_000, 15, 0.0);
+    let (status, msg) = push_raw(&url, Some("t"), samples_push(&accepted)).await;
     assert_eq!(status, 200, "{msg}");
-    let (status, msg) = push_raw(&url, Some("t"), samples_push(15)).await;
+    let refused = samples(now, 15, 100.0);
+    let (status, msg) = push_raw(&url, Some("t"), samples_push(&refused)).await;
     assert_eq!(status, 429, "{msg}");
     assert!(
         msg.contains("1 samples/s (ingestion_rate)")
@@ -54,8 +108,18 @@ async fn over_the_ingestion_rate_is_429_naming_the_limit() {
         "{msg}"
     );
     // Another tenant has its own bucket.
-    let (status, msg) = push_raw(&url, Some("other"), samples_push(15)).await;
+    let (status, msg) = push_raw(&url, Some("other"), samples_push(&refused)).await;
     assert_eq!(status, 200, "{msg}");
+    // The first push is stored whole, the refused one not at all; the other
+    // tenant has the samples t was refused.
+    assert_eq!(
+        stored(&strata, "t", "rate_test", "job").await,
+        expect(&[("a", &accepted)])
+    );
+    assert_eq!(
+        stored(&strata, "other", "rate_test", "job").await,
+        expect(&[("a", &refused)])
+    );
     let metrics = reqwest::get(strata.url("/metrics"))
         .await
         .unwrap()
@@ -72,19 +136,31 @@ async fn over_the_ingestion_rate_is_429_naming_the_limit() {
 async fn over_the_series_limit_is_429_naming_the_limit() {
     let strata = Strata::start(&["-target=all", "-limits.max_global_series_per_user=3"]).await;
     let url = strata.url("/api/v1/push");
-    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 0, 3)).await;
+    let t1 = now_ms() - 2_000;
+    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 0, 3, t1, 1.0)).await;
     assert_eq!(status, 200, "{msg}");
-    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 3, 1)).await;
+    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 3, 1, t1, 2.0)).await;
     assert_eq!(status, 429, "{msg}");
     assert!(
         msg.contains("per-tenant series limit of 3 exceeded (max_global_series_per_user"),
         "{msg}"
     );
     assert!(msg.contains("err-strata-max-series-per-user"), "{msg}");
-    // Series that exist still take samples.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 0, 3)).await;
+    // The three series are there, the fourth is not.
+    let first = [(t1, 1.0)];
+    assert_eq!(
+        stored(&strata, "t", "m", "i").await,
+        expect(&[("0", &first), ("1", &first), ("2", &first)])
+    );
+    // Series that exist still take samples (a later one each).
+    let t2 = t1 + 1_000;
+    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 0, 3, t2, 3.0)).await;
     assert_eq!(status, 200, "{msg}");
+    let both = [(t1, 1.0), (t2, 3.0)];
+    assert_eq!(
+        stored(&strata, "t", "m", "i").await,
+        expect(&[("0", &both), ("1", &both), ("2", &both)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,12 +177,19 @@ async fn runtime_overrides_take_effect_without_a_restart() {
     let url = strata.url("/api/v1/push");
 
     // Loaded at start: t may have 2 series; u has the default.
-    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 0, 2)).await;
+    let ts = now_ms() - 5_000;
+    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 0, 2, ts, 1.0)).await;
     assert_eq!(status, 200, "{msg}");
-    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 2, 1)).await;
+    let (status, msg) = push_raw(&url, Some("t"), series_push("m", 2, 1, ts, 1.0)).await;
     assert_eq!(status, 429, "{msg}");
     assert!(msg.contains("series limit of 2 exceeded"), "{msg}");
-    let (status, msg) = push_raw(&url, Some("u"), samples_push(30)).await;
+    let one = [(ts, 1.0)];
+    assert_eq!(
+        stored(&strata, "t", "m", "i").await,
+        expect(&[("0", &one), ("1", &one)])
+    );
+    let u_accepted = samples(ts, 30, 0.0);
+    let (status, msg) = push_raw(&url, Some("u"), samples_push(&u_accepted)).await;
     assert_eq!(status, 200, "{msg}");
     let (status, page) = get_text(&strata.url("/runtime_config")).await;
     assert_eq!(status, 200);
@@ -121,19 +204,32 @@ async fn runtime_overrides_take_effect_without_a_restart() {
         "overrides:\n  t:\n    max_global_series_per_user: 5\n  u:\n    ingestion_burst_size: 10\n",
     )
     .unwrap();
+    // A new series each try: those refused before the reload stay absent.
     let mut next = 2;
-    eventually("the raised series limit", Duration::from_secs(10), || {
-        let body = series_push("m", next, 1);
+    let accepted = eventually("the raised series limit", Duration::from_secs(10), || {
+        let i = next;
         next += 1;
+        let body = series_push("m", i, 1, ts, 1.0);
         let url = url.clone();
-        async move { (push_raw(&url, Some("t"), body).await.0 == 200).then_some(()) }
+        async move { (push_raw(&url, Some("t"), body).await.0 == 200).then_some(i) }
     })
     .await;
-    let (status, msg) = push_raw(&url, Some("u"), samples_push(30)).await;
+    let accepted = accepted.to_string();
+    assert_eq!(
+        stored(&strata, "t", "m", "i").await,
+        expect(&[("0", &one), ("1", &one), (accepted.as_str(), &one)])
+    );
+    let u_refused = samples(ts + 1_000, 30, 100.0);
+    let (status, msg) = push_raw(&url, Some("u"), samples_push(&u_refused)).await;
     assert_eq!(status, 429, "{msg}");
     assert!(
         msg.contains("burst of 10 samples (ingestion_burst_size)"),
         "{msg}"
+    );
+    let u_only_accepted = expect(&[("a", &u_accepted)]);
+    assert_eq!(
+        stored(&strata, "u", "rate_test", "job").await,
+        u_only_accepted
     );
 
     // An invalid file is logged and the overrides in force stay.
@@ -148,8 +244,12 @@ async fn runtime_overrides_take_effect_without_a_restart() {
         }
     })
     .await;
-    let (status, msg) = push_raw(&url, Some("u"), samples_push(30)).await;
+    let (status, msg) = push_raw(&url, Some("u"), samples_push(&u_refused)).await;
     assert_eq!(status, 429, "the previous overrides stay in force: {msg}");
+    assert_eq!(
+        stored(&strata, "u", "rate_test", "job").await,
+        u_only_accepted
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +300,7 @@ async fn a_tenant_s_query_limits_come_from_the_runtime_file() {
         let (status, msg) = push_raw(
             &strata.url("/api/v1/push"),
             Some(tenant),
-            series_push("q", 0, 3),
+            series_push("q", 0, 3, now_ms(), 1.0),
         )
         .await;
         assert_eq!(status, 200, "{msg}");

@@ -1,7 +1,10 @@
 //! The same generated data goes into Strata and into Debian's Prometheus 2.42 by
 //! remote write; then well over 100 PromQL queries (instant and range) run against
 //! both and their answers must be equal: same label sets, values within 1e-9
-//! relative, NaN = NaN (`common::compare_*`).
+//! relative, NaN = NaN, the same order where the query defines one (`sort*`,
+//! `topk`, `bottomk` at an instant), and something to compare: an evaluation
+//! where both answer nothing fails unless it is listed in [`EXPECTED_EMPTY`]
+//! (`common::compare_*`).
 //!
 //! The data: counters (with resets), gauges (with a few NaN), classic histograms
 //! (`_bucket{le=...}`, `_sum`, `_count`), an info-style series for joins, and
@@ -91,6 +94,59 @@ const EXCLUDED: &[(&str, &str)] = &[
          with it, so negative offsets ARE compared (listed for the record)",
     ),
 ];
+
+/// The evaluations where both servers are meant to answer nothing: the query,
+/// which evaluations (`instant 0..3`, `range 0..2`, as in the test's lists of
+/// times and ranges) and why. Every other evaluation must answer data.
+const EXPECTED_EMPTY: &[(&str, &[&str], &str)] = &[
+    (
+        "absent(cmp_temperature)",
+        &["instant 0", "instant 1", "instant 2", "range 0", "range 1"],
+        "cmp_temperature exists throughout",
+    ),
+    (
+        "absent_over_time(cmp_stopped[2m])",
+        &["instant 0", "instant 1"],
+        "some cmp_stopped series still has a sample in the last 2 minutes",
+    ),
+    (
+        "cmp_stopped",
+        &["instant 2"],
+        "at 44:59 every cmp_stopped series ended more than the 5 m lookback ago (the last at 33:45)",
+    ),
+    (
+        "count(cmp_stopped)",
+        &["instant 2"],
+        "the same: no cmp_stopped series left at 44:59",
+    ),
+    (
+        "present_over_time(cmp_stopped[5m])",
+        &["instant 2"],
+        "the same: no cmp_stopped sample in the last 5 minutes at 44:59",
+    ),
+    (
+        "increase(cmp_stopped_total[5m])",
+        &["instant 2"],
+        "no cmp_stopped_total sample in the last 5 minutes at 44:59",
+    ),
+    (
+        "rate(cmp_requests_total[5m] offset 10m)",
+        &["instant 0"],
+        "at 10:07 the window ends 7 s after the data starts: at most one sample, no rate",
+    ),
+];
+
+/// What an evaluation of `query` named `evaluation` is meant to answer.
+fn expected(query: &str, evaluation: &str) -> common::Expect {
+    let listed = EXPECTED_EMPTY
+        .iter()
+        .any(|(q, evals, _)| *q == query && evals.contains(&evaluation));
+    if listed {
+        common::Expect::Empty
+    } else {
+        common::Expect::Data
+    }
+}
 
 /// Queries compared as instant queries (at three times) and as range queries (two
 /// step sizes).
@@ -555,30 +611,33 @@ async fn strata_answers_queries_like_prometheus() {
     let mut evaluations = 0;
     let mut series_compared = 0;
     for q in QUERIES {
-        for &t in &instants {
+        for (i, &t) in instants.iter().enumerate() {
             evaluations += 1;
-            match common::compare_instant(&s_url, TENANT, &p_url, q, t as f64).await {
-                Ok(n) => series_compared += n,
-                Err(e) => failures.push(format!("instant @{t}: {e}")),
-            }
-        }
-        for &(start, end, step) in &ranges {
-            evaluations += 1;
-            match common::compare_range(
-                &s_url,
-                TENANT,
-                &p_url,
-                q,
-                start as f64,
-                end as f64,
-                step as f64,
-            )
-            .await
+            let name = format!("instant {i}");
+            let expect = expected(q, &name);
+            match common::compare_instant_expecting(&s_url, TENANT, &p_url, q, t as f64, expect)
+                .await
             {
                 Ok(n) => series_compared += n,
-                Err(e) => failures.push(format!("range {start}..{end}/{step}: {e}")),
+                Err(e) => failures.push(format!("{name} @{t}: {e}")),
             }
         }
+        for (i, &(start, end, step)) in ranges.iter().enumerate() {
+            evaluations += 1;
+            let name = format!("range {i}");
+            let expect = expected(q, &name);
+            let range = (start as f64, end as f64, step as f64);
+            match common::compare_range_expecting(&s_url, TENANT, &p_url, q, range, expect).await {
+                Ok(n) => series_compared += n,
+                Err(e) => failures.push(format!("{name} {start}..{end}/{step}: {e}")),
+            }
+        }
+    }
+    for (q, _, why) in EXPECTED_EMPTY {
+        assert!(
+            QUERIES.contains(q),
+            "{q} is listed as expected-empty ({why}) but not queried"
+        );
     }
     eprintln!(
         "compared {} queries ({evaluations} evaluations, {series_compared} series results) \

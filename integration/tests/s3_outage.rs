@@ -5,9 +5,12 @@
 //! server is stopped, pushes go on for 30 s (each must be answered 2xx), and a
 //! `POST /ingester/flush` in the middle of the outage cuts the head into
 //! blocks whose upload fails. Once S3 is back, every block cut appears under
-//! `<tenant>/<ULID>/` with `meta.json`, `index` and `chunks/000001`, and every
-//! pushed sample is either in those blocks (read by `promtool tsdb dump`) or
-//! returned by a query of the head: nothing lost, nothing invented.
+//! `<tenant>/<ULID>/` with `meta.json`, `index` and `chunks/000001`. Nothing
+//! lost, nothing invented, each source checked alone: `promtool tsdb dump` of
+//! what is in the bucket is exactly every acknowledged sample older than the
+//! cut (the newest block's end), each once, and a query of the time from the
+//! cut on (which no block covers, so only the head can answer it) returns
+//! exactly every acknowledged sample from the cut on.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -72,11 +75,14 @@ fn dump(blocks: &[PathBuf]) -> Vec<((String, i64), f64)> {
         .collect()
 }
 
-/// What a query of the head returns over the last hour.
-async fn queried(strata: &Strata) -> Vec<((String, i64), f64)> {
+/// What a query returns for `[from_ms, now + 1 s]`: a range selector whose
+/// left-open window starts 1 ms before `from_ms`.
+async fn queried_from(strata: &Strata, from_ms: i64) -> Vec<((String, i64), f64)> {
+    let at = now_ms() + 1000;
     let url = strata.url(&format!(
-        "/prometheus/api/v1/query?query=s3_outage_test[1h]&time={}",
-        (now_ms() + 1000) as f64 / 1000.0
+        "/prometheus/api/v1/query?query=s3_outage_test[{}ms]&time={}",
+        at - from_ms + 1,
+        at as f64 / 1000.0
     ));
     let (status, body) = get_json(&url, Some(TENANT)).await;
     assert_eq!(status, 200, "{body}");
@@ -146,7 +152,16 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
             n
         })
     };
-    tokio::time::sleep(OUTAGE / 3).await;
+    let history = pushed.lock().len();
+    eventually(
+        "20 pushes acknowledged while S3 is down",
+        Duration::from_secs(30),
+        || {
+            let n = pushed.lock().len();
+            async move { (n >= history + 20 * SERIES).then_some(()) }
+        },
+    )
+    .await;
     // The flush cuts the head into blocks (all but its last minute); their
     // upload fails.
     let resp = reqwest::Client::new()
@@ -189,30 +204,77 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
         }
     }
     let blocks: Vec<PathBuf> = uploaded.values().cloned().collect();
-
-    // Every acknowledged sample, from the blocks or from the head; nothing else.
     let pushed = pushed.lock().clone();
-    let mut found: Pushed = BTreeMap::new();
-    for (key, value) in dump(&blocks).into_iter().chain(queried(&strata).await) {
-        if let Some(old) = found.insert(key.clone(), value) {
-            assert_eq!(old, value, "{key:?} differs between blocks and head");
+    let series: BTreeSet<&String> = pushed.keys().map(|(s, _)| s).collect();
+    assert_eq!(series.len(), SERIES);
+
+    // The cut: the newest block's end (exclusive). Blocks hold what is older,
+    // the head what is newer.
+    let cut = uploaded
+        .values()
+        .map(|dir| {
+            let meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap())
+                    .unwrap();
+            meta["maxTime"].as_i64().unwrap()
+        })
+        .max()
+        .unwrap();
+    let before_cut: Pushed = pushed
+        .iter()
+        .filter(|((_, ts), _)| *ts < cut)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let from_cut: Pushed = pushed
+        .iter()
+        .filter(|((_, ts), _)| *ts >= cut)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert!(
+        !before_cut.is_empty() && !from_cut.is_empty(),
+        "the cut at {cut} must leave samples on both sides: {} before, {} from it",
+        before_cut.len(),
+        from_cut.len()
+    );
+
+    // The bucket alone: every acknowledged sample before the cut, each once,
+    // with its value; nothing else.
+    let mut in_bucket = Pushed::new();
+    for (key, value) in dump(&blocks) {
+        if let Some(old) = in_bucket.insert(key.clone(), value) {
+            panic!("{key:?} is in the bucket twice ({old} and {value})");
         }
     }
-    let missing: Vec<_> = pushed
+    let missing: Vec<_> = before_cut
         .keys()
-        .filter(|k| !found.contains_key(*k))
-        .take(5)
+        .filter(|k| !in_bucket.contains_key(*k))
         .collect();
     assert!(
         missing.is_empty(),
-        "{} of {} pushed samples missing, e.g. {missing:?}\n{}",
-        pushed.keys().filter(|k| !found.contains_key(*k)).count(),
-        pushed.len(),
+        "{} of {} acknowledged samples before the cut at {cut} are not in the bucket, e.g. {:?}\n{}",
+        missing.len(),
+        before_cut.len(),
+        &missing[..missing.len().min(5)],
         strata.process.logs()
     );
-    assert_eq!(found, pushed);
-    let series: BTreeSet<&String> = pushed.keys().map(|(s, _)| s).collect();
-    assert_eq!(series.len(), SERIES);
+    assert_eq!(in_bucket, before_cut, "the bucket's blocks (cut at {cut})");
+
+    // The head alone: no block covers the time from the cut on, so what a
+    // query of it returns comes from the head.
+    let mut in_head = Pushed::new();
+    for (key, value) in queried_from(&strata, cut).await {
+        if let Some(old) = in_head.insert(key.clone(), value) {
+            panic!("{key:?} is answered twice ({old} and {value})");
+        }
+    }
+    assert_eq!(in_head, from_cut, "the head (from the cut at {cut} on)");
+    // No block was cut meanwhile (its local copy could have answered).
+    let local_now: BTreeSet<String> = block_dirs(&tsdb.join(TENANT)).into_keys().collect();
+    let known: BTreeSet<String> = uploaded.keys().cloned().collect();
+    assert!(
+        local_now.is_subset(&known),
+        "a block was cut during the check: {local_now:?} vs {known:?}"
+    );
 
     // The shipper counted the failures, its retries and the uploads.
     assert!(metric(&strata, "strata_ingester_shipper_upload_failures_total").await >= 1.0);

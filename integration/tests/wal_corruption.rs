@@ -2,7 +2,8 @@
 //! process is killed with SIGKILL, the last record of the last WAL segment is
 //! damaged (case A: cut short by a few bytes; case B: one byte flipped), and
 //! the restarted process becomes ready, returns every sample acknowledged
-//! before the damaged record (that record's push, the last one, is lost),
+//! before the damaged record, timestamp and value (that record's push, the
+//! last one, is lost),
 //! logs what it dropped, and never panics.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
@@ -53,8 +54,10 @@ async fn push(strata: &Strata, base: i64, i: i64) {
     assert_eq!(status, 200, "push {i}: {msg}");
 }
 
-/// Every series' pushes (the `i`s of its samples), by series.
-async fn stored(strata: &Strata, base: i64) -> BTreeMap<String, Vec<i64>> {
+/// Every series' samples as (push `i`, value), by series; push `i` was
+/// `(base + i s, i)`, so a replayed sample with the right timestamp and a
+/// wrong value shows.
+async fn stored(strata: &Strata, base: i64) -> BTreeMap<String, Vec<(i64, f64)>> {
     let url = strata.url(&format!(
         "/prometheus/api/v1/query?query=wal_corruption_test[1h]&time={}",
         (base + 600_000) as f64 / 1000.0
@@ -71,7 +74,11 @@ async fn stored(strata: &Strata, base: i64) -> BTreeMap<String, Vec<i64>> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| ((v[0].as_f64().unwrap() * 1000.0).round() as i64 - base) / 1000)
+                .map(|v| {
+                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    let value: f64 = v[1].as_str().unwrap().parse().unwrap();
+                    ((t - base) / 1000, value)
+                })
                 .collect();
             (name, values)
         })
@@ -110,7 +117,15 @@ async fn damaged_tail_is_dropped(damage: Damage) {
     for i in 0..PUSHES {
         push(&strata, base, i).await;
     }
-    assert_eq!(stored(&strata, base).await.len(), SERIES);
+    let all: BTreeMap<String, Vec<(i64, f64)>> = (0..SERIES)
+        .map(|s| {
+            (
+                format!("s{s}"),
+                (0..PUSHES).map(|i| (i, i as f64)).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(stored(&strata, base).await, all);
     // SIGKILL: no shutdown path runs.
     drop(strata);
 
@@ -132,8 +147,13 @@ async fn damaged_tail_is_dropped(damage: Damage) {
     let logs = strata.process.logs();
     // The last push was the damaged record: it alone is gone.
     let got = stored(&strata, base).await;
-    let want: BTreeMap<String, Vec<i64>> = (0..SERIES)
-        .map(|s| (format!("s{s}"), (0..PUSHES - 1).collect()))
+    let want: BTreeMap<String, Vec<(i64, f64)>> = (0..SERIES)
+        .map(|s| {
+            (
+                format!("s{s}"),
+                (0..PUSHES - 1).map(|i| (i, i as f64)).collect(),
+            )
+        })
         .collect();
     assert_eq!(got, want, "{logs}");
     let line = logs
@@ -160,10 +180,10 @@ async fn damaged_tail_is_dropped(damage: Damage) {
     let logs = strata.process.logs();
     assert!(!logs.contains("torn or corrupt"), "{logs}");
     let got = stored(&strata, base).await;
-    let want: BTreeMap<String, Vec<i64>> = (0..SERIES)
+    let want: BTreeMap<String, Vec<(i64, f64)>> = (0..SERIES)
         .map(|s| {
-            let mut v: Vec<i64> = (0..PUSHES - 1).collect();
-            v.push(PUSHES);
+            let mut v: Vec<(i64, f64)> = (0..PUSHES - 1).map(|i| (i, i as f64)).collect();
+            v.push((PUSHES, PUSHES as f64));
             (format!("s{s}"), v)
         })
         .collect();

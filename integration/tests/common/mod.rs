@@ -1,18 +1,60 @@
 //! Comparing Strata's answers with a reference Prometheus's.
+//!
+//! Two answers are the same when they have the same result type, the same
+//! label sets and, point by point, the same timestamps and values (within 1e-9
+//! relative; NaN equals NaN). On top of that:
+//! - an instant query whose outermost operation defines the order of its
+//!   result (`sort`, `sort_desc`, `sort_by_label`, `sort_by_label_desc`,
+//!   `topk`, `bottomk`) must list its series in the same order (series with
+//!   equal values may come in any order among themselves);
+//! - an answer with no series on both sides is a failure unless the caller
+//!   says nothing is expected ([`Expect::Empty`]): two empty answers compare
+//!   nothing;
+//! - a value or timestamp that does not parse is a failure, never NaN.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use serde_json::Value;
 
+/// What the caller expects both servers to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Expect {
+    /// At least one series (or a scalar or string): the usual case.
+    #[default]
+    Data,
+    /// No series on either side (e.g. `absent(x)` for an existing `x`).
+    Empty,
+}
+
 /// Queries `query` at `time` (unix seconds) on both servers and checks that the
-/// result sets are equal: same label sets, values equal within 1e-9 relative
-/// (NaN equals NaN). Returns the number of series compared, or the difference.
+/// answers are the same (see the module's doc), expecting data. Returns the
+/// number of series compared, or the difference.
 pub(crate) async fn compare_instant(
     strata_url: &str,
     tenant: &str,
     prometheus_url: &str,
     query: &str,
     time: f64,
+) -> Result<usize, String> {
+    compare_instant_expecting(
+        strata_url,
+        tenant,
+        prometheus_url,
+        query,
+        time,
+        Expect::Data,
+    )
+    .await
+}
+
+/// [`compare_instant`] expecting `expect`.
+pub(crate) async fn compare_instant_expecting(
+    strata_url: &str,
+    tenant: &str,
+    prometheus_url: &str,
+    query: &str,
+    time: f64,
+    expect: Expect,
 ) -> Result<usize, String> {
     let q = urlencode(query);
     let (s_status, s) = strata_integration::get_json(
@@ -30,10 +72,10 @@ pub(crate) async fn compare_instant(
             "{query}: strata {s_status} {s}, prometheus {p_status} {p}"
         ));
     }
-    same_result(query, &s["data"], &p["data"])
+    same_result(query, &s["data"], &p["data"], expect)
 }
 
-/// The same for a range query.
+/// The same for a range query, expecting data.
 pub(crate) async fn compare_range(
     strata_url: &str,
     tenant: &str,
@@ -42,6 +84,26 @@ pub(crate) async fn compare_range(
     start: f64,
     end: f64,
     step: f64,
+) -> Result<usize, String> {
+    compare_range_expecting(
+        strata_url,
+        tenant,
+        prometheus_url,
+        query,
+        (start, end, step),
+        Expect::Data,
+    )
+    .await
+}
+
+/// [`compare_range`] over `(start, end, step)` expecting `expect`.
+pub(crate) async fn compare_range_expecting(
+    strata_url: &str,
+    tenant: &str,
+    prometheus_url: &str,
+    query: &str,
+    (start, end, step): (f64, f64, f64),
+    expect: Expect,
 ) -> Result<usize, String> {
     let q = urlencode(query);
     let params = format!("query={q}&start={start}&end={end}&step={step}");
@@ -60,7 +122,7 @@ pub(crate) async fn compare_range(
             "{query}: strata {s_status} {s}, prometheus {p_status} {p}"
         ));
     }
-    same_result(query, &s["data"], &p["data"])
+    same_result(query, &s["data"], &p["data"], expect)
 }
 
 pub(crate) fn urlencode(s: &str) -> String {
@@ -75,20 +137,136 @@ pub(crate) fn urlencode(s: &str) -> String {
     out
 }
 
-fn same_result(query: &str, strata: &Value, prometheus: &Value) -> Result<usize, String> {
+/// The functions and aggregations whose result, as the outermost operation of
+/// an instant query, comes in an order the query defines.
+const ORDERING: &[&str] = &[
+    "sort_by_label_desc",
+    "sort_by_label",
+    "sort_desc",
+    "sort",
+    "topk",
+    "bottomk",
+];
+
+/// Whether the order of `query`'s instant result is defined: its outermost
+/// operation is one of [`ORDERING`] (`topk by (job) (1, x)`, `sort(x)`,
+/// `topk(1, x) by (job)`), not a binary operation or another function around
+/// one (`sum(topk(3, x))`, `topk(3, x) or bottomk(3, x)`).
+pub(crate) fn order_defined(query: &str) -> bool {
+    let q = query.trim();
+    let Some(rest) = ORDERING.iter().find_map(|f| q.strip_prefix(f)) else {
+        return false;
+    };
+    // The next thing must be the argument list or a grouping, not more of a
+    // longer name (`sorted_things`).
+    let rest = rest.trim_start();
+    let rest = strip_grouping(rest).map_or(rest, str::trim_start);
+    let Some(after_args) = strip_parens(rest) else {
+        return false;
+    };
+    let after_args = after_args.trim_start();
+    after_args.is_empty() || strip_grouping(after_args).is_some_and(|r| r.trim().is_empty())
+}
+
+/// `by (...)` or `without (...)` off the start of `s`, returning what follows.
+fn strip_grouping(s: &str) -> Option<&str> {
+    let rest = s.strip_prefix("by").or_else(|| s.strip_prefix("without"))?;
+    strip_parens(rest.trim_start())
+}
+
+/// A balanced `(...)` off the start of `s` (quotes respected), returning what
+/// follows.
+fn strip_parens(s: &str) -> Option<&str> {
+    if !s.starts_with('(') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if let Some(open) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == open {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&s[i + 1..]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether Strata's answer (`strata`, the `data` of its JSON) is the same as
+/// Prometheus's; the number of series compared.
+pub(crate) fn same_result(
+    query: &str,
+    strata: &Value,
+    prometheus: &Value,
+    expect: Expect,
+) -> Result<usize, String> {
     if strata["resultType"] != prometheus["resultType"] {
         return Err(format!(
             "{query}: result types differ: {} vs {}",
             strata["resultType"], prometheus["resultType"]
         ));
     }
-    if strata["resultType"] == "scalar" || strata["resultType"] == "string" {
+    let result_type = strata["resultType"].as_str().unwrap_or_default();
+    if result_type == "scalar" || result_type == "string" {
+        if expect == Expect::Empty {
+            return Err(format!(
+                "{query}: expected no series, both answer the {result_type} {}",
+                strata["result"]
+            ));
+        }
         values_equal(query, &strata["result"], &prometheus["result"])?;
         return Ok(1);
     }
-    let mut s = strata["result"].as_array().cloned().unwrap_or_default();
-    let mut p = prometheus["result"].as_array().cloned().unwrap_or_default();
+    if result_type != "vector" && result_type != "matrix" {
+        return Err(format!(
+            "{query}: unknown result type {:?} in {strata}",
+            strata["resultType"]
+        ));
+    }
+    let (Some(s), Some(p)) = (strata["result"].as_array(), prometheus["result"].as_array()) else {
+        return Err(format!(
+            "{query}: a {result_type} result is not a list: strata {strata}, prometheus {prometheus}"
+        ));
+    };
+    match (expect, s.is_empty() && p.is_empty()) {
+        (Expect::Data, true) => {
+            return Err(format!(
+                "{query}: both answers are empty (nothing compared; list the query as \
+                 expected-empty if that is what it should answer)"
+            ))
+        }
+        (Expect::Empty, false) => {
+            return Err(format!(
+                "{query}: expected no series: strata {} series, prometheus {}",
+                s.len(),
+                p.len()
+            ))
+        }
+        _ => {}
+    }
     let key = |v: &Value| v["metric"].to_string();
+    if result_type == "vector" && order_defined(query) {
+        same_order(query, s, p)?;
+    }
+    let mut s = s.clone();
+    let mut p = p.clone();
     s.sort_by_key(key);
     p.sort_by_key(key);
     let s_keys: Vec<String> = s.iter().map(key).collect();
@@ -99,12 +277,15 @@ fn same_result(query: &str, strata: &Value, prometheus: &Value) -> Result<usize,
         ));
     }
     for (a, b) in s.iter().zip(&p) {
-        if a.get("value").is_some() {
+        if result_type == "vector" {
             values_equal(query, &a["value"], &b["value"])?;
         } else {
-            let empty = Vec::new();
-            let av = a["values"].as_array().unwrap_or(&empty);
-            let bv = b["values"].as_array().unwrap_or(&empty);
+            let (Some(av), Some(bv)) = (a["values"].as_array(), b["values"].as_array()) else {
+                return Err(format!(
+                    "{query} {}: a series without a list of values: strata {a} prometheus {b}",
+                    key(a)
+                ));
+            };
             if av.len() != bv.len() {
                 return Err(format!(
                     "{query} {}: point counts differ: strata {a} prometheus {b}",
@@ -119,15 +300,62 @@ fn same_result(query: &str, strata: &Value, prometheus: &Value) -> Result<usize,
     Ok(s.len())
 }
 
+/// Whether two instant vectors list their series in the same order. Series
+/// whose values are equal (a tie of `topk`, equal values under `sort`) may
+/// come in any order among themselves: each run of equal values in
+/// Prometheus's order must hold the same label sets in Strata's.
+fn same_order(query: &str, strata: &[Value], prometheus: &[Value]) -> Result<(), String> {
+    let order = |v: &[Value]| -> Result<Vec<(String, f64)>, String> {
+        v.iter()
+            .map(|s| Ok((s["metric"].to_string(), parse_value(query, &s["value"][1])?)))
+            .collect()
+    };
+    let (s, p) = (order(strata)?, order(prometheus)?);
+    let shown = |v: &[(String, f64)]| {
+        v.iter()
+            .map(|(m, x)| format!("{m} {x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let differ = || {
+        Err(format!(
+            "{query}: series in a different order (the query defines it):\n strata [{}]\n \
+             prometheus [{}]",
+            shown(&s),
+            shown(&p)
+        ))
+    };
+    if s.len() != p.len() {
+        return differ();
+    }
+    let mut i = 0;
+    while i < p.len() {
+        let mut j = i + 1;
+        while j < p.len() && floats_equal(p[j].1, p[i].1) {
+            j += 1;
+        }
+        let mut a: Vec<&String> = s[i..j].iter().map(|(m, _)| m).collect();
+        let mut b: Vec<&String> = p[i..j].iter().map(|(m, _)| m).collect();
+        a.sort();
+        b.sort();
+        if a != b {
+            return differ();
+        }
+        i = j;
+    }
+    Ok(())
+}
+
 fn values_equal(query: &str, a: &Value, b: &Value) -> Result<(), String> {
-    if a[0].as_f64() != b[0].as_f64() {
+    let (Some(ta), Some(tb)) = (a[0].as_f64(), b[0].as_f64()) else {
+        return Err(format!("{query}: a point without a timestamp: {a} vs {b}"));
+    };
+    if ta != tb {
         return Err(format!("{query}: timestamps differ: {a} vs {b}"));
     }
-    let x = parse_value(&a[1]);
-    let y = parse_value(&b[1]);
-    let equal =
-        (x.is_nan() && y.is_nan()) || x == y || ((x - y).abs() <= 1e-9 * x.abs().max(y.abs()));
-    if equal {
+    let x = parse_value(query, &a[1])?;
+    let y = parse_value(query, &b[1])?;
+    if floats_equal(x, y) {
         Ok(())
     } else {
         Err(format!(
@@ -136,11 +364,200 @@ fn values_equal(query: &str, a: &Value, b: &Value) -> Result<(), String> {
     }
 }
 
-fn parse_value(v: &Value) -> f64 {
-    match v.as_str().unwrap_or_default() {
-        "NaN" => f64::NAN,
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        s => s.parse().unwrap_or(f64::NAN),
+/// Equal within 1e-9 relative; NaN equals NaN.
+fn floats_equal(x: f64, y: f64) -> bool {
+    (x.is_nan() && y.is_nan()) || x == y || ((x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
+}
+
+/// A sample value as the API renders it (a JSON string: a decimal, `NaN`,
+/// `+Inf`, `-Inf`); anything else is an error.
+fn parse_value(query: &str, v: &Value) -> Result<f64, String> {
+    let text = v
+        .as_str()
+        .ok_or_else(|| format!("{query}: a value that is not a string: {v}"))?;
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        s => s
+            .parse::<f64>()
+            .ok()
+            // Rust's parser takes "inf", "nan", "infinity": not the API's.
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("{query}: a value that does not parse: {v}")),
+    }
+}
+
+/// The comparison itself, fed answers that differ in one way each: every
+/// difference must be reported, and only those.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vector(series: &[(&str, &str)]) -> Value {
+        json!({
+            "resultType": "vector",
+            "result": series
+                .iter()
+                .map(|(pod, v)| json!({"metric": {"pod": pod}, "value": [100.5, v]}))
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    fn matrix(series: &[(&str, &[(f64, &str)])]) -> Value {
+        json!({
+            "resultType": "matrix",
+            "result": series
+                .iter()
+                .map(|(pod, points)| json!({
+                    "metric": {"pod": pod},
+                    "values": points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn equal_answers_pass_in_any_order_when_the_query_defines_none() {
+        let a = vector(&[("a", "1"), ("b", "2")]);
+        let b = vector(&[("b", "2"), ("a", "1.0000000000001")]);
+        assert_eq!(same_result("x", &a, &b, Expect::Data), Ok(2));
+        let a = matrix(&[("a", &[(1.0, "NaN"), (2.0, "+Inf")])]);
+        assert_eq!(same_result("x", &a, &a, Expect::Data), Ok(1));
+    }
+
+    #[test]
+    fn a_different_value_label_set_timestamp_or_point_count_fails() {
+        let base = vector(&[("a", "1"), ("b", "2")]);
+        for other in [
+            vector(&[("a", "1"), ("b", "2.1")]),
+            vector(&[("a", "1"), ("c", "2")]),
+            vector(&[("a", "1")]),
+            vector(&[("a", "1"), ("b", "NaN")]),
+        ] {
+            assert!(
+                same_result("x", &base, &other, Expect::Data).is_err(),
+                "{other}"
+            );
+        }
+        let m = matrix(&[("a", &[(1.0, "1"), (2.0, "2")])]);
+        for other in [
+            matrix(&[("a", &[(1.0, "1"), (3.0, "2")])]),
+            matrix(&[("a", &[(1.0, "1")])]),
+        ] {
+            assert!(
+                same_result("x", &m, &other, Expect::Data).is_err(),
+                "{other}"
+            );
+        }
+        let scalar = |v: &str| json!({"resultType": "scalar", "result": [1.0, v]});
+        assert!(same_result("x", &scalar("1"), &scalar("2"), Expect::Data).is_err());
+        assert!(same_result("x", &scalar("1"), &m, Expect::Data).is_err());
+    }
+
+    #[test]
+    fn an_unparseable_value_fails_even_against_nan() {
+        for bad in ["", "abc", "nan", "inf", "1,5"] {
+            let a = vector(&[("a", bad)]);
+            let b = vector(&[("a", "NaN")]);
+            let err = same_result("x", &a, &b, Expect::Data).unwrap_err();
+            assert!(err.contains("does not parse"), "{bad}: {err}");
+            assert!(same_result("x", &b, &a, Expect::Data).is_err(), "{bad}");
+        }
+        let number =
+            json!({"resultType": "vector", "result": [{"metric": {}, "value": [1.0, 1.0]}]});
+        assert!(same_result("x", &number, &number, Expect::Data).is_err());
+        let no_ts =
+            json!({"resultType": "vector", "result": [{"metric": {}, "value": [null, "1"]}]});
+        assert!(same_result("x", &no_ts, &no_ts, Expect::Data).is_err());
+        let missing = json!({"resultType": "vector"});
+        assert!(same_result("x", &missing, &missing, Expect::Empty).is_err());
+    }
+
+    #[test]
+    fn two_empty_answers_fail_unless_expected_empty() {
+        let empty = vector(&[]);
+        let err = same_result("absent(up)", &empty, &empty, Expect::Data).unwrap_err();
+        assert!(err.contains("both answers are empty"), "{err}");
+        assert_eq!(
+            same_result("absent(up)", &empty, &empty, Expect::Empty),
+            Ok(0)
+        );
+        let empty_range = matrix(&[]);
+        assert!(same_result("x", &empty_range, &empty_range, Expect::Data).is_err());
+        // Expected empty, but data on both sides (or one) is a failure too.
+        let some = vector(&[("a", "1")]);
+        assert!(same_result("x", &some, &some, Expect::Empty).is_err());
+        assert!(same_result("x", &some, &empty, Expect::Empty).is_err());
+        let scalar = json!({"resultType": "scalar", "result": [1.0, "1"]});
+        assert!(same_result("x", &scalar, &scalar, Expect::Empty).is_err());
+    }
+
+    #[test]
+    fn order_is_compared_where_the_query_defines_it() {
+        let asc = vector(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let desc = vector(&[("c", "3"), ("b", "2"), ("a", "1")]);
+        for q in [
+            "sort(x)",
+            "sort_desc(x)",
+            "topk(3, x)",
+            "bottomk(3, x)",
+            "topk by (job) (3, x)",
+            "sort_by_label(x, \"pod\")",
+            "sort_by_label_desc(x, \"pod\")",
+        ] {
+            let err = same_result(q, &asc, &desc, Expect::Data).unwrap_err();
+            assert!(err.contains("different order"), "{q}: {err}");
+            assert_eq!(same_result(q, &desc, &desc, Expect::Data), Ok(3), "{q}");
+        }
+        for q in [
+            "x",
+            "sum by (pod) (topk(3, x))",
+            "topk(3, x) or bottomk(3, x)",
+        ] {
+            assert_eq!(same_result(q, &asc, &desc, Expect::Data), Ok(3), "{q}");
+        }
+        // Ties may come in either order; a tie is not a licence to move
+        // another series.
+        let tie_a = vector(&[("a", "1"), ("b", "1"), ("c", "3")]);
+        let tie_b = vector(&[("b", "1"), ("a", "1"), ("c", "3")]);
+        let moved = vector(&[("c", "3"), ("a", "1"), ("b", "1")]);
+        assert_eq!(same_result("sort(x)", &tie_a, &tie_b, Expect::Data), Ok(3));
+        assert!(same_result("sort(x)", &tie_a, &moved, Expect::Data).is_err());
+        // A range result is a matrix: no order to compare.
+        let m1 = matrix(&[("a", &[(1.0, "1")]), ("b", &[(1.0, "2")])]);
+        let m2 = matrix(&[("b", &[(1.0, "2")]), ("a", &[(1.0, "1")])]);
+        assert_eq!(same_result("sort(x)", &m1, &m2, Expect::Data), Ok(2));
+    }
+
+    #[test]
+    fn which_queries_define_an_order() {
+        for q in [
+            "sort(x)",
+            " sort_desc(rate(x[5m])) ",
+            "sort_by_label(x, \"a\", \"b\")",
+            "sort_by_label_desc(x, \")\")",
+            "topk(3, x)",
+            "bottomk(2, rate(x[5m]))",
+            "topk by (job) (1, rate(x[5m]))",
+            "topk without (instance) (1, x)",
+            "topk(1, x) by (job)",
+            "topk (1, x)",
+        ] {
+            assert!(order_defined(q), "{q}");
+        }
+        for q in [
+            "x",
+            "sum(topk(3, x))",
+            "topk(3, x) or bottomk(3, x)",
+            "sort(x) + 1",
+            "sorted_total",
+            "topk_total",
+            "count(sort(x))",
+            "topk(1, x) by (job) + 1",
+        ] {
+            assert!(!order_defined(q), "{q}");
+        }
     }
 }
