@@ -215,6 +215,64 @@ impl Strata {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.http_port, path)
     }
+
+    /// The process's `/metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        let url = self.url("/metrics");
+        let resp = reqwest::get(&url)
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.text().await.unwrap()
+    }
+
+    /// The value of the metric `name` without labels, if it is exported.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// The ingester ring as its page's JSON shows it (`{"instances": [...]}`).
+    pub async fn ring_json(&self) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(self.url("/ingester/ring"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The series of a matrix answer (`data.result` of a range query or a range
+/// selector), each keyed by its `label` with its (timestamp ms, value) samples.
+pub fn matrix_samples(body: &serde_json::Value, label: &str) -> Vec<(String, Vec<(i64, f64)>)> {
+    body["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result in {body}"))
+        .iter()
+        .map(|s| {
+            let key = s["metric"][label].as_str().unwrap_or_default().to_string();
+            let values = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    let value: f64 = v[1]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap_or_else(|e| panic!("value {} of {key}: {e}", v[1]));
+                    (t, value)
+                })
+                .collect();
+            (key, values)
+        })
+        .collect()
 }
 
 /// A Debian `prometheus` 2.42 with the given config file contents (`{{PORT}}` in

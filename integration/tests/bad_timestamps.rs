@@ -63,12 +63,7 @@ async fn extreme_timestamps_are_refused_and_the_tenant_still_ships() {
         );
         assert!(msg.contains("bad_ts"), "{name}: the series is named: {msg}");
     }
-    let metrics = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = strata.metrics_text().await;
     assert!(
         metrics
             .lines()

@@ -67,12 +67,7 @@ async fn push_round(
 }
 
 async fn memory_series(process: &Strata) -> f64 {
-    let text = reqwest::get(process.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = process.metrics_text().await;
     text.lines()
         .filter(|l| l.starts_with("strata_ingester_memory_series{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -81,15 +76,7 @@ async fn memory_series(process: &Strata) -> f64 {
 
 /// The ring as the ring page's JSON shows it: id → (state, tokens, heartbeat).
 async fn ring_state(process: &Strata) -> Vec<(String, String, Vec<u64>, i64)> {
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(process.url("/ingester/ring"))
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = process.ring_json().await;
     body["instances"]
         .as_array()
         .unwrap()

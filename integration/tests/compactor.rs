@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, promtool_dump, push_raw, write_request,
-    Etcd, S3Server, Strata,
+    encode_write_request, eventually, get_json, matrix_samples, now_ms, promtool_dump, push_raw,
+    write_request, Etcd, S3Server, Strata,
 };
 
 const TENANT: &str = "compact-test";
@@ -155,21 +155,7 @@ async fn query_raw(node: &Strata) -> Samples {
     ));
     let (status, body) = get_json(&url, Some(TENANT)).await;
     assert_eq!(status, 200, "{body}");
-    let mut out = Samples::new();
-    for series in body["data"]["result"].as_array().unwrap() {
-        let name = series["metric"]["series"].as_str().unwrap().to_string();
-        let values = series["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                (t, v[1].as_str().unwrap().parse().unwrap())
-            })
-            .collect();
-        out.insert(name, values);
-    }
-    out
+    matrix_samples(&body, "series").into_iter().collect()
 }
 
 /// The answers (`data` of the JSON) to a set of PromQL queries evaluated at
@@ -338,12 +324,7 @@ async fn wait_for_three_copies(s3: &S3Server, pushed: &Samples) -> Vec<i64> {
 async fn query_streams(nodes: &[Strata]) -> Vec<f64> {
     let mut out = Vec::new();
     for node in nodes {
-        let text = reqwest::get(node.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = node.metrics_text().await;
         out.push(
             text.lines()
                 .filter(|l| {

@@ -201,15 +201,8 @@ fn holds_all_of(
 
 /// A counter of a process's /metrics (without labels).
 async fn counter(process: &Strata, name: &str) -> f64 {
-    let text = reqwest::get(process.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    let value = process.metric(name).await;
+    value.unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 fn dir_flag(dir: &Path) -> [String; 2] {

@@ -142,12 +142,7 @@ remote_write:
         "prometheus_remote_storage_samples_failed_total",
     )
     .await;
-    let metrics = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = strata.metrics_text().await;
     let discarded: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("strata_discarded_samples_total"))

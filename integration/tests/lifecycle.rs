@@ -284,15 +284,7 @@ async fn a_failure_after_the_ring_activation_leaves_the_ring() {
             .collect::<Vec<_>>(),
     )
     .await;
-    let ring: serde_json::Value = reqwest::Client::new()
-        .get(watcher.url("/ingester/ring"))
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ring = watcher.ring_json().await;
     let ids: Vec<&str> = ring["instances"]
         .as_array()
         .unwrap()

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use strata_integration::{
-    encode_write_request, eventually, free_port, get_json, now_ms, push_raw, strata_bin,
-    write_request, Process, Strata,
+    encode_write_request, eventually, free_port, get_json, matrix_samples, now_ms, push_raw,
+    strata_bin, write_request, Process, Strata,
 };
 
 /// A push of `n` new series `name{i="<first..first+n>"}` with one sample each,
@@ -58,24 +58,7 @@ async fn stored(
     ));
     let (status, body) = get_json(&url, Some(tenant)).await;
     assert_eq!(status, 200, "{body}");
-    body["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let key = s["metric"][label].as_str().unwrap().to_string();
-            let values = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    (t, v[1].as_str().unwrap().parse().unwrap())
-                })
-                .collect();
-            (key, values)
-        })
-        .collect()
+    matrix_samples(&body, label).into_iter().collect()
 }
 
 /// `series` → `samples`, as [`stored`] returns them.
@@ -120,12 +103,7 @@ async fn over_the_ingestion_rate_is_429_naming_the_limit() {
         stored(&strata, "other", "rate_test", "job").await,
         expect(&[("a", &refused)])
     );
-    let metrics = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = strata.metrics_text().await;
     assert!(
         metrics.contains(r#"strata_discarded_samples_total{reason="rate_limited",tenant="t"} 15"#),
         "{metrics}"

@@ -18,12 +18,7 @@ use strata_integration::{
 /// Pipes `/metrics` of `process` into `promtool check metrics`; panics with
 /// promtool's complaints when it exits non-zero.
 async fn lint(promtool: &std::path::Path, what: &str, process: &Strata) {
-    let text = reqwest::get(process.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = process.metrics_text().await;
     assert!(!text.is_empty(), "{what}: /metrics is empty");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
@@ -201,12 +196,7 @@ async fn the_alerts_in_the_docs_pass_promtool_and_use_exported_metrics() {
         .await
         .unwrap();
     assert!(flushed.status().is_success());
-    let text = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = strata.metrics_text().await;
     let exported: std::collections::BTreeSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_raw, write_request, Strata,
+    encode_write_request, eventually, get_json, matrix_samples, now_ms, push_raw, write_request,
+    Strata,
 };
 
 const TENANT: &str = "recent";
@@ -73,20 +74,8 @@ async fn samples_cut_into_local_blocks_are_still_queried() {
     ));
     let (status, body) = get_json(&url, Some(TENANT)).await;
     assert_eq!(status, 200, "{body}");
-    let mut got: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    for series in body["data"]["result"].as_array().unwrap() {
-        let name = series["metric"]["series"].as_str().unwrap().to_string();
-        let values = series["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                (t, v[1].as_str().unwrap().parse().unwrap())
-            })
-            .collect();
-        got.insert(name, values);
-    }
+    let got: BTreeMap<String, Vec<(i64, f64)>> =
+        matrix_samples(&body, "series").into_iter().collect();
     let counts = |m: &BTreeMap<String, Vec<(i64, f64)>>| -> Vec<(String, usize)> {
         m.iter().map(|(k, v)| (k.clone(), v.len())).collect()
     };

@@ -100,15 +100,8 @@ async fn queried_from(strata: &Strata, from_ms: i64) -> Vec<((String, i64), f64)
 
 /// The value of a metric without labels in the process's /metrics.
 async fn metric(strata: &Strata, name: &str) -> f64 {
-    let text = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    let value = strata.metric(name).await;
+    value.unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

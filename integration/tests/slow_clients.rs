@@ -113,12 +113,7 @@ async fn slow_and_idle_connections_are_closed_within_the_timeouts() {
         }
     }
     push_and_query_work(&strata).await;
-    let metrics = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = strata.metrics_text().await;
     let closed: f64 = metrics
         .lines()
         .find(|l| l.starts_with("strata_http_connections_closed_total{reason=\"header_timeout\"}"))

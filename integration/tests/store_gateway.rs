@@ -60,15 +60,7 @@ async fn raw_samples(strata: &Strata, time_s: f64) -> Option<Samples> {
 
 /// A gauge from `/metrics` (0 when absent).
 async fn metric(strata: &Strata, name: &str) -> f64 {
-    let text = reqwest::get(strata.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    strata.metric(name).await.unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use strata_integration::{encode_write_request, get_json, now_ms, push_raw, write_request, Strata};
+use strata_integration::{
+    encode_write_request, get_json, matrix_samples, now_ms, push_raw, write_request, Strata,
+};
 
 const TENANT: &str = "wal-corruption";
 const SERIES: usize = 3;
@@ -64,23 +66,11 @@ async fn stored(strata: &Strata, base: i64) -> BTreeMap<String, Vec<(i64, f64)>>
     ));
     let (status, body) = get_json(&url, Some(TENANT)).await;
     assert_eq!(status, 200, "{body}");
-    body["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let name = s["metric"]["series"].as_str().unwrap().to_string();
-            let values = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    let value: f64 = v[1].as_str().unwrap().parse().unwrap();
-                    ((t - base) / 1000, value)
-                })
-                .collect();
-            (name, values)
+    matrix_samples(&body, "series")
+        .into_iter()
+        .map(|(name, values)| {
+            let relative = values.into_iter().map(|(t, v)| ((t - base) / 1000, v));
+            (name, relative.collect())
         })
         .collect()
 }
