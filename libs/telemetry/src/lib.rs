@@ -16,7 +16,9 @@ pub use otel::{
     OTLP_ENDPOINT_ENV,
 };
 
-pub use request_metrics::{request_duration, GrpcServerMetrics, GrpcServerMetricsLayer};
+pub use request_metrics::{
+    observe_http_request, request_duration, GrpcServerMetrics, GrpcServerMetricsLayer,
+};
 
 pub use prometheus::{self, Registry};
 

@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use prometheus::{HistogramVec, Registry};
+use prometheus::Registry;
 use strata_service::{BoxError, DependencyError, Manager, NotReady, RunError, Slot, StatusBoard};
 
 use crate::config::Config;
@@ -184,25 +183,6 @@ pub(crate) async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
         strata_telemetry::render(&registry),
     )
         .into_response()
-}
-
-pub(crate) async fn observe_request(
-    State(histogram): State<HistogramVec>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".to_string());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    histogram
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    response
 }
 
 async fn wait_for_signal() {

@@ -314,7 +314,6 @@ impl Wiring {
         ];
         pages.append(&mut self.pages);
         let registry = Arc::new(self.registry.clone());
-        let request_duration = strata_telemetry::request_duration().clone();
         let router = std::mem::take(&mut self.router)
             .merge(crate::limits::router(self.overrides.clone()))
             .merge(strata_ring::http::router(
@@ -331,9 +330,8 @@ impl Wiring {
                 "/config",
                 get(app::show_config).with_state(Arc::new(crate::config::masked_yaml(config))),
             )
-            .layer(axum::middleware::from_fn_with_state(
-                request_duration,
-                app::observe_request,
+            .layer(axum::middleware::from_fn(
+                strata_telemetry::observe_http_request,
             ));
         Ok(router)
     }
