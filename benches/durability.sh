@@ -4,7 +4,7 @@
 # BENCH_ROUNDS rounds with strata-bench (every request acknowledged), kill it
 # with SIGKILL at once, start it again on the same data directory and count
 # the samples it answers for (the raw samples of `{__name__=~".+"}[1h]` at the
-# last sample's time). Then the same with BENCH_WAIT seconds (10) between the
+# push's window end, on the whole minute just after the last sample). Then the same with BENCH_WAIT seconds (10) between the
 # last acknowledgement and the kill: what background flushing saves, and a
 # check that the count query works on every system. A machine crash (the OS losing its page cache) is
 # not something this can show: it tells apart "on disk or in the OS" from
@@ -108,7 +108,7 @@ for sys in $SYSTEMS; do
     kill -KILL "$PID"
     wait "$PID" 2>/dev/null || true
     accepted=$(grep -o '"samples_accepted":[0-9]*' "$report" | cut -d: -f2)
-    end=$(grep -o '"end_ms":[0-9]*' "$report" | cut -d: -f2)
+    end=$(grep -o '"window_end_ms":[0-9]*' "$report" | cut -d: -f2)
     log "$sys: $accepted samples acknowledged, killed after ${wait} s; restarting"
     start "$sys"
     after=$(samples_at "$((end / 1000))")

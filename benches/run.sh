@@ -109,8 +109,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts $1 fresh; sets PID, DIR, PUSH_URL, QUERY_URL.
+# Starts $1 fresh; sets PID, DIR, PUSH_URL, QUERY_URL. Another process may
+# take a port between free_port and the bind (the machine is shared): a start
+# that fails is retried on new ports, twice.
 start_target() {
+  local attempt
+  for attempt in 1 2 3; do
+    if try_start "$1"; then return; fi
+    tail -n 30 "$DIR/log" >&2
+    stop_target
+    log "$1 did not start (attempt $attempt)"
+  done
+  die "$1 did not start"
+}
+
+# try_start SYSTEM: one start of start_target; fails if the system exits or is
+# not ready within 60 s.
+try_start() {
   local sys=$1 http grpc ready
   DIR=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-$sys.XXXXXX")
   http=$(free_port)
@@ -150,12 +165,12 @@ start_target() {
   esac
   PID=$!
   for _ in $(seq 1 600); do
-    if curl -sf -o /dev/null "$ready"; then return; fi
-    kill -0 "$PID" 2>/dev/null || { tail -n 30 "$DIR/log" >&2; die "$sys exited while starting"; }
+    if curl -sf -o /dev/null "$ready"; then return 0; fi
+    kill -0 "$PID" 2>/dev/null || { log "$sys exited while starting"; return 1; }
     sleep 0.1
   done
-  tail -n 30 "$DIR/log" >&2
-  die "$sys not ready after 60 s"
+  log "$sys not ready after 60 s"
+  return 1
 }
 
 # push SYSTEM WORKLOAD RUN SERIES ROUNDS

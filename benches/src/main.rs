@@ -124,14 +124,23 @@ struct PushArgs {
     /// memory (lets background work such as merges show up in the figures).
     #[arg(long, default_value_t = 0.0)]
     settle: f64,
-    /// The last round's timestamp is the push's start time rounded down to a
-    /// multiple of this many seconds (0: not rounded). Pushes made at
-    /// different times then hold the same samples shifted by a whole number
-    /// of minutes, so queries aligned to absolute time (subqueries) give the
-    /// same answers relative to the window, and `compare` can set the
-    /// answers of two systems side by side.
+    /// The push's start time is rounded down to a multiple of this many
+    /// seconds (0: not rounded), the grid; the last round's timestamp is
+    /// `phase` seconds before it. Pushes made at different times then hold
+    /// the same samples shifted by a whole number of minutes, so queries
+    /// aligned to absolute time (subqueries) give the same answers relative
+    /// to the window, and `compare` can set the answers of two systems side
+    /// by side.
     #[arg(long, default_value_t = 60)]
     align: u64,
+    /// Seconds between the samples and the grid (see `align`): with 7.5, half
+    /// the 15 s interval, queries evaluated on the grid (the report's
+    /// `window_start_ms`/`window_end_ms`, step 15 s, subquery steps of whole
+    /// minutes) never have a sample on a window's edge, where Prometheus 2.x
+    /// (windows closed on the left) and Prometheus 3 or Strata (open on the
+    /// left) differ by convention.
+    #[arg(long, default_value_t = 7.5)]
+    phase: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,8 +158,9 @@ struct QueryArgs {
     end: Option<f64>,
     #[arg(long, default_value_t = 900.0)]
     window: f64,
-    /// Take start and end from a `push` report (its `start_ms` and `end_ms`):
-    /// the queries then cover exactly the pushed window.
+    /// Take start and end from a `push` report (its `window_start_ms` and
+    /// `window_end_ms`, else `start_ms` and `end_ms`): the queries then cover
+    /// exactly the pushed window, on the grid.
     #[arg(long)]
     window_from: Option<String>,
     #[command(flatten)]
@@ -237,8 +247,9 @@ async fn push(args: PushArgs) -> Result<(), String> {
     let interval = args.interval.max(1) as i64 * 1000;
     let align = args.align as i64 * 1000;
     let now = now_ms();
-    let now = if align > 0 { now - now % align } else { now };
-    let first_ts = now - (args.rounds.saturating_sub(1) as i64) * interval;
+    let grid_end = if align > 0 { now - now % align } else { now };
+    let phase = (args.phase.max(0.0) * 1000.0).round() as i64;
+    let first_ts = grid_end - phase - (args.rounds.saturating_sub(1) as i64) * interval;
     let last_ts = first_ts + (args.rounds.saturating_sub(1) as i64) * interval;
 
     let rss_before = args.pid.and_then(procstat::rss_bytes);
@@ -329,6 +340,8 @@ async fn push(args: PushArgs) -> Result<(), String> {
         "active_series": active_series,
         "start_ms": first_ts,
         "end_ms": last_ts,
+        "window_start_ms": first_ts + phase,
+        "window_end_ms": last_ts + phase,
         "samples_sent": sent,
         "samples_accepted": accepted,
         "requests_by_status": statuses,
@@ -460,8 +473,8 @@ async fn query(args: QueryArgs) -> Result<(), String> {
             .find_map(|l| serde_json::from_str(l).ok())
             .ok_or_else(|| format!("{path}: no JSON push report"))?;
         let ms = |k: &str| push[k].as_f64().map(|v| v / 1000.0);
-        start = start.or(ms("start_ms"));
-        end = end.or(ms("end_ms"));
+        start = start.or(ms("window_start_ms")).or(ms("start_ms"));
+        end = end.or(ms("window_end_ms")).or(ms("end_ms"));
     }
     let end = end.unwrap_or_else(|| now_ms() as f64 / 1000.0);
     let start = start.unwrap_or(end - args.window);
