@@ -133,14 +133,20 @@ struct PushArgs {
     /// by side.
     #[arg(long, default_value_t = 60)]
     align: u64,
-    /// Seconds between the samples and the grid (see `align`): with 7.5, half
-    /// the 15 s interval, queries evaluated on the grid (the report's
-    /// `window_start_ms`/`window_end_ms`, step 15 s, subquery steps of whole
-    /// minutes) never have a sample on a window's edge, where Prometheus 2.x
-    /// (windows closed on the left) and Prometheus 3 or Strata (open on the
-    /// left) differ by convention.
+    /// Seconds between the last sample and the whole-minute anchor (see
+    /// `align`): 7.5 keeps every sample off whole minutes, where subqueries
+    /// with minute steps evaluate.
     #[arg(long, default_value_t = 7.5)]
     phase: f64,
+    /// Where the queries' grid lies: this many seconds after each sample (the
+    /// report's `window_start_ms`/`window_end_ms`, which `query
+    /// --window-from` takes; step 15 s). With 5 (and `phase` 7.5) no sample
+    /// lies on the edge of a range or lookback window, and no subquery step
+    /// of whole minutes on the edge of a subquery's range: on those edges
+    /// Prometheus 2.x (closed on the left) and Prometheus 3 or Strata (open on
+    /// the left) differ by convention.
+    #[arg(long, default_value_t = 5.0)]
+    grid_after: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -249,6 +255,7 @@ async fn push(args: PushArgs) -> Result<(), String> {
     let now = now_ms();
     let grid_end = if align > 0 { now - now % align } else { now };
     let phase = (args.phase.max(0.0) * 1000.0).round() as i64;
+    let grid_after = (args.grid_after * 1000.0).round() as i64;
     let first_ts = grid_end - phase - (args.rounds.saturating_sub(1) as i64) * interval;
     let last_ts = first_ts + (args.rounds.saturating_sub(1) as i64) * interval;
 
@@ -340,8 +347,8 @@ async fn push(args: PushArgs) -> Result<(), String> {
         "active_series": active_series,
         "start_ms": first_ts,
         "end_ms": last_ts,
-        "window_start_ms": first_ts + phase,
-        "window_end_ms": last_ts + phase,
+        "window_start_ms": first_ts + grid_after,
+        "window_end_ms": last_ts + grid_after,
         "samples_sent": sent,
         "samples_accepted": accepted,
         "requests_by_status": statuses,
