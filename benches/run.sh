@@ -12,7 +12,7 @@
 #   BENCH_SCALE=1          multiplies the series counts (0.1: W1 10k, W2 100k series)
 #   BENCH_W1_ROUNDS=60 BENCH_W2_ROUNDS=10 BENCH_RUNS=3
 #   BENCH_W1_SERIES / BENCH_W2_SERIES   exact series counts (override the scale)
-#   BENCH_SYSTEMS="strata prometheus victoria-metrics"  BENCH_WORKLOADS="W1 W2"
+#   BENCH_SYSTEMS="strata strata-fsync-never prometheus victoria-metrics"  BENCH_WORKLOADS="W1 W2"
 #   BENCH_BATCH=2000 BENCH_CONCURRENCY=8 BENCH_CHURN=0 BENCH_TENANTS=1
 #   BENCH_QUERY_REPEAT=5 BENCH_QUERY_DELAY=3 (s) BENCH_SETTLE=0 (s)
 #   BENCH_TARGET_CPU=1 BENCH_GEN_CPU=0   CPUs for taskset
@@ -29,7 +29,7 @@ W2_SERIES=${BENCH_W2_SERIES:-$(scaled 1000000)}
 W1_ROUNDS=${BENCH_W1_ROUNDS:-60}
 W2_ROUNDS=${BENCH_W2_ROUNDS:-10}
 RUNS=${BENCH_RUNS:-3}
-SYSTEMS=${BENCH_SYSTEMS:-strata prometheus victoria-metrics}
+SYSTEMS=${BENCH_SYSTEMS:-strata strata-fsync-never prometheus victoria-metrics}
 WORKLOADS=${BENCH_WORKLOADS:-W1 W2}
 BATCH=${BENCH_BATCH:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
@@ -75,10 +75,10 @@ if (( ${#missing[@]} )); then
 fi
 for sys in $SYSTEMS; do
   case $sys in
-    strata) ;;
+    strata|strata-fsync-never) ;;
     prometheus) command -v "$PROMETHEUS_BIN" >/dev/null || die "prometheus not found: apt-get install prometheus" ;;
     victoria-metrics) command -v "$VICTORIA_METRICS_BIN" >/dev/null || die "victoria-metrics not found: apt-get install victoria-metrics" ;;
-    *) die "unknown system $sys (strata, prometheus, victoria-metrics)" ;;
+    *) die "unknown system $sys (strata, strata-fsync-never, prometheus, victoria-metrics)" ;;
   esac
 done
 command -v curl >/dev/null || die "curl not found: apt-get install curl"
@@ -90,6 +90,9 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 JSONL=$OUT_DIR/bench-$STAMP.jsonl
 OUT=$OUT_DIR/bench-$STAMP.md
 : >"$JSONL"
+# Each system's answers to Q, per run, for strata-bench compare.
+ANSWERS=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-answers.XXXXXX")
+DIFFERED=''
 
 # --- one system at a time -----------------------------------------------------
 PID='' DIR=''
@@ -99,19 +102,43 @@ stop_target() {
   if [[ -n $DIR && -z ${BENCH_KEEP:-} ]]; then rm -rf "$DIR"; fi
   DIR=''
 }
-trap stop_target EXIT
+cleanup() {
+  stop_target
+  if [[ -z ${BENCH_KEEP:-} ]]; then rm -rf "$ANSWERS"; fi
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts $1 fresh; sets PID, DIR, PUSH_URL, QUERY_URL.
+# Starts $1 fresh; sets PID, DIR, PUSH_URL, QUERY_URL. Another process may
+# take a port between free_port and the bind (the machine is shared): a start
+# that fails is retried on new ports, twice.
 start_target() {
+  local attempt
+  for attempt in 1 2 3; do
+    if try_start "$1"; then return; fi
+    tail -n 30 "$DIR/log" >&2
+    stop_target
+    log "$1 did not start (attempt $attempt)"
+  done
+  die "$1 did not start"
+}
+
+# try_start SYSTEM: one start of start_target; fails if the system exits or is
+# not ready within 60 s.
+try_start() {
   local sys=$1 http grpc ready
   DIR=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-$sys.XXXXXX")
   http=$(free_port)
   case $sys in
-    strata)
+    strata|strata-fsync-never)
+      # strata-fsync-never: the WAL is written before a push is acknowledged
+      # but not fsynced (survives kill -9, not a machine crash), like Prometheus.
+      local fsync=always
+      [[ $sys = strata-fsync-never ]] && fsync=never
       grpc=$(free_port)
       (cd "$DIR" && exec "${PIN_TARGET[@]}" "$STRATA_BIN" -target=all -config.file="$STRATA_CONFIG" \
-        -server.http_listen_port="$http" -server.grpc_listen_port="$grpc" >"$DIR/log" 2>&1) &
+        -server.http_listen_port="$http" -server.grpc_listen_port="$grpc" \
+        -blocks_storage.tsdb.wal_fsync="$fsync" >"$DIR/log" 2>&1) &
       PUSH_URL=http://127.0.0.1:$http/api/v1/push
       QUERY_URL=http://127.0.0.1:$http/prometheus
       ready=http://127.0.0.1:$http/ready
@@ -138,12 +165,12 @@ start_target() {
   esac
   PID=$!
   for _ in $(seq 1 600); do
-    if curl -sf -o /dev/null "$ready"; then return; fi
-    kill -0 "$PID" 2>/dev/null || { tail -n 30 "$DIR/log" >&2; die "$sys exited while starting"; }
+    if curl -sf -o /dev/null "$ready"; then return 0; fi
+    kill -0 "$PID" 2>/dev/null || { log "$sys exited while starting"; return 1; }
     sleep 0.1
   done
-  tail -n 30 "$DIR/log" >&2
-  die "$sys not ready after 60 s"
+  log "$sys not ready after 60 s"
+  return 1
 }
 
 # push SYSTEM WORKLOAD RUN SERIES ROUNDS
@@ -170,8 +197,32 @@ queries() {
   log "Q run $run: $sys"
   "${PIN_GEN[@]}" "$STRATA_BENCH_BIN" query --url "$QUERY_URL" --tenant bench-0 \
     --window-from "$DIR/push.json" --step 15 --repeat "$QUERY_REPEAT" \
+    --answers-out "$ANSWERS/$sys-$run.json" \
     --system "$sys" --workload Q --run "$run" --name "$sys Q run $run" >>"$JSONL" \
     || die "queries against $sys failed"
+}
+
+# compare_answers RUN: every system's answers of run RUN against Prometheus's
+# of the same run. A Strata answer that differs marks the run as failed;
+# VictoriaMetrics' differences (MetricsQL is not PromQL) are only reported.
+compare_answers() {
+  local run=$1 sys strict
+  local ref=$ANSWERS/prometheus-$run.json
+  if [[ ! -f $ref ]]; then
+    log "WARNING: no Prometheus answers for run $run: Q's values are not checked"
+    return
+  fi
+  for sys in $SYSTEMS; do
+    [[ $sys = prometheus || ! -f $ANSWERS/$sys-$run.json ]] && continue
+    strict=()
+    [[ $sys = strata* ]] && strict=(--strict)
+    if ! "$STRATA_BENCH_BIN" compare --reference "$ref" --answers "$ANSWERS/$sys-$run.json" \
+        "${strict[@]}" --system "$sys" --workload Q --run "$run" --name "$sys Q run $run vs prometheus" \
+        >>"$JSONL"; then
+      log "RUN FAILED: $sys's answers to Q (run $run) differ from Prometheus's (above)"
+      DIFFERED=1
+    fi
+  done
 }
 
 for w in $WORKLOADS; do
@@ -184,6 +235,7 @@ for w in $WORKLOADS; do
           queries "$sys" "$run"
           stop_target
         done
+        compare_answers "$run"
       done
       ;;
     W2)
@@ -200,7 +252,7 @@ done
 # --- the table ----------------------------------------------------------------
 version_of() {
   case $1 in
-    strata)
+    strata|strata-fsync-never)
       local rev
       rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
       [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -1) ]] && rev="$rev+local changes"
@@ -220,10 +272,15 @@ version_of() {
   cmd="${cmd}make bench"
   echo "- command: \`$cmd\`"
   echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); target on CPU ${PIN_TARGET[2]:-any}, generator on CPU ${PIN_GEN[2]:-any}"
-  echo "- versions: $(for s in $SYSTEMS; do version_of "$s"; done | paste -sd ';' | sed 's/;/; /g')"
+  echo "- versions: $(for s in $SYSTEMS; do version_of "$s"; done | sort -u | paste -sd ';' | sed 's/;/; /g')"
   echo "- W1: $W1_SERIES series x $W1_ROUNDS rounds, $RUNS run(s); W2: $W2_SERIES series x $W2_ROUNDS rounds, 1 run; Q: each query $QUERY_REPEAT times per W1 run (the cell is the median over runs of each run's median)"
-  echo "- batch $BATCH samples/request, $CONCURRENCY in flight, churn $CHURN per round, $TENANTS tenant(s); raw results: $(basename "$JSONL")"
+  echo "- batch $BATCH samples/request, $CONCURRENCY in flight, churn $CHURN per round, $TENANTS tenant(s); raw results: $(basename "$JSONL").gz (\`strata-bench report\` renders these tables from it)"
   echo
   "$STRATA_BENCH_BIN" report "$JSONL"
 } | tee "$OUT"
-log "results: $OUT"
+gzip -9 -f "$JSONL"
+log "results: $OUT, raw: $JSONL.gz"
+if [[ -n $DIFFERED ]]; then
+  log "RUN FAILED: Strata answered some queries of Q differently from Prometheus (see the answers table)"
+  exit 1
+fi

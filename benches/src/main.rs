@@ -2,6 +2,7 @@
 //! comparing Strata with Prometheus and VictoriaMetrics on the same machine.
 //! It reports numbers; it never decides pass or fail. See docs/benchmarks.md.
 
+mod compare;
 mod procstat;
 mod report;
 mod workload;
@@ -33,8 +34,35 @@ enum Mode {
     /// Time PromQL range queries.
     Query(QueryArgs),
     /// Print the Markdown tables (medians with min–max over runs) of the JSON
-    /// lines that `push` and `query` printed, read from files.
+    /// lines that `push`, `query` and `compare` printed, read from files
+    /// (gzip-compressed when the name ends in `.gz`).
     Report(ReportArgs),
+    /// Compare the answers `query --answers-out` saved from one system with a
+    /// reference system's (Prometheus): same series, same timestamps relative
+    /// to the window's start, values equal within a tolerance. Prints one JSON
+    /// line; with `--strict` a difference also fails the command.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The reference answers (`query --answers-out` of Prometheus).
+    #[arg(long)]
+    reference: String,
+    /// The answers to check.
+    #[arg(long)]
+    answers: String,
+    /// Relative tolerance: values a and b are equal when
+    /// |a − b| ≤ tolerance × max(|a|, |b|) (or |a − b| ≤ 1e-12).
+    #[arg(long, default_value_t = compare::DEFAULT_TOLERANCE)]
+    tolerance: f64,
+    /// Exit with an error when any answer differs.
+    #[arg(long)]
+    strict: bool,
+    #[command(flatten)]
+    tags: Tags,
+    #[arg(long, default_value = "")]
+    name: String,
 }
 
 /// Tags copied into the JSON report, for `report` to group runs by.
@@ -96,6 +124,29 @@ struct PushArgs {
     /// memory (lets background work such as merges show up in the figures).
     #[arg(long, default_value_t = 0.0)]
     settle: f64,
+    /// The push's start time is rounded down to a multiple of this many
+    /// seconds (0: not rounded), the grid; the last round's timestamp is
+    /// `phase` seconds before it. Pushes made at different times then hold
+    /// the same samples shifted by a whole number of minutes, so queries
+    /// aligned to absolute time (subqueries) give the same answers relative
+    /// to the window, and `compare` can set the answers of two systems side
+    /// by side.
+    #[arg(long, default_value_t = 60)]
+    align: u64,
+    /// Seconds between the last sample and the whole-minute anchor (see
+    /// `align`): 7.5 keeps every sample off whole minutes, where subqueries
+    /// with minute steps evaluate.
+    #[arg(long, default_value_t = 7.5)]
+    phase: f64,
+    /// Where the queries' grid lies: this many seconds after each sample (the
+    /// report's `window_start_ms`/`window_end_ms`, which `query
+    /// --window-from` takes; step 15 s). With 5 (and `phase` 7.5) no sample
+    /// lies on the edge of a range or lookback window, and no subquery step
+    /// of whole minutes on the edge of a subquery's range: on those edges
+    /// Prometheus 2.x (closed on the left) and Prometheus 3 or Strata (open on
+    /// the left) differ by convention.
+    #[arg(long, default_value_t = 5.0)]
+    grid_after: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,8 +164,9 @@ struct QueryArgs {
     end: Option<f64>,
     #[arg(long, default_value_t = 900.0)]
     window: f64,
-    /// Take start and end from a `push` report (its `start_ms` and `end_ms`):
-    /// the queries then cover exactly the pushed window.
+    /// Take start and end from a `push` report (its `window_start_ms` and
+    /// `window_end_ms`, else `start_ms` and `end_ms`): the queries then cover
+    /// exactly the pushed window, on the grid.
     #[arg(long)]
     window_from: Option<String>,
     #[command(flatten)]
@@ -129,10 +181,15 @@ struct QueryArgs {
     /// A query to time instead of the standard set Q; repeat for several.
     #[arg(long = "query")]
     queries: Vec<String>,
+    /// Write the answers (each query's `data.result` of the last run, or its
+    /// error) to this file, for `compare`.
+    #[arg(long)]
+    answers_out: Option<String>,
 }
 
-/// The standard query set Q (docs/benchmarks.md).
-const STANDARD_QUERIES: [&str; 8] = [
+/// The standard query set Q (docs/benchmarks.md). Q1–Q8 are shapes the
+/// engine's fast path evaluates series by series; Q9–Q12 are not.
+const STANDARD_QUERIES: [&str; 12] = [
     r#"rate(http_requests_total{instance="10.0.0.0:9100"}[5m])"#,
     "sum by (namespace) (rate(http_requests_total[5m]))",
     "topk(10, rate(node_cpu_seconds_total[5m]))",
@@ -141,6 +198,10 @@ const STANDARD_QUERIES: [&str; 8] = [
     "max_over_time(process_resident_memory_bytes[5m])",
     r#"count by (__name__) ({__name__=~"go_memstats_.*"})"#,
     r#"sum by (__name__) ({__name__=~".+_total"})"#,
+    r#"max_over_time(rate(http_requests_total{namespace="payments"}[5m])[10m:1m])"#,
+    r#"label_replace(rate(http_requests_total{job="api"}[5m]), "host", "$1", "instance", "(.+):9100")"#,
+    "sum by (namespace) (rate(http_requests_total[5m])) / on() group_left sum(rate(http_requests_total[5m]))",
+    "histogram_quantile(0.9, sum by (namespace, le) (rate(http_request_duration_seconds_bucket[5m])))",
 ];
 
 #[tokio::main(flavor = "current_thread")]
@@ -150,6 +211,7 @@ async fn main() {
         Mode::Push(args) => push(args).await,
         Mode::Query(args) => query(args).await,
         Mode::Report(args) => report_files(&args),
+        Mode::Compare(args) => compare_files(&args),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");
@@ -189,7 +251,12 @@ async fn push(args: PushArgs) -> Result<(), String> {
     let tenants = args.tenants.max(1);
     let batch_size = args.batch.max(1);
     let interval = args.interval.max(1) as i64 * 1000;
-    let first_ts = now_ms() - (args.rounds.saturating_sub(1) as i64) * interval;
+    let align = args.align as i64 * 1000;
+    let now = now_ms();
+    let grid_end = if align > 0 { now - now % align } else { now };
+    let phase = (args.phase.max(0.0) * 1000.0).round() as i64;
+    let grid_after = (args.grid_after * 1000.0).round() as i64;
+    let first_ts = grid_end - phase - (args.rounds.saturating_sub(1) as i64) * interval;
     let last_ts = first_ts + (args.rounds.saturating_sub(1) as i64) * interval;
 
     let rss_before = args.pid.and_then(procstat::rss_bytes);
@@ -280,6 +347,8 @@ async fn push(args: PushArgs) -> Result<(), String> {
         "active_series": active_series,
         "start_ms": first_ts,
         "end_ms": last_ts,
+        "window_start_ms": first_ts + grid_after,
+        "window_end_ms": last_ts + grid_after,
         "samples_sent": sent,
         "samples_accepted": accepted,
         "requests_by_status": statuses,
@@ -411,8 +480,8 @@ async fn query(args: QueryArgs) -> Result<(), String> {
             .find_map(|l| serde_json::from_str(l).ok())
             .ok_or_else(|| format!("{path}: no JSON push report"))?;
         let ms = |k: &str| push[k].as_f64().map(|v| v / 1000.0);
-        start = start.or(ms("start_ms"));
-        end = end.or(ms("end_ms"));
+        start = start.or(ms("window_start_ms")).or(ms("start_ms"));
+        end = end.or(ms("window_end_ms")).or(ms("end_ms"));
     }
     let end = end.unwrap_or_else(|| now_ms() as f64 / 1000.0);
     let start = start.unwrap_or(end - args.window);
@@ -422,11 +491,13 @@ async fn query(args: QueryArgs) -> Result<(), String> {
         args.queries.clone()
     };
     let mut results = Vec::new();
+    let mut answers = Vec::new();
     for q in &queries {
         let mut times = Vec::new();
         let mut series = 0usize;
         let mut points = 0usize;
         let mut error = None;
+        let mut answer = serde_json::Value::Null;
         for _ in 0..args.repeat.max(1) {
             let mut req = client
                 .get(format!("{}/api/v1/query_range", args.url))
@@ -448,7 +519,7 @@ async fn query(args: QueryArgs) -> Result<(), String> {
                 Err(e) => (None, e.to_string()),
             };
             times.push(t0.elapsed());
-            let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let mut body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             match status {
                 Some(s) if s.is_success() => {
                     series = body["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
@@ -460,6 +531,7 @@ async fn query(args: QueryArgs) -> Result<(), String> {
                                 .sum()
                         })
                         .unwrap_or(0);
+                    answer = body["data"]["result"].take();
                 }
                 Some(s) => {
                     let mut msg = format!("{s}: {}", text.trim());
@@ -470,6 +542,7 @@ async fn query(args: QueryArgs) -> Result<(), String> {
             }
         }
         times.sort();
+        answers.push(serde_json::json!({"query": q, "result": answer, "error": error}));
         results.push(serde_json::json!({
             "query": q,
             "median_ms": percentile(&times, 0.5),
@@ -480,6 +553,10 @@ async fn query(args: QueryArgs) -> Result<(), String> {
             "error": error,
         }));
     }
+    if let Some(path) = &args.answers_out {
+        let doc = serde_json::json!({"system": args.tags.system, "run": args.tags.run, "start": start, "end": end, "step": args.step, "answers": answers});
+        std::fs::write(path, doc.to_string()).map_err(|e| format!("{path}: {e}"))?;
+    }
     println!(
         "{}",
         serde_json::json!({"name": args.name, "system": args.tags.system, "workload": args.tags.workload, "run": args.tags.run, "start": start, "end": end, "step": args.step, "queries": results})
@@ -487,10 +564,59 @@ async fn query(args: QueryArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn compare_files(args: &CompareArgs) -> Result<(), String> {
+    let read = |path: &str| -> Result<serde_json::Value, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+    };
+    let reference = read(&args.reference)?;
+    let answers = read(&args.answers)?;
+    let checks = compare::compare_answer_sets(&reference, &answers, args.tolerance);
+    let differing: Vec<&compare::Check> = checks.iter().filter(|c| !c.passed()).collect();
+    let system = if args.tags.system.is_empty() {
+        answers["system"].as_str().unwrap_or("").to_string()
+    } else {
+        args.tags.system.clone()
+    };
+    let line = serde_json::json!({
+        "name": args.name,
+        "system": system,
+        "workload": args.tags.workload,
+        "run": args.tags.run,
+        "reference": reference["system"],
+        "tolerance": args.tolerance,
+        "strict": args.strict,
+        "differing_queries": differing.len(),
+        "checks": checks.iter().map(compare::Check::to_json).collect::<Vec<_>>(),
+    });
+    println!("{line}");
+    if differing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "strata-bench: ANSWERS DIFFER: {system}'s answers differ from {}'s in {} of {} queries:",
+        reference["system"].as_str().unwrap_or("the reference"),
+        differing.len(),
+        checks.len()
+    );
+    for c in &differing {
+        eprintln!("  {}", c.summary());
+    }
+    if args.strict {
+        Err(format!(
+            "{} of {} queries answered differently from the reference",
+            differing.len(),
+            checks.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn report_files(args: &ReportArgs) -> Result<(), String> {
     let mut all = String::new();
     for f in &args.files {
-        all.push_str(&std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?);
+        all.push_str(&report::read_lines(f).map_err(|e| format!("{f}: {e}"))?);
         all.push('\n');
     }
     print!("{}", report::render(&all));

@@ -1,11 +1,33 @@
-//! Turns the JSON lines that `push` and `query` print (tagged with system,
-//! workload and run) into the Markdown tables of docs/benchmarks.md: per
-//! workload and system the median over runs, with the min–max range.
+//! Turns the JSON lines that `push`, `query` and `compare` print (tagged with
+//! system, workload and run) into the Markdown tables of docs/benchmarks.md:
+//! per workload and system the median over runs, with the min–max range; the
+//! ratios of each Strata variant to each other system; and whether each
+//! system's query answers matched Prometheus's.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
+
+/// The text of a results file; when its name ends in `.gz` (the raw results
+/// kept in the repository under benches/results/), what `gzip -dc` makes of
+/// it (no compression library in the generator for one command).
+pub(crate) fn read_lines(path: &str) -> Result<String, String> {
+    if !path.ends_with(".gz") {
+        return std::fs::read_to_string(path).map_err(|e| e.to_string());
+    }
+    let out = std::process::Command::new("gzip")
+        .args(["-dc", "--", path])
+        .output()
+        .map_err(|e| format!("gzip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "gzip -dc: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
+}
 
 /// One figure over several runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,14 +131,18 @@ pub(crate) fn render(lines: &str) -> String {
         .iter()
         .filter(|r| r.get("queries").is_some())
         .collect();
+    let checks: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("checks").is_some())
+        .collect();
     let mut out = String::new();
 
     let systems = ordered(pushes.iter().copied(), "system");
     let workloads = ordered(pushes.iter().copied(), "workload");
     if !pushes.is_empty() {
         out.push_str(
-            "| workload | system | runs | CPU µs/sample | samples/s | RSS B/active series | peak RSS | push p50 ms | push p99 ms | samples accepted / sent | non-2xx requests | generator CPU µs/sample |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            "| workload | system | runs | CPU µs/sample | CPU s | samples/s | RSS B/active series | peak RSS | push p50 ms | push p99 ms | samples accepted / sent | non-2xx requests | generator CPU µs/sample |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for w in &workloads {
             for s in &systems {
@@ -163,9 +189,10 @@ pub(crate) fn render(lines: &str) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "| {w} | {s} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {failed} | {} |",
+                    "| {w} | {s} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {failed} | {} |",
                     runs.len(),
                     col("cpu_us_per_sample", fixed2),
+                    col("target_cpu_seconds", fixed2),
                     col("samples_per_second", whole),
                     col("rss_bytes_per_series", whole),
                     col("peak_rss_bytes", mib),
@@ -178,6 +205,8 @@ pub(crate) fn render(lines: &str) -> String {
             }
         }
     }
+
+    out.push_str(&ratios(&pushes, &workloads, &systems));
 
     if !queries.is_empty() {
         let qsystems = ordered(queries.iter().copied(), "system");
@@ -247,6 +276,137 @@ pub(crate) fn render(lines: &str) -> String {
             out.push('\n');
         }
     }
+    out.push_str(&answer_checks(&checks));
+    out
+}
+
+/// Median of `key` over the pushes of workload `w` by system `s`.
+fn median_of(pushes: &[&Value], w: &str, s: &str, key: &str) -> Option<f64> {
+    let v: Vec<f64> = pushes
+        .iter()
+        .filter(|r| r["workload"].as_str() == Some(w) && r["system"].as_str() == Some(s))
+        .filter_map(|r| r[key].as_f64())
+        .collect();
+    Spread::of(&v).map(|s| s.median)
+}
+
+/// Each Strata variant (a system named `strata…`) against each other system:
+/// the ratios of the medians (below 1: Strata uses less, or is slower for
+/// samples/s).
+fn ratios(pushes: &[&Value], workloads: &[String], systems: &[String]) -> String {
+    let ours: Vec<&String> = systems.iter().filter(|s| s.starts_with("strata")).collect();
+    let theirs: Vec<&String> = systems
+        .iter()
+        .filter(|s| !s.starts_with("strata"))
+        .collect();
+    let mut out = String::new();
+    let figures = [
+        ("cpu_us_per_sample", "CPU/sample"),
+        ("rss_bytes_per_series", "RSS/series"),
+        ("samples_per_second", "samples/s"),
+    ];
+    for w in workloads {
+        for a in &ours {
+            for b in &theirs {
+                let cells: Vec<String> = figures
+                    .iter()
+                    .map(|(key, _)| {
+                        match (median_of(pushes, w, a, key), median_of(pushes, w, b, key)) {
+                            (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
+                            _ => "–".to_string(),
+                        }
+                    })
+                    .collect();
+                if cells.iter().all(|c| c == "–") {
+                    continue;
+                }
+                if out.is_empty() {
+                    out.push_str("\n| workload | ratio of medians |");
+                    for (_, label) in &figures {
+                        let _ = write!(out, " {label} |");
+                    }
+                    out.push_str("\n|---|---|");
+                    for _ in &figures {
+                        out.push_str("---|");
+                    }
+                    out.push('\n');
+                }
+                let _ = writeln!(out, "| {w} | {a} ÷ {b} | {} |", cells.join(" | "));
+            }
+        }
+    }
+    out
+}
+
+/// The table of `compare` results: per query and system, whether the answers
+/// matched the reference's in every run, and what was compared.
+fn answer_checks(records: &[&Value]) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let systems = ordered(records.iter().copied(), "system");
+    let reference = records
+        .iter()
+        .find_map(|r| r["reference"].as_str())
+        .unwrap_or("the reference")
+        .to_string();
+    let tolerance = records
+        .iter()
+        .find_map(|r| r["tolerance"].as_f64())
+        .unwrap_or(0.0);
+    // (query, system) -> (runs, runs that differed, points, differences, max rel diff, first example)
+    type Tally = (usize, usize, u64, u64, f64, Option<String>);
+    let mut order: Vec<String> = Vec::new();
+    let mut tally: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    for r in records {
+        let system = r["system"].as_str().unwrap_or("").to_string();
+        for c in r["checks"].as_array().into_iter().flatten() {
+            let q = c["query"].as_str().unwrap_or("").to_string();
+            if !order.contains(&q) {
+                order.push(q.clone());
+            }
+            let t = tally.entry((q, system.clone())).or_default();
+            let diffs = c["differences"].as_u64().unwrap_or(1);
+            t.0 += 1;
+            t.1 += usize::from(diffs > 0);
+            t.2 += c["points"].as_u64().unwrap_or(0);
+            t.3 += diffs;
+            t.4 = t.4.max(c["max_rel_diff"].as_f64().unwrap_or(0.0));
+            if t.5.is_none() {
+                t.5 = c["examples"][0].as_str().map(str::to_string);
+            }
+        }
+    }
+    let mut out =
+        format!("\n| # | answers against {reference}'s (relative tolerance {tolerance:e}) |");
+    for s in &systems {
+        let _ = write!(out, " {s} |");
+    }
+    out.push_str("\n|---|---|");
+    for _ in &systems {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for (i, q) in order.iter().enumerate() {
+        let _ = write!(out, "| Q{} | `{}` |", i + 1, q.replace('|', "\\|"));
+        for s in &systems {
+            let cell = match tally.get(&(q.clone(), s.clone())) {
+                None => "–".to_string(),
+                Some((runs, 0, points, _, max_rel, _)) => {
+                    format!("equal, {runs} run(s), {points} points (max rel. diff {max_rel:.1e})")
+                }
+                Some((runs, bad, points, diffs, _, example)) => {
+                    let mut e = example.clone().unwrap_or_default().replace('|', "/");
+                    if e.chars().count() > 80 {
+                        e = e.chars().take(80).collect::<String>() + "…";
+                    }
+                    format!("**DIFFERS** in {bad} of {runs} run(s): {diffs} difference(s), {points} points compared; e.g. {e}")
+                }
+            };
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -276,10 +436,53 @@ not json
 "#;
         let t = render(lines);
         assert!(
-            t.contains("| W1 | strata | 2 | 3.00 (2.00–4.00) | 2,000 (1,000–3,000) | 1,000 (900–1,100) | 1 MiB |"),
+            t.contains("| W1 | strata | 2 | 3.00 (2.00–4.00) | – | 2,000 (1,000–3,000) | 1,000 (900–1,100) | 1 MiB |"),
             "{t}"
         );
         assert!(t.contains("| 190 / 200 | 1× 429 | – |"), "{t}");
         assert!(t.contains("| Q1 | `up` | 5.00 [3] | 7.00 [3] |"), "{t}");
+    }
+
+    #[test]
+    fn renders_ratios_and_answer_checks() {
+        let lines = r#"
+{"system":"strata","workload":"W1","run":1,"samples_sent":100,"samples_accepted":100,"cpu_us_per_sample":2.0,"target_cpu_seconds":0.5,"rss_bytes_per_series":1000.0,"samples_per_second":400.0}
+{"system":"prometheus","workload":"W1","run":1,"samples_sent":100,"samples_accepted":100,"cpu_us_per_sample":8.0,"target_cpu_seconds":2.0,"rss_bytes_per_series":4000.0,"samples_per_second":100.0}
+{"system":"strata","run":1,"reference":"prometheus","tolerance":1e-9,"checks":[{"query":"up","points":61,"differences":0,"max_rel_diff":0.0},{"query":"down","points":61,"differences":2,"examples":["{a=\"1\"} at +15s: 2 where the reference has 1"]}]}
+{"system":"strata","run":2,"reference":"prometheus","tolerance":1e-9,"checks":[{"query":"up","points":61,"differences":0,"max_rel_diff":2e-16},{"query":"down","points":61,"differences":0}]}
+"#;
+        let t = render(lines);
+        assert!(t.contains("| W1 | strata | 1 | 2.00 | 0.50 |"), "{t}");
+        assert!(
+            t.contains("| W1 | strata ÷ prometheus | 0.25 | 0.25 | 4.00 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("answers against prometheus's (relative tolerance 1e-9)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| Q1 | `up` | equal, 2 run(s), 122 points (max rel. diff 2.0e-16) |"),
+            "{t}"
+        );
+        assert!(t.contains("| Q2 | `down` | **DIFFERS** in 1 of 2 run(s): 2 difference(s), 122 points compared; e.g. {a=\"1\"} at +15s"), "{t}");
+    }
+
+    #[test]
+    fn reads_gzipped_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n").unwrap();
+        let status = std::process::Command::new("gzip")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let gz = dir.path().join("r.jsonl.gz");
+        assert_eq!(read_lines(gz.to_str().unwrap()).unwrap(), "{\"a\":1}\n");
+        assert!(
+            read_lines(path.to_str().unwrap()).is_err(),
+            "gzip replaced it"
+        );
     }
 }

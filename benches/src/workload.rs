@@ -1,6 +1,8 @@
 //! Realistic series: 100 metric names, each series with 8 Kubernetes-style
-//! labels besides `__name__`, counters that grow at a per-series rate and gauges
-//! that wander around a per-series level.
+//! labels besides `__name__`, counters that grow at a per-series rate, gauges
+//! that wander around a per-series level, and one classic histogram per scrape
+//! target (`http_request_duration_seconds`: 12 `_bucket{le=...}` series, `_sum`
+//! and `_count`).
 //!
 //! A series keeps its labels only as pre-encoded protobuf bytes: a request body
 //! is built by copying them and appending one encoded sample, so the generator
@@ -73,11 +75,25 @@ pub(crate) fn metric_names() -> Vec<(String, bool)> {
         "http_inflight_requests",
     ];
     names.extend(gauges.iter().map(|n| (n.to_string(), false)));
-    for i in 0..18 {
+    for i in 0..4 {
         names.push((format!("app_queue_{i}_depth"), false));
     }
+    // A classic histogram: its series are counters (cumulative counts and sum).
+    for _ in HISTOGRAM_LE {
+        names.push((format!("{HISTOGRAM}_bucket"), true));
+    }
+    names.push((format!("{HISTOGRAM}_sum"), true));
+    names.push((format!("{HISTOGRAM}_count"), true));
     names
 }
+
+/// The classic histogram every scrape target exposes.
+pub(crate) const HISTOGRAM: &str = "http_request_duration_seconds";
+/// Its bucket boundaries (Prometheus client libraries' defaults), in the order
+/// of its `_bucket` names in [`metric_names`].
+pub(crate) const HISTOGRAM_LE: [&str; 12] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+];
 
 const NAMESPACES: [&str; 12] = [
     "default",
@@ -139,6 +155,12 @@ enum Kind {
     Gauge { level: f64, whole: bool },
     /// Never changes (`up`, `kube_pod_status_ready`).
     Constant,
+    /// One series of the target's classic histogram: a bucket (`le` = the
+    /// upper bound, infinite for `+Inf`), the `_count` (`le` infinite) or the
+    /// `_sum`. All series of one target's histogram draw the same requests and
+    /// latencies per round (see [`HistogramRound`]), so that buckets never
+    /// decrease with `le` and `+Inf` equals `_count`.
+    Histogram { target: u64, le: f64, sum: bool },
 }
 
 /// One generated series: its labels as encoded `prometheus.Label` fields of a
@@ -148,6 +170,8 @@ pub(crate) struct GenSeries {
     encoded_labels: Vec<u8>,
     kind: Kind,
     value: f64,
+    /// Rounds encoded so far (a histogram's increments depend on it).
+    round: u64,
 }
 
 /// The labels of the `id`-th series of a workload (sorted by name). Series
@@ -161,7 +185,7 @@ pub(crate) fn series_labels(
     let (name, _) = &names[id % names.len()];
     let target = id / names.len();
     let job = JOBS[target % JOBS.len()];
-    vec![
+    let mut labels = vec![
         ("__name__", name.clone()),
         ("container", CONTAINERS[target % CONTAINERS.len()].into()),
         (
@@ -174,12 +198,28 @@ pub(crate) fn series_labels(
             ),
         ),
         ("job", job.into()),
+    ];
+    if let Some(le) = bucket_le(names, id) {
+        labels.push(("le", le.to_string()));
+    }
+    labels.extend([
         ("namespace", NAMESPACES[target % NAMESPACES.len()].into()),
         ("node", format!("node-{}", target % 500)),
         ("pod", format!("{job}-{target:x}-{generation}")),
         ("region", REGIONS[target % REGIONS.len()].into()),
         ("service", format!("{job}-svc")),
-    ]
+    ]);
+    labels
+}
+
+/// The `le` label of series `id` when it is a histogram bucket.
+fn bucket_le(names: &[(String, bool)], id: usize) -> Option<&'static str> {
+    let slot = id % names.len();
+    if !names[slot].0.ends_with("_bucket") {
+        return None;
+    }
+    let first = names.iter().position(|(n, _)| n.ends_with("_bucket"))?;
+    HISTOGRAM_LE.get(slot - first).copied()
 }
 
 /// The `id`-th series of a workload (see [`series_labels`]).
@@ -201,7 +241,17 @@ pub(crate) fn make_series(
     }
     // Rates spread log-uniformly over 0.01–1000 per second; levels likewise.
     let spread = |rng: &mut Rng, lo: f64, hi: f64| lo * (hi / lo).powf(rng.unit());
-    let (kind, value) = if *counter {
+    let (kind, value) = if name.starts_with(HISTOGRAM) {
+        let target = (id / names.len()) as u64;
+        let le = match bucket_le(names, id) {
+            Some(le) => le.parse().unwrap_or(f64::INFINITY),
+            None => f64::INFINITY,
+        };
+        let sum = name.ends_with("_sum");
+        let h = HistogramRound::start(target);
+        let start = if sum { h.sum() } else { h.count_le(le) };
+        (Kind::Histogram { target, le, sum }, start)
+    } else if *counter {
         let rate = spread(rng, 0.01, 1000.0);
         let start = (rate * spread(rng, 60.0, 86_400.0)).round();
         if name.contains("_seconds_") {
@@ -224,6 +274,77 @@ pub(crate) fn make_series(
         encoded_labels,
         kind,
         value,
+        round: 0,
+    }
+}
+
+/// splitmix64: a hash of one integer, for values that must be the same for
+/// every series of a scrape target without sharing state between them.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Uniform in [0, 1) from a hash.
+fn unit_of(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The requests one target's histogram observes in one round: how many, and
+/// the mean of their (exponentially distributed) latency. A pure function of
+/// the target and the round, so each of the target's 14 series computes the
+/// same figures on its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HistogramRound {
+    requests: f64,
+    mean_latency: f64,
+}
+
+impl HistogramRound {
+    /// Per-target constants: request rate log-uniform in 1–100 per second,
+    /// typical latency log-uniform in 10 ms–1 s.
+    fn target(target: u64) -> (f64, f64) {
+        let h = mix(target ^ 0x4849_5354);
+        let rate = 100f64.powf(unit_of(h));
+        let latency = 0.01 * 100f64.powf(unit_of(mix(h)));
+        (rate, latency)
+    }
+
+    /// What the histogram holds before the first round: an hour of requests
+    /// at the target's typical latency.
+    fn start(target: u64) -> HistogramRound {
+        let (rate, latency) = Self::target(target);
+        HistogramRound {
+            requests: (rate * 3600.0).round(),
+            mean_latency: latency,
+        }
+    }
+
+    /// Round `round` (≥ 1) of `interval_s` seconds: the request count
+    /// jitters ±20 % and the mean latency between 0.5× and 1.5× the typical.
+    pub(crate) fn of(target: u64, round: u64, interval_s: f64) -> HistogramRound {
+        let (rate, latency) = Self::target(target);
+        let h = mix(mix(target) ^ round);
+        HistogramRound {
+            requests: (rate * interval_s * (0.8 + 0.4 * unit_of(h))).round(),
+            mean_latency: latency * (0.5 + unit_of(mix(h))),
+        }
+    }
+
+    /// Requests at or below `le` seconds, whole (`le` infinite: all of them).
+    /// Never decreases as `le` grows: rounding keeps the order.
+    pub(crate) fn count_le(&self, le: f64) -> f64 {
+        if le.is_infinite() {
+            return self.requests;
+        }
+        (self.requests * (1.0 - (-le / self.mean_latency).exp())).round()
+    }
+
+    /// Sum of the latencies.
+    pub(crate) fn sum(&self) -> f64 {
+        self.requests * self.mean_latency
     }
 }
 
@@ -250,7 +371,12 @@ impl GenSeries {
                 }
             }
             Kind::Constant => self.value,
+            Kind::Histogram { target, le, sum } => {
+                let h = HistogramRound::of(target, self.round + 1, interval_s);
+                self.value + if sum { h.sum() } else { h.count_le(le) }
+            }
         };
+        self.round += 1;
         // Sample { value = 1 (fixed64), timestamp = 2 (varint) }.
         let mut sample = [0u8; 20];
         sample[0] = 0x09;

@@ -48,3 +48,88 @@ fn generations_make_new_series() {
     assert_ne!(series_labels(&names, 5, 0), series_labels(&names, 5, 1));
     assert_eq!(series_labels(&names, 5, 1), series_labels(&names, 5, 1));
 }
+
+#[test]
+fn histogram_buckets_are_cumulative_and_count_is_inf() {
+    use crate::workload::{HISTOGRAM, HISTOGRAM_LE};
+    let names = metric_names();
+    let counters = names.iter().filter(|(_, c)| *c).count();
+    assert_eq!(counters, 74, "60 counters and the histogram's 14 series");
+    let mut rng = Rng::new(3);
+    // Three scrape targets: every series of each.
+    let mut series: Vec<_> = (0..300)
+        .map(|i| make_series(&names, i, 0, &mut rng))
+        .collect();
+    for round in 0..20i64 {
+        let mut body = Vec::new();
+        for s in &mut series {
+            s.encode_next(
+                1_700_000_000_000 + round * 15_000,
+                15.0,
+                &mut rng,
+                &mut body,
+            );
+        }
+        let req = WriteRequest::decode(body.as_slice()).unwrap();
+        for target in 0..3 {
+            let mut buckets: Vec<(f64, f64)> = Vec::new();
+            let mut count = None;
+            for t in &req.timeseries[target * 100..(target + 1) * 100] {
+                let label = |n: &str| {
+                    t.labels
+                        .iter()
+                        .find(|l| l.name == n)
+                        .map(|l| l.value.clone())
+                };
+                let name = label("__name__").unwrap();
+                let v = t.samples[0].value;
+                if name == format!("{HISTOGRAM}_bucket") {
+                    let le = label("le").expect("a bucket has le");
+                    let le: f64 = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    buckets.push((le, v));
+                } else if name == format!("{HISTOGRAM}_count") {
+                    count = Some(v);
+                    assert!(label("le").is_none());
+                }
+            }
+            assert_eq!(buckets.len(), HISTOGRAM_LE.len());
+            assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0), "{buckets:?}");
+            assert!(
+                buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+                "cumulative: {buckets:?}"
+            );
+            assert!(
+                buckets[0].1 < buckets[11].1,
+                "observations spread over buckets: {buckets:?}"
+            );
+            assert_eq!(Some(buckets[11].1), count, "+Inf bucket = _count");
+        }
+    }
+}
+
+#[test]
+fn pushes_at_different_times_hold_the_same_values() {
+    // What `compare` relies on: the values depend on the round, not the time.
+    let names = metric_names();
+    let values = |t0: i64| {
+        let mut rng = Rng::new(1);
+        let mut series: Vec<_> = (0..200)
+            .map(|i| make_series(&names, i, 0, &mut rng))
+            .collect();
+        let mut out = Vec::new();
+        for round in 0..3 {
+            let mut body = Vec::new();
+            for s in &mut series {
+                s.encode_next(t0 + round * 15_000, 15.0, &mut rng, &mut body);
+            }
+            let req = WriteRequest::decode(body.as_slice()).unwrap();
+            out.extend(req.timeseries.iter().map(|t| t.samples[0].value));
+        }
+        out
+    };
+    assert_eq!(values(1_700_000_000_000), values(1_700_000_600_000));
+}
