@@ -203,7 +203,7 @@ impl TenantDb {
             .fail_next_cut
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
-            return Err(IngesterError::Task("injected cut failure".into()));
+            return Err(IngesterError::Injected("cut"));
         }
         let mut written = Vec::new();
         while let Some((_, max)) = self.head.time_range() {
@@ -255,7 +255,7 @@ impl TenantDb {
                 Ok(Some((meta, reader)))
             })
             .await
-            .map_err(|e| IngesterError::Task(e.to_string()))??;
+            .map_err(IngesterError::Task)??;
             let meta = cut.map(|(meta, reader)| {
                 self.block_readers
                     .lock()
@@ -296,7 +296,7 @@ impl TenantDb {
                 None => Ok(None),
             })
             .await
-            .map_err(|e| IngesterError::Task(e.to_string()))??;
+            .map_err(IngesterError::Task)??;
             tracing::debug!(tenant = %self.tenant, ?stats, "WAL checkpoint");
         }
         Ok(written)
@@ -420,7 +420,7 @@ fn write_shipped(dir: &Path, shipped: &Shipped) -> Result<(), IngesterError> {
         version: 1,
         uploaded: shipped.uploaded.clone(),
     })
-    .map_err(|e| IngesterError::Task(e.to_string()))?;
+    .map_err(IngesterError::ShipperFile)?;
     write_atomically(dir, SHIPPER_FILE, &body)
 }
 

@@ -90,8 +90,16 @@ pub enum IngesterError {
         #[source]
         source: std::io::Error,
     },
+    /// A blocking task (block writing, WAL work) panicked or was cancelled.
     #[error("background task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
+    /// The shipper's record of uploaded blocks could not be encoded.
+    #[error("cannot encode the shipper file: {0}")]
+    ShipperFile(#[source] serde_json::Error),
+    /// A failure a test asked for.
+    #[cfg(test)]
+    #[error("injected failure: {0}")]
+    Injected(&'static str),
     /// A flush cut its blocks (they are safe on local disk) but could not
     /// upload them; the background shipper keeps trying.
     #[error("{blocks_written} block(s) cut, but uploading failed (the shipper retries in the background): {source}")]

@@ -49,8 +49,9 @@ pub enum StoreError {
     Local { path: String, reason: String },
     #[error("block {block}: {reason}")]
     InvalidBlock { block: String, reason: String },
+    /// A blocking task (reading a block) panicked or was cancelled.
     #[error("store-gateway task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl StoreError {

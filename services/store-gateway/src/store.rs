@@ -351,7 +351,7 @@ impl BucketStore {
             Block::open(store, &tenant, files, local_dir, caches, metrics, handle)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 
     /// Reads what a block holds from the bucket: `meta.json`, and the sizes
@@ -491,7 +491,7 @@ impl BucketStore {
             Ok(names.into_iter().collect())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 
     /// Values of label `name` among the tenant's series matching `matchers`
@@ -515,7 +515,7 @@ impl BucketStore {
             Ok(values.into_iter().collect())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 
     /// Syncs every `sync_interval`, and soon after the store-gateway ring
