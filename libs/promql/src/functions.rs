@@ -13,17 +13,15 @@ use regex::Regex;
 use strata_model::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
 
 use crate::aggregate::{histogram_error_warning, reconciled_info};
+use crate::ast::{selector_matchers, string_arg, unwrap_parens};
 use crate::error::{QueryError, UnsupportedFeature};
-use crate::eval::{
-    selector_matchers, set_label, string_arg, unwrap_parens, Evaluator, RangeArg, RangeSeries,
-    Sample, Val,
-};
+use crate::eval::Evaluator;
 use crate::histogram::FloatHistogram;
 use crate::mathx::{
-    bucket_fraction, bucket_quantile, civil_from_unix, days_in_month, go_max, go_min,
+    bucket_fraction, bucket_quantile, civil_from_unix, days_in_month, format_value, go_max, go_min,
     kahan_sum_inc, linear_regression, parse_go_float, quantile, Bucket,
 };
-use crate::value::format_value;
+use crate::model::{set_label, RangeArg, RangeSeries, Sample, Val};
 
 type Points = [(i64, f64)];
 
