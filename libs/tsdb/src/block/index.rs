@@ -16,8 +16,8 @@ use strata_model::{Label, Labels, Matcher};
 use super::encoding::{
     put_be32, put_be64, put_uvarint, put_uvarint_str, put_varint, DecodeError, Decoder,
 };
+use super::error::BlockError;
 use super::read_at::{ReadAt, Source};
-use super::BlockError;
 use crate::postings::{self, PostingsIndex};
 
 pub const MAGIC_INDEX: u32 = 0xBAAA_D700;
