@@ -10,11 +10,12 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use strata_model::{is_valid_label_name, Labels, METRIC_NAME};
 
+use crate::ast::string_arg;
 use crate::error::QueryError;
-use crate::eval::{drop_labels, keep_labels, set_label, string_arg, Evaluator, Sample, Val};
+use crate::eval::Evaluator;
 use crate::histogram::{FloatHistogram, HistogramError};
-use crate::mathx::{kahan_sum_inc, nan_first_cmp, quantile};
-use crate::value::format_value;
+use crate::mathx::{format_value, kahan_sum_inc, nan_first_cmp, quantile};
+use crate::model::{drop_labels, keep_labels, set_label, Sample, Val};
 
 /// The running value of one group for the operators that need no member list
 /// (`sum avg min max count group stddev stdvar`).
@@ -266,7 +267,7 @@ pub(crate) fn k_param(v: f64) -> Result<i64, QueryError> {
     if !(-LIMIT..LIMIT).contains(&v) {
         return Err(QueryError::exec(format!(
             "Scalar value {} overflows int64",
-            crate::value::format_value(v)
+            format_value(v)
         )));
     }
     Ok(v as i64)

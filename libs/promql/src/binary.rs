@@ -13,8 +13,9 @@ use strata_model::{Labels, METRIC_NAME};
 
 use crate::aggregate::{histogram_error_warning, reconciled_info};
 use crate::error::QueryError;
-use crate::eval::{drop_labels, keep_labels, set_label, Evaluator, Sample, Val};
+use crate::eval::Evaluator;
 use crate::histogram::FloatHistogram;
+use crate::model::{drop_labels, keep_labels, set_label, Sample, Val};
 
 /// Whether the operator is arithmetic (and so drops the metric name).
 fn is_arithmetic(op: u16) -> bool {

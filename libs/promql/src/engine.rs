@@ -11,13 +11,14 @@ use promql_parser::parser::{Expr, VectorSelector};
 use strata_model::{Labels, Matcher, Sample as ModelSample, Series};
 use strata_status::ServiceError;
 
-use crate::error::QueryError;
-use crate::eval::{
-    at_ms, duration_ms, node_key, offset_ms, selector_matchers, without_name, Evaluator, HPoint,
-    Sample, SelectedSeries, SelectorData, Val, DEFAULT_SUBQUERY_STEP_MS,
+use crate::ast::{
+    at_ms, duration_ms, node_key, offset_ms, selector_matchers, DEFAULT_SUBQUERY_STEP_MS,
 };
+use crate::error::QueryError;
+use crate::eval::Evaluator;
 use crate::guard::{check_expr, parse_query, QueryShapeLimits};
 use crate::histogram::FloatHistogram;
+use crate::model::{without_name, HPoint, Sample, SelectedSeries, SelectorData, Val};
 use crate::value::{HistogramSample, HistogramSeries, InstantSample, QueryResult, Value};
 
 /// Where the engine reads series from.

@@ -2,7 +2,14 @@
 
 use strata_status::ServiceError;
 
-use crate::guard::ShapeLimit;
+/// Which shape limit a query exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeLimit {
+    LengthBytes,
+    Depth,
+    MatchersPerSelector,
+    Matchers,
+}
 
 /// Why a query failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -4,113 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use promql_parser::label::MatchOp as ParserMatchOp;
-use promql_parser::parser::{
-    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
-};
-use strata_model::{
-    is_stale_nan, Label, Labels, MatchOp, Matcher, Sample as ModelSample, METRIC_NAME,
-};
+use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
+use strata_model::{is_stale_nan, Labels};
 
+use crate::ast::{at_ms, duration_ms, node_key, offset_ms, DEFAULT_SUBQUERY_STEP_MS};
 use crate::error::QueryError;
-use crate::fast::FastMatrix;
-use crate::histogram::FloatHistogram;
-
-/// Subqueries without an explicit step use this resolution (Prometheus's default
-/// global evaluation interval).
-pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
-
-/// A native-histogram point: timestamp and histogram (shared, copied on write).
-pub(crate) type HPoint = (i64, Arc<FloatHistogram>);
-
-/// One series a selector fetched: float samples and, kept apart so that the
-/// float path stays as it was, native-histogram samples (empty for everything
-/// Strata's storage returns).
-#[derive(Debug, Clone)]
-pub(crate) struct SelectedSeries {
-    pub(crate) labels: Labels,
-    pub(crate) samples: Vec<ModelSample>,
-    pub(crate) histograms: Vec<HPoint>,
-}
-
-/// The series each selector node selected, keyed by the node's address in the
-/// (immutable, borrowed) AST.
-pub(crate) type SelectorData = HashMap<usize, Vec<SelectedSeries>>;
-
-/// The key of a selector node in [`SelectorData`].
-pub(crate) fn node_key(vs: &VectorSelector) -> usize {
-    vs as *const VectorSelector as usize
-}
-
-/// One element of an instant vector during evaluation. `drop_name` is Prometheus's
-/// delayed `__name__` removal: the name stays (so `label_replace` and `by (__name__)`
-/// can still see it) and is removed when the result is returned.
-#[derive(Debug, Clone)]
-pub(crate) struct Sample {
-    pub(crate) labels: Labels,
-    /// The float value; unused (0) when `hist` is set.
-    pub(crate) value: f64,
-    /// The native histogram, when this element is one instead of a float.
-    pub(crate) hist: Option<Arc<FloatHistogram>>,
-    pub(crate) drop_name: bool,
-}
-
-impl Sample {
-    /// A float element.
-    pub(crate) fn float(labels: Labels, value: f64, drop_name: bool) -> Self {
-        Sample {
-            labels,
-            value,
-            hist: None,
-            drop_name,
-        }
-    }
-}
-
-/// What an instant selector found for one series: its labels, the sample's
-/// timestamp and its float value or histogram.
-pub(crate) type Selected = (Labels, i64, f64, Option<Arc<FloatHistogram>>);
-
-/// One series of a range vector.
-#[derive(Debug, Clone)]
-pub(crate) struct RangeSeries {
-    pub(crate) labels: Labels,
-    pub(crate) points: Vec<(i64, f64)>,
-    /// Native-histogram points, sorted by time (usually empty).
-    pub(crate) hists: Vec<HPoint>,
-    pub(crate) drop_name: bool,
-}
-
-/// A value during evaluation at one time.
-#[derive(Debug, Clone)]
-pub(crate) enum Val {
-    Scalar(f64),
-    Str(String),
-    Vector(Vec<Sample>),
-    Matrix(Vec<RangeSeries>),
-}
-
-impl Val {
-    pub(crate) fn type_name(&self) -> &'static str {
-        match self {
-            Val::Scalar(_) => "scalar",
-            Val::Str(_) => "string",
-            Val::Vector(_) => "instant vector",
-            Val::Matrix(_) => "range vector",
-        }
-    }
-}
-
-/// A range vector argument with the window it covers.
-#[derive(Debug)]
-pub(crate) struct RangeArg {
-    pub(crate) series: Vec<RangeSeries>,
-    pub(crate) range_ms: i64,
-    /// The (inclusive) end of the window.
-    pub(crate) end_ms: i64,
-}
+use crate::fast::matrix::FastMatrix;
+use crate::model::{
+    HPoint, RangeArg, RangeSeries, Sample, Selected, SelectedSeries, SelectorData, Val,
+};
 
 /// Evaluation state for one query.
 #[derive(Debug)]
@@ -132,116 +36,6 @@ pub(crate) struct Evaluator<'a> {
     /// (`None`: it declined, evaluate step by step). Empty otherwise.
     pub(crate) fast_nodes: HashSet<usize>,
     pub(crate) fast_cache: HashMap<usize, Option<FastMatrix>>,
-}
-
-pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
-    match o {
-        None => 0,
-        Some(Offset::Pos(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
-        Some(Offset::Neg(d)) => -i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
-    }
-}
-
-pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX / 4),
-    }
-}
-
-pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-/// The `@` time of a selector or subquery, if it has one.
-pub(crate) fn at_ms(at: &Option<AtModifier>, start_ms: i64, end_ms: i64) -> Option<i64> {
-    match at {
-        None => None,
-        Some(AtModifier::Start) => Some(start_ms),
-        Some(AtModifier::End) => Some(end_ms),
-        Some(AtModifier::At(t)) => Some(system_time_ms(t)),
-    }
-}
-
-/// The matcher sets of a selector (more than one for `{a="b" or c="d"}`), converted
-/// to the shared matcher type; the metric name becomes a `__name__` matcher.
-pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
-    let convert = |m: &promql_parser::label::Matcher| -> Result<Matcher, QueryError> {
-        let op = match m.op {
-            ParserMatchOp::Equal => MatchOp::Equal,
-            ParserMatchOp::NotEqual => MatchOp::NotEqual,
-            ParserMatchOp::Re(_) => MatchOp::RegexMatch,
-            ParserMatchOp::NotRe(_) => MatchOp::RegexNoMatch,
-        };
-        Matcher::new(op, m.name.clone(), m.value.clone())
-            .map_err(|e| QueryError::Parse(e.to_string()))
-    };
-    let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty() {
-        vec![&vs.matchers.matchers]
-    } else {
-        let mut g: Vec<&Vec<_>> = vs.matchers.or_matchers.iter().collect();
-        if !vs.matchers.matchers.is_empty() {
-            g.push(&vs.matchers.matchers);
-        }
-        g
-    };
-    let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
-        let mut set = Vec::with_capacity(g.len() + 1);
-        if let Some(name) = &vs.name {
-            set.push(Matcher::equal(METRIC_NAME, name.clone()));
-        }
-        for m in g {
-            set.push(convert(m)?);
-        }
-        out.push(set);
-    }
-    Ok(out)
-}
-
-/// Labels restricted to `names` (`by`, `on`).
-pub(crate) fn keep_labels(l: &Labels, names: &[String]) -> Labels {
-    Labels::from_sorted(
-        l.iter()
-            .filter(|x| names.contains(&x.name))
-            .cloned()
-            .collect(),
-    )
-}
-
-/// Whether a label goes away with the metric name: `__name__` and the
-/// type-and-unit labels `__type__`/`__unit__`.
-pub(crate) fn is_name_label(name: &str) -> bool {
-    matches!(name, METRIC_NAME | "__type__" | "__unit__")
-}
-
-/// Labels without the metric name (and type and unit).
-pub(crate) fn without_name(l: &Labels) -> Labels {
-    Labels::from_sorted(
-        l.iter()
-            .filter(|x| !is_name_label(&x.name))
-            .cloned()
-            .collect(),
-    )
-}
-
-/// Labels without `names` and, if `drop_name`, without `__name__` (`without`, `ignoring`).
-pub(crate) fn drop_labels(l: &Labels, names: &[String], drop_name: bool) -> Labels {
-    Labels::from_sorted(
-        l.iter()
-            .filter(|x| !(names.contains(&x.name) || (drop_name && is_name_label(&x.name))))
-            .cloned()
-            .collect(),
-    )
-}
-
-/// A copy with `name` set to `value` (removed when `value` is empty).
-pub(crate) fn set_label(l: &Labels, name: &str, value: &str) -> Labels {
-    let mut v: Vec<Label> = l.iter().filter(|x| x.name != name).cloned().collect();
-    if !value.is_empty() {
-        v.push(Label::new(name, value));
-    }
-    Labels::new(v)
 }
 
 impl Evaluator<'_> {
@@ -536,25 +330,5 @@ impl Evaluator<'_> {
                 other.type_name()
             ))),
         }
-    }
-}
-
-/// A string literal argument (possibly in parentheses).
-pub(crate) fn string_arg(e: &Expr) -> Result<String, QueryError> {
-    match e {
-        Expr::Paren(p) => string_arg(&p.expr),
-        Expr::StringLiteral(s) => Ok(s.val.clone()),
-        other => Err(QueryError::exec(format!(
-            "expected a string literal, got {}",
-            other.value_type()
-        ))),
-    }
-}
-
-/// Removes parentheses.
-pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
-    match e {
-        Expr::Paren(p) => unwrap_parens(&p.expr),
-        other => other,
     }
 }

@@ -26,13 +26,15 @@ use promql_parser::parser::token::{TokenId, T_BOTTOMK, T_TOPK};
 use promql_parser::parser::{Expr, LabelModifier, MatrixSelector, VectorSelector};
 use strata_model::{is_stale_nan, Labels, Sample as ModelSample, Series, METRIC_NAME};
 
+pub(crate) mod matrix;
+
 use crate::aggregate::{k_param, sort_k_members, Acc, KBest};
+use crate::ast::{duration_ms, node_key, offset_ms, unwrap_parens};
 use crate::error::QueryError;
-use crate::eval::{
-    drop_labels, duration_ms, keep_labels, node_key, offset_ms, unwrap_parens, without_name,
-    Evaluator, RangeArg, Sample, SelectedSeries, Val,
-};
+use crate::eval::Evaluator;
 use crate::functions::{reset_free_counter_fn, simple_range_fn, RangeFn};
+use crate::model::{drop_labels, keep_labels, without_name, RangeArg, Sample, SelectedSeries, Val};
+use matrix::FastMatrix;
 
 /// The innermost expression of a fast-path query.
 enum Inner<'e> {
@@ -135,30 +137,6 @@ const MAX_ACCUMULATORS: usize = 1 << 20;
 /// The most series × step values `topk`/`bottomk` may hold on this path (about
 /// 36 MB); beyond, the general path (which holds one step at a time) is used.
 const MAX_K_CELLS: usize = 1 << 22;
-
-/// A fast-path shape evaluated at every step of a range query.
-#[derive(Debug)]
-pub(crate) struct FastMatrix {
-    /// The output series' labels. When the matrix was computed for
-    /// [`Evaluator::precomputed`], a name to be removed is still there and
-    /// `drop_name` says so, as in the general path's vectors.
-    labels: Vec<Labels>,
-    drop_name: bool,
-    /// Per step: (index into `labels`, value), in the order in which the
-    /// general path's vector at that step holds them.
-    by_step: Vec<Vec<(usize, f64)>>,
-    /// The points per series instead, when the order within a step does not
-    /// matter (a finalized selector or range function: the caller sorts by
-    /// labels); `by_step` is then empty.
-    rows: Vec<Vec<ModelSample>>,
-    /// Per step: the samples the general path's selector loads, and the
-    /// points of the result.
-    loaded: Vec<usize>,
-    produced: Vec<usize>,
-    /// The error (an invalid `k`) the general path raises at the first step,
-    /// after its selector has loaded.
-    param_error: Option<QueryError>,
-}
 
 /// Labels of the series, and the slot (group) of each series in input order
 /// when `by`/`without` apply.

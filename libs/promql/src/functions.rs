@@ -6,24 +6,22 @@
 //! histogram series with a warning.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 use strata_model::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
 
 use crate::aggregate::{histogram_error_warning, reconciled_info};
+use crate::ast::{selector_matchers, string_arg, unwrap_parens};
 use crate::error::{QueryError, UnsupportedFeature};
-use crate::eval::{
-    selector_matchers, set_label, string_arg, unwrap_parens, Evaluator, RangeArg, RangeSeries,
-    Sample, Val,
-};
+use crate::eval::Evaluator;
 use crate::histogram::FloatHistogram;
 use crate::mathx::{
-    bucket_fraction, bucket_quantile, civil_from_unix, days_in_month, go_max, go_min,
-    kahan_sum_inc, linear_regression, parse_go_float, quantile, Bucket,
+    bucket_fraction, bucket_quantile, civil_from_unix, days_in_month, format_value, go_max, go_min,
+    kahan_sum_inc, linear_regression, parse_go_float, quantile, Bucket, Civil,
 };
-use crate::value::format_value;
+use crate::model::{set_label, RangeArg, RangeSeries, Sample, Val};
 
 type Points = [(i64, f64)];
 
@@ -267,389 +265,720 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// one value.
 pub(crate) type RangeFn = fn(&Points, &RangeArg) -> Option<f64>;
 
-/// The per-series range functions (`rate`, `*_over_time`, ...) by name, and whether
-/// each keeps the metric name.
-pub(crate) fn simple_range_fn(name: &str) -> Option<(RangeFn, bool)> {
-    let f: RangeFn = match name {
-        "rate" => |p, r| extrapolated_rate(p, r, true, true),
-        "increase" => |p, r| extrapolated_rate(p, r, true, false),
-        "delta" => |p, r| extrapolated_rate(p, r, false, false),
-        "irate" => |p, _| instant_value(p, true),
-        "idelta" => |p, _| instant_value(p, false),
-        "deriv" => |p, _| {
+/// The type of a function's argument, as promql-parser checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Scalar,
+    Vector,
+    /// A range vector: a matrix selector or a subquery.
+    Range,
+    /// A string literal.
+    Str,
+}
+
+/// How many arguments a function takes, given the kinds of its table entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arity {
+    /// One per kind.
+    Fixed,
+    /// One per kind; the last may be left out.
+    LastOptional,
+    /// One per kind, the last repeated any number of times (or left out).
+    LastRepeats,
+}
+
+/// How the evaluator computes a function.
+#[derive(Clone, Copy)]
+enum Imp {
+    /// From its arguments, each evaluated (in order) as its kind says.
+    Eager(fn(&mut Evaluator<'_>, Args) -> Result<Val, QueryError>),
+    /// From its argument expressions, which it evaluates itself (it looks at
+    /// them, or annotates between two of them).
+    Lazy(fn(&mut Evaluator<'_>, Exprs<'_>) -> Result<Val, QueryError>),
+    /// A per-series range function of its one range-vector argument; the fast
+    /// path runs these too. `keep_name`: the result keeps the metric name.
+    Range { f: RangeFn, keep_name: bool },
+}
+
+/// One PromQL function the engine evaluates.
+struct Function {
+    name: &'static str,
+    kinds: &'static [Kind],
+    arity: Arity,
+    imp: Imp,
+}
+
+impl Function {
+    /// The kind of argument `i`, `None` past the last one the function takes.
+    fn kind(&self, i: usize) -> Option<Kind> {
+        match self.kinds.get(i) {
+            Some(&k) => Some(k),
+            None if self.arity == Arity::LastRepeats => self.kinds.last().copied(),
+            None => None,
+        }
+    }
+
+    /// How many arguments a call must have.
+    fn required(&self) -> usize {
+        match self.arity {
+            Arity::Fixed => self.kinds.len(),
+            Arity::LastOptional | Arity::LastRepeats => self.kinds.len().saturating_sub(1),
+        }
+    }
+}
+
+use Arity::{Fixed, LastOptional, LastRepeats};
+use Kind::{Range as R, Scalar as S, Str as T, Vector as V};
+
+const fn eager(
+    name: &'static str,
+    kinds: &'static [Kind],
+    arity: Arity,
+    imp: fn(&mut Evaluator<'_>, Args) -> Result<Val, QueryError>,
+) -> Function {
+    Function {
+        name,
+        kinds,
+        arity,
+        imp: Imp::Eager(imp),
+    }
+}
+
+const fn lazy(
+    name: &'static str,
+    kinds: &'static [Kind],
+    imp: fn(&mut Evaluator<'_>, Exprs<'_>) -> Result<Val, QueryError>,
+) -> Function {
+    Function {
+        name,
+        kinds,
+        arity: Fixed,
+        imp: Imp::Lazy(imp),
+    }
+}
+
+const fn range(name: &'static str, f: RangeFn) -> Function {
+    Function {
+        name,
+        kinds: &[R],
+        arity: Fixed,
+        imp: Imp::Range {
+            f,
+            keep_name: false,
+        },
+    }
+}
+
+/// Every function the engine evaluates: adding one is adding its entry. A
+/// function promql-parser accepts that is not here is an unsupported feature
+/// ([`UnsupportedFeature::Function`]).
+static FUNCTIONS: &[Function] = &[
+    eager("time", &[], Fixed, |_, a| {
+        Ok(Val::Scalar(a.t as f64 / 1000.0))
+    }),
+    eager("pi", &[], Fixed, |_, _| {
+        Ok(Val::Scalar(std::f64::consts::PI))
+    }),
+    eager("start", &[], Fixed, |ev, _| {
+        Ok(Val::Scalar(ev.start_ms as f64 / 1000.0))
+    }),
+    eager("end", &[], Fixed, |ev, _| {
+        Ok(Val::Scalar(ev.end_ms as f64 / 1000.0))
+    }),
+    eager("range", &[], Fixed, |ev, _| {
+        Ok(Val::Scalar((ev.end_ms - ev.start_ms) as f64 / 1000.0))
+    }),
+    eager("step", &[], Fixed, |ev, _| {
+        Ok(Val::Scalar(ev.step_ms as f64 / 1000.0))
+    }),
+    eager("vector", &[S], Fixed, |_, a| {
+        let v = a.scalar(0)?;
+        Ok(Val::Vector(vec![Sample::float(
+            Labels::default(),
+            v,
+            false,
+        )]))
+    }),
+    eager("scalar", &[V], Fixed, |_, mut a| {
+        // Histograms do not count: the one float element, else NaN.
+        let v = a.vector(0)?;
+        let mut floats = v.iter().filter(|s| s.hist.is_none());
+        Ok(Val::Scalar(match (floats.next(), floats.next()) {
+            (Some(s), None) => s.value,
+            _ => f64::NAN,
+        }))
+    }),
+    eager("min_of", &[S, S], Fixed, |_, a| {
+        Ok(Val::Scalar(go_min(a.scalar(0)?, a.scalar(1)?)))
+    }),
+    eager("max_of", &[S, S], Fixed, |_, a| {
+        Ok(Val::Scalar(go_max(a.scalar(0)?, a.scalar(1)?)))
+    }),
+    eager("abs", &[V], Fixed, |_, a| float_fn(a, f64::abs)),
+    eager("ceil", &[V], Fixed, |_, a| float_fn(a, f64::ceil)),
+    eager("floor", &[V], Fixed, |_, a| float_fn(a, f64::floor)),
+    eager("exp", &[V], Fixed, |_, a| float_fn(a, f64::exp)),
+    eager("ln", &[V], Fixed, |_, a| float_fn(a, f64::ln)),
+    eager("log2", &[V], Fixed, |_, a| float_fn(a, f64::log2)),
+    eager("log10", &[V], Fixed, |_, a| float_fn(a, f64::log10)),
+    eager("sqrt", &[V], Fixed, |_, a| float_fn(a, f64::sqrt)),
+    eager("sgn", &[V], Fixed, |_, a| float_fn(a, sgn)),
+    eager("sin", &[V], Fixed, |_, a| float_fn(a, f64::sin)),
+    eager("cos", &[V], Fixed, |_, a| float_fn(a, f64::cos)),
+    eager("tan", &[V], Fixed, |_, a| float_fn(a, f64::tan)),
+    eager("asin", &[V], Fixed, |_, a| float_fn(a, f64::asin)),
+    eager("acos", &[V], Fixed, |_, a| float_fn(a, f64::acos)),
+    eager("atan", &[V], Fixed, |_, a| float_fn(a, f64::atan)),
+    eager("sinh", &[V], Fixed, |_, a| float_fn(a, f64::sinh)),
+    eager("cosh", &[V], Fixed, |_, a| float_fn(a, f64::cosh)),
+    eager("tanh", &[V], Fixed, |_, a| float_fn(a, f64::tanh)),
+    eager("asinh", &[V], Fixed, |_, a| float_fn(a, f64::asinh)),
+    eager("acosh", &[V], Fixed, |_, a| float_fn(a, f64::acosh)),
+    eager("atanh", &[V], Fixed, |_, a| float_fn(a, f64::atanh)),
+    eager("deg", &[V], Fixed, |_, a| {
+        float_fn(a, |v| v * 180.0 / std::f64::consts::PI)
+    }),
+    eager("rad", &[V], Fixed, |_, a| {
+        float_fn(a, |v| v * std::f64::consts::PI / 180.0)
+    }),
+    eager("round", &[V, S], LastOptional, |_, mut a| {
+        let v = a.vector(0)?;
+        let to = if a.len() > 1 { a.scalar(1)? } else { 1.0 };
+        Ok(Val::Vector(map_vector(v, |x| round_to(x, to))))
+    }),
+    eager("clamp", &[V, S, S], Fixed, |_, mut a| {
+        let v = a.vector(0)?;
+        let (lo, hi) = (a.scalar(1)?, a.scalar(2)?);
+        if hi < lo {
+            return Ok(Val::Vector(Vec::new()));
+        }
+        Ok(Val::Vector(map_vector(v, |x| go_max(lo, go_min(hi, x)))))
+    }),
+    eager("clamp_min", &[V, S], Fixed, |_, mut a| {
+        let (v, lo) = (a.vector(0)?, a.scalar(1)?);
+        Ok(Val::Vector(map_vector(v, |x| go_max(lo, x))))
+    }),
+    eager("clamp_max", &[V, S], Fixed, |_, mut a| {
+        let (v, hi) = (a.vector(0)?, a.scalar(1)?);
+        Ok(Val::Vector(map_vector(v, |x| go_min(hi, x))))
+    }),
+    lazy("timestamp", &[V], |ev, e| {
+        let (a, t) = (e.arg(0)?, e.t);
+        if let Expr::VectorSelector(vs) = unwrap_parens(a) {
+            let v = ev
+                .select_instant(vs, t)?
+                .into_iter()
+                .map(|(labels, ts, _, _)| Sample::float(labels, ts as f64 / 1000.0, true))
+                .collect();
+            return Ok(Val::Vector(v));
+        }
+        // Histograms have a timestamp too, so they are kept here.
+        let v = ev.vector_arg(a, t)?;
+        Ok(Val::Vector(
+            v.into_iter()
+                .map(|s| Sample::float(s.labels, t as f64 / 1000.0, true))
+                .collect(),
+        ))
+    }),
+    eager("day_of_month", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(c.day))
+    }),
+    eager("day_of_week", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(c.weekday))
+    }),
+    eager("day_of_year", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(c.day_of_year))
+    }),
+    eager("days_in_month", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(days_in_month(c.year, c.month)))
+    }),
+    eager("hour", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(c.hour))
+    }),
+    eager("minute", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(c.minute))
+    }),
+    eager("month", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| f64::from(c.month))
+    }),
+    eager("year", &[V], LastOptional, |_, a| {
+        date_fn(a, |c| c.year as f64)
+    }),
+    eager("label_replace", &[V, T, T, T, T], Fixed, |_, a| {
+        label_replace(a)
+    }),
+    eager("label_join", &[V, T, T, T], LastRepeats, |_, a| {
+        label_join(a)
+    }),
+    eager("sort", &[V], Fixed, |_, a| sort_by_value(a, false)),
+    eager("sort_desc", &[V], Fixed, |_, a| sort_by_value(a, true)),
+    eager("sort_by_label", &[V, T], LastRepeats, |_, a| {
+        sort_by_labels(a, false)
+    }),
+    eager("sort_by_label_desc", &[V, T], LastRepeats, |_, a| {
+        sort_by_labels(a, true)
+    }),
+    lazy("absent", &[V], |ev, e| {
+        let v = ev.vector_arg(e.arg(0)?, e.t)?;
+        if !v.is_empty() {
+            return Ok(Val::Vector(Vec::new()));
+        }
+        Ok(Val::Vector(vec![Sample::float(
+            absent_labels(e.arg(0)?),
+            1.0,
+            false,
+        )]))
+    }),
+    lazy("absent_over_time", &[R], |ev, e| {
+        let r = ev.range_arg(e.arg(0)?, e.t)?;
+        if !r.series.is_empty() {
+            return Ok(Val::Vector(Vec::new()));
+        }
+        Ok(Val::Vector(vec![Sample::float(
+            absent_labels(e.arg(0)?),
+            1.0,
+            false,
+        )]))
+    }),
+    eager("histogram_quantile", &[S, V], Fixed, |ev, a| {
+        ev.histogram_quantile(a)
+    }),
+    eager("histogram_fraction", &[S, S, V], Fixed, |ev, a| {
+        ev.histogram_fraction(a)
+    }),
+    eager("histogram_count", &[V], Fixed, |_, a| {
+        histogram_stat(a, |h| h.count)
+    }),
+    eager("histogram_sum", &[V], Fixed, |_, a| {
+        histogram_stat(a, |h| h.sum)
+    }),
+    eager("histogram_avg", &[V], Fixed, |_, a| {
+        histogram_stat(a, |h| h.sum / h.count)
+    }),
+    lazy("quantile_over_time", &[S, R], |ev, e| {
+        let q = ev.scalar_arg(e.arg(0)?, e.t)?;
+        if !(0.0..=1.0).contains(&q) {
+            ev.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                format_value(q)
+            ));
+        }
+        let r = ev.range_arg(e.arg(1)?, e.t)?;
+        ev.over_range(e.name, r, true, |p, _| {
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            Some(quantile(q, &mut vals))
+        })
+    }),
+    eager("predict_linear", &[R, S], Fixed, |ev, mut a| {
+        let (r, d, t) = (a.range(0)?, a.scalar(1)?, a.t);
+        ev.over_range(a.name, r, true, |p, _| {
             if p.len() < 2 {
                 return None;
             }
-            Some(linear_regression(p, p[0].0).0)
-        },
-        "changes" => |p, _| {
-            let mut n = 0.0;
-            for w in p.windows(2) {
-                if w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()) {
-                    n += 1.0;
-                }
+            let (slope, intercept) = linear_regression(p, t);
+            Some(slope * d + intercept)
+        })
+    }),
+    eager(
+        "double_exponential_smoothing",
+        &[R, S, S],
+        Fixed,
+        |ev, a| ev.smoothing(a),
+    ),
+    eager("holt_winters", &[R, S, S], Fixed, |ev, a| ev.smoothing(a)),
+    range("rate", |p, r| extrapolated_rate(p, r, true, true)),
+    range("increase", |p, r| extrapolated_rate(p, r, true, false)),
+    range("delta", |p, r| extrapolated_rate(p, r, false, false)),
+    range("irate", |p, _| instant_value(p, true)),
+    range("idelta", |p, _| instant_value(p, false)),
+    range("deriv", |p, _| {
+        if p.len() < 2 {
+            return None;
+        }
+        Some(linear_regression(p, p[0].0).0)
+    }),
+    range("changes", |p, _| {
+        let mut n = 0.0;
+        for w in p.windows(2) {
+            if w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()) {
+                n += 1.0;
             }
-            Some(n)
-        },
-        "resets" => |p, _| {
-            let mut n = 0.0;
-            for w in p.windows(2) {
-                if w[1].1 < w[0].1 {
-                    n += 1.0;
-                }
+        }
+        Some(n)
+    }),
+    range("resets", |p, _| {
+        let mut n = 0.0;
+        for w in p.windows(2) {
+            if w[1].1 < w[0].1 {
+                n += 1.0;
             }
-            Some(n)
-        },
-        "avg_over_time" => |p, _| Some(avg_points(p)),
-        "sum_over_time" => |p, _| {
-            let (mut s, mut c) = (0.0, 0.0);
-            for &(_, v) in p {
-                (s, c) = kahan_sum_inc(v, s, c);
+        }
+        Some(n)
+    }),
+    range("avg_over_time", |p, _| Some(avg_points(p))),
+    range("sum_over_time", |p, _| {
+        let (mut s, mut c) = (0.0, 0.0);
+        for &(_, v) in p {
+            (s, c) = kahan_sum_inc(v, s, c);
+        }
+        Some(if s.is_infinite() { s } else { s + c })
+    }),
+    range("count_over_time", |p, _| Some(p.len() as f64)),
+    range("present_over_time", |_, _| Some(1.0)),
+    range("max_over_time", |p, _| {
+        let mut m = p[0].1;
+        for &(_, v) in p {
+            if v > m || m.is_nan() {
+                m = v;
             }
-            Some(if s.is_infinite() { s } else { s + c })
-        },
-        "count_over_time" => |p, _| Some(p.len() as f64),
-        "present_over_time" => |_, _| Some(1.0),
-        "max_over_time" => |p, _| {
-            let mut m = p[0].1;
-            for &(_, v) in p {
-                if v > m || m.is_nan() {
-                    m = v;
-                }
+        }
+        Some(m)
+    }),
+    range("min_over_time", |p, _| {
+        let mut m = p[0].1;
+        for &(_, v) in p {
+            if v < m || m.is_nan() {
+                m = v;
             }
-            Some(m)
+        }
+        Some(m)
+    }),
+    Function {
+        name: "last_over_time",
+        kinds: &[R],
+        arity: Fixed,
+        imp: Imp::Range {
+            f: |p, _| Some(p[p.len() - 1].1),
+            keep_name: true,
         },
-        "min_over_time" => |p, _| {
-            let mut m = p[0].1;
-            for &(_, v) in p {
-                if v < m || m.is_nan() {
-                    m = v;
-                }
+    },
+    Function {
+        name: "first_over_time",
+        kinds: &[R],
+        arity: Fixed,
+        imp: Imp::Range {
+            f: |p, _| Some(p[0].1),
+            keep_name: true,
+        },
+    },
+    range("ts_of_last_over_time", |p, _| {
+        Some(p[p.len() - 1].0 as f64 / 1000.0)
+    }),
+    range("ts_of_first_over_time", |p, _| Some(p[0].0 as f64 / 1000.0)),
+    range("ts_of_max_over_time", |p, _| {
+        let mut m = p[0];
+        for &x in p {
+            if x.1 >= m.1 || m.1.is_nan() {
+                m = x;
             }
-            Some(m)
-        },
-        "last_over_time" => |p, _| Some(p[p.len() - 1].1),
-        "first_over_time" => |p, _| Some(p[0].1),
-        "ts_of_last_over_time" => |p, _| Some(p[p.len() - 1].0 as f64 / 1000.0),
-        "ts_of_first_over_time" => |p, _| Some(p[0].0 as f64 / 1000.0),
-        "ts_of_max_over_time" => |p, _| {
-            let mut m = p[0];
-            for &x in p {
-                if x.1 >= m.1 || m.1.is_nan() {
-                    m = x;
-                }
+        }
+        Some(m.0 as f64 / 1000.0)
+    }),
+    range("ts_of_min_over_time", |p, _| {
+        let mut m = p[0];
+        for &x in p {
+            if x.1 <= m.1 || m.1.is_nan() {
+                m = x;
             }
-            Some(m.0 as f64 / 1000.0)
-        },
-        "ts_of_min_over_time" => |p, _| {
-            let mut m = p[0];
-            for &x in p {
-                if x.1 <= m.1 || m.1.is_nan() {
-                    m = x;
-                }
-            }
-            Some(m.0 as f64 / 1000.0)
-        },
-        "stddev_over_time" => |p, _| Some(variance_points(p).sqrt()),
-        "stdvar_over_time" => |p, _| Some(variance_points(p)),
-        "mad_over_time" => |p, _| {
-            if p.iter().any(|x| x.1.is_nan()) {
-                return Some(f64::NAN);
-            }
-            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-            let median = quantile(0.5, &mut vals);
-            let mut dev: Vec<f64> = p.iter().map(|x| (x.1 - median).abs()).collect();
-            Some(quantile(0.5, &mut dev))
-        },
-        _ => return None,
+        }
+        Some(m.0 as f64 / 1000.0)
+    }),
+    range("stddev_over_time", |p, _| Some(variance_points(p).sqrt())),
+    range("stdvar_over_time", |p, _| Some(variance_points(p))),
+    range("mad_over_time", |p, _| {
+        if p.iter().any(|x| x.1.is_nan()) {
+            return Some(f64::NAN);
+        }
+        let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+        let median = quantile(0.5, &mut vals);
+        let mut dev: Vec<f64> = p.iter().map(|x| (x.1 - median).abs()).collect();
+        Some(quantile(0.5, &mut dev))
+    }),
+];
+
+/// [`FUNCTIONS`] by name.
+fn function(name: &str) -> Option<&'static Function> {
+    static BY_NAME: LazyLock<HashMap<&'static str, &'static Function>> =
+        LazyLock::new(|| FUNCTIONS.iter().map(|f| (f.name, f)).collect());
+    BY_NAME.get(name).copied()
+}
+
+/// The per-series range functions (`rate`, `*_over_time`, ...) by name, and whether
+/// each keeps the metric name.
+pub(crate) fn simple_range_fn(name: &str) -> Option<(RangeFn, bool)> {
+    match function(name)?.imp {
+        Imp::Range { f, keep_name } => Some((f, keep_name)),
+        Imp::Eager(_) | Imp::Lazy(_) => None,
+    }
+}
+
+/// One evaluated argument.
+enum Arg {
+    Scalar(f64),
+    Vector(Vec<Sample>),
+    Range(RangeArg),
+    Str(String),
+}
+
+/// The evaluated arguments of a call, in order, each of the kind its
+/// function's entry declares.
+struct Args {
+    name: &'static str,
+    /// The evaluation time (milliseconds).
+    t: i64,
+    vals: Vec<Arg>,
+}
+
+impl Args {
+    fn len(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Asking for an argument the call lacks (or of another kind than the
+    /// table's, which is a mistake in the table).
+    fn missing(&self, i: usize) -> QueryError {
+        QueryError::exec(format!("missing argument {} of {}()", i + 1, self.name))
+    }
+
+    fn scalar(&self, i: usize) -> Result<f64, QueryError> {
+        match self.vals.get(i) {
+            Some(Arg::Scalar(v)) => Ok(*v),
+            _ => Err(self.missing(i)),
+        }
+    }
+
+    /// Takes the instant vector out (each is read once).
+    fn vector(&mut self, i: usize) -> Result<Vec<Sample>, QueryError> {
+        match self.vals.get_mut(i) {
+            Some(Arg::Vector(v)) => Ok(std::mem::take(v)),
+            _ => Err(self.missing(i)),
+        }
+    }
+
+    /// Takes the range vector out (each is read once).
+    fn range(&mut self, i: usize) -> Result<RangeArg, QueryError> {
+        match self.vals.get_mut(i) {
+            Some(Arg::Range(r)) => Ok(RangeArg {
+                series: std::mem::take(&mut r.series),
+                range_ms: r.range_ms,
+                end_ms: r.end_ms,
+            }),
+            _ => Err(self.missing(i)),
+        }
+    }
+
+    fn str(&self, i: usize) -> Result<&str, QueryError> {
+        match self.vals.get(i) {
+            Some(Arg::Str(s)) => Ok(s),
+            _ => Err(self.missing(i)),
+        }
+    }
+
+    /// The string arguments from `i` on.
+    fn strs_from(&self, i: usize) -> Result<Vec<String>, QueryError> {
+        (i..self.len())
+            .map(|j| self.str(j).map(str::to_string))
+            .collect()
+    }
+}
+
+/// The unevaluated arguments of a call, for [`Imp::Lazy`].
+struct Exprs<'e> {
+    name: &'static str,
+    /// The evaluation time (milliseconds).
+    t: i64,
+    args: &'e [Box<Expr>],
+}
+
+impl<'e> Exprs<'e> {
+    fn arg(&self, i: usize) -> Result<&'e Expr, QueryError> {
+        self.args.get(i).map(|b| b.as_ref()).ok_or_else(|| {
+            QueryError::exec(format!("missing argument {} of {}()", i + 1, self.name))
+        })
+    }
+}
+
+/// A float function of every float element of the first argument.
+fn float_fn(mut a: Args, f: impl Fn(f64) -> f64) -> Result<Val, QueryError> {
+    Ok(Val::Vector(map_vector(a.vector(0)?, f)))
+}
+
+/// A date function of every float element of the (optional) first argument,
+/// read as Unix seconds; the evaluation time without one.
+fn date_fn(mut a: Args, f: impl Fn(&Civil) -> f64) -> Result<Val, QueryError> {
+    let v = if a.len() > 0 {
+        a.vector(0)?
+    } else {
+        vec![Sample::float(Labels::default(), a.t as f64 / 1000.0, false)]
     };
-    let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    Some((f, keep_name))
+    Ok(Val::Vector(map_vector(v, |x| {
+        if x.is_nan() || x.is_infinite() {
+            return x;
+        }
+        f(&civil_from_unix(x as i64))
+    })))
+}
+
+/// `histogram_count`/`histogram_sum`/`histogram_avg`: of native histograms
+/// only; float elements are skipped.
+fn histogram_stat(mut a: Args, f: impl Fn(&FloatHistogram) -> f64) -> Result<Val, QueryError> {
+    let out = a
+        .vector(0)?
+        .into_iter()
+        .filter_map(|s| {
+            let h = s.hist?;
+            Some(Sample::float(s.labels, f(&h), true))
+        })
+        .collect();
+    Ok(Val::Vector(out))
+}
+
+/// `sort`/`sort_desc`: like Prometheus, sorting by value drops histograms.
+fn sort_by_value(mut a: Args, desc: bool) -> Result<Val, QueryError> {
+    let mut v = a.vector(0)?;
+    v.retain(|s| s.hist.is_none());
+    v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => {
+            let o = a
+                .value
+                .partial_cmp(&b.value)
+                .unwrap_or(std::cmp::Ordering::Equal);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+    });
+    Ok(Val::Vector(v))
+}
+
+/// `sort_by_label`/`sort_by_label_desc`.
+fn sort_by_labels(mut a: Args, desc: bool) -> Result<Val, QueryError> {
+    let mut v = a.vector(0)?;
+    let names = a.strs_from(1)?;
+    v.sort_by(|a, b| {
+        for n in &names {
+            let o = natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+            if o != std::cmp::Ordering::Equal {
+                return if desc { o.reverse() } else { o };
+            }
+        }
+        let o = a.labels.cmp(&b.labels);
+        if desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    Ok(Val::Vector(v))
+}
+
+/// `label_replace(v, dst, replacement, src, regex)`.
+fn label_replace(mut a: Args) -> Result<Val, QueryError> {
+    let v = a.vector(0)?;
+    let (dst, repl, src, re_src) = (a.str(1)?, a.str(2)?, a.str(3)?, a.str(4)?);
+    let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+        QueryError::exec(format!(
+            "invalid regular expression in label_replace(): {re_src}: {e}"
+        ))
+    })?;
+    if !is_valid_label_name(dst) && dst != METRIC_NAME {
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for mut s in v {
+        let src_val = s.labels.get(src).unwrap_or("").to_string();
+        if let Some(caps) = re.captures(&src_val) {
+            let mut res = String::new();
+            caps.expand(repl, &mut res);
+            s.labels = set_label(&s.labels, dst, &res);
+            if dst == METRIC_NAME {
+                s.drop_name = false;
+            }
+        }
+        out.push(s);
+    }
+    Ok(Val::Vector(out))
+}
+
+/// `label_join(v, dst, separator, src...)`.
+fn label_join(mut a: Args) -> Result<Val, QueryError> {
+    let v = a.vector(0)?;
+    let (dst, sep) = (a.str(1)?, a.str(2)?);
+    let srcs = a.strs_from(3)?;
+    if !is_valid_label_name(dst) && dst != METRIC_NAME {
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for mut s in v {
+        let joined = srcs
+            .iter()
+            .map(|n| s.labels.get(n).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(sep);
+        s.labels = set_label(&s.labels, dst, &joined);
+        if dst == METRIC_NAME {
+            s.drop_name = false;
+        }
+        out.push(s);
+    }
+    Ok(Val::Vector(out))
 }
 
 impl Evaluator<'_> {
     pub(crate) fn call(&mut self, c: &Call, t: i64) -> Result<Val, QueryError> {
         let name = c.func.name;
-        let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
-        let arg = |i: usize| -> Result<&Expr, QueryError> {
-            args.get(i)
-                .copied()
-                .ok_or_else(|| QueryError::exec(format!("missing argument {} of {name}()", i + 1)))
+        // promql-parser accepted the call, so the function exists in PromQL:
+        // one without an entry is a feature this engine lacks (typed, so that
+        // callers can tell), not a mistake of the query.
+        let unsupported =
+            || QueryError::unsupported(UnsupportedFeature::Function(name.to_string()));
+        let Some(func) = function(name) else {
+            return Err(unsupported());
         };
-        match name {
-            "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
-            "pi" => Ok(Val::Scalar(std::f64::consts::PI)),
-            "start" => Ok(Val::Scalar(self.start_ms as f64 / 1000.0)),
-            "end" => Ok(Val::Scalar(self.end_ms as f64 / 1000.0)),
-            "range" => Ok(Val::Scalar((self.end_ms - self.start_ms) as f64 / 1000.0)),
-            "step" => Ok(Val::Scalar(self.step_ms as f64 / 1000.0)),
-            "vector" => {
-                let v = self.scalar_arg(arg(0)?, t)?;
-                Ok(Val::Vector(vec![Sample::float(
-                    Labels::default(),
-                    v,
-                    false,
-                )]))
+        let exprs = &c.args.args;
+        match func.imp {
+            Imp::Range { f, keep_name } => {
+                let Some(a) = exprs.first() else {
+                    return Err(unsupported());
+                };
+                self.counter_info(name, a);
+                let r = self.range_arg(a, t)?;
+                self.over_range(name, r, !keep_name, f)
             }
-            "scalar" => {
-                // Histograms do not count: the one float element, else NaN.
-                let v = self.vector_arg(arg(0)?, t)?;
-                let mut floats = v.iter().filter(|s| s.hist.is_none());
-                Ok(Val::Scalar(match (floats.next(), floats.next()) {
-                    (Some(s), None) => s.value,
-                    _ => f64::NAN,
-                }))
-            }
-            "min_of" | "max_of" => {
-                let mut acc: Option<f64> = None;
-                for a in &args {
-                    let v = self.scalar_arg(a, t)?;
-                    acc = Some(match acc {
-                        None => v,
-                        Some(x) if name == "min_of" => go_min(x, v),
-                        Some(x) => go_max(x, v),
+            Imp::Lazy(imp) => imp(
+                self,
+                Exprs {
+                    name,
+                    t,
+                    args: exprs,
+                },
+            ),
+            Imp::Eager(imp) => {
+                let mut vals = Vec::with_capacity(exprs.len());
+                for (i, e) in exprs.iter().enumerate() {
+                    let Some(kind) = func.kind(i) else { break };
+                    vals.push(match kind {
+                        Kind::Scalar => Arg::Scalar(self.scalar_arg(e, t)?),
+                        Kind::Vector => Arg::Vector(self.vector_arg(e, t)?),
+                        Kind::Range => Arg::Range(self.range_arg(e, t)?),
+                        Kind::Str => Arg::Str(string_arg(e)?),
                     });
                 }
-                Ok(Val::Scalar(acc.unwrap_or(f64::NAN)))
-            }
-            "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "sin"
-            | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
-            | "acosh" | "atanh" | "deg" | "rad" => {
-                let f: fn(f64) -> f64 = match name {
-                    "abs" => f64::abs,
-                    "ceil" => f64::ceil,
-                    "floor" => f64::floor,
-                    "exp" => f64::exp,
-                    "ln" => f64::ln,
-                    "log2" => f64::log2,
-                    "log10" => f64::log10,
-                    "sqrt" => f64::sqrt,
-                    "sgn" => sgn,
-                    "sin" => f64::sin,
-                    "cos" => f64::cos,
-                    "tan" => f64::tan,
-                    "asin" => f64::asin,
-                    "acos" => f64::acos,
-                    "atan" => f64::atan,
-                    "sinh" => f64::sinh,
-                    "cosh" => f64::cosh,
-                    "tanh" => f64::tanh,
-                    "asinh" => f64::asinh,
-                    "acosh" => f64::acosh,
-                    "atanh" => f64::atanh,
-                    "deg" => |v: f64| v * 180.0 / std::f64::consts::PI,
-                    _ => |v: f64| v * std::f64::consts::PI / 180.0,
-                };
-                let v = self.vector_arg(arg(0)?, t)?;
-                Ok(Val::Vector(map_vector(v, f)))
-            }
-            "round" => {
-                let v = self.vector_arg(arg(0)?, t)?;
-                let to = match args.get(1) {
-                    Some(e) => self.scalar_arg(e, t)?,
-                    None => 1.0,
-                };
-                Ok(Val::Vector(map_vector(v, |x| round_to(x, to))))
-            }
-            "clamp" => {
-                let v = self.vector_arg(arg(0)?, t)?;
-                let lo = self.scalar_arg(arg(1)?, t)?;
-                let hi = self.scalar_arg(arg(2)?, t)?;
-                if hi < lo {
-                    return Ok(Val::Vector(Vec::new()));
+                let args = Args { name, t, vals };
+                if args.len() < func.required() {
+                    return Err(args.missing(args.len()));
                 }
-                Ok(Val::Vector(map_vector(v, |x| go_max(lo, go_min(hi, x)))))
+                imp(self, args)
             }
-            "clamp_min" => {
-                let v = self.vector_arg(arg(0)?, t)?;
-                let lo = self.scalar_arg(arg(1)?, t)?;
-                Ok(Val::Vector(map_vector(v, |x| go_max(lo, x))))
-            }
-            "clamp_max" => {
-                let v = self.vector_arg(arg(0)?, t)?;
-                let hi = self.scalar_arg(arg(1)?, t)?;
-                Ok(Val::Vector(map_vector(v, |x| go_min(hi, x))))
-            }
-            "timestamp" => {
-                let a = arg(0)?;
-                if let Expr::VectorSelector(vs) = unwrap_parens(a) {
-                    let v = self
-                        .select_instant(vs, t)?
-                        .into_iter()
-                        .map(|(labels, ts, _, _)| Sample::float(labels, ts as f64 / 1000.0, true))
-                        .collect();
-                    return Ok(Val::Vector(v));
-                }
-                // Histograms have a timestamp too, so they are kept here.
-                let v = self.vector_arg(a, t)?;
-                Ok(Val::Vector(
-                    v.into_iter()
-                        .map(|s| Sample::float(s.labels, t as f64 / 1000.0, true))
-                        .collect(),
-                ))
-            }
-            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
-            | "minute" | "month" | "year" => {
-                let v = match args.first() {
-                    Some(e) => self.vector_arg(e, t)?,
-                    None => vec![Sample::float(Labels::default(), t as f64 / 1000.0, false)],
-                };
-                let f = |x: f64| -> f64 {
-                    if x.is_nan() || x.is_infinite() {
-                        return x;
-                    }
-                    let c = civil_from_unix(x as i64);
-                    match name {
-                        "day_of_month" => f64::from(c.day),
-                        "day_of_week" => f64::from(c.weekday),
-                        "day_of_year" => f64::from(c.day_of_year),
-                        "days_in_month" => f64::from(days_in_month(c.year, c.month)),
-                        "hour" => f64::from(c.hour),
-                        "minute" => f64::from(c.minute),
-                        "month" => f64::from(c.month),
-                        _ => c.year as f64,
-                    }
-                };
-                Ok(Val::Vector(map_vector(v, f)))
-            }
-            "label_replace" => self.label_replace(&args, t),
-            "label_join" => self.label_join(&args, t),
-            "sort" | "sort_desc" => {
-                // Like Prometheus, sorting by value drops histograms.
-                let mut v = self.vector_arg(arg(0)?, t)?;
-                v.retain(|s| s.hist.is_none());
-                let desc = name == "sort_desc";
-                v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ => {
-                        let o = a
-                            .value
-                            .partial_cmp(&b.value)
-                            .unwrap_or(std::cmp::Ordering::Equal);
-                        if desc {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    }
-                });
-                Ok(Val::Vector(v))
-            }
-            "sort_by_label" | "sort_by_label_desc" => {
-                let mut v = self.vector_arg(arg(0)?, t)?;
-                let mut names = Vec::new();
-                for a in &args[1..] {
-                    names.push(string_arg(a)?);
-                }
-                let desc = name == "sort_by_label_desc";
-                v.sort_by(|a, b| {
-                    for n in &names {
-                        let o = natural_cmp(
-                            a.labels.get(n).unwrap_or(""),
-                            b.labels.get(n).unwrap_or(""),
-                        );
-                        if o != std::cmp::Ordering::Equal {
-                            return if desc { o.reverse() } else { o };
-                        }
-                    }
-                    let o = a.labels.cmp(&b.labels);
-                    if desc {
-                        o.reverse()
-                    } else {
-                        o
-                    }
-                });
-                Ok(Val::Vector(v))
-            }
-            "absent" => {
-                let v = self.vector_arg(arg(0)?, t)?;
-                if !v.is_empty() {
-                    return Ok(Val::Vector(Vec::new()));
-                }
-                Ok(Val::Vector(vec![Sample::float(
-                    absent_labels(arg(0)?),
-                    1.0,
-                    false,
-                )]))
-            }
-            "absent_over_time" => {
-                let r = self.range_arg(arg(0)?, t)?;
-                if !r.series.is_empty() {
-                    return Ok(Val::Vector(Vec::new()));
-                }
-                Ok(Val::Vector(vec![Sample::float(
-                    absent_labels(arg(0)?),
-                    1.0,
-                    false,
-                )]))
-            }
-            "histogram_quantile" => self.histogram_quantile(&args, t),
-            "histogram_fraction" => self.histogram_fraction(&args, t),
-            "histogram_count" | "histogram_sum" | "histogram_avg" => {
-                // Of native histograms only; float elements are skipped.
-                let v = self.vector_arg(arg(0)?, t)?;
-                let out = v
-                    .into_iter()
-                    .filter_map(|s| {
-                        let h = s.hist?;
-                        let x = match name {
-                            "histogram_count" => h.count,
-                            "histogram_sum" => h.sum,
-                            _ => h.sum / h.count,
-                        };
-                        Some(Sample::float(s.labels, x, true))
-                    })
-                    .collect();
-                Ok(Val::Vector(out))
-            }
-            "quantile_over_time" => {
-                let q = self.scalar_arg(arg(0)?, t)?;
-                if !(0.0..=1.0).contains(&q) {
-                    self.warn(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}",
-                        format_value(q)
-                    ));
-                }
-                let r = self.range_arg(arg(1)?, t)?;
-                self.over_range(name, r, true, |p, _| {
-                    let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                    Some(quantile(q, &mut vals))
-                })
-            }
-            "predict_linear" => {
-                let r = self.range_arg(arg(0)?, t)?;
-                let d = self.scalar_arg(arg(1)?, t)?;
-                self.over_range(name, r, true, |p, _| {
-                    if p.len() < 2 {
-                        return None;
-                    }
-                    let (slope, intercept) = linear_regression(p, t);
-                    Some(slope * d + intercept)
-                })
-            }
-            "double_exponential_smoothing" | "holt_winters" => {
-                let r = self.range_arg(arg(0)?, t)?;
-                let sf = self.scalar_arg(arg(1)?, t)?;
-                let tf = self.scalar_arg(arg(2)?, t)?;
-                if sf <= 0.0 || sf >= 1.0 {
-                    return Err(QueryError::exec(format!(
-                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
-                        format_value(sf)
-                    )));
-                }
-                if tf <= 0.0 || tf >= 1.0 {
-                    return Err(QueryError::exec(format!(
-                        "invalid trend factor. Expected: 0 < tf < 1, got: {}",
-                        format_value(tf)
-                    )));
-                }
-                self.over_range(name, r, true, |p, _| {
-                    double_exponential_smoothing(p, sf, tf)
-                })
-            }
-            _ => self.range_function(name, &args, t),
         }
     }
 
@@ -670,24 +999,6 @@ impl Evaluator<'_> {
                 }
             }
         }
-    }
-
-    fn range_function(&mut self, name: &str, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
-        // promql-parser accepted the call, so the function exists in PromQL:
-        // one that reaches here without an implementation is a feature this
-        // engine lacks (typed, so that callers can tell), not a mistake of
-        // the query.
-        let unsupported =
-            || QueryError::unsupported(UnsupportedFeature::Function(name.to_string()));
-        let Some(a) = args.first() else {
-            return Err(unsupported());
-        };
-        self.counter_info(name, a);
-        let Some((f, keep_name)) = simple_range_fn(name) else {
-            return Err(unsupported());
-        };
-        let r = self.range_arg(a, t)?;
-        self.over_range(name, r, !keep_name, f)
     }
 
     /// Applies `f` (the function `name`) to every series of a range vector;
@@ -823,82 +1134,31 @@ impl Evaluator<'_> {
         }
     }
 
-    fn label_replace(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
-        if args.len() != 5 {
-            return Err(QueryError::exec("label_replace() takes 5 arguments"));
-        }
-        let v = self.vector_arg(args[0], t)?;
-        let dst = string_arg(args[1])?;
-        let repl = string_arg(args[2])?;
-        let src = string_arg(args[3])?;
-        let re_src = string_arg(args[4])?;
-        let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
-            QueryError::exec(format!(
-                "invalid regular expression in label_replace(): {re_src}: {e}"
-            ))
-        })?;
-        if !is_valid_label_name(&dst) && dst != METRIC_NAME {
+    /// `double_exponential_smoothing(v, sf, tf)` (and its old name
+    /// `holt_winters`).
+    fn smoothing(&mut self, mut a: Args) -> Result<Val, QueryError> {
+        let (r, sf, tf) = (a.range(0)?, a.scalar(1)?, a.scalar(2)?);
+        if sf <= 0.0 || sf >= 1.0 {
             return Err(QueryError::exec(format!(
-                "invalid destination label name in label_replace(): {dst}"
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                format_value(sf)
             )));
         }
-        let mut out = Vec::with_capacity(v.len());
-        for mut s in v {
-            let src_val = s.labels.get(&src).unwrap_or("").to_string();
-            if let Some(caps) = re.captures(&src_val) {
-                let mut res = String::new();
-                caps.expand(&repl, &mut res);
-                s.labels = set_label(&s.labels, &dst, &res);
-                if dst == METRIC_NAME {
-                    s.drop_name = false;
-                }
-            }
-            out.push(s);
-        }
-        Ok(Val::Vector(out))
-    }
-
-    fn label_join(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
-        if args.len() < 3 {
-            return Err(QueryError::exec("label_join() takes at least 3 arguments"));
-        }
-        let v = self.vector_arg(args[0], t)?;
-        let dst = string_arg(args[1])?;
-        let sep = string_arg(args[2])?;
-        let mut srcs = Vec::new();
-        for a in &args[3..] {
-            let s = string_arg(a)?;
-            srcs.push(s);
-        }
-        if !is_valid_label_name(&dst) && dst != METRIC_NAME {
+        if tf <= 0.0 || tf >= 1.0 {
             return Err(QueryError::exec(format!(
-                "invalid destination label name in label_join(): {dst}"
+                "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                format_value(tf)
             )));
         }
-        let mut out = Vec::with_capacity(v.len());
-        for mut s in v {
-            let joined = srcs
-                .iter()
-                .map(|n| s.labels.get(n).unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join(&sep);
-            s.labels = set_label(&s.labels, &dst, &joined);
-            if dst == METRIC_NAME {
-                s.drop_name = false;
-            }
-            out.push(s);
-        }
-        Ok(Val::Vector(out))
+        self.over_range(a.name, r, true, |p, _| {
+            double_exponential_smoothing(p, sf, tf)
+        })
     }
 
     /// `histogram_quantile(q, v)`: classic buckets (`le` series) and native
     /// histograms.
-    fn histogram_quantile(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
-        if args.len() != 2 {
-            return Err(QueryError::exec("histogram_quantile() takes 2 arguments"));
-        }
-        let q = self.scalar_arg(args[0], t)?;
-        let v = self.vector_arg(args[1], t)?;
+    fn histogram_quantile(&mut self, mut a: Args) -> Result<Val, QueryError> {
+        let (q, v) = (a.scalar(0)?, a.vector(1)?);
         if !(0.0..=1.0).contains(&q) {
             self.warn(format!(
                 "PromQL warning: quantile value should be between 0 and 1, got {}",
@@ -929,13 +1189,8 @@ impl Evaluator<'_> {
 
     /// `histogram_fraction(lower, upper, v)`: classic buckets and native
     /// histograms.
-    fn histogram_fraction(&mut self, args: &[&Expr], t: i64) -> Result<Val, QueryError> {
-        if args.len() != 3 {
-            return Err(QueryError::exec("histogram_fraction() takes 3 arguments"));
-        }
-        let lower = self.scalar_arg(args[0], t)?;
-        let upper = self.scalar_arg(args[1], t)?;
-        let v = self.vector_arg(args[2], t)?;
+    fn histogram_fraction(&mut self, mut a: Args) -> Result<Val, QueryError> {
+        let (lower, upper, v) = (a.scalar(0)?, a.scalar(1)?, a.vector(2)?);
         let (natives, classic) = self.histogram_inputs(v);
         let mut out = Vec::with_capacity(natives.len() + classic.len());
         for (labels, h) in natives {
@@ -1008,5 +1263,61 @@ impl Evaluator<'_> {
             .filter_map(|k| groups.remove(&k).map(|b| (k, b)))
             .collect();
         (kept_natives, classic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use promql_parser::parser::value::ValueType;
+
+    use super::*;
+
+    /// Every entry's kinds and arity are those promql-parser checks calls
+    /// against, so that an eagerly evaluated argument has the kind declared.
+    #[test]
+    fn the_table_agrees_with_the_parser() {
+        let mut seen = HashSet::new();
+        for f in FUNCTIONS {
+            assert!(seen.insert(f.name), "{} is in the table twice", f.name);
+            if f.name == "holt_winters" {
+                // The old name, which promql-parser 0.11 no longer accepts.
+                continue;
+            }
+            let args: Vec<&str> = f
+                .kinds
+                .iter()
+                .map(|k| match k {
+                    Kind::Scalar => "1",
+                    Kind::Vector => "m",
+                    Kind::Range => "m[5m]",
+                    Kind::Str => "\"a\"",
+                })
+                .collect();
+            let text = format!("{}({})", f.name, args.join(", "));
+            let expr =
+                promql_parser::parser::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let Expr::Call(c) = expr else {
+                panic!("{text} is not a call");
+            };
+            let kinds: Vec<ValueType> = f
+                .kinds
+                .iter()
+                .map(|k| match k {
+                    Kind::Scalar => ValueType::Scalar,
+                    Kind::Vector => ValueType::Vector,
+                    Kind::Range => ValueType::Matrix,
+                    Kind::Str => ValueType::String,
+                })
+                .collect();
+            assert_eq!(c.func.arg_types, kinds, "{}", f.name);
+            let variadic = match f.arity {
+                Arity::Fixed => 0,
+                Arity::LastOptional => 1,
+                Arity::LastRepeats => -1,
+            };
+            assert_eq!(c.func.variadic, variadic, "{}", f.name);
+        }
     }
 }

@@ -13,7 +13,7 @@
 
 use promql_parser::parser::Expr;
 
-use crate::error::QueryError;
+use crate::error::{QueryError, ShapeLimit};
 
 /// The deepest tree the query threads' stacks are sized for: a
 /// [`QueryShapeLimits::max_depth`] above it is a configuration error (the
@@ -45,15 +45,6 @@ impl Default for QueryShapeLimits {
             max_matchers: 1000,
         }
     }
-}
-
-/// Which shape limit a query exceeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShapeLimit {
-    LengthBytes,
-    Depth,
-    MatchersPerSelector,
-    Matchers,
 }
 
 fn exceeded(limit: ShapeLimit, message: String) -> QueryError {

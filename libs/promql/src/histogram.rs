@@ -831,7 +831,7 @@ impl FloatHistogram {
 /// messages.
 impl fmt::Display for FloatHistogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::value::format_value as v;
+        use crate::mathx::format_value as v;
         let list = |b: &[(i32, f64)]| -> (i32, String) {
             let start = b.first().map_or(0, |x| x.0);
             let mut parts = Vec::new();

@@ -34,6 +34,7 @@
 //! [`MemoryStorage`]; the conformance test in `tests/` uses it.
 
 mod aggregate;
+mod ast;
 mod binary;
 mod engine;
 mod error;
@@ -44,16 +45,16 @@ mod functions;
 mod guard;
 mod histogram;
 mod mathx;
+mod model;
 mod storage;
 pub mod test_script;
 mod value;
 
 pub use engine::{Engine, EngineOptions, Queryable};
-pub use error::{ExecutionError, QueryError, UnsupportedFeature};
+pub use error::{ExecutionError, QueryError, ShapeLimit, UnsupportedFeature};
 pub use format::format_query;
-pub use guard::{expr_depth, parse_query, QueryShapeLimits, ShapeLimit, MAX_SUPPORTED_DEPTH};
+pub use guard::{expr_depth, parse_query, QueryShapeLimits, MAX_SUPPORTED_DEPTH};
 pub use histogram::{CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
+pub use mathx::format_value;
 pub use storage::MemoryStorage;
-pub use value::{
-    format_value, HistogramSample, HistogramSeries, InstantSample, QueryResult, Value,
-};
+pub use value::{HistogramSample, HistogramSeries, InstantSample, QueryResult, Value};

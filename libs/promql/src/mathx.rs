@@ -1,6 +1,7 @@
 //! Numeric helpers that reproduce Go's and Prometheus's float behaviour exactly:
 //! Kahan–Neumaier summation, Go's `math.Max`/`math.Min` (which propagate NaN, unlike
-//! Rust's), quantiles, bucket quantiles, linear regression and calendar arithmetic.
+//! Rust's), quantiles, bucket quantiles, linear regression, calendar arithmetic,
+//! and Go's float parsing and formatting (the Prometheus API's float notation).
 
 /// One step of Kahan–Neumaier summation: returns the new sum and compensation.
 pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -396,6 +397,22 @@ pub(crate) fn civil_from_unix(secs: i64) -> Civil {
     }
 }
 
+/// A float as the Prometheus API renders it: Go's `strconv.FormatFloat(v, 'f', -1, 64)`
+/// (shortest decimal that round-trips, never an exponent) with `NaN`, `+Inf`, `-Inf`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        // Rust's `Display` for floats is the shortest round-trip representation
+        // written out in positional notation, which is exactly Go's 'f', -1.
+        v.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +451,28 @@ mod tests {
         assert!(parse_go_float("NaN").is_some_and(f64::is_nan));
         assert_eq!(parse_go_float("x"), None);
         assert_eq!(parse_go_float(""), None);
+    }
+
+    #[test]
+    fn formats_like_go() {
+        let cases: &[(f64, &str)] = &[
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (0.1, "0.1"),
+            (1e21, "1000000000000000000000"),
+            (1e-7, "0.0000001"),
+            (123456789.125, "123456789.125"),
+            (1.0 / 3.0, "0.3333333333333333"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(format_value(*v), *want, "{v:e}");
+        }
+        // The smallest subnormal: 323 zeros after the point, then 5.
+        assert_eq!(format_value(5e-324), format!("0.{}5", "0".repeat(323)));
     }
 }

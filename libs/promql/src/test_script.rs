@@ -30,9 +30,9 @@ use strata_model::{parse_duration, Labels, Sample, STALE_NAN};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::QueryError;
 use crate::histogram::{CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
-use crate::mathx::parse_go_float;
+use crate::mathx::{format_value, parse_go_float};
 use crate::storage::MemoryStorage;
-use crate::value::{format_value, HistogramSeries, InstantSample, QueryResult, Value};
+use crate::value::{HistogramSeries, InstantSample, QueryResult, Value};
 
 /// How an eval ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
-//! What a query returns, in the four shapes of the Prometheus API, and the float
-//! formatting the API uses.
+//! What a query returns, in the four shapes of the Prometheus API (the API's
+//! float formatting, [`format_value`](crate::format_value), is in `mathx.rs`).
 //!
 //! Native histograms: an instant-vector element carries its histogram in
 //! [`InstantSample::histogram`]; a matrix keeps its float points in
@@ -68,48 +68,4 @@ pub struct QueryResult {
     pub histograms: Vec<HistogramSeries>,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
-}
-
-/// A float as the Prometheus API renders it: Go's `strconv.FormatFloat(v, 'f', -1, 64)`
-/// (shortest decimal that round-trips, never an exponent) with `NaN`, `+Inf`, `-Inf`.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        // Rust's `Display` for floats is the shortest round-trip representation
-        // written out in positional notation, which is exactly Go's 'f', -1.
-        v.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_value;
-
-    #[test]
-    fn formats_like_go() {
-        let cases: &[(f64, &str)] = &[
-            (f64::NAN, "NaN"),
-            (f64::INFINITY, "+Inf"),
-            (f64::NEG_INFINITY, "-Inf"),
-            (0.0, "0"),
-            (-0.0, "-0"),
-            (1.0, "1"),
-            (-2.5, "-2.5"),
-            (0.1, "0.1"),
-            (1e21, "1000000000000000000000"),
-            (1e-7, "0.0000001"),
-            (123456789.125, "123456789.125"),
-            (1.0 / 3.0, "0.3333333333333333"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(format_value(*v), *want, "{v:e}");
-        }
-        // The smallest subnormal: 323 zeros after the point, then 5.
-        assert_eq!(format_value(5e-324), format!("0.{}5", "0".repeat(323)));
-    }
 }

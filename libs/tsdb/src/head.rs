@@ -8,6 +8,7 @@
 //! series' mutex briefly to copy its chunks.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -15,11 +16,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
-use strata_model::{Label, Labels, MatchOp, Matcher, Sample};
+use strata_model::{Label, Labels, Matcher, Sample};
 use thiserror::Error;
 
 use crate::chunk::{XorChunk, SAMPLES_PER_CHUNK};
-use crate::postings;
+use crate::postings::{self, PostingsIndex};
 
 /// Number of lock stripes of the labels → series map.
 const STRIPES: usize = 128;
@@ -1018,66 +1019,50 @@ impl Index {
         (0..self.series.len() as u32).map(SeriesId).collect()
     }
 
-    /// Prometheus's `PostingsForMatchers`: matchers that reject `""` contribute
-    /// the union of their matching values' postings to an intersection; matchers
-    /// that accept `""` (so also select series lacking the label) subtract the
-    /// postings of the values they reject. With no intersecting matcher the
-    /// intersection starts from all series.
+    /// Prometheus's `PostingsForMatchers` ([`postings::for_matchers`]).
     fn postings_for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
-        let mut include: Vec<Vec<SeriesId>> = Vec::new();
-        let mut exclude: Vec<Vec<SeriesId>> = Vec::new();
-        for m in matchers {
-            if m.op == MatchOp::RegexMatch && m.value == ".*" {
-                continue;
-            }
-            let values = self.postings.get(m.name.as_str());
-            if m.matches_empty() {
-                // No series has the label: all of them have "" and match.
-                let Some(values) = values else { continue };
-                let rejected = match m.op {
-                    // Accepts "" so its value is not ""; rejects exactly its value.
-                    MatchOp::NotEqual => values.get(m.value.as_str()).cloned().unwrap_or_default(),
-                    // `name=""`: rejects every present value.
-                    MatchOp::Equal => union_of(values.values()),
-                    MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                        union_of(values.iter().filter(|(v, _)| !m.matches(v)).map(|(_, p)| p))
-                    }
-                };
-                if !rejected.is_empty() {
-                    exclude.push(rejected);
-                }
-            } else {
-                let Some(values) = values else {
-                    return Vec::new();
-                };
-                let accepted = match (m.op, m.set_matches()) {
-                    (MatchOp::Equal, _) => {
-                        values.get(m.value.as_str()).cloned().unwrap_or_default()
-                    }
-                    (MatchOp::RegexMatch, Some(set)) => {
-                        union_of(set.iter().filter_map(|v| values.get(v.as_str())))
-                    }
-                    _ => union_of(values.iter().filter(|(v, _)| m.matches(v)).map(|(_, p)| p)),
-                };
-                if accepted.is_empty() {
-                    return Vec::new();
-                }
-                include.push(accepted);
-            }
+        match postings::for_matchers(self, matchers) {
+            Ok(ids) => ids,
+            Err(never) => match never {},
         }
-        let mut result = if include.is_empty() {
-            self.all()
-        } else {
-            let lists: Vec<&[SeriesId]> = include.iter().map(Vec::as_slice).collect();
-            postings::intersect_many(&lists)
-        };
-        for rejected in &exclude {
-            if result.is_empty() {
-                break;
-            }
-            result = postings::subtract(&result, rejected);
-        }
-        result
+    }
+}
+
+impl PostingsIndex for Index {
+    type Ref = SeriesId;
+    type Values = BTreeMap<Arc<str>, Vec<SeriesId>>;
+    type Error = Infallible;
+
+    fn values(&self, name: &str) -> Option<&Self::Values> {
+        self.postings.get(name)
+    }
+
+    fn postings_of(&self, values: &Self::Values, value: &str) -> Result<Vec<SeriesId>, Infallible> {
+        Ok(values.get(value).cloned().unwrap_or_default())
+    }
+
+    fn union_of(
+        &self,
+        values: &Self::Values,
+        wanted: &[String],
+    ) -> Result<Vec<SeriesId>, Infallible> {
+        Ok(union_of(
+            wanted.iter().filter_map(|v| values.get(v.as_str())),
+        ))
+    }
+
+    fn union_where(
+        &self,
+        values: &Self::Values,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<SeriesId>, Infallible> {
+        Ok(union_of(
+            values.iter().filter(|(v, _)| keep(v)).map(|(_, p)| p),
+        ))
+    }
+
+    fn all(&self) -> Result<Vec<SeriesId>, Infallible> {
+        Ok(Index::all(self))
     }
 }
 

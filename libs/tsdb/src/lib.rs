@@ -5,7 +5,8 @@
 //! unchanged), the in-memory head that holds a tenant's recent series ([`head`]:
 //! label interning, per-series chunk lists, the append rules for out-of-order and
 //! duplicate samples) and the postings index that selects series by label matchers
-//! ([`postings`] holds the sorted-list set operations it is built on), and the
+//! ([`postings`] holds the sorted-list set operations and the matcher algorithm
+//! that the head and the block index share), and the
 //! write-ahead log that makes a head survive a crash ([`wal`]: CRC32C-framed
 //! segments, group-commit fsync, replay, checkpoints).
 //!

@@ -1,8 +1,109 @@
-//! Set operations on postings lists: strictly increasing lists of series IDs.
+//! Postings lists (strictly increasing lists of series IDs): their set
+//! operations, and Prometheus's postings-for-matchers algorithm over any index
+//! that implements [`PostingsIndex`] (the head's and a block's).
 //!
-//! Every function takes sorted, duplicate-free slices and returns a sorted,
+//! Every set operation takes sorted, duplicate-free slices and returns a sorted,
 //! duplicate-free `Vec`; on unsorted input the result is unspecified (but there is
 //! no panic).
+
+use strata_model::{MatchOp, Matcher};
+
+/// An index that maps label pairs to postings lists.
+pub(crate) trait PostingsIndex {
+    /// A series ID.
+    type Ref: Ord + Copy;
+    /// The values of one label name, with whatever locates their postings.
+    type Values: ?Sized;
+    /// Why postings could not be read.
+    type Error;
+
+    /// The values of label `name`, `None` when no series has the label (and
+    /// for the empty name).
+    fn values(&self, name: &str) -> Option<&Self::Values>;
+    /// The postings of `value` among `values` (empty when it is not there).
+    fn postings_of(
+        &self,
+        values: &Self::Values,
+        value: &str,
+    ) -> Result<Vec<Self::Ref>, Self::Error>;
+    /// The union of the postings of each of `wanted` among `values` (a
+    /// regular expression that is a set of alternatives).
+    fn union_of(
+        &self,
+        values: &Self::Values,
+        wanted: &[String],
+    ) -> Result<Vec<Self::Ref>, Self::Error>;
+    /// The union of the postings of the `values` that `keep` accepts.
+    fn union_where(
+        &self,
+        values: &Self::Values,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Self::Ref>, Self::Error>;
+    /// Every series of the index.
+    fn all(&self) -> Result<Vec<Self::Ref>, Self::Error>;
+}
+
+/// Prometheus's `PostingsForMatchers`: the series matching all `matchers` (all
+/// series for none), sorted, where a series lacking a label has it as `""`.
+/// Matchers that reject `""` contribute the union of their matching values'
+/// postings to an intersection; matchers that accept `""` (so also select
+/// series lacking the label) subtract the postings of the values they reject.
+/// With no intersecting matcher the intersection starts from all series.
+pub(crate) fn for_matchers<I: PostingsIndex>(
+    index: &I,
+    matchers: &[Matcher],
+) -> Result<Vec<I::Ref>, I::Error> {
+    let mut include: Vec<Vec<I::Ref>> = Vec::new();
+    let mut exclude: Vec<Vec<I::Ref>> = Vec::new();
+    for m in matchers {
+        if m.op == MatchOp::RegexMatch && m.value == ".*" {
+            continue;
+        }
+        let values = index.values(&m.name);
+        if m.matches_empty() {
+            // No series has the label: all of them have "" and match.
+            let Some(values) = values else { continue };
+            let rejected = match m.op {
+                // Accepts "" so its value is not ""; rejects exactly its value.
+                MatchOp::NotEqual => index.postings_of(values, &m.value)?,
+                // `name=""`: rejects every present value.
+                MatchOp::Equal => index.union_where(values, |_| true)?,
+                MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                    index.union_where(values, |v| !m.matches(v))?
+                }
+            };
+            if !rejected.is_empty() {
+                exclude.push(rejected);
+            }
+        } else {
+            let Some(values) = values else {
+                return Ok(Vec::new());
+            };
+            let accepted = match (m.op, m.set_matches()) {
+                (MatchOp::Equal, _) => index.postings_of(values, &m.value)?,
+                (MatchOp::RegexMatch, Some(set)) => index.union_of(values, &set)?,
+                _ => index.union_where(values, |v| m.matches(v))?,
+            };
+            if accepted.is_empty() {
+                return Ok(Vec::new());
+            }
+            include.push(accepted);
+        }
+    }
+    let mut result = if include.is_empty() {
+        index.all()?
+    } else {
+        let lists: Vec<&[I::Ref]> = include.iter().map(Vec::as_slice).collect();
+        intersect_many(&lists)
+    };
+    for rejected in &exclude {
+        if result.is_empty() {
+            break;
+        }
+        result = subtract(&result, rejected);
+    }
+    Ok(result)
+}
 
 /// Elements present in both lists.
 pub fn intersect<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {

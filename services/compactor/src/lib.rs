@@ -256,13 +256,28 @@ impl Compactor {
         Ok(stats)
     }
 
+    /// One tenant's turn: the steps of the crate documentation, in order, in
+    /// a scratch directory of its own.
     async fn compact_tenant(
         &self,
         tenant: &str,
         stats: &mut PassStats,
     ) -> Result<(), CompactorError> {
+        let work = self.fresh_work_dir(tenant).await?;
+        let mut blocks = self.list_blocks(tenant, stats).await?;
+        self.mark_expired_and_redundant(tenant, &mut blocks, stats)
+            .await?;
+        self.merge_blocks(tenant, &work, &mut blocks, stats).await?;
+        self.delete_marked(tenant, &mut blocks, stats).await?;
+        self.write_bucket_index(tenant, &blocks).await?;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        Ok(())
+    }
+
+    /// The tenant's scratch directory under `data_dir`, emptied: leftovers of
+    /// an interrupted pass are of no use.
+    async fn fresh_work_dir(&self, tenant: &str) -> Result<PathBuf, CompactorError> {
         let work = Path::new(&self.config.data_dir).join(tenant);
-        // Leftovers of an interrupted pass are of no use.
         match tokio::fs::remove_dir_all(&work).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -271,7 +286,18 @@ impl Compactor {
         tokio::fs::create_dir_all(&work)
             .await
             .map_err(io_err(&work))?;
+        Ok(work)
+    }
 
+    /// Step 1: the tenant's complete blocks, from one listing, with their
+    /// metas and deletion marks; deletes partial blocks older than
+    /// `partial_block_deletion_delay`, and the `markers/` copies of deletion
+    /// marks of blocks that are gone.
+    async fn list_blocks(
+        &self,
+        tenant: &str,
+        stats: &mut PassStats,
+    ) -> Result<BTreeMap<Ulid, Entry>, CompactorError> {
         let now_s = now_ms() / 1000;
         let scan = self.bucket.scan_tenant(tenant).await?;
         let mut blocks: BTreeMap<Ulid, Entry> = BTreeMap::new();
@@ -335,6 +361,17 @@ impl Compactor {
             }
         }
 
+        Ok(blocks)
+    }
+
+    /// Step 2: marks the blocks past the tenant's retention period, and those
+    /// whose data another block already holds, for deletion.
+    async fn mark_expired_and_redundant(
+        &self,
+        tenant: &str,
+        blocks: &mut BTreeMap<Ulid, Entry>,
+        stats: &mut PassStats,
+    ) -> Result<(), CompactorError> {
         // Retention.
         let retention = self
             .overrides
@@ -354,7 +391,7 @@ impl Compactor {
                     id,
                     "retention",
                     "past the retention period",
-                    &mut blocks,
+                    blocks,
                     stats,
                 )
                 .await?;
@@ -368,10 +405,22 @@ impl Compactor {
             .collect();
         for (id, keeper) in redundant(&live) {
             let details = format!("its data is in block {keeper}");
-            self.mark(tenant, id, "duplicate", &details, &mut blocks, stats)
+            self.mark(tenant, id, "duplicate", &details, blocks, stats)
                 .await?;
         }
 
+        Ok(())
+    }
+
+    /// Step 3: runs the planner's jobs one after the other (at most
+    /// [`MAX_JOBS_PER_TENANT`]), each on the blocks the previous left.
+    async fn merge_blocks(
+        &self,
+        tenant: &str,
+        work: &Path,
+        blocks: &mut BTreeMap<Ulid, Entry>,
+        stats: &mut PassStats,
+    ) -> Result<(), CompactorError> {
         let ranges = self.config.ranges_ms();
         for _ in 0..MAX_JOBS_PER_TENANT {
             let live: Vec<&BlockMeta> = blocks
@@ -382,10 +431,19 @@ impl Compactor {
             let Some(job) = plan(&live, &ranges) else {
                 break;
             };
-            self.run_job(tenant, &job, &work, &mut blocks, stats)
-                .await?;
+            self.run_job(tenant, &job, work, blocks, stats).await?;
         }
 
+        Ok(())
+    }
+
+    /// Step 4: deletes the blocks marked longer than `deletion_delay` ago.
+    async fn delete_marked(
+        &self,
+        tenant: &str,
+        blocks: &mut BTreeMap<Ulid, Entry>,
+        stats: &mut PassStats,
+    ) -> Result<(), CompactorError> {
         // Deletion of blocks marked long enough ago.
         let delay = secs(self.config.deletion_delay.0);
         let due: Vec<Ulid> = blocks
@@ -409,10 +467,18 @@ impl Compactor {
             self.metrics.blocks_deleted.inc();
         }
 
-        let index = bucket_index(&blocks, now_ms() / 1000);
+        Ok(())
+    }
+
+    /// Step 5: writes the tenant's bucket index of the blocks that remain.
+    async fn write_bucket_index(
+        &self,
+        tenant: &str,
+        blocks: &BTreeMap<Ulid, Entry>,
+    ) -> Result<(), CompactorError> {
+        let index = bucket_index(blocks, now_ms() / 1000);
         self.bucket.write_bucket_index(tenant, &index).await?;
         self.metrics.bucket_index_updates.inc();
-        let _ = tokio::fs::remove_dir_all(&work).await;
         Ok(())
     }
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::encoding::{put_uvarint, uvarint_len, Decoder};
+use super::error::BlockError;
 use super::read_at::{ReadAt, Source};
-use super::BlockError;
 
 pub const MAGIC_CHUNKS: u32 = 0x85BD_40DD;
 pub const CHUNKS_FORMAT_V1: u8 = 1;

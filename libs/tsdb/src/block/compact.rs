@@ -29,13 +29,16 @@ use std::path::Path;
 use strata_model::Labels;
 
 use super::chunks::{SegmentWriter, ENCODING_XOR, SEGMENT_HEADER_LEN};
+use super::error::BlockError;
 use super::index::{write_index, ChunkMeta, SeriesEntry, SeriesRef};
 use super::meta::{
     BlockCompaction, BlockDesc, BlockMeta, BlockStats, ThanosDownsample, ThanosMeta, META_VERSION,
     TENANT_LABEL,
 };
+use super::reader::BlockReader;
+use super::ulid::Ulid;
 use super::writer::write_meta;
-use super::{BlockError, BlockOptions, BlockReader, Ulid};
+use super::writer::BlockOptions;
 use crate::chunk::{decode_xor, XorChunk, SAMPLES_PER_CHUNK};
 
 /// What [`compact`] wrote.

@@ -11,14 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_model::{Label, Labels, MatchOp, Matcher};
+use strata_model::{Label, Labels, Matcher};
 
 use super::encoding::{
     put_be32, put_be64, put_uvarint, put_uvarint_str, put_varint, DecodeError, Decoder,
 };
+use super::error::BlockError;
 use super::read_at::{ReadAt, Source};
-use super::BlockError;
-use crate::postings;
+use crate::postings::{self, PostingsIndex};
 
 pub const MAGIC_INDEX: u32 = 0xBAAA_D700;
 pub const INDEX_FORMAT_V2: u8 = 2;
@@ -402,12 +402,9 @@ impl IndexReader {
 
     /// Series with label `name="value"`, sorted; empty if there are none.
     pub fn postings(&self, name: &str, value: &str) -> Result<Vec<SeriesRef>, BlockError> {
-        let Some(values) = self.postings.get(name) else {
-            return Ok(Vec::new());
-        };
-        match values.binary_search_by(|(v, _)| v.as_str().cmp(value)) {
-            Ok(i) => self.postings_at(values[i].1),
-            Err(_) => Ok(Vec::new()),
+        match self.postings.get(name) {
+            Some(values) => self.postings_of(values, value),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -523,74 +520,57 @@ impl IndexReader {
 
     /// Series matching all `matchers` (all series for none), sorted, with
     /// Prometheus's semantics (a series lacking a label has it as `""`): the same
-    /// algorithm as the head's index, over postings lists read from the file.
+    /// algorithm as the head's index ([`postings::for_matchers`]), over postings
+    /// lists read from the file.
     pub fn postings_for_matchers(
         &self,
         matchers: &[Matcher],
     ) -> Result<Vec<SeriesRef>, BlockError> {
-        let mut include: Vec<Vec<SeriesRef>> = Vec::new();
-        let mut exclude: Vec<Vec<SeriesRef>> = Vec::new();
-        for m in matchers {
-            if m.op == MatchOp::RegexMatch && m.value == ".*" {
-                continue;
-            }
-            let values = if m.name.is_empty() {
-                None
-            } else {
-                self.postings.get(m.name.as_str())
-            };
-            if m.matches_empty() {
-                let Some(values) = values else { continue };
-                let rejected = match m.op {
-                    MatchOp::NotEqual => self.postings(&m.name, &m.value)?,
-                    MatchOp::Equal => self.union_where(values, |_| true)?,
-                    MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                        self.union_where(values, |v| !m.matches(v))?
-                    }
-                };
-                if !rejected.is_empty() {
-                    exclude.push(rejected);
-                }
-            } else {
-                let Some(values) = values else {
-                    return Ok(Vec::new());
-                };
-                let accepted = match (m.op, m.set_matches()) {
-                    (MatchOp::Equal, _) => self.postings(&m.name, &m.value)?,
-                    (MatchOp::RegexMatch, Some(set)) => {
-                        let mut lists = Vec::with_capacity(set.len());
-                        for v in &set {
-                            lists.push(self.postings(&m.name, v)?);
-                        }
-                        let refs: Vec<&[SeriesRef]> = lists.iter().map(Vec::as_slice).collect();
-                        postings::union_many(&refs)
-                    }
-                    _ => self.union_where(values, |v| m.matches(v))?,
-                };
-                if accepted.is_empty() {
-                    return Ok(Vec::new());
-                }
-                include.push(accepted);
-            }
+        postings::for_matchers(self, matchers)
+    }
+}
+
+impl PostingsIndex for IndexReader {
+    type Ref = SeriesRef;
+    /// A label's values, sorted, each with the offset of its postings list.
+    type Values = [(String, u64)];
+    type Error = BlockError;
+
+    fn values(&self, name: &str) -> Option<&Self::Values> {
+        if name.is_empty() {
+            // The empty pair is the list of all series, not a label.
+            return None;
         }
-        let mut result = if include.is_empty() {
-            self.all_postings()?
-        } else {
-            let lists: Vec<&[SeriesRef]> = include.iter().map(Vec::as_slice).collect();
-            postings::intersect_many(&lists)
-        };
-        for rejected in &exclude {
-            if result.is_empty() {
-                break;
-            }
-            result = postings::subtract(&result, rejected);
+        self.postings.get(name).map(Vec::as_slice)
+    }
+
+    fn postings_of(
+        &self,
+        values: &Self::Values,
+        value: &str,
+    ) -> Result<Vec<SeriesRef>, BlockError> {
+        match values.binary_search_by(|(v, _)| v.as_str().cmp(value)) {
+            Ok(i) => self.postings_at(values[i].1),
+            Err(_) => Ok(Vec::new()),
         }
-        Ok(result)
+    }
+
+    fn union_of(
+        &self,
+        values: &Self::Values,
+        wanted: &[String],
+    ) -> Result<Vec<SeriesRef>, BlockError> {
+        let mut lists = Vec::with_capacity(wanted.len());
+        for v in wanted {
+            lists.push(self.postings_of(values, v)?);
+        }
+        let refs: Vec<&[SeriesRef]> = lists.iter().map(Vec::as_slice).collect();
+        Ok(postings::union_many(&refs))
     }
 
     fn union_where(
         &self,
-        values: &[(String, u64)],
+        values: &Self::Values,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<SeriesRef>, BlockError> {
         let mut lists = Vec::new();
@@ -601,6 +581,10 @@ impl IndexReader {
         }
         let refs: Vec<&[SeriesRef]> = lists.iter().map(Vec::as_slice).collect();
         Ok(postings::union_many(&refs))
+    }
+
+    fn all(&self) -> Result<Vec<SeriesRef>, BlockError> {
+        self.all_postings()
     }
 }
 

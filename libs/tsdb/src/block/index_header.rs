@@ -20,9 +20,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::encoding::{put_be32, put_be64, Decoder};
+use super::error::BlockError;
 use super::index::{IndexReader, Toc};
 use super::read_at::{ReadAt, Source};
-use super::BlockError;
 
 const MAGIC: &[u8; 4] = b"STIH";
 const VERSION: u8 = 1;

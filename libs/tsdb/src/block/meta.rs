@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Ulid;
+use super::ulid::Ulid;
 
 /// The external label that names a block's tenant (Cortex's and Mimir's
 /// `__org_id__`).

@@ -24,6 +24,7 @@
 mod chunks;
 mod compact;
 mod encoding;
+mod error;
 mod index;
 mod index_header;
 mod meta;
@@ -37,12 +38,11 @@ mod promtool_tests;
 #[cfg(test)]
 mod tests;
 
-use thiserror::Error;
-
 pub use chunks::{
     ChunkReader, RawChunk, CHUNKS_FORMAT_V1, DEFAULT_SEGMENT_SIZE, ENCODING_XOR, MAGIC_CHUNKS,
 };
 pub use compact::{compact, CompactOutcome};
+pub use error::BlockError;
 pub use index::{
     ChunkMeta, IndexReader, SeriesEntry, SeriesRef, Toc, INDEX_FORMAT_V2, MAGIC_INDEX,
 };
@@ -55,51 +55,3 @@ pub use read_at::{FileReadAt, ReadAt};
 pub use reader::BlockReader;
 pub use ulid::{Ulid, UlidError};
 pub use writer::{BlockOptions, BlockWriter};
-
-/// Why a block could not be written or read.
-#[derive(Debug, Error)]
-pub enum BlockError {
-    #[error("{path}: {op} failed: {source}")]
-    Io {
-        path: String,
-        op: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}: corrupt data at offset {offset}: {reason}")]
-    Corrupt {
-        file: String,
-        offset: u64,
-        reason: String,
-    },
-    #[error(
-        "{file}: checksum mismatch in the section at offset {offset}: stored CRC32C \
-         {stored:#010x}, computed {computed:#010x}"
-    )]
-    Checksum {
-        file: String,
-        offset: u64,
-        stored: u32,
-        computed: u32,
-    },
-    #[error("{file}: unsupported: {reason}")]
-    Unsupported { file: String, reason: String },
-    #[error("{path}: invalid meta.json: {source}")]
-    Meta {
-        path: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("invalid block input: {0}")]
-    InvalidInput(String),
-}
-
-impl BlockError {
-    pub(crate) fn io(path: &std::path::Path, op: &'static str, source: std::io::Error) -> Self {
-        BlockError::Io {
-            path: path.display().to_string(),
-            op,
-            source,
-        }
-    }
-}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::BlockError;
+use super::error::BlockError;
 
 /// Random access to an immutable file of known size.
 pub trait ReadAt: Send + Sync + fmt::Debug {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use strata_model::Matcher;
 
 use super::chunks::{ChunkReader, ENCODING_XOR};
+use super::error::BlockError;
 use super::index::{IndexReader, SeriesEntry};
 use super::meta::BlockMeta;
 use super::read_at::{FileReadAt, ReadAt};
-use super::BlockError;
 use crate::head::{ChunkData, SeriesChunks};
 
 /// A readable block: its meta, index and chunks.

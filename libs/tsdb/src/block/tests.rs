@@ -8,7 +8,11 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use strata_model::{Labels, MatchOp, Matcher, Sample, STALE_NAN};
 
-use super::*;
+use super::error::BlockError;
+use super::index::{IndexReader, INDEX_FORMAT_V2, MAGIC_INDEX};
+use super::meta::BlockMeta;
+use super::reader::BlockReader;
+use super::writer::{BlockOptions, BlockWriter};
 use crate::chunk::decode_xor;
 use crate::head::{Head, SeriesChunks};
 

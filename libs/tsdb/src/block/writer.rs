@@ -7,12 +7,13 @@ use std::path::Path;
 use strata_model::Labels;
 
 use super::chunks::{SegmentWriter, DEFAULT_SEGMENT_SIZE, ENCODING_XOR, SEGMENT_HEADER_LEN};
+use super::error::BlockError;
 use super::index::{write_index, ChunkMeta};
 use super::meta::{
     BlockCompaction, BlockMeta, BlockStats, ThanosDownsample, ThanosFile, ThanosMeta, META_VERSION,
     TENANT_LABEL,
 };
-use super::{BlockError, Ulid};
+use super::ulid::Ulid;
 use crate::chunk::{decode_xor, XorChunk};
 use crate::head::{ChunkData, Head};
 

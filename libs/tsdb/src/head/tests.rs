@@ -1,6 +1,6 @@
 use super::*;
 use crate::chunk::decode_xor;
-use strata_model::{STALE_NAN, STALE_NAN_BITS};
+use strata_model::{MatchOp, STALE_NAN, STALE_NAN_BITS};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())

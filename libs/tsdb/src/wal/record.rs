@@ -18,6 +18,7 @@
 
 use strata_model::{Label, Labels, Sample};
 
+use super::segment::MAX_RECORD_LEN;
 use crate::head::SeriesRef;
 
 pub(super) const TYPE_SERIES: u8 = 1;
@@ -27,10 +28,6 @@ pub(super) const TYPE_MIN_VALID_TIME: u8 = 3;
 /// A batch closes a record once its payload passes this size, so records stay
 /// small enough to read into one buffer.
 const TARGET_RECORD_LEN: usize = 1 << 20;
-
-/// Largest payload a frame may announce; readers treat larger lengths as
-/// corruption. A single series' labels must fit in it.
-pub(super) const MAX_RECORD_LEN: usize = 32 << 20;
 
 /// A series as logged: its ref and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,11 +4,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::record::MAX_RECORD_LEN;
 use super::WalError;
 
 /// `[u32 LE length][u32 LE CRC32C]` before every payload.
 pub(super) const HEADER_LEN: usize = 8;
+
+/// Largest payload a frame may announce; readers treat larger lengths as
+/// corruption. A single series' labels must fit in it.
+pub(super) const MAX_RECORD_LEN: usize = 32 << 20;
 
 const CHECKPOINT_PREFIX: &str = "checkpoint.";
 const TMP_SUFFIX: &str = ".tmp";
