@@ -8,12 +8,13 @@
 //! ([`postings`] holds the sorted-list set operations and the matcher algorithm
 //! that the head and the block index share), and the
 //! write-ahead log that makes a head survive a crash ([`wal`]: CRC32C-framed
-//! segments, group-commit fsync, replay, checkpoints).
+//! segments, group-commit fsync, replay, checkpoints), and Prometheus's block
+//! format ([`block`]: writing a head's range as a block, reading blocks'
+//! index and chunks, as promtool reads them).
 //!
 //! It deliberately knows nothing about tenants, the network or configuration: the
 //! ingester keeps one [`head::Head`] and one [`wal::Wal`] per tenant and turns
-//! [`head::AppendError`]s into client-facing statuses. The block writer/reader
-//! comes later.
+//! [`head::AppendError`]s into client-facing statuses.
 
 pub mod block;
 pub mod chunk;
