@@ -19,13 +19,13 @@ use crate::{resolver, shorten, TenantResolver, TENANT_HEADER};
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The `auth` config section.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Require a credential from the tenants file on every push and query.
-    /// Off by default: the tenant header is trusted, as Mimir does.
     pub enabled: bool,
-    /// Path of the tenants file (YAML); required when `enabled`.
     pub tenants_file: String,
 }
 

@@ -22,16 +22,14 @@ use crate::TelemetryError;
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// The `tracing` section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
-    /// OTLP/gRPC collector (`http://host:4317`); empty means
-    /// `$OTEL_EXPORTER_OTLP_ENDPOINT`, and tracing is off when both are empty.
     pub otlp_endpoint: String,
-    /// `service.name` of the exported spans.
     pub service_name: String,
-    /// Fraction of new traces sampled, 0 to 1; a trace started elsewhere keeps
-    /// its caller's decision.
     pub sample_ratio: f64,
 }
 

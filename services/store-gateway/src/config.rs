@@ -16,10 +16,12 @@ pub struct StoreGatewayConfig {
 /// in the same KV store as the ingester ring (`ingester.ring.kvstore`), under
 /// `<prefix>rings/store-gateway`; the instance ID, address and zone are the
 /// process's (`ingester.ring.instance_*`).
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardingRingConfig {
-    /// Store-gateways that load each block.
     pub replication_factor: usize,
     pub num_tokens: usize,
     pub heartbeat_period: ConfigDuration,
