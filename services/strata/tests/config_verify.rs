@@ -3,6 +3,9 @@
 //! component would refuse at start (issue 13: a querier config that
 //! `Querier::new` refuses used to pass).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Command, Output};
 
 fn verify(yaml: &str, flags: &[&str]) -> Output {
