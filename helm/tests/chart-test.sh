@@ -6,7 +6,8 @@
 #   helm lint --strict; helm template; every manifest validated offline and
 #   strictly against the Kubernetes schemas (kubernetes-validate); asserts on the
 #   rendered YAML (check_rendered.py); the ConfigMap's strata config checked by
-#   `strata -config.verify -config.expand-env` for every -target the case runs.
+#   `strata -config.verify -config.expand-env` with the flags of every workload
+#   (its -target, its zone).
 # Then values that cannot work must fail to render, naming the problem.
 #
 # Needs helm 3, kubernetes-validate (PyPI) and the strata binary (STRATA_BIN, else
@@ -66,17 +67,17 @@ for values in "$here"/values/*.yaml; do
   else fail "[$case_name] assertions on the rendered YAML"; fi
 
   [ -s "$dir/strata.yaml" ] || continue
-  while read -r target; do
-    [ -n "$target" ] || continue
+  while read -r -a flags; do
+    [ "${#flags[@]}" -gt 0 ] || continue
     if env POD_NAME=strata-test-ingester-0 POD_IP=10.1.2.3 STRATA_ZONE=zone-a \
          AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-         "$strata" -config.verify -config.expand-env -config.file="$dir/strata.yaml" -target="$target" \
+         "$strata" -config.verify -config.expand-env -config.file="$dir/strata.yaml" "${flags[@]}" \
          >"$dir/verify.log" 2>&1; then
       pass
     else
-      fail "[$case_name] strata -config.verify -target=$target"; cat "$dir/verify.log"; sed 's/^/   | /' "$dir/strata.yaml"
+      fail "[$case_name] strata -config.verify ${flags[*]}"; cat "$dir/verify.log"; sed 's/^/   | /' "$dir/strata.yaml"
     fi
-  done <"$dir/targets"
+  done <"$dir/flags"
 done
 
 # Values that cannot work must not render, and must say why.

@@ -8,8 +8,9 @@ POD_NAME/POD_IP set, a PDB per workload, selectors matching their pods, the
 StatefulSets' headless Services, resource requests, the ingesting pods' WAL
 volume, grace period, anti-affinity and zone spread) and what each case
 promises (see EXPECT below). Writes OUT_DIR/strata.yaml (the ConfigMap's
-strata config) and OUT_DIR/targets (one -target per line, for
-`strata -config.verify`). Exits non-zero naming every failed check.
+strata config) and OUT_DIR/flags (each workload's strata flags but the
+config file's, one workload per line, for `strata -config.verify`, which then
+checks the config as that pod runs it: its -target, its zone). Exits non-zero naming every failed check.
 """
 
 import os
@@ -88,6 +89,7 @@ check("target" not in config, "config: no target in the file (each workload pass
 # ---- every strata workload ----
 workloads = strata_workloads()
 targets = set()
+pod_flags = set()
 check(len(workloads) > 0, "some strata workload is rendered")
 services = by_kind.get("Service", [])
 pdbs = by_kind.get("PodDisruptionBudget", [])
@@ -103,6 +105,8 @@ for w in workloads:
         continue
     target = arg(c, "-target")
     targets.add(target)
+    pod_flags.add(" ".join(a for a in c.get("args", [])
+                           if a.startswith("-") and not a.startswith(("-config.file=", "-config.expand-env"))))
     check(arg(c, "-config.file") == "/etc/strata/strata.yaml", f"{name}: -config.file=/etc/strata/strata.yaml")
     check("-config.expand-env" in c.get("args", []), f"{name}: -config.expand-env")
     env = {e["name"]: e for e in c.get("env", [])}
@@ -296,8 +300,8 @@ if CASE != "s3":
     check(bs.get("backend") == "filesystem" and bs.get("filesystem", {}).get("dir") == "/data/blocks",
           "config: filesystem blocks on /data unless objectStorage.enabled")
 
-with open(os.path.join(OUT, "targets"), "w", encoding="utf-8") as f:
-    f.write("\n".join(sorted(t for t in targets if t)) + "\n")
+with open(os.path.join(OUT, "flags"), "w", encoding="utf-8") as f:
+    f.write("\n".join(sorted(p for p in pod_flags if p)) + "\n")
 
 if FAILURES:
     for what in FAILURES:

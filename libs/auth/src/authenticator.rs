@@ -19,25 +19,49 @@ use crate::{resolver, shorten, TenantResolver, TENANT_HEADER};
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The `auth` config section.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Require a credential from the tenants file on every push and query.
-    /// Off by default: the tenant header is trusted, as Mimir does.
     pub enabled: bool,
-    /// Path of the tenants file (YAML); required when `enabled`.
     pub tenants_file: String,
+}
+
+impl AuthConfig {
+    /// Checks the settings without reading the tenants file (which
+    /// [`Authenticator::new`] does after this).
+    pub fn validate(&self, multitenancy_enabled: bool) -> Result<(), AuthError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !multitenancy_enabled {
+            return Err(AuthError::Config {
+                key: "auth.enabled",
+                reason: "true needs multitenancy_enabled=true (credentials name the tenant they act for)",
+            });
+        }
+        if self.tenants_file.trim().is_empty() {
+            return Err(AuthError::Config {
+                key: "auth.tenants_file",
+                reason: "must be set when auth.enabled is true",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Why authentication cannot start (or a reload was refused).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("auth.tenants_file must be set when auth.enabled is true")]
-    NoTenantsFile,
-    #[error(
-        "auth.enabled=true needs multitenancy_enabled=true (credentials name the tenant they act for)"
-    )]
-    NeedsMultitenancy,
+    /// A setting of the `auth` section that cannot work; `key` is its full
+    /// dotted path.
+    #[error("{key}: {reason}")]
+    Config {
+        key: &'static str,
+        reason: &'static str,
+    },
     #[error("cannot read tenants file {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("tenants file {path}: {reason}")]
@@ -92,18 +116,13 @@ impl Authenticator {
         multitenancy_enabled: bool,
         check_interval: Duration,
     ) -> Result<Self, AuthError> {
+        config.validate(multitenancy_enabled)?;
         if !config.enabled {
             return Ok(Authenticator {
                 mode: Mode::Disabled {
                     multitenancy_enabled,
                 },
             });
-        }
-        if !multitenancy_enabled {
-            return Err(AuthError::NeedsMultitenancy);
-        }
-        if config.tenants_file.trim().is_empty() {
-            return Err(AuthError::NoTenantsFile);
         }
         let path = PathBuf::from(&config.tenants_file);
         let stamp = file_stamp(&path).map_err(|e| AuthError::Read {
@@ -520,11 +539,17 @@ credentials:
         };
         assert!(matches!(
             Authenticator::new(&enabled, true),
-            Err(AuthError::NoTenantsFile)
+            Err(AuthError::Config {
+                key: "auth.tenants_file",
+                ..
+            })
         ));
         assert!(matches!(
             Authenticator::new(&enabled, false),
-            Err(AuthError::NeedsMultitenancy)
+            Err(AuthError::Config {
+                key: "auth.enabled",
+                ..
+            })
         ));
         let missing = AuthConfig {
             enabled: true,

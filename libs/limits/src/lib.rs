@@ -23,47 +23,24 @@ pub use runtime::{parse_runtime_config, RuntimeConfigError};
 /// The limits of one tenant. Field names match Mimir's `limits` block, so a
 /// Mimir user's settings carry over. For the count limits, 0 means no limit
 /// where Mimir has that meaning too.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Samples per second a tenant may push, enforced by each distributor on its
-    /// own (the "local" strategy: with N distributors a tenant may reach N times
-    /// this rate).
     pub ingestion_rate: f64,
-    /// Most samples a tenant may push in one burst (the token bucket's size); a
-    /// push with more samples than this is always rejected.
     pub ingestion_burst_size: usize,
-    /// Most in-memory series a tenant may have across the ingesters, before
-    /// replication; each ingester enforces its share (see
-    /// [`local_series_limit`]). 0: no limit.
     pub max_global_series_per_user: usize,
-    /// Most in-memory series one metric name of a tenant may have across the
-    /// ingesters, divided like `max_global_series_per_user`. 0: no limit.
     pub max_global_series_per_metric: usize,
-    /// Most series one query may fetch. 0: no limit.
     pub max_fetched_series_per_query: usize,
-    /// Most samples one query may hold in memory at once (Prometheus's
-    /// `--query.max-samples`, per tenant). 0: the querier's `max_samples`;
-    /// otherwise the lower of the two.
     pub max_samples_per_query: usize,
-    /// Longest one query may run, fetching included. 0: the querier's
-    /// `timeout`; otherwise the lower of the two.
     pub query_timeout: ConfigDuration,
-    /// Longest label name accepted, in bytes.
     pub max_label_name_length: usize,
-    /// Longest label value accepted, in bytes.
     pub max_label_value_length: usize,
-    /// Most labels (the metric name included) one series may have.
     pub max_label_names_per_series: usize,
-    /// How far in the future a sample's timestamp may be, against the
-    /// distributor's clock.
     pub creation_grace_period: ConfigDuration,
-    /// How far in the past a sample's timestamp may be, against the
-    /// distributor's clock (Mimir's `past_grace_period`). 0: no limit (the
-    /// ingester still refuses samples its head cannot take).
     pub past_grace_period: ConfigDuration,
-    /// How long the compactor keeps a tenant's blocks: a block whose newest
-    /// sample is older than this is marked for deletion. 0: forever.
     pub compactor_blocks_retention_period: ConfigDuration,
 }
 

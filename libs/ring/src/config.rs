@@ -21,14 +21,14 @@ pub enum KvStoreKind {
 }
 
 /// `kvstore`: where the ring is stored.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KvConfig {
-    /// `etcd` or `inmemory`.
     pub store: KvStoreKind,
-    /// Prepended to every key this ring uses, e.g. `strata/`.
     pub prefix: String,
-    /// Used when `store: etcd`.
     pub etcd: EtcdConfig,
 }
 
@@ -51,14 +51,14 @@ impl KvConfig {
 }
 
 /// `kvstore.etcd`.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EtcdConfig {
-    /// `host:port` or `http://host:port` of the etcd members.
     pub endpoints: Vec<String>,
-    /// Connection timeout, also used as the timeout of each request.
     pub dial_timeout: ConfigDuration,
-    /// Compare-and-swap attempts before giving up on conflicts.
     pub max_retries: usize,
 }
 
@@ -74,34 +74,23 @@ impl Default for EtcdConfig {
 
 /// A ring: where it is stored, how keys are replicated over it, and how this
 /// process's instance (if it joins the ring) registers and heartbeats.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingConfig {
-    /// Where the ring is stored.
     pub kvstore: KvConfig,
-    /// How often an instance updates its heartbeat.
     pub heartbeat_period: ConfigDuration,
-    /// An instance whose heartbeat is older is unhealthy (`0`: never).
     pub heartbeat_timeout: ConfigDuration,
-    /// How many instances hold each series.
     pub replication_factor: usize,
-    /// Spread each key's replicas over distinct `instance_availability_zone`s.
     pub zone_awareness_enabled: bool,
-    /// Tokens each instance claims.
     pub num_tokens: usize,
-    /// This instance's ID (unique in the ring; usually the hostname).
     pub instance_id: String,
-    /// `host:port` other components reach this instance's gRPC server at.
     pub instance_addr: String,
-    /// This instance's availability zone.
     pub instance_availability_zone: String,
-    /// File where the instance keeps its tokens across restarts (none if unset).
     pub tokens_file_path: Option<PathBuf>,
-    /// On shutdown, remove the instance from the ring. `false` keeps it (in
-    /// state LEAVING) with its tokens, so a restart takes the same ones.
     pub unregister_on_shutdown: bool,
-    /// Remove instances whose heartbeat is older than this many
-    /// `heartbeat_timeout`s (`0`: never).
     pub auto_forget_unhealthy_periods: u32,
 }
 

@@ -47,16 +47,16 @@ pub enum StorageError {
 }
 
 /// Mimir's `blocks_storage` section.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlocksStorageConfig {
-    /// `filesystem` (default), `s3`; `gcs` and `azure` are not in this build.
     pub backend: String,
     pub filesystem: FilesystemConfig,
     pub s3: S3Config,
-    /// The ingester's local TSDB: WAL, head blocks, shipping.
     pub tsdb: TsdbConfig,
-    /// The store-gateway's view of the bucket: index-headers, sync, caches.
     pub bucket_store: BucketStoreConfig,
 }
 
@@ -73,25 +73,18 @@ impl Default for BlocksStorageConfig {
 }
 
 /// Mimir's `blocks_storage.bucket_store`: how a store-gateway serves blocks.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BucketStoreConfig {
-    /// Local folder for index-headers and cached `meta.json`s:
-    /// `<sync_dir>/<tenant>/<ULID>/`. Rebuilt from the bucket when lost.
     pub sync_dir: String,
-    /// How often the bucket is scanned for new and deleted blocks.
     pub sync_interval: ConfigDuration,
-    /// Blocks marked for deletion longer ago than this are no longer
-    /// served (queriers dedupe the overlap with the compacted block
-    /// meanwhile).
     pub ignore_deletion_mark_delay: ConfigDuration,
-    /// Byte budget of the in-memory LRU cache of postings lists.
     pub postings_cache_max_bytes: u64,
-    /// Byte budget of the in-memory LRU cache of series entries.
     pub series_cache_max_bytes: u64,
-    /// Byte budget of the in-memory LRU cache of chunks.
     pub chunks_cache_max_bytes: u64,
-    /// Blocks whose index-header is built at once during a sync.
     pub block_sync_concurrency: usize,
 }
 
@@ -109,10 +102,11 @@ impl Default for BucketStoreConfig {
     }
 }
 
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilesystemConfig {
-    /// The folder that plays the bucket.
     pub dir: String,
 }
 
@@ -124,39 +118,33 @@ impl Default for FilesystemConfig {
     }
 }
 
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
-    /// `host:port` or a URL; empty means AWS's endpoint for the region.
     pub endpoint: String,
     pub bucket_name: String,
     pub access_key_id: String,
     pub secret_access_key: String,
     pub region: String,
-    /// Plain HTTP instead of HTTPS.
     pub insecure: bool,
 }
 
 /// Mimir's `blocks_storage.tsdb`: the ingester's local TSDB.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TsdbConfig {
-    /// Per tenant: `<dir>/<tenant>/wal`, blocks in `<dir>/<tenant>/<ULID>`.
     pub dir: String,
-    /// Write (and replay) a WAL per tenant. Off, a crash loses every sample
-    /// not yet in a block: for benchmarks and throw-away setups only.
     pub wal_enabled: bool,
-    /// `always`, `batch` or `never`.
     pub wal_fsync: String,
-    /// With `batch`: how long the WAL may wait to gather writes into one fsync.
     pub wal_fsync_max_delay: ConfigDuration,
-    /// The time range of a block cut from the head.
     pub block_ranges_period: ConfigDuration,
-    /// How long a local block is kept after it was shipped.
     pub retention_period: ConfigDuration,
-    /// How often the head is checked for a range to cut into a block.
     pub head_compaction_interval: ConfigDuration,
-    /// How often new local blocks are uploaded (and failed uploads retried).
     pub ship_interval: ConfigDuration,
 }
 

@@ -13,7 +13,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use otel::{
     inject_trace_context, GrpcServerTrace, GrpcServerTraceLayer, TelemetryGuard, TracingConfig,
-    OTLP_ENDPOINT_ENV,
+    TracingConfigError, OTLP_ENDPOINT_ENV,
 };
 
 pub use request_metrics::{
@@ -45,9 +45,7 @@ pub fn init(
     tracing: &TracingConfig,
 ) -> Result<TelemetryGuard, TelemetryError> {
     let filter = log_filter(level)?;
-    if !matches!(format, "logfmt" | "json") {
-        return Err(TelemetryError::BadLogFormat(format.to_string()));
-    }
+    check_log_format(format)?;
     otel::install_propagator();
     let provider = match tracing.endpoint() {
         Some(endpoint) => Some(otel::provider(tracing, &endpoint)?),
@@ -79,10 +77,25 @@ pub fn init(
     Ok(TelemetryGuard::new(provider))
 }
 
-fn log_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
+/// Checks a log level the way [`init`] takes it: `error`, `warn`, `info`,
+/// `debug` or `trace`.
+pub fn check_log_level(level: &str) -> Result<(), TelemetryError> {
     if !matches!(level, "error" | "warn" | "info" | "debug" | "trace") {
         return Err(TelemetryError::BadLogLevel(level.to_string()));
     }
+    Ok(())
+}
+
+/// Checks a log format the way [`init`] takes it: `logfmt` or `json`.
+pub fn check_log_format(format: &str) -> Result<(), TelemetryError> {
+    if !matches!(format, "logfmt" | "json") {
+        return Err(TelemetryError::BadLogFormat(format.to_string()));
+    }
+    Ok(())
+}
+
+fn log_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
+    check_log_level(level)?;
     EnvFilter::try_new(format!("{level},h2=warn,hyper=warn,tower=warn"))
         .map_err(|e| TelemetryError::Install(e.to_string()))
 }

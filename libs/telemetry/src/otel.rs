@@ -22,16 +22,14 @@ use crate::TelemetryError;
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// The `tracing` section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
-    /// OTLP/gRPC collector (`http://host:4317`); empty means
-    /// `$OTEL_EXPORTER_OTLP_ENDPOINT`, and tracing is off when both are empty.
     pub otlp_endpoint: String,
-    /// `service.name` of the exported spans.
     pub service_name: String,
-    /// Fraction of new traces sampled, 0 to 1; a trace started elsewhere keeps
-    /// its caller's decision.
     pub sample_ratio: f64,
 }
 
@@ -59,18 +57,30 @@ impl TracingConfig {
     }
 
     /// Checks the values; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TracingConfigError> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err(format!(
-                "tracing.sample_ratio must be between 0 and 1, got {}",
-                self.sample_ratio
-            ));
+            return Err(TracingConfigError {
+                key: "sample_ratio",
+                reason: format!("must be between 0 and 1, got {}", self.sample_ratio),
+            });
         }
         if self.service_name.trim().is_empty() {
-            return Err("tracing.service_name must not be empty".to_string());
+            return Err(TracingConfigError {
+                key: "service_name",
+                reason: "must not be empty".to_string(),
+            });
         }
         Ok(())
     }
+}
+
+/// A value of the `tracing` section that cannot be used; `key` is relative to
+/// the section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tracing.{key}: {reason}")]
+pub struct TracingConfigError {
+    pub key: &'static str,
+    pub reason: String,
 }
 
 /// Keeps the span exporter alive; [`TelemetryGuard::shutdown`] exports what is
@@ -118,7 +128,9 @@ pub(crate) fn provider(
     config: &TracingConfig,
     endpoint: &str,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    config.validate().map_err(TelemetryError::BadTracing)?;
+    config
+        .validate()
+        .map_err(|e| TelemetryError::BadTracing(e.to_string()))?;
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(TelemetryError::BadTracing(
             "the OTLP exporter must be started inside the Tokio runtime".to_string(),
@@ -290,6 +302,6 @@ mod tests {
             sample_ratio: 1.5,
             ..TracingConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("tracing.sample_ratio"));
+        assert_eq!(bad.validate().unwrap_err().key, "sample_ratio");
     }
 }

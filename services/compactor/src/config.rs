@@ -8,24 +8,16 @@ use serde::{Deserialize, Serialize};
 use strata_model::{parse_duration, ConfigDuration};
 
 /// Mimir's `compactor` block.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactorConfig {
-    /// The compaction levels: the first is the range of the blocks ingesters
-    /// cut (only overlapping copies are merged at that level), each further one
-    /// the range blocks are merged up to.
     pub block_ranges: BlockRanges,
-    /// Scratch space: source blocks are downloaded and the merged block is
-    /// written here; emptied at the start of every tenant's turn.
     pub data_dir: String,
-    /// Time between passes over every tenant. The first pass starts one
-    /// interval after start-up; `POST /compactor/run` starts one at once.
     pub compaction_interval: ConfigDuration,
-    /// How long a block marked for deletion stays readable before it is
-    /// deleted: longer than readers take to notice the mark.
     pub deletion_delay: ConfigDuration,
-    /// A block directory without `meta.json` whose newest object is older than
-    /// this is an abandoned upload and is deleted. 0 disables the cleanup.
     pub partial_block_deletion_delay: ConfigDuration,
 }
 

@@ -29,10 +29,12 @@ pub use replicated::{PushClientFactory, PushClientPool, ReplicatedPush};
 pub use validation::{format_series, validate_labels, Rejection};
 
 /// The distributor's section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributorConfig {
-    /// Largest push accepted, in bytes, both as sent (snappy) and decompressed.
     pub max_recv_msg_size: usize,
 }
 

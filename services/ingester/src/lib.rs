@@ -52,15 +52,13 @@ pub use http::router;
 pub use lifecycle::{IngesterService, LifecycleError};
 pub use service::{grpc_service, IngesterGrpc};
 
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngesterConfig {
-    /// Series per message of a QueryStream response.
     pub query_stream_batch_size: usize,
-    /// The ingester ring: how this ingester joins it, and how distributors and
-    /// queriers find ingesters (Mimir's `ingester.ring`).
     pub ring: strata_ring::RingConfig,
-    /// On shutdown, cut the whole head into blocks and upload them.
     pub flush_on_shutdown: bool,
 }
 

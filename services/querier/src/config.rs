@@ -7,47 +7,24 @@ use strata_promql::MAX_SUPPORTED_DEPTH;
 use crate::ingester::DEFAULT_INGESTER_TIMEOUT;
 
 /// The querier's section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuerierConfig {
-    /// How far back an instant vector selector looks for a series' latest sample
-    /// (Prometheus's `--query.lookback-delta`).
     pub lookback_delta: ConfigDuration,
-    /// The longest a query may run before it fails with a timeout (503). A
-    /// request's `timeout` parameter can only shorten it.
     pub timeout: ConfigDuration,
-    /// The most samples one query may hold in memory at once; beyond it the query
-    /// fails with an execution error (422).
     pub max_samples: usize,
-    /// The most PromQL queries evaluated at once by this querier; further queries
-    /// wait for a slot (within their timeout). 0 means no limit.
     pub max_concurrent: usize,
-    /// How the querier talks to ingesters.
     pub ingester_client: IngesterClientConfig,
-    /// Only the most recent this long is read from the ingesters (their
-    /// heads hold no older data once it is in blocks); 0 asks them for the
-    /// whole range. Mimir's `query_ingesters_within`.
     pub query_ingesters_within: ConfigDuration,
-    /// Only data older than this is read from the store-gateways (newer
-    /// blocks may not be uploaded and synced yet; the ingesters have that
-    /// data); 0 asks them for the whole range. Mimir's `query_store_after`.
     pub query_store_after: ConfigDuration,
-    /// How the querier talks to store-gateways.
     pub store_gateway_client: IngesterClientConfig,
-    /// The longest query text accepted, in bytes; a longer one is refused
-    /// (400) before it is parsed. Mimir's `max_query_expression_size_bytes`.
     pub max_query_expression_size_bytes: usize,
-    /// The deepest expression tree accepted (every operator, call,
-    /// aggregation, parenthesis, subquery and selector is a level, so a chain
-    /// of 500 `+` is 501 deep); deeper queries are refused (400) before they
-    /// are parsed. `docs/limits.md` gives the reasoning for the default.
     pub max_query_expression_depth: usize,
-    /// The most label matchers in one selector of a query (400 beyond).
     pub max_query_matchers_per_selector: usize,
-    /// The most label matchers in one query (400 beyond).
     pub max_query_matchers: usize,
-    /// The largest answer of the query API, in bytes (JSON); a query whose
-    /// answer would be larger fails with 422 once the budget is used up.
     pub max_response_size_bytes: usize,
 }
 
@@ -72,14 +49,14 @@ impl Default for QuerierConfig {
 }
 
 /// gRPC client settings for queries to ingesters.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngesterClientConfig {
-    /// The longest one call to one ingester may take.
     pub timeout: ConfigDuration,
-    /// The longest establishing a connection to an ingester may take.
     pub connect_timeout: ConfigDuration,
-    /// The largest gRPC message accepted from an ingester, in bytes.
     pub max_recv_message_size: usize,
 }
 

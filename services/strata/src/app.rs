@@ -21,8 +21,6 @@ use crate::wiring::Wiring;
 pub enum AppError {
     #[error("invalid listen address {0}")]
     BadAddress(String),
-    #[error("-target: {0}")]
-    Target(String),
     #[error(transparent)]
     Dependencies(#[from] DependencyError),
     #[error("{module}: {source}")]
@@ -39,8 +37,7 @@ pub enum AppError {
 pub async fn run(config: Config) -> Result<(), AppError> {
     let started = Instant::now();
     tracing::info!(target_modules = %config.target, version = env!("CARGO_PKG_VERSION"), "starting strata");
-    let targets = Module::parse_target(&config.target).map_err(AppError::Target)?;
-    let order = crate::modules::graph().start_order(&targets)?;
+    let order = crate::modules::graph().start_order(config.target.modules())?;
     let mut wiring = Wiring::new(&config).await?;
     let mut built = Vec::new();
     // The servers are built last: they take every other module's routes.

@@ -109,7 +109,7 @@ fn one_dash(text: &str) -> String {
 
 /// An unknown flag's error, naming it as the user typed it (clap sees the
 /// two-dash form) with clap's suggestion, if it has one.
-fn unknown_flag(e: &clap::Error, typed: &[String]) -> String {
+fn unknown_flag(e: &clap::Error, typed: &[String]) -> ConfigError {
     use clap::error::ContextKind;
     let reported = e
         .get(ContextKind::InvalidArg)
@@ -130,7 +130,22 @@ fn unknown_flag(e: &clap::Error, typed: &[String]) -> String {
         .get(ContextKind::SuggestedArg)
         .map(|v| format!("; did you mean -{}?", v.to_string().trim_start_matches('-')))
         .unwrap_or_default();
-    format!("unknown flag {as_typed}{suggestion} (strata -help lists every flag)")
+    let flag = as_typed
+        .split_once('=')
+        .map_or(as_typed.as_str(), |(flag, _)| flag);
+    ConfigError::new(
+        flag,
+        format!("unknown flag{suggestion} (strata -help lists every flag)"),
+    )
+}
+
+/// Any other error of clap's, about the flag it names.
+fn flag_error(e: &clap::Error) -> ConfigError {
+    let flag = e
+        .get(clap::error::ContextKind::InvalidArg)
+        .map(|v| one_dash(&v.to_string()).trim().to_string())
+        .unwrap_or_else(|| "command line".to_string());
+    ConfigError::new(flag, one_dash(&e.to_string()).trim())
 }
 
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, ConfigError> {
@@ -146,9 +161,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocati
             return Ok(Invocation::Print(one_dash(&e.to_string())))
         }
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::UnknownArgument) => {
-            return Err(ConfigError::Flags(unknown_flag(&e, &typed)))
+            return Err(unknown_flag(&e, &typed))
         }
-        Err(e) => return Err(ConfigError::Flags(one_dash(&e.to_string()))),
+        Err(e) => return Err(flag_error(&e)),
     };
     if matches.get_flag(VERSION) {
         return Ok(Invocation::Print(format!(
@@ -158,10 +173,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocati
     }
     let mut tree = match matches.get_one::<String>(CONFIG_FILE) {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new(CONFIG_FILE, format!("cannot read {path}: {e}")))?;
             let text = if matches.get_flag(CONFIG_EXPAND_ENV) {
                 crate::config::expand_env(&text)
             } else {
@@ -204,10 +217,12 @@ mod tests {
     #[test]
     fn unknown_flags_are_named_as_typed() {
         let err = run(&["-querier.timeot=1s"]).unwrap_err().to_string();
-        assert!(err.contains("unknown flag -querier.timeot=1s"), "{err}");
-        assert!(err.contains("did you mean -querier.timeout?"), "{err}");
+        assert!(
+            err.starts_with("-querier.timeot: unknown flag; did you mean -querier.timeout?"),
+            "{err}"
+        );
         let err = run(&["--blah"]).unwrap_err().to_string();
-        assert!(err.contains("unknown flag --blah"), "{err}");
+        assert!(err.starts_with("--blah: unknown flag"), "{err}");
     }
 
     fn run(args: &[&str]) -> Result<Invocation, ConfigError> {
@@ -245,7 +260,7 @@ mod tests {
                 .http_listen_port,
             1236
         );
-        assert_eq!(config(&["-target=querier"]).target, "querier");
+        assert_eq!(config(&["-target=querier"]).target.to_string(), "querier");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The whole process's configuration: one YAML document whose sections belong to
-//! the components, plus the table that documents every key (it drives `-help`,
-//! the flags and docs/configuration.md, and a test keeps it complete).
+//! the components; [`Config::validate`], which runs each component's own checks
+//! so that `-config.verify` refuses what a start would; and the table that
+//! documents every key, the one place its help text is written (it drives
+//! `-help`, the flags and docs/configuration.md, and a test keeps it complete;
+//! the config structs' fields carry no doc comments of their own).
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -10,39 +13,97 @@ use strata_ingester::IngesterConfig;
 use strata_limits::Limits;
 use strata_querier::QuerierConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
-    ReadFile { path: String, reason: String },
-    #[error("config file {path}: {reason}")]
-    Yaml { path: String, reason: String },
-    #[error("{0}")]
-    Flags(String),
-    #[error("invalid value {value:?} for {key}: {reason}")]
-    BadValue {
-        key: String,
-        value: String,
-        reason: String,
-    },
-    #[error("invalid config: {0}")]
-    Invalid(String),
+use crate::modules::Module;
+
+/// What is wrong with a configuration: the key it is about (a dotted config
+/// path such as `querier.timeout`, or the flag or file that could not be
+/// used: `config.file`, `-querier.timeot`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
 }
 
-/// The modules `-target` can name. `all` is distributor + ingester + querier +
-/// store-gateway + compactor.
-pub const TARGETS: &[&str] = &[
-    "all",
-    "distributor",
-    "ingester",
-    "querier",
-    "store-gateway",
-    "compactor",
-];
+impl ConfigError {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A key relative to `section` (`querier` and `timeout`: `querier.timeout`).
+    fn in_section(section: &str, key: &str, reason: impl Into<String>) -> Self {
+        Self::new(format!("{section}.{key}"), reason)
+    }
+}
+
+/// `target`: the modules this process runs, parsed from `all` or
+/// comma-separated names ([`Module::parse_target`]) when the config is read,
+/// and written back as it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    text: String,
+    modules: Vec<Module>,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let modules = Module::parse_target(text).map_err(|e| {
+            let valid: Vec<&str> = std::iter::once("all")
+                .chain(Module::ALL_TARGET.iter().map(|m| m.name()))
+                .collect();
+            format!("{e}; valid targets are {}", valid.join(", "))
+        })?;
+        Ok(Self {
+            text: text.to_string(),
+            modules,
+        })
+    }
+
+    /// The modules named, each once.
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
+    pub fn runs(&self, module: Module) -> bool {
+        self.modules.contains(&module)
+    }
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Self {
+            text: "all".to_string(),
+            modules: Module::ALL_TARGET.to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Target::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub target: String,
+    pub target: Target,
     pub multitenancy_enabled: bool,
     pub server: ServerConfig,
     pub distributor: DistributorConfig,
@@ -61,7 +122,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            target: "all".to_string(),
+            target: Target::default(),
             multitenancy_enabled: true,
             server: ServerConfig::default(),
             distributor: DistributorConfig::default(),
@@ -137,62 +198,108 @@ impl Config {
     pub fn from_tree(tree: Value) -> Result<Config, ConfigError> {
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            ConfigError::Invalid(if path == "." {
-                inner
-            } else {
-                format!("{path}: {inner}")
-            })
+            let reason = e.into_inner().to_string();
+            // The path includes a key no section knows.
+            let key = if path == "." { "config.file" } else { &path };
+            ConfigError::new(key, reason)
         })?;
         config.validate()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Err(e) = crate::modules::Module::parse_target(&self.target) {
-            return Err(ConfigError::BadValue {
-                key: "target".into(),
-                value: self.target.clone(),
-                reason: format!("{e}; valid targets are {}", TARGETS.join(", ")),
-            });
+    /// Every check a module of this target makes of its settings when it
+    /// starts, each by that module's own validate function, so that
+    /// `-config.verify` rejects what the start would reject; and the checks
+    /// of the sections that run whatever the target (server, tracing, limits,
+    /// runtime config, auth, the ingester ring every process reads, blocks
+    /// storage, compactor). The files the config names (auth.tenants_file,
+    /// runtime_config.file) are not read here: the start reads them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let target = &self.target;
+        let server = &self.server;
+        strata_telemetry::check_log_level(&server.log_level)
+            .map_err(|e| ConfigError::new("server.log_level", e.to_string()))?;
+        strata_telemetry::check_log_format(&server.log_format)
+            .map_err(|e| ConfigError::new("server.log_format", e.to_string()))?;
+        crate::app::socket_addr(&server.http_listen_address, server.http_listen_port)
+            .map_err(|e| ConfigError::new("server.http_listen_address", e.to_string()))?;
+        // The modules that serve gRPC (wiring.rs gives the gRPC server their
+        // services; with none it is not started).
+        if target.runs(Module::Ingester) || target.runs(Module::StoreGateway) {
+            crate::app::socket_addr(&server.grpc_listen_address, server.grpc_listen_port)
+                .map_err(|e| ConfigError::new("server.grpc_listen_address", e.to_string()))?;
         }
-        if !matches!(
-            self.server.log_level.as_str(),
-            "error" | "warn" | "info" | "debug" | "trace"
-        ) {
-            return Err(ConfigError::BadValue {
-                key: "server.log_level".into(),
-                value: self.server.log_level.clone(),
-                reason: "use error, warn, info, debug or trace".into(),
-            });
-        }
-        self.tracing.validate().map_err(ConfigError::Invalid)?;
-        if !matches!(self.server.log_format.as_str(), "logfmt" | "json") {
-            return Err(ConfigError::BadValue {
-                key: "server.log_format".into(),
-                value: self.server.log_format.clone(),
-                reason: "use logfmt or json".into(),
-            });
-        }
+        self.tracing
+            .validate()
+            .map_err(|e| ConfigError::in_section("tracing", e.key, e.reason))?;
         self.limits
             .validate()
-            .map_err(|e| ConfigError::Invalid(format!("limits.{e}")))?;
-        self.runtime_config
-            .validate()
-            .map_err(ConfigError::Invalid)?;
-        self.ingester.ring.validate().map_err(|e| {
-            ConfigError::Invalid(format!(
-                "ingester.ring.{}: {}",
-                e.key.trim_start_matches("ring."),
-                e.message
-            ))
+            .map_err(|e| ConfigError::in_section("limits", e.key, e.reason))?;
+        self.runtime_config.validate()?;
+        self.auth
+            .validate(self.multitenancy_enabled)
+            .map_err(|e| match e {
+                strata_auth::AuthError::Config { key, reason } => ConfigError::new(key, reason),
+                other => ConfigError::new("auth", other.to_string()),
+            })?;
+
+        // Every process keeps a copy of the ingester ring; an ingester joins it.
+        let ring = crate::app::effective_ring_config(self);
+        let ring_error = |e: strata_ring::ConfigError| {
+            ConfigError::in_section("ingester.ring", e.key, e.message)
+        };
+        ring.validate().map_err(ring_error)?;
+        if target.runs(Module::Ingester) {
+            ring.validate_lifecycler().map_err(ring_error)?;
+        }
+        let shared_ring = ring.kvstore.store == strata_ring::KvStoreKind::Etcd;
+
+        self.blocks_storage.validate().map_err(|e| match e {
+            strata_storage::StorageError::Config { key, value, reason } => ConfigError::in_section(
+                "blocks_storage",
+                key,
+                format!("invalid value {value:?}: {reason}"),
+            ),
+            strata_storage::StorageError::Unsupported(_) => {
+                ConfigError::new("blocks_storage.backend", e.to_string())
+            }
+            other => ConfigError::new("blocks_storage", other.to_string()),
         })?;
-        self.compactor
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        self.blocks_storage
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+
+        if target.runs(Module::Querier) {
+            self.querier
+                .validate()
+                .map_err(|e| ConfigError::in_section("querier", e.key, e.reason))?;
+        }
+        // A store-gateway joins its ring; a querier reads it when a
+        // store-gateway can exist (its own, or others' through etcd).
+        let store_gateway = target.runs(Module::StoreGateway);
+        if store_gateway || (target.runs(Module::Querier) && shared_ring) {
+            self.store_gateway
+                .validate(&ring, store_gateway)
+                .map_err(|e| {
+                    if e.key.starts_with("sharding_ring.") {
+                        ConfigError::in_section("store_gateway", e.key, e.message)
+                    } else {
+                        ring_error(e)
+                    }
+                })?;
+        }
+
+        self.compactor.validate().map_err(|e| {
+            ConfigError::in_section(
+                "compactor",
+                e.key,
+                format!("invalid value {:?}: {}", e.value, e.reason),
+            )
+        })?;
+        // Compactors sharing a bucket join the compactor ring, made of the
+        // ingester ring's settings.
+        if target.runs(Module::Compactor) && shared_ring {
+            strata_compactor::compactor_ring_config(&ring)
+                .validate_lifecycler()
+                .map_err(ring_error)?;
+        }
         Ok(())
     }
 }
@@ -308,14 +415,14 @@ fields! {
     "store_gateway.sharding_ring.replication_factor" Int "Store-gateways that load each block. The ring lives in ingester.ring.kvstore under <prefix>rings/store-gateway; instance ID and address are the process's.",
     "store_gateway.sharding_ring.num_tokens" Int "Tokens each store-gateway owns in the store-gateway ring.",
     "store_gateway.sharding_ring.heartbeat_period" Duration "How often a store-gateway refreshes its heartbeat in the ring.",
-    "store_gateway.sharding_ring.heartbeat_timeout" Duration "A store-gateway whose heartbeat is older than this is not queried.",
+    "store_gateway.sharding_ring.heartbeat_timeout" Duration "A store-gateway whose heartbeat is older than this is not queried. 0: never.",
     "ingester.ring.kvstore.store" String "Where the ring lives: inmemory (this process only) or etcd (shared by a cluster).",
     "ingester.ring.kvstore.prefix" String "Key prefix of the ring in the KV store; the ring key is <prefix>rings/ingester.",
-    "ingester.ring.kvstore.etcd.endpoints" List "etcd endpoints (host:port), comma-separated as a flag.",
+    "ingester.ring.kvstore.etcd.endpoints" List "etcd endpoints (host:port or http://host:port), comma-separated as a flag.",
     "ingester.ring.kvstore.etcd.dial_timeout" Duration "Timeout of connecting to etcd and of each etcd request.",
     "ingester.ring.kvstore.etcd.max_retries" Int "Compare-and-swap attempts before a ring update gives up.",
     "ingester.ring.heartbeat_period" Duration "How often an ingester refreshes its heartbeat in the ring.",
-    "ingester.ring.heartbeat_timeout" Duration "An ingester whose heartbeat is older than this is unhealthy and skipped.",
+    "ingester.ring.heartbeat_timeout" Duration "An ingester whose heartbeat is older than this is unhealthy and skipped. 0: never.",
     "ingester.ring.replication_factor" Int "Ingesters each series is written to; a push needs a quorum (RF/2+1). Forced to 1 with the inmemory store.",
     "ingester.ring.zone_awareness_enabled" Bool "Place the replicas of a series in distinct zones (instance_availability_zone).",
     "ingester.ring.num_tokens" Int "Tokens each ingester owns in the ring.",
@@ -400,34 +507,23 @@ fn mask_secrets(value: &mut Value) {
 }
 
 /// Parses YAML text into a tree; the top level must be a mapping (or empty).
+/// Errors are about `config.file` and name `path`.
 pub fn parse_yaml_tree(text: &str, path: &str) -> Result<Value, ConfigError> {
-    strata_model::check_bracket_nesting(text, strata_model::MAX_YAML_NESTING).map_err(|e| {
-        ConfigError::Yaml {
-            path: path.to_string(),
-            reason: e.to_string(),
-        }
-    })?;
-    let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
-        path: path.to_string(),
-        reason: e.to_string(),
-    })?;
+    let bad = |reason: String| ConfigError::new("config.file", format!("{path}: {reason}"));
+    strata_model::check_bracket_nesting(text, strata_model::MAX_YAML_NESTING)
+        .map_err(|e| bad(e.to_string()))?;
+    let value: Value = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
     match value {
         Value::Null => Ok(Value::Mapping(Default::default())),
         Value::Mapping(_) => Ok(value),
-        _ => Err(ConfigError::Yaml {
-            path: path.to_string(),
-            reason: "the top level must be a mapping of sections".into(),
-        }),
+        _ => Err(bad("the top level must be a mapping of sections".into())),
     }
 }
 
 /// Sets the value of a flag at its dotted path in the tree, typed by the field's kind.
 pub fn set_path(tree: &mut Value, field: &FieldDoc, raw: &str) -> Result<(), ConfigError> {
-    let bad = |reason: &str| ConfigError::BadValue {
-        key: field.path.to_string(),
-        value: raw.to_string(),
-        reason: reason.to_string(),
-    };
+    let bad =
+        |reason: &str| ConfigError::new(field.path, format!("invalid value {raw:?}: {reason}"));
     let value = match field.kind {
         FieldKind::String => Value::String(raw.to_string()),
         FieldKind::Int => Value::Number(
@@ -512,7 +608,10 @@ pub fn reference_markdown() -> String {
          Strata reads one YAML file (`-config.file`); every key can also be set by a flag named by its \
          dotted path, with one or two leading dashes and `_` or `-` between words \
          (`-server.http_listen_port=9009`, `--server.http-listen-port 9009`). Flags win over the file; \
-         unknown keys are an error that names the key. `-config.verify` checks a config and exits; \
+         unknown keys are an error that names the key. `-config.verify` checks a config and exits: it runs every check \
+         the modules of `-target` make of their settings at start, naming the key of the first that fails, but \
+         does not read the files the config names (`auth.tenants_file`, `runtime_config.file`), which the start \
+         reads and refuses when invalid, and which may change without a restart. \
          `-config.expand-env` replaces `${VAR}` and `${VAR:default}` in the file.\n\n\
          Durations use Prometheus's syntax (`30s`, `1h30m`, `2w`).\n\n\
          | key / flag | type | default | description |\n|---|---|---|---|\n",
@@ -556,9 +655,9 @@ mod tests {
             ("aliases", bomb),
         ] {
             match parse_yaml_tree(&text, "hostile.yaml") {
-                Err(ConfigError::Yaml { path, reason }) => {
-                    assert_eq!(path, "hostile.yaml");
-                    assert!(!reason.is_empty(), "{what}");
+                Err(ConfigError { key, reason }) => {
+                    assert_eq!(key, "config.file");
+                    assert!(reason.starts_with("hostile.yaml: "), "{what}: {reason}");
                 }
                 other => panic!("{what}: expected a YAML error, got {other:?}"),
             }
@@ -636,6 +735,247 @@ mod tests {
     fn defaults_validate_and_round_trip() {
         let tree = serde_yaml::to_value(Config::default()).unwrap();
         assert_eq!(Config::from_tree(tree).unwrap(), Config::default());
+    }
+
+    /// The config in `yaml` (read as a config file is) with `-target`.
+    fn load(target: &str, yaml: &str) -> Result<Config, ConfigError> {
+        let mut tree = parse_yaml_tree(yaml, "test.yaml")?;
+        if let Value::Mapping(map) = &mut tree {
+            map.insert("target".into(), target.into());
+        }
+        Config::from_tree(tree)
+    }
+
+    /// The key `-config.verify` names for this config and target.
+    fn rejected(target: &str, yaml: &str) -> String {
+        match load(target, yaml) {
+            Err(e) => {
+                assert!(!e.reason.is_empty(), "{e:?}");
+                e.key
+            }
+            Ok(_) => panic!("-target={target} accepted:\n{yaml}"),
+        }
+    }
+
+    fn accepted(target: &str, yaml: &str) {
+        if let Err(e) = load(target, yaml) {
+            panic!("-target={target} rejected ({e}):\n{yaml}");
+        }
+    }
+
+    const ETCD: &str = "ingester:\n  ring:\n    kvstore:\n      store: etcd\n      etcd:\n        endpoints: [etcd:2379]\n";
+
+    #[test]
+    fn target_is_parsed_into_modules() {
+        assert_eq!(rejected("ingester,rulr", ""), "target");
+        let err = load("rulr", "").unwrap_err();
+        assert!(err.reason.contains("valid targets are all,"), "{err}");
+        let config = load("querier, compactor", "").unwrap();
+        assert_eq!(
+            config.target.modules(),
+            [Module::Querier, Module::Compactor]
+        );
+        assert_eq!(config.target.to_string(), "querier, compactor");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load("all", "server:\n  http_listen_prot: 1\n").unwrap_err();
+        assert_eq!(err.key, "server.http_listen_prot");
+        assert!(err.reason.starts_with("unknown field"), "{err}");
+        let err = load("all", "severs: {}\n").unwrap_err();
+        assert_eq!(err.key, "severs");
+    }
+
+    /// The server section: what `strata_telemetry::init` and the servers'
+    /// socket addresses refuse at start.
+    #[test]
+    fn server_section() {
+        assert_eq!(
+            rejected("all", "server:\n  log_level: loud\n"),
+            "server.log_level"
+        );
+        assert_eq!(
+            rejected("all", "server:\n  log_format: xml\n"),
+            "server.log_format"
+        );
+        assert_eq!(
+            rejected(
+                "querier",
+                "server:\n  http_listen_address: 'no such host'\n"
+            ),
+            "server.http_listen_address"
+        );
+        let grpc = "server:\n  grpc_listen_address: localhost\n";
+        assert_eq!(rejected("ingester", grpc), "server.grpc_listen_address");
+        assert_eq!(
+            rejected("store-gateway", grpc),
+            "server.grpc_listen_address"
+        );
+        // Without a module that serves gRPC there is no gRPC server.
+        accepted("distributor,querier,compactor", grpc);
+    }
+
+    /// `strata_telemetry::TracingConfig::validate`, run by `init` at start.
+    #[test]
+    fn tracing_section() {
+        assert_eq!(
+            rejected("all", "tracing:\n  sample_ratio: 1.5\n"),
+            "tracing.sample_ratio"
+        );
+        assert_eq!(
+            rejected("all", "tracing:\n  service_name: ' '\n"),
+            "tracing.service_name"
+        );
+    }
+
+    #[test]
+    fn limits_section() {
+        assert_eq!(
+            rejected("distributor", "limits:\n  ingestion_rate: -1\n"),
+            "limits.ingestion_rate"
+        );
+    }
+
+    #[test]
+    fn runtime_config_section() {
+        assert_eq!(
+            rejected("all", "runtime_config:\n  period: 0s\n"),
+            "runtime_config.period"
+        );
+        // The file itself is read at start, not by -config.verify.
+        accepted(
+            "all",
+            "runtime_config:\n  file: /nonexistent/overrides.yaml\n",
+        );
+    }
+
+    /// What `strata_auth::Authenticator::new` refuses before it reads the
+    /// tenants file.
+    #[test]
+    fn auth_section() {
+        assert_eq!(
+            rejected("all", "auth:\n  enabled: true\n"),
+            "auth.tenants_file"
+        );
+        assert_eq!(
+            rejected(
+                "all",
+                "multitenancy_enabled: false\nauth:\n  enabled: true\n  tenants_file: t.yaml\n"
+            ),
+            "auth.enabled"
+        );
+    }
+
+    /// `RingConfig::validate` (every process reads the ingester ring) and
+    /// `validate_lifecycler` (an ingester joins it), on the ring settings the
+    /// start uses (instance ID and address filled in).
+    #[test]
+    fn ingester_ring_section() {
+        let no_endpoints = "ingester:\n  ring:\n    kvstore:\n      store: etcd\n";
+        for target in ["ingester", "querier", "distributor", "compactor"] {
+            assert_eq!(
+                rejected(target, no_endpoints),
+                "ingester.ring.kvstore.etcd.endpoints"
+            );
+        }
+        let no_tokens = "ingester:\n  ring:\n    num_tokens: 0\n";
+        assert_eq!(rejected("ingester", no_tokens), "ingester.ring.num_tokens");
+        accepted("querier", no_tokens);
+        let no_zone = format!("{ETCD}    zone_awareness_enabled: true\n");
+        assert_eq!(
+            rejected("ingester", &no_zone),
+            "ingester.ring.instance_availability_zone"
+        );
+        // Filled in from the host and the gRPC port, as at start.
+        accepted("ingester", "ingester:\n  ring:\n    instance_id: ''\n");
+    }
+
+    /// `BlocksStorageConfig::validate`, run by `bucket()` in the ingester,
+    /// store-gateway and compactor.
+    #[test]
+    fn blocks_storage_section() {
+        assert_eq!(
+            rejected("all", "blocks_storage:\n  backend: gcs\n"),
+            "blocks_storage.backend"
+        );
+        assert_eq!(
+            rejected(
+                "ingester",
+                "blocks_storage:\n  tsdb:\n    wal_fsync: sometimes\n"
+            ),
+            "blocks_storage.tsdb.wal_fsync"
+        );
+        assert_eq!(
+            rejected("all", "blocks_storage:\n  backend: s3\n"),
+            "blocks_storage.s3.bucket_name"
+        );
+    }
+
+    /// `QuerierConfig::validate`, run by `Querier::new`: the case of issue 13,
+    /// which `-config.verify` used to accept.
+    #[test]
+    fn querier_section() {
+        let gap = "querier:\n  query_ingesters_within: 1h\n  query_store_after: 2h\n";
+        assert_eq!(rejected("all", gap), "querier.query_store_after");
+        assert_eq!(rejected("querier", gap), "querier.query_store_after");
+        accepted("ingester", gap);
+        assert_eq!(
+            rejected("querier", "querier:\n  timeout: 0s\n"),
+            "querier.timeout"
+        );
+        assert_eq!(
+            rejected("querier", "querier:\n  max_query_expression_depth: 5000\n"),
+            "querier.max_query_expression_depth"
+        );
+    }
+
+    /// `StoreGatewayConfig::validate`: the store-gateway ring, joined by a
+    /// store-gateway and read by a querier.
+    #[test]
+    fn store_gateway_section() {
+        let no_tokens = "store_gateway:\n  sharding_ring:\n    num_tokens: 0\n";
+        assert_eq!(
+            rejected("store-gateway", no_tokens),
+            "store_gateway.sharding_ring.num_tokens"
+        );
+        accepted("querier", no_tokens);
+        let no_replicas =
+            format!("{ETCD}store_gateway:\n  sharding_ring:\n    replication_factor: 0\n");
+        assert_eq!(
+            rejected("querier", &no_replicas),
+            "store_gateway.sharding_ring.replication_factor"
+        );
+        // A querier alone with an in-memory ring reads no store-gateway.
+        accepted(
+            "querier",
+            "store_gateway:\n  sharding_ring:\n    replication_factor: 0\n",
+        );
+        let no_zone = "ingester:\n  ring:\n    zone_awareness_enabled: true\n";
+        assert_eq!(
+            rejected("store-gateway", no_zone),
+            "ingester.ring.instance_availability_zone"
+        );
+    }
+
+    /// `CompactorConfig::validate`, run by `Compactor::new`, and the
+    /// compactor ring a compactor joins when the ring is shared.
+    #[test]
+    fn compactor_section() {
+        assert_eq!(
+            rejected("compactor", "compactor:\n  block_ranges: 2h,3h\n"),
+            "compactor.block_ranges"
+        );
+        assert_eq!(
+            rejected("compactor", "compactor:\n  compaction_interval: 0s\n"),
+            "compactor.compaction_interval"
+        );
+        let no_tokens = format!("{ETCD}    num_tokens: 0\n");
+        assert_eq!(
+            rejected("compactor", &no_tokens),
+            "ingester.ring.num_tokens"
+        );
+        accepted("distributor", &no_tokens);
     }
 
     #[test]

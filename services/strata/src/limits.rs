@@ -19,12 +19,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The `runtime_config` section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfigSettings {
-    /// The runtime config file (per-tenant `overrides`); empty: none.
     pub file: String,
-    /// How often the file is re-read.
     pub period: ConfigDuration,
 }
 
@@ -38,10 +39,15 @@ impl Default for RuntimeConfigSettings {
 }
 
 impl RuntimeConfigSettings {
-    /// Checks the values that parse but make no sense; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values that parse but make no sense. The file is not read
+    /// (the start reads it): like Mimir's `-config.verify`, a check of the
+    /// config does not depend on the overrides file of the moment.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         if self.period.0 == Duration::ZERO {
-            return Err("runtime_config.period: must be greater than 0s".to_string());
+            return Err(crate::config::ConfigError::new(
+                "runtime_config.period",
+                "must be greater than 0s",
+            ));
         }
         Ok(())
     }
