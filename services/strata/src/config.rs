@@ -384,7 +384,7 @@ fields! {
     "server.grpc_listen_port" Int "Port of the gRPC server (ingester service).",
     "server.log_level" String "Log level: error, warn, info, debug or trace.",
     "server.log_format" String "Log format: logfmt or json.",
-    "server.graceful_shutdown_timeout" Duration "How long in-flight requests may take to finish on SIGTERM.",
+    "server.graceful_shutdown_timeout" Duration "On SIGTERM, how long stopping every service may take: leaving the rings, the flush on shutdown, in-flight requests. What still runs then is named in the last log line and the process exits non-zero.",
     "ingester_client.remote_timeout" Duration "Longest a push to one ingester may take; a slower replica counts as failed for the quorum.",
     "distributor.max_recv_msg_size" Int "Largest remote-write push accepted, in bytes, both compressed and decompressed; larger pushes get 413 or 400.",
     "ingester.query_stream_batch_size" Int "Series per message when an ingester streams query results.",
