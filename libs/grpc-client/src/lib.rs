@@ -44,6 +44,10 @@ pub fn grpc_uri(address: &str) -> String {
     }
 }
 
+/// Makes the client for the peer at an address (the shape
+/// `strata_ring::ClientPool` pools, without this crate knowing rings).
+pub type ClientFactory<C, E> = Arc<dyn Fn(&str) -> Result<Arc<C>, E> + Send + Sync>;
+
 /// A client factory for a pool of peers: `own_address` (this process's own,
 /// as the ring lists it) gets `local` when the process runs that service,
 /// every other address a client `remote` makes.
@@ -51,7 +55,7 @@ pub fn local_or_remote<C, E, F>(
     own_address: &str,
     local: Option<Arc<C>>,
     remote: F,
-) -> Arc<dyn Fn(&str) -> Result<Arc<C>, E> + Send + Sync>
+) -> ClientFactory<C, E>
 where
     C: ?Sized + Send + Sync + 'static,
     E: 'static,
