@@ -10,10 +10,9 @@ use strata_grpc_client::{in_process, ClientOptions, Peer};
 use strata_model::Labels;
 use strata_proto::ingester::ingester_client::IngesterClient as GeneratedClient;
 use strata_proto::ingester::ingester_server::Ingester as IngesterApi;
-use strata_proto::ingester::{
-    LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
-};
+use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
 use strata_proto::prometheus::WriteRequest;
+use strata_proto::types::StreamSeries;
 use strata_service::Slot;
 use strata_status::ServiceError;
 use tonic::transport::Channel;

@@ -10,9 +10,8 @@ use std::time::Duration;
 use strata_grpc_client::ClientOptions;
 use strata_ingester::IngesterClient;
 use strata_model::Labels;
-use strata_proto::ingester::{
-    LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
-};
+use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
 
 use crate::config::IngesterClientConfig;

@@ -263,8 +263,7 @@ mod tests {
             &self,
             _: &str,
             _: strata_proto::ingester::QueryRequest,
-        ) -> Result<Vec<strata_proto::ingester::StreamSeries>, strata_status::ServiceError>
-        {
+        ) -> Result<Vec<strata_proto::types::StreamSeries>, strata_status::ServiceError> {
             Ok(vec![])
         }
         async fn label_names(

@@ -9,8 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use strata_proto::ingester::StreamSeries;
 use strata_proto::storegateway::{LabelNamesRequest, LabelValuesRequest, SeriesRequest};
+use strata_proto::types::StreamSeries;
 use strata_ring::{Operation, Ring};
 use strata_status::ServiceError;
 use strata_store_gateway::StoreGatewayClient;

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use strata_grpc_client::{in_process, ClientOptions, Peer};
-use strata_proto::ingester::StreamSeries;
 use strata_proto::storegateway::store_gateway_client::StoreGatewayClient as GeneratedClient;
 use strata_proto::storegateway::store_gateway_server::StoreGateway as StoreGatewayApi;
 use strata_proto::storegateway::{
     LabelNamesRequest, LabelValuesRequest, SeriesRequest, SeriesResponse,
 };
+use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
 use tonic::transport::Channel;
 
