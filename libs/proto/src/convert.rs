@@ -1,7 +1,7 @@
 use strata_model::{Label, Labels, MatchOp, Matcher, MatcherError};
 
-use crate::ingester::{LabelMatcher, MatchType};
 use crate::prometheus;
+use crate::types::{LabelMatcher, MatchType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {

@@ -9,11 +9,20 @@ pub mod prometheus {
 }
 
 /// Generated modules nest by protobuf package, so `strata.ingester` lives at
-/// `strata::ingester` for its references to `super::super::prometheus` to resolve.
+/// `strata::ingester` for its references to `super::types` and
+/// `super::super::prometheus` to resolve.
 pub mod strata {
-    /// The ingester's gRPC service (package `strata.ingester`).
+    /// Messages several services share: label matchers, chunks, streamed
+    /// series (package `strata.types`).
+    pub mod types {
+        tonic::include_proto!("strata.types");
+    }
+    /// The ingester's gRPC service (package `strata.ingester`). The shared
+    /// messages it uses are re-exported under their old path for the code
+    /// (`benches/`, `integration/`) not yet moved to [`super::types`].
     pub mod ingester {
         tonic::include_proto!("strata.ingester");
+        pub use super::types::{Chunk, ChunkEncoding, LabelMatcher, MatchType, StreamSeries};
     }
     /// The store-gateway's gRPC service (package `strata.storegateway`).
     pub mod storegateway {
@@ -23,6 +32,7 @@ pub mod strata {
 
 pub use strata::ingester;
 pub use strata::storegateway;
+pub use strata::types;
 
 mod convert;
 mod tenant;

@@ -22,7 +22,7 @@ use strata_limits::Overrides;
 use strata_proto::prometheus::WriteRequest;
 use strata_status::{ErrorCode, ServiceError};
 
-pub use client::GrpcIngesterPush;
+pub use client::push_client_options;
 pub use decode::{decode_write_request, DecodeError};
 pub use http_api::router;
 pub use replicated::{PushClientFactory, PushClientPool, ReplicatedPush};
@@ -52,7 +52,9 @@ pub enum DistributorError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// Where validated series go: one ingester over gRPC, or the in-process one.
+/// Where validated series go: one ingester (implemented for
+/// [`strata_ingester::IngesterClient`], remote or in-process), or all of
+/// them ([`ReplicatedPush`]).
 #[async_trait::async_trait]
 pub trait IngesterPush: Send + Sync + std::fmt::Debug {
     /// Stores the series of `request` for `tenant`; `Ok` means stored durably.

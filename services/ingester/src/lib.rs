@@ -24,7 +24,12 @@
 //! is [`strata_limits::local_series_limit`] of the counts a [`RingCounts`]
 //! reports. The check and the creation are not one atomic step, so concurrent
 //! pushes can overshoot a limit by the series they create at the same moment.
+//!
+//! Its client ([`IngesterClient`]) is here too: remote over gRPC or this
+//! process's own in-process, it is what distributors push through and
+//! queriers read through.
 
+mod client;
 mod db;
 mod http;
 mod lifecycle;
@@ -48,6 +53,7 @@ use strata_tsdb::wal::WalBatch;
 
 use db::{DbSettings, TenantDb};
 
+pub use client::IngesterClient;
 pub use http::router;
 pub use lifecycle::{IngesterService, LifecycleError};
 pub use service::{grpc_service, IngesterGrpc};

@@ -7,11 +7,11 @@ use futures::Stream;
 use strata_model::Matcher;
 use strata_proto::ingester::ingester_server::{Ingester as IngesterApi, IngesterServer};
 use strata_proto::ingester::{
-    Chunk, ChunkEncoding, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelSet,
-    LabelValuesRequest, LabelValuesResponse, PushResponse, QueryRequest, QueryStreamResponse,
-    SeriesRequest, SeriesResponse, StreamSeries,
+    LabelNamesRequest, LabelNamesResponse, LabelSet, LabelValuesRequest, LabelValuesResponse,
+    PushResponse, QueryRequest, QueryStreamResponse, SeriesRequest, SeriesResponse,
 };
 use strata_proto::prometheus::WriteRequest;
+use strata_proto::types::{Chunk, ChunkEncoding, LabelMatcher, StreamSeries};
 
 use strata_service::Slot;
 use strata_status::{ErrorCode, ServiceError};

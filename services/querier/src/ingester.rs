@@ -1,23 +1,20 @@
 //! The seam between the querier and the ingesters: [`IngesterQuery`] is what the
-//! querier asks of "the ingesters", [`GrpcIngesterQuery`] asks one ingester over
-//! gRPC; [`crate::ReplicatedQuery`] fans a query out to the replicas the
-//! ingester ring names through the same trait.
+//! querier asks of "the ingesters"; the ingester's own client
+//! ([`strata_ingester::IngesterClient`], remote or in-process) asks one, and
+//! [`crate::ReplicatedQuery`] fans a query out to the replicas the ingester
+//! ring names through the same trait.
 
 use std::fmt;
 use std::time::Duration;
 
+use strata_grpc_client::ClientOptions;
+use strata_ingester::IngesterClient;
 use strata_model::Labels;
-use strata_proto::ingester::ingester_client::IngesterClient;
-use strata_proto::ingester::{
-    LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
-};
-use strata_proto::labels_from_proto;
+use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
-use tonic::transport::Channel;
-use tracing::Instrument;
 
 use crate::config::IngesterClientConfig;
-use crate::grpc_peer::GrpcPeer;
 
 /// Read access to the recent data of the ingesters, one tenant per call.
 #[async_trait::async_trait]
@@ -52,54 +49,28 @@ pub trait IngesterQuery: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Labels>, ServiceError>;
 }
 
-/// One ingester over gRPC. The connection is made on first use and re-made by
-/// tonic after failures; every call carries the tenant in `x-scope-orgid`.
-#[derive(Debug, Clone)]
-pub struct GrpcIngesterQuery {
-    peer: GrpcPeer,
-    client: IngesterClient<Channel>,
-}
-
-impl GrpcIngesterQuery {
-    /// A client for the ingester at `address` (`http://host:port`). Must be called
-    /// inside a Tokio runtime; does not connect yet.
-    pub fn new(address: &str, config: &IngesterClientConfig) -> Result<Self, ServiceError> {
-        let (peer, channel) = GrpcPeer::connect_lazy("ingester", address, config)?;
-        let client =
-            IngesterClient::new(channel).max_decoding_message_size(config.max_recv_message_size);
-        Ok(Self { peer, client })
-    }
-
-    pub fn address(&self) -> &str {
-        self.peer.address()
+impl IngesterClientConfig {
+    /// How a client connects with these settings (the ingester and the
+    /// store-gateway clients both take them).
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            timeout: self.timeout.0,
+            connect_timeout: self.connect_timeout.0,
+            max_recv_message_size: self.max_recv_message_size,
+        }
     }
 }
 
+/// One ingester, over gRPC or in-process: its own client, asked the same
+/// questions.
 #[async_trait::async_trait]
-impl IngesterQuery for GrpcIngesterQuery {
+impl IngesterQuery for IngesterClient {
     async fn query_stream(
         &self,
         tenant: &str,
         request: QueryRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let span = self.peer.span("ingester.query_stream");
-        let request = self.peer.request(tenant, request, &span)?;
-        async {
-            let mut stream = self
-                .client
-                .clone()
-                .query_stream(request)
-                .await
-                .map_err(|s| self.peer.error(s))?
-                .into_inner();
-            let mut series = Vec::new();
-            while let Some(batch) = stream.message().await.map_err(|s| self.peer.error(s))? {
-                series.extend(batch.series);
-            }
-            Ok(series)
-        }
-        .instrument(span)
-        .await
+        IngesterClient::query_stream(self, tenant, request).await
     }
 
     async fn label_names(
@@ -107,16 +78,7 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.peer.span("ingester.label_names");
-        let request = self.peer.request(tenant, request, &span)?;
-        let response = self
-            .client
-            .clone()
-            .label_names(request)
-            .instrument(span)
-            .await
-            .map_err(|s| self.peer.error(s))?;
-        Ok(response.into_inner().label_names)
+        IngesterClient::label_names(self, tenant, request).await
     }
 
     async fn label_values(
@@ -124,16 +86,7 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.peer.span("ingester.label_values");
-        let request = self.peer.request(tenant, request, &span)?;
-        let response = self
-            .client
-            .clone()
-            .label_values(request)
-            .instrument(span)
-            .await
-            .map_err(|s| self.peer.error(s))?;
-        Ok(response.into_inner().label_values)
+        IngesterClient::label_values(self, tenant, request).await
     }
 
     async fn series(
@@ -141,51 +94,9 @@ impl IngesterQuery for GrpcIngesterQuery {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError> {
-        let span = self.peer.span("ingester.series");
-        let request = self.peer.request(tenant, request, &span)?;
-        let response = self
-            .client
-            .clone()
-            .series(request)
-            .instrument(span)
-            .await
-            .map_err(|s| self.peer.error(s))?;
-        Ok(response
-            .into_inner()
-            .series
-            .into_iter()
-            .map(|set| labels_from_proto(set.labels))
-            .collect())
+        IngesterClient::series(self, tenant, request).await
     }
 }
 
 /// The default for [`IngesterClientConfig::timeout`].
 pub(crate) const DEFAULT_INGESTER_TIMEOUT: Duration = Duration::from_secs(120);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn unreachable_ingester_is_an_error_not_a_panic() {
-        let config = IngesterClientConfig {
-            connect_timeout: strata_model::ConfigDuration(Duration::from_millis(200)),
-            ..IngesterClientConfig::default()
-        };
-        // Port 1 on localhost: nothing listens there.
-        let client = GrpcIngesterQuery::new("http://127.0.0.1:1", &config).unwrap();
-        let err = client
-            .label_names("t", LabelNamesRequest::default())
-            .await
-            .unwrap_err();
-        assert!(!err.code.is_client_error(), "{err:?}");
-        assert!(err.message.contains("127.0.0.1:1"), "{err:?}");
-
-        assert!(GrpcIngesterQuery::new("not a uri", &config).is_err());
-        let err = client
-            .label_names("bad\ntenant", LabelNamesRequest::default())
-            .await
-            .unwrap_err();
-        assert!(err.code.is_client_error());
-    }
-}

@@ -12,13 +12,15 @@
 //! encoding (`strata-tsdb`), who the tenant is (a resolver passed to [`router`]),
 //! which ingesters hold a tenant (the ring; [`ReplicatedQuery`] asks them
 //! all and tolerates RF/2 failures) or which store-gateway serves which block
-//! (their ring; [`StoreGatewaySet`] asks them all). It keeps no state between
-//! requests.
+//! (their ring; [`StoreGatewaySet`] asks them all), nor the clients that reach
+//! them: those are the ingester's and the store-gateway's own
+//! (`strata_ingester::IngesterClient`, `strata_store_gateway::StoreGatewayClient`),
+//! for which [`IngesterQuery`] and [`StoreGatewayQuery`] are implemented here.
+//! It keeps no state between requests.
 
 mod api;
 mod config;
 mod engine;
-mod grpc_peer;
 mod ingester;
 mod json;
 mod params;
@@ -35,7 +37,7 @@ use tokio::sync::Semaphore;
 pub use api::{router, ApiError, TenantResolver};
 pub use config::{ConfigError, IngesterClientConfig, QuerierConfig};
 pub use engine::{EngineError, QueryOutput};
-pub use ingester::{GrpcIngesterQuery, IngesterQuery};
+pub use ingester::IngesterQuery;
 pub use json::{InstantSample, ResultData};
 pub use params::{RangeParams, MAX_TIME_MS, MIN_TIME_MS};
 pub use replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
@@ -43,8 +45,7 @@ pub use storage::{
     decode_stream_series, merge_samples, merge_series, SourceSplit, TenantQueryable,
 };
 pub use store_gateway::{
-    GrpcStoreGatewayQuery, StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewayQuery,
-    StoreGatewaySet,
+    StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewayQuery, StoreGatewaySet,
 };
 
 use engine::QueryEngine;
@@ -262,8 +263,7 @@ mod tests {
             &self,
             _: &str,
             _: strata_proto::ingester::QueryRequest,
-        ) -> Result<Vec<strata_proto::ingester::StreamSeries>, strata_status::ServiceError>
-        {
+        ) -> Result<Vec<strata_proto::types::StreamSeries>, strata_status::ServiceError> {
             Ok(vec![])
         }
         async fn label_names(

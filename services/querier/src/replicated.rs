@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use strata_model::Labels;
-use strata_proto::ingester::{
-    LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
-};
+use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::types::StreamSeries;
 use strata_ring::{Operation, Ring};
 use strata_status::ServiceError;
 

@@ -13,10 +13,10 @@ use parking_lot::Mutex;
 
 use strata_model::{Labels, Matcher, Sample, Series};
 use strata_proto::ingester::{
-    Chunk, ChunkEncoding, LabelNamesRequest, LabelValuesRequest, MatcherSet, QueryRequest,
-    SeriesRequest, StreamSeries,
+    LabelNamesRequest, LabelValuesRequest, MatcherSet, QueryRequest, SeriesRequest,
 };
 use strata_proto::storegateway;
+use strata_proto::types::{Chunk, ChunkEncoding, StreamSeries};
 use strata_proto::{labels_from_proto, matcher_to_proto};
 use strata_status::{ErrorCode, ServiceError};
 

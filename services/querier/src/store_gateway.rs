@@ -1,24 +1,19 @@
 //! The seam between the querier and the store-gateways, the twin of
 //! [`crate::IngesterQuery`]: [`StoreGatewayQuery`] is what the querier asks of
-//! "the blocks in object storage", [`GrpcStoreGatewayQuery`] asks one
-//! store-gateway over gRPC, and [`StoreGatewaySet`] asks every store-gateway
-//! of the ring (each serves the blocks it owns; the querier merges).
+//! "the blocks in object storage"; the store-gateway's own client
+//! ([`strata_store_gateway::StoreGatewayClient`], remote or in-process) asks
+//! one, and [`StoreGatewaySet`] asks every store-gateway of the ring (each
+//! serves the blocks it owns; the querier merges).
 
 use std::fmt;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use strata_proto::ingester::StreamSeries;
-use strata_proto::storegateway::store_gateway_client::StoreGatewayClient;
 use strata_proto::storegateway::{LabelNamesRequest, LabelValuesRequest, SeriesRequest};
-
+use strata_proto::types::StreamSeries;
 use strata_ring::{Operation, Ring};
 use strata_status::ServiceError;
-use tonic::transport::Channel;
-use tracing::Instrument;
-
-use crate::config::IngesterClientConfig;
-use crate::grpc_peer::GrpcPeer;
+use strata_store_gateway::StoreGatewayClient;
 
 /// Read access to the blocks in object storage, one tenant per call.
 #[async_trait::async_trait]
@@ -47,50 +42,15 @@ pub trait StoreGatewayQuery: Send + Sync + fmt::Debug {
     ) -> Result<Vec<String>, ServiceError>;
 }
 
-/// One store-gateway over gRPC; connects on first use, the tenant in
-/// `x-scope-orgid` on every call.
-#[derive(Debug, Clone)]
-pub struct GrpcStoreGatewayQuery {
-    peer: GrpcPeer,
-    client: StoreGatewayClient<Channel>,
-}
-
-impl GrpcStoreGatewayQuery {
-    /// A client for the store-gateway at `address` (`http://host:port`).
-    /// Must be called inside a Tokio runtime; does not connect yet.
-    pub fn new(address: &str, config: &IngesterClientConfig) -> Result<Self, ServiceError> {
-        let (peer, channel) = GrpcPeer::connect_lazy("store-gateway", address, config)?;
-        let client = StoreGatewayClient::new(channel)
-            .max_decoding_message_size(config.max_recv_message_size);
-        Ok(Self { peer, client })
-    }
-}
-
+/// One store-gateway, over gRPC or in-process: its own client.
 #[async_trait::async_trait]
-impl StoreGatewayQuery for GrpcStoreGatewayQuery {
+impl StoreGatewayQuery for StoreGatewayClient {
     async fn series(
         &self,
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let span = self.peer.span("store_gateway.series");
-        let request = self.peer.request(tenant, request, &span)?;
-        async {
-            let mut stream = self
-                .client
-                .clone()
-                .series(request)
-                .await
-                .map_err(|s| self.peer.error(s))?
-                .into_inner();
-            let mut series = Vec::new();
-            while let Some(batch) = stream.message().await.map_err(|s| self.peer.error(s))? {
-                series.extend(batch.series);
-            }
-            Ok(series)
-        }
-        .instrument(span)
-        .await
+        StoreGatewayClient::series(self, tenant, request).await
     }
 
     async fn label_names(
@@ -98,16 +58,7 @@ impl StoreGatewayQuery for GrpcStoreGatewayQuery {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.peer.span("store_gateway.label_names");
-        let request = self.peer.request(tenant, request, &span)?;
-        let response = self
-            .client
-            .clone()
-            .label_names(request)
-            .instrument(span)
-            .await
-            .map_err(|s| self.peer.error(s))?;
-        Ok(response.into_inner().label_names)
+        StoreGatewayClient::label_names(self, tenant, request).await
     }
 
     async fn label_values(
@@ -115,16 +66,7 @@ impl StoreGatewayQuery for GrpcStoreGatewayQuery {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let span = self.peer.span("store_gateway.label_values");
-        let request = self.peer.request(tenant, request, &span)?;
-        let response = self
-            .client
-            .clone()
-            .label_values(request)
-            .instrument(span)
-            .await
-            .map_err(|s| self.peer.error(s))?;
-        Ok(response.into_inner().label_values)
+        StoreGatewayClient::label_values(self, tenant, request).await
     }
 }
 

@@ -11,9 +11,8 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use strata_model::{Labels, Matcher, Series};
-use strata_proto::ingester::{
-    LabelMatcher, LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest, StreamSeries,
-};
+use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::types::{LabelMatcher, StreamSeries};
 use strata_querier::{router, IngesterQuery, Querier, QuerierConfig, TenantResolver};
 use strata_status::ServiceError;
 use tower::ServiceExt;

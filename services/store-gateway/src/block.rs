@@ -13,7 +13,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use strata_model::Matcher;
-use strata_proto::ingester::{Chunk, ChunkEncoding, StreamSeries};
+use strata_proto::types::{Chunk, ChunkEncoding, StreamSeries};
 use strata_tsdb::block::{
     BlockError, BlockMeta, ChunkReader, IndexHeader, IndexReader, ReadAt, SeriesRef, ENCODING_XOR,
 };

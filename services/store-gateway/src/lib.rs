@@ -13,9 +13,13 @@
 //! querier merges everything it receives), evaluate PromQL, or write to the
 //! bucket. Block queries run on Tokio's blocking pool over the synchronous
 //! block readers of `strata-tsdb`; see [`reader`](crate::reader) for why.
+//!
+//! Its client ([`StoreGatewayClient`], remote over gRPC or this process's own
+//! in-process) is here too: it is what queriers read blocks through.
 
 mod block;
 mod cache;
+mod client;
 mod config;
 mod lifecycle;
 mod metrics;
@@ -29,6 +33,7 @@ mod tests;
 
 use strata_status::{ErrorCode, ServiceError};
 
+pub use client::StoreGatewayClient;
 pub use config::{ShardingRingConfig, StoreGatewayConfig};
 pub use lifecycle::{LifecycleError, StoreGatewayService};
 pub use metrics::StoreMetrics;

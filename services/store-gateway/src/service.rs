@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use strata_model::Matcher;
-use strata_proto::ingester::LabelMatcher;
 use strata_proto::storegateway::store_gateway_server::{StoreGateway, StoreGatewayServer};
 use strata_proto::storegateway::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
     SeriesResponse,
 };
+use strata_proto::types::LabelMatcher;
 
 use strata_status::{ErrorCode, ServiceError};
 use tonic::{Request, Response, Status};

@@ -116,15 +116,6 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// tonic wants a URI; the config takes `host:port` as Mimir's does.
-pub(crate) fn grpc_uri(address: &str) -> String {
-    if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    }
-}
-
 /// `GET /config`: the running configuration as YAML, secrets masked.
 pub(crate) async fn show_config(State(yaml): State<Arc<String>>) -> Response {
     (

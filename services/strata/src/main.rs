@@ -7,13 +7,12 @@
 
 mod app;
 mod cli;
+mod clients;
 mod config;
 mod http_server;
-mod in_process;
 mod limits;
 mod modules;
 mod servers;
-mod store_gateway;
 mod wiring;
 
 use std::process::ExitCode;

@@ -16,7 +16,6 @@ use strata_store_gateway::{BucketStore, ShardingStrategy, StoreMetrics};
 use crate::app::{self, AppError};
 use crate::config::Config;
 use crate::http_server::{HttpServerLimits, HttpServerMetrics};
-use crate::in_process::InProcessIngester;
 use crate::limits::{IngesterRingCounts, RuntimeConfigService};
 use crate::modules::Module;
 use crate::servers::{GrpcServerService, GrpcServices, HttpServerService};
@@ -169,19 +168,14 @@ impl Wiring {
                 )))
             }
             Module::Distributor => {
-                let remote_timeout = config.ingester_client.remote_timeout.0;
-                let local = self.in_process_ingester();
-                let own = self.ring_config.instance_addr.clone();
-                let factory: strata_distributor::PushClientFactory = Arc::new(move |addr: &str| {
-                    if let (Some(local), true) = (&local, addr == own) {
-                        return Ok(local.clone() as Arc<dyn strata_distributor::IngesterPush>);
-                    }
-                    Ok(Arc::new(strata_distributor::GrpcIngesterPush::new(
-                        addr,
-                        remote_timeout,
-                    )?)
-                        as Arc<dyn strata_distributor::IngesterPush>)
-                });
+                let factory = crate::clients::ingesters::<dyn strata_distributor::IngesterPush>(
+                    &self.ring_config.instance_addr,
+                    self.ingester.clone(),
+                    strata_distributor::push_client_options(
+                        config.ingester_client.remote_timeout.0,
+                    ),
+                    |client| client,
+                );
                 let push = Arc::new(strata_distributor::ReplicatedPush::new(
                     self.ingester_ring.clone(),
                     strata_distributor::PushClientPool::new(factory),
@@ -200,19 +194,12 @@ impl Wiring {
                 None
             }
             Module::Querier => {
-                let local = self.in_process_ingester();
-                let own = self.ring_config.instance_addr.clone();
-                let client_config = config.querier.ingester_client.clone();
-                let factory: strata_querier::QueryClientFactory = Arc::new(move |addr: &str| {
-                    if let (Some(local), true) = (&local, addr == own) {
-                        return Ok(local.clone() as Arc<dyn strata_querier::IngesterQuery>);
-                    }
-                    Ok(Arc::new(strata_querier::GrpcIngesterQuery::new(
-                        &app::grpc_uri(addr),
-                        &client_config,
-                    )?)
-                        as Arc<dyn strata_querier::IngesterQuery>)
-                });
+                let factory = crate::clients::ingesters::<dyn strata_querier::IngesterQuery>(
+                    &self.ring_config.instance_addr,
+                    self.ingester.clone(),
+                    config.querier.ingester_client.client_options(),
+                    |client| client,
+                );
                 let source = Arc::new(strata_querier::ReplicatedQuery::new(
                     self.ingester_ring.clone(),
                     strata_querier::QueryClientPool::new(factory),
@@ -224,11 +211,11 @@ impl Wiring {
                 // process's, or others' through a shared (etcd) ring.
                 if self.store_gateway.is_some() || self.shared_ring() {
                     let ring = self.store_gateway_ring().await.map_err(&fail)?;
-                    querier = querier.with_store_gateways(crate::store_gateway::query_set(
-                        &config,
+                    querier = querier.with_store_gateways(crate::clients::store_gateways(
+                        &self.ring_config.instance_addr,
                         self.store_gateway.clone(),
                         ring,
-                        &self.ring_config.instance_addr,
+                        config.querier.store_gateway_client.client_options(),
                     ));
                 }
                 self.router = std::mem::take(&mut self.router).merge(strata_querier::router(
@@ -270,12 +257,6 @@ impl Wiring {
             Module::HttpServer | Module::GrpcServer => None,
         };
         Ok(service)
-    }
-
-    fn in_process_ingester(&self) -> Option<Arc<InProcessIngester>> {
-        self.ingester
-            .clone()
-            .map(|slot| Arc::new(InProcessIngester::new(slot)))
     }
 
     /// The local copy of the store-gateway ring (one per process: the

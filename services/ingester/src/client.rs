@@ -1,0 +1,206 @@
+//! The ingester's client, the one the distributor pushes through and the
+//! querier reads through: one ingester over gRPC ([`IngesterClient::remote`]),
+//! or the process's own through its gRPC service trait
+//! ([`IngesterClient::in_process`], `-target=all`), so both paths run the same
+//! server code (tenant metadata, validation, error mapping). The distributor's
+//! `IngesterPush` and the querier's `IngesterQuery` are implemented for it in
+//! their crates.
+
+use strata_grpc_client::{in_process, ClientOptions, Peer};
+use strata_model::Labels;
+use strata_proto::ingester::ingester_client::IngesterClient as GeneratedClient;
+use strata_proto::ingester::ingester_server::Ingester as IngesterApi;
+use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::prometheus::WriteRequest;
+use strata_proto::types::StreamSeries;
+use strata_service::Slot;
+use strata_status::ServiceError;
+use tonic::transport::Channel;
+
+use crate::{Ingester, IngesterGrpc};
+
+/// One ingester, remote or in-process; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IngesterClient {
+    target: Target,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    /// Connects on first use, re-connected by tonic after failures.
+    Remote {
+        peer: Peer,
+        client: GeneratedClient<Channel>,
+    },
+    InProcess(IngesterGrpc),
+}
+
+impl IngesterClient {
+    /// The ingester at `address` (`host:port` or a URI). Must be called
+    /// inside a Tokio runtime; does not connect yet.
+    pub fn remote(address: &str, options: &ClientOptions) -> Result<Self, ServiceError> {
+        let (peer, channel) = Peer::connect_lazy("ingester", address, options)?;
+        let client = GeneratedClient::new(channel)
+            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(options.max_recv_message_size);
+        Ok(Self {
+            target: Target::Remote { peer, client },
+        })
+    }
+
+    /// The process's own ingester, once the slot holds it; until then calls
+    /// are refused as unavailable, as a remote ingester's would be.
+    pub fn in_process(ingester: Slot<Ingester>) -> Self {
+        Self {
+            target: Target::InProcess(IngesterGrpc::of_slot(ingester)),
+        }
+    }
+
+    /// Stores the series of `request` for `tenant`; `Ok` means stored durably.
+    pub async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+        match &self.target {
+            Target::Remote { peer, client } => {
+                let span = peer.span("ingester.push");
+                span.record("series", request.timeseries.len());
+                let mut client = client.clone();
+                peer.unary(span, tenant, request, |r| client.push(r))
+                    .await?;
+            }
+            Target::InProcess(service) => {
+                in_process::unary(tenant, request, |r| service.push(r)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Series matching the request's matchers, with their chunks
+    /// overlapping [start, end].
+    pub async fn query_stream(
+        &self,
+        tenant: &str,
+        request: QueryRequest,
+    ) -> Result<Vec<StreamSeries>, ServiceError> {
+        let series = |batch: strata_proto::ingester::QueryStreamResponse| batch.series;
+        match &self.target {
+            Target::Remote { peer, client } => {
+                let span = peer.span("ingester.query_stream");
+                let mut client = client.clone();
+                peer.server_stream(span, tenant, request, |r| client.query_stream(r), series)
+                    .await
+            }
+            Target::InProcess(service) => {
+                in_process::server_stream(tenant, request, |r| service.query_stream(r), series)
+                    .await
+            }
+        }
+    }
+
+    /// Label names of the series matching the request, in any order.
+    pub async fn label_names(
+        &self,
+        tenant: &str,
+        request: LabelNamesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let response = match &self.target {
+            Target::Remote { peer, client } => {
+                let span = peer.span("ingester.label_names");
+                let mut client = client.clone();
+                peer.unary(span, tenant, request, |r| client.label_names(r))
+                    .await?
+            }
+            Target::InProcess(service) => {
+                in_process::unary(tenant, request, |r| service.label_names(r)).await?
+            }
+        };
+        Ok(response.label_names)
+    }
+
+    /// Values of one label among the series matching the request.
+    pub async fn label_values(
+        &self,
+        tenant: &str,
+        request: LabelValuesRequest,
+    ) -> Result<Vec<String>, ServiceError> {
+        let response = match &self.target {
+            Target::Remote { peer, client } => {
+                let span = peer.span("ingester.label_values");
+                let mut client = client.clone();
+                peer.unary(span, tenant, request, |r| client.label_values(r))
+                    .await?
+            }
+            Target::InProcess(service) => {
+                in_process::unary(tenant, request, |r| service.label_values(r)).await?
+            }
+        };
+        Ok(response.label_values)
+    }
+
+    /// Label sets of the series matching any of the request's matcher sets.
+    pub async fn series(
+        &self,
+        tenant: &str,
+        request: SeriesRequest,
+    ) -> Result<Vec<Labels>, ServiceError> {
+        let response = match &self.target {
+            Target::Remote { peer, client } => {
+                let span = peer.span("ingester.series");
+                let mut client = client.clone();
+                peer.unary(span, tenant, request, |r| client.series(r))
+                    .await?
+            }
+            Target::InProcess(service) => {
+                in_process::unary(tenant, request, |r| service.series(r)).await?
+            }
+        };
+        Ok(response
+            .series
+            .into_iter()
+            .map(|set| strata_proto::labels_from_proto(set.labels))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_ingester_is_an_error_not_a_panic() {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(200),
+            max_recv_message_size: 1 << 20,
+        };
+        // Port 1 on localhost: nothing listens there.
+        let client = IngesterClient::remote("127.0.0.1:1", &options).unwrap();
+        let err = client
+            .label_names("t", LabelNamesRequest::default())
+            .await
+            .unwrap_err();
+        assert!(!err.code.is_client_error(), "{err:?}");
+        assert!(err.message.contains("ingester 127.0.0.1:1"), "{err:?}");
+        let err = client.push("t", WriteRequest::default()).await.unwrap_err();
+        assert!(err.message.contains("ingester 127.0.0.1:1"), "{err:?}");
+
+        assert!(IngesterClient::remote("not a uri", &options).is_err());
+        let err = client
+            .label_names("bad\ntenant", LabelNamesRequest::default())
+            .await
+            .unwrap_err();
+        assert!(err.code.is_client_error());
+    }
+
+    #[tokio::test]
+    async fn a_starting_in_process_ingester_is_unavailable() {
+        let client = IngesterClient::in_process(Slot::default());
+        let err = client.push("t", WriteRequest::default()).await.unwrap_err();
+        assert_eq!(err.code, strata_status::ErrorCode::Unavailable, "{err:?}");
+        let err = client
+            .label_names("bad\ntenant", LabelNamesRequest::default())
+            .await
+            .unwrap_err();
+        assert!(err.code.is_client_error());
+    }
+}
