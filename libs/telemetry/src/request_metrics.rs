@@ -122,6 +122,25 @@ where
     }
 }
 
+/// Axum middleware recording every HTTP request in [`request_duration`],
+/// labelled by the route that matched (`other` when none did).
+pub async fn observe_http_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    request_duration()
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,23 +173,4 @@ mod tests {
             .get_sample_count();
         assert_eq!(count, 1);
     }
-}
-
-/// Axum middleware recording every HTTP request in [`request_duration`],
-/// labelled by the route that matched (`other` when none did).
-pub async fn observe_http_request(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    request_duration()
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    response
 }
