@@ -114,7 +114,7 @@ pub struct Config {
     pub store_gateway: strata_store_gateway::StoreGatewayConfig,
     pub compactor: strata_compactor::CompactorConfig,
     pub limits: Limits,
-    pub runtime_config: crate::limits::RuntimeConfigSettings,
+    pub runtime_config: RuntimeConfigSettings,
     pub auth: strata_auth::AuthConfig,
     pub tracing: strata_telemetry::TracingConfig,
 }
@@ -133,7 +133,7 @@ impl Default for Config {
             store_gateway: strata_store_gateway::StoreGatewayConfig::default(),
             compactor: strata_compactor::CompactorConfig::default(),
             limits: Limits::default(),
-            runtime_config: crate::limits::RuntimeConfigSettings::default(),
+            runtime_config: RuntimeConfigSettings::default(),
             auth: strata_auth::AuthConfig::default(),
             tracing: strata_telemetry::TracingConfig::default(),
         }
@@ -221,12 +221,12 @@ impl Config {
             .map_err(|e| ConfigError::new("server.log_level", e.to_string()))?;
         strata_telemetry::check_log_format(&server.log_format)
             .map_err(|e| ConfigError::new("server.log_format", e.to_string()))?;
-        crate::app::socket_addr(&server.http_listen_address, server.http_listen_port)
+        crate::addresses::socket_addr(&server.http_listen_address, server.http_listen_port)
             .map_err(|e| ConfigError::new("server.http_listen_address", e.to_string()))?;
         // The modules that serve gRPC (wiring.rs gives the gRPC server their
         // services; with none it is not started).
         if target.runs(Module::Ingester) || target.runs(Module::StoreGateway) {
-            crate::app::socket_addr(&server.grpc_listen_address, server.grpc_listen_port)
+            crate::addresses::socket_addr(&server.grpc_listen_address, server.grpc_listen_port)
                 .map_err(|e| ConfigError::new("server.grpc_listen_address", e.to_string()))?;
         }
         self.tracing
@@ -244,7 +244,7 @@ impl Config {
             })?;
 
         // Every process keeps a copy of the ingester ring; an ingester joins it.
-        let ring = crate::app::effective_ring_config(self);
+        let ring = effective_ring_config(self);
         let ring_error = |e: strata_ring::ConfigError| {
             ConfigError::in_section("ingester.ring", e.key, e.message)
         };
@@ -626,6 +626,77 @@ pub fn reference_markdown() -> String {
         ));
     }
     out
+}
+
+/// The ring settings with the defaults that depend on the rest of the config
+/// filled in: instance ID and address from the host and gRPC port, and a
+/// replication factor of 1 when the ring is in memory (only this process can
+/// ever be in it).
+pub(crate) fn effective_ring_config(config: &Config) -> strata_ring::RingConfig {
+    let mut ring = config.ingester.ring.clone();
+    let port = config.server.grpc_listen_port;
+    if ring.instance_id.is_empty() {
+        ring.instance_id = format!("{}-{port}", hostname());
+    }
+    if ring.instance_addr.is_empty() {
+        let host = match config.server.grpc_listen_address.as_str() {
+            "" | "0.0.0.0" | "::" | "[::]" => hostname(),
+            other => other.to_string(),
+        };
+        ring.instance_addr = format!("{host}:{port}");
+    }
+    if ring.kvstore.store == strata_ring::KvStoreKind::Inmemory && ring.replication_factor > 1 {
+        tracing::info!(
+            configured = ring.replication_factor,
+            "the ingester ring is in memory (one process): using replication factor 1"
+        );
+        ring.replication_factor = 1;
+    }
+    ring
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The `runtime_config` section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfigSettings {
+    pub file: String,
+    pub period: strata_model::ConfigDuration,
+}
+
+impl Default for RuntimeConfigSettings {
+    fn default() -> Self {
+        Self {
+            file: String::new(),
+            period: strata_model::ConfigDuration::from_secs(10),
+        }
+    }
+}
+
+impl RuntimeConfigSettings {
+    /// Checks the values that parse but make no sense. The file is not read
+    /// (the start reads it): like Mimir's `-config.verify`, a check of the
+    /// config does not depend on the overrides file of the moment.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.period.0 == std::time::Duration::ZERO {
+            return Err(ConfigError::new(
+                "runtime_config.period",
+                "must be greater than 0s",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,54 +4,17 @@
 //! series limits by. The limits themselves and the file's parsing live in
 //! `strata-limits`; enforcing them is each component's job.
 
+use crate::config::RuntimeConfigSettings;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{IntGauge, Registry};
-use serde::{Deserialize, Serialize};
 use strata_limits::Overrides;
-use strata_model::ConfigDuration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// The `runtime_config` section of the config file.
-///
-/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
-/// feeds `-help` and docs/configuration.md.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuntimeConfigSettings {
-    pub file: String,
-    pub period: ConfigDuration,
-}
-
-impl Default for RuntimeConfigSettings {
-    fn default() -> Self {
-        Self {
-            file: String::new(),
-            period: ConfigDuration::from_secs(10),
-        }
-    }
-}
-
-impl RuntimeConfigSettings {
-    /// Checks the values that parse but make no sense. The file is not read
-    /// (the start reads it): like Mimir's `-config.verify`, a check of the
-    /// config does not depend on the overrides file of the moment.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        if self.period.0 == Duration::ZERO {
-            return Err(crate::config::ConfigError::new(
-                "runtime_config.period",
-                "must be greater than 0s",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Reads and applies the runtime config file.
 #[derive(Debug)]
@@ -242,6 +205,7 @@ impl strata_ingester::RingCounts for IngesterRingCounts {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::time::Duration;
 
     async fn started(
         text: &str,
@@ -259,7 +223,7 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let settings = RuntimeConfigSettings {
             file: file.path().display().to_string(),
-            period: ConfigDuration(Duration::from_millis(20)),
+            period: strata_model::ConfigDuration(Duration::from_millis(20)),
         };
         let result = start(&settings, overrides.clone(), &registry, rx).await;
         (file, overrides, registry, result, tx)

@@ -5,13 +5,16 @@
 // A binary crate: `pub` marks what its modules share, nothing is exported.
 #![allow(unreachable_pub)]
 
+mod addresses;
 mod app;
 mod cli;
 mod clients;
 mod config;
+mod error;
 mod http_server;
 mod limits;
 mod modules;
+mod pages;
 mod servers;
 mod wiring;
 

@@ -13,11 +13,14 @@ use strata_ring::{KvStoreKind, Registration, Ring, RingConfig};
 use strata_service::{BoxError, Service, Slot, StatusBoard};
 use strata_store_gateway::{BucketStore, ShardingStrategy, StoreMetrics};
 
-use crate::app::{self, AppError};
+use crate::addresses::socket_addr;
+use crate::config::effective_ring_config;
 use crate::config::Config;
+use crate::error::AppError;
 use crate::http_server::{HttpServerLimits, HttpServerMetrics};
 use crate::limits::{IngesterRingCounts, RuntimeConfigService};
 use crate::modules::Module;
+use crate::pages;
 use crate::servers::{GrpcServerService, GrpcServices, HttpServerService};
 
 /// The modules' shared parts, and what the modules built so far contributed.
@@ -53,7 +56,7 @@ fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> BoxError {
 
 impl Wiring {
     pub async fn new(config: &Config) -> Result<Self, AppError> {
-        let ring_config = app::effective_ring_config(config);
+        let ring_config = effective_ring_config(config);
         let ring_failed = failed(Module::Ingester);
         // One KV client for the process; with the in-memory store this is
         // also what makes the ingester and the distributor see one ring.
@@ -303,13 +306,13 @@ impl Wiring {
             ))
             .route(
                 "/",
-                get(app::show_index).with_state(Arc::new(app::index_page(&pages))),
+                get(pages::show_index).with_state(Arc::new(pages::index_page(&pages))),
             )
-            .route("/ready", get(app::ready).with_state(status))
-            .route("/metrics", get(app::metrics).with_state(registry))
+            .route("/ready", get(pages::ready).with_state(status))
+            .route("/metrics", get(pages::metrics).with_state(registry))
             .route(
                 "/config",
-                get(app::show_config).with_state(Arc::new(crate::config::masked_yaml(config))),
+                get(pages::show_config).with_state(Arc::new(crate::config::masked_yaml(config))),
             )
             .layer(axum::middleware::from_fn(
                 strata_telemetry::observe_http_request,
@@ -331,7 +334,7 @@ impl Wiring {
             .map_err(|e| failed(Module::HttpServer)(boxed(e)))?;
         let router = crate::http_server::with_request_timeouts(router, &limits);
         let http = HttpServerService::new(
-            app::socket_addr(&server.http_listen_address, server.http_listen_port)?,
+            socket_addr(&server.http_listen_address, server.http_listen_port)?,
             router,
             limits,
             metrics,
@@ -342,7 +345,7 @@ impl Wiring {
             None
         } else {
             Some(Arc::new(GrpcServerService::new(
-                app::socket_addr(&server.grpc_listen_address, server.grpc_listen_port)?,
+                socket_addr(&server.grpc_listen_address, server.grpc_listen_port)?,
                 grpc_services,
                 server.grpc_server_keepalive_time.0,
                 server.grpc_server_keepalive_timeout.0,
