@@ -213,18 +213,27 @@ async fn errors_not_panics() {
     // A subquery with billions of steps is refused at once by the sample
     // estimate (tests/hostile.rs); one with 876,000 steps runs into the
     // timeout instead of hanging.
+    // The estimate refuses before any evaluation: with a timeout long enough
+    // that only the estimate can be the reason (a 1 ms timeout could expire
+    // first on a loaded machine, even during the parse).
+    let estimating = Engine::new(EngineOptions {
+        lookback_delta_ms: 300_000,
+        max_samples: 1_000_000,
+        timeout: Duration::from_secs(10),
+        ..EngineOptions::default()
+    });
+    assert!(matches!(
+        estimating
+            .instant_query(&s, "max_over_time(m[100y:1ms])", 0)
+            .await,
+        Err(QueryError::TooManySamples(_))
+    ));
     let quick = Engine::new(EngineOptions {
         lookback_delta_ms: 300_000,
         max_samples: 1_000_000,
         timeout: Duration::from_millis(1),
         ..EngineOptions::default()
     });
-    assert!(matches!(
-        quick
-            .instant_query(&s, "max_over_time(m[100y:1ms])", 0)
-            .await,
-        Err(QueryError::TooManySamples(_))
-    ));
     assert!(matches!(
         quick
             .instant_query(&s, "max_over_time(m[100y:1h])", 0)
