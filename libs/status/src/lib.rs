@@ -106,6 +106,27 @@ impl ServiceError {
     }
 }
 
+/// A library error that knows which [`ErrorCode`] it is. Libraries implement this on
+/// their typed errors; the service edge turns any of them into a [`ServiceError`]
+/// (and so into an HTTP status or gRPC code) with [`ServiceError::from_coded`], so the
+/// mapping from an error to a status is written once, beside the error.
+pub trait Coded: fmt::Display {
+    fn code(&self) -> ErrorCode;
+}
+
+impl Coded for ServiceError {
+    fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl ServiceError {
+    /// The client-facing form of a library error: its own code, its own message.
+    pub fn from_coded(error: &(impl Coded + ?Sized)) -> Self {
+        ServiceError::new(error.code(), error.to_string())
+    }
+}
+
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
         tonic::Status::new(e.code.grpc_code(), e.message)
@@ -138,6 +159,25 @@ mod tests {
             let status: tonic::Status = ServiceError::new(code, "x").into();
             assert_eq!(ServiceError::from(status).code, code);
         }
+    }
+
+    #[test]
+    fn a_coded_error_keeps_its_code_and_message() {
+        #[derive(Debug)]
+        struct Full;
+        impl fmt::Display for Full {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the disk is full")
+            }
+        }
+        impl Coded for Full {
+            fn code(&self) -> ErrorCode {
+                ErrorCode::Unavailable
+            }
+        }
+        let e = ServiceError::from_coded(&Full);
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert_eq!(e.message, "the disk is full");
     }
 
     #[test]
