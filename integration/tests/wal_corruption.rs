@@ -75,9 +75,10 @@ async fn stored(strata: &Strata, base: i64) -> BTreeMap<String, Vec<(i64, f64)>>
         .collect()
 }
 
-/// The newest segment file of the tenant's WAL that holds anything.
+/// The newest segment file of the ingester's WAL (shared by every tenant)
+/// that holds anything.
 fn last_segment(data: &Path) -> PathBuf {
-    let wal = data.join("tsdb").join(TENANT).join("wal");
+    let wal = data.join("tsdb").join("@wal");
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -145,6 +145,13 @@ pub struct TsdbConfig {
     pub block_ranges_period: ConfigDuration,
     pub retention_period: ConfigDuration,
     pub head_compaction_interval: ConfigDuration,
+    /// A head that took no push for this long is cut into blocks whole
+    /// (Mimir's `head_compaction_idle_timeout`); 0 disables.
+    pub head_compaction_idle_timeout: ConfigDuration,
+    /// A tenant that took no push for this long, with an empty head and
+    /// every block shipped, is closed and its local directory removed
+    /// (Mimir's `close_idle_tsdb_timeout`); 0 disables.
+    pub close_idle_tsdb_timeout: ConfigDuration,
     pub ship_interval: ConfigDuration,
 }
 
@@ -158,6 +165,8 @@ impl Default for TsdbConfig {
             block_ranges_period: ConfigDuration::from_secs(2 * 3600),
             retention_period: ConfigDuration::from_secs(13 * 3600),
             head_compaction_interval: ConfigDuration::from_secs(60),
+            head_compaction_idle_timeout: ConfigDuration::from_secs(3600),
+            close_idle_tsdb_timeout: ConfigDuration::from_secs(0),
             ship_interval: ConfigDuration::from_secs(10),
         }
     }

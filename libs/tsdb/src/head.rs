@@ -394,6 +394,13 @@ impl Head {
         SeriesRef(self.next_ref.load(Ordering::Acquire))
     }
 
+    /// Makes every series created from now on get a ref at least `next`: a
+    /// tenant's head reopened after it was closed must not hand out refs its
+    /// previous head logged, which the WAL may still hold.
+    pub fn reserve_refs_below(&self, next: SeriesRef) {
+        self.next_ref.fetch_max(next.0, Ordering::AcqRel);
+    }
+
     /// The WAL refs of the head's series, sorted (a WAL checkpoint keeps the
     /// series among them).
     pub fn series_refs(&self) -> Vec<SeriesRef> {

@@ -1,6 +1,9 @@
-//! The write-ahead log of one tenant's head: what an ingester replays after a
-//! crash to rebuild the head, and what lets it acknowledge a push only once the
-//! samples would survive one.
+//! The write-ahead log of an ingester's heads, shared by all its tenants: what
+//! an ingester replays after a crash to rebuild every tenant's head, and what
+//! lets it acknowledge a push only once the samples would survive one. One log
+//! per ingester, not one per tenant: one flusher thread, one open segment and
+//! one fsync for every tenant's pushes in flight, however many tenants there
+//! are.
 //!
 //! # Layout
 //!
@@ -11,7 +14,7 @@
 //! stands for every segment up to and including `NNNNNNNN`. Opening a WAL always
 //! starts a new segment.
 //!
-//! # Frames
+//! # Frames and records
 //!
 //! Simpler than Prometheus's 32 KiB pages: a segment is a sequence of frames
 //!
@@ -20,19 +23,12 @@
 //! ```
 //!
 //! with no header or padding. A length of 0 or above 32 MiB is corruption, so a
-//! zero-filled tail is detected too. The payload is a record whose first byte is
-//! its type:
-//!
-//! ```text
-//! Series  (1): { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
-//! Samples (2): { zigzag varint Δref, zigzag varint Δtimestamp, u64 LE value bits }*
-//! MinValidTime (3): zigzag varint timestamp      (checkpoints only)
-//! ```
-//!
-//! Sample deltas are from the previous sample of the record (the first from ref 0,
-//! timestamp 0), so a run of one series' samples costs about 10 bytes a sample.
-//! Refs are the head's [`SeriesRef`](crate::head::SeriesRef)s; a series' record
-//! always precedes the records of its samples.
+//! zero-filled tail is detected too. The payload is a record: a type byte, the
+//! tenant, then the body (series, samples or a tenant's lower bound; see the
+//! `record` module and `docs/wal.md` for the layouts and the types reserved for
+//! exemplars, metadata and native histograms). Refs are the tenant's head's
+//! [`SeriesRef`](crate::head::SeriesRef)s; a series' record always precedes the
+//! records of its samples.
 //!
 //! # Durability
 //!
@@ -41,30 +37,29 @@
 //! or [`Wal::durable`] (async) return once the [`FsyncPolicy`] says the batch is
 //! durable. With `Always` and `Batch` a flusher thread fsyncs the current segment
 //! outside the mutex and publishes how far the log is durable: one fsync covers
-//! every batch written before it started (group commit). A failed write is rolled
-//! back; a failed fsync fails the WAL for good, as the kernel may have dropped the
-//! dirty pages.
+//! every batch written before it started, of every tenant (group commit). A
+//! failed write is rolled back; a failed fsync fails the WAL for good, as the
+//! kernel may have dropped the dirty pages.
 //!
-//! # Replay and checkpoints
+//! # Replay, damage and checkpoints
 //!
-//! [`Wal::replay`] streams records, one frame in memory at a time: the newest
-//! checkpoint, then the segments after it. A torn or corrupt tail of the last
-//! segment (a crash mid-write) is cut off with a warning; corruption anywhere
-//! else is an error naming the file and offset. [`Wal::open`] repairs the last
-//! segment the same way before starting a new one, so a torn tail never ends up
-//! in the middle of the log. [`Wal::checkpoint`] condenses the previous
+//! [`Wal::replay`] streams records with their tenants, one frame in memory at a
+//! time: the newest checkpoint, then the segments after it. A torn tail of the
+//! last segment (a crash mid-write) is cut off with a warning. Damage anywhere
+//! else costs only the damaged records: the reader finds the next valid frame
+//! and goes on, so one tenant's damaged record never makes another tenant's
+//! records unreadable. [`Wal::open`] cuts a torn tail the same way before
+//! starting a new segment. [`Wal::checkpoint`] condenses the previous
 //! checkpoint and the closed segments into a new checkpoint (written to
-//! `checkpoint.NNNNNNNN.tmp/`, then renamed) and deletes them. It is called
-//! after a block is cut: it keeps the live series and the samples at or after
-//! the block's end, and records that end as a MinValidTime record, which
-//! [`Wal::replay_into`] applies to the head. It always produces a checkpoint
-//! with the new bound, even with nothing written since the previous one (the
-//! empty current segment is closed to give it a number), so a head flushed
-//! whole replays to an empty head that refuses what the blocks hold.
+//! `checkpoint.NNNNNNNN.tmp/`, then renamed) and deletes them, keeping what
+//! each tenant's head still needs ([`Retain`]): its live series and its samples
+//! at or after its bound, which it records as a MinValidTime record that
+//! [`HeadReplayer`] applies to the head. It always produces a checkpoint with
+//! the new bounds, even with nothing written since the previous one, so a head
+//! flushed whole replays to an empty head that refuses what the blocks hold.
 //!
 //! Replay holds one frame and a map from refs to series at a time: memory
-//! during replay is the head being rebuilt plus a few bytes per series (see
-//! `docs/benchmarks.md`, "WAL on vs off", for the figures).
+//! during replay is the heads being rebuilt plus a few bytes per series.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -75,19 +70,21 @@ use std::time::{Duration, Instant};
 use std::{fmt, fs};
 
 use parking_lot::{Condvar, Mutex};
-use thiserror::Error;
 use tokio::sync::watch;
 
 mod checkpoint;
+mod error;
+mod frame;
 mod record;
 mod replay;
 mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::CheckpointStats;
-pub use record::{Record, RefSample, RefSeries, TooLarge, WalBatch};
-pub use replay::ReplayStats;
+pub use checkpoint::{CheckpointStats, Retain, TenantRetain};
+pub use error::{TooLarge, WalError};
+pub use record::{Record, RefSample, RefSeries, WalBatch};
+pub use replay::{HeadReplayer, ReplayStats};
 
 use segment::{segment_path, sync_dir, Layout};
 
@@ -140,41 +137,7 @@ pub trait WalObserver: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);
 
-#[derive(Debug, Error)]
-pub enum WalError {
-    #[error("WAL I/O error on {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("corrupt WAL file {} at offset {offset}: {reason}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-    #[error("unusable WAL directory {}: {reason}", dir.display())]
-    Layout { dir: PathBuf, reason: String },
-    #[error("invalid WAL options: {0}")]
-    Options(String),
-    #[error(transparent)]
-    TooLarge(#[from] TooLarge),
-    /// An earlier write or fsync failed; nothing logged after it is durable.
-    #[error("the WAL in {} failed and accepts no more writes: {reason}", dir.display())]
-    Failed { dir: PathBuf, reason: String },
-}
-
-impl WalError {
-    fn io(path: &Path, source: io::Error) -> Self {
-        WalError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-/// One tenant head's write-ahead log, open for writing. Share it (`Arc<Wal>`):
+/// The write-ahead log of an ingester's heads, open for writing. Share it (`Arc<Wal>`):
 /// every method takes `&self`. Dropping it stops the flusher after a last fsync.
 pub struct Wal {
     shared: Arc<Shared>,
@@ -356,6 +319,77 @@ impl Wal {
     pub async fn log_durable(&self, batch: &mut WalBatch) -> Result<(), WalError> {
         let lsn = self.log(batch)?;
         self.durable(lsn).await
+    }
+
+    /// Calls `f` with every record of the WAL in `dir` and the tenant it
+    /// belongs to, in log order (see the module's docs for damage). A missing
+    /// directory is an empty WAL.
+    pub fn replay(
+        dir: impl AsRef<Path>,
+        mut f: impl FnMut(&str, Record),
+    ) -> Result<ReplayStats, WalError> {
+        replay::replay(dir.as_ref(), None, &mut f)
+    }
+
+    /// [`Wal::replay`] of a per-tenant WAL written by an earlier version, whose
+    /// records name no tenant: they are `tenant`'s.
+    pub fn replay_legacy(
+        dir: impl AsRef<Path>,
+        tenant: &str,
+        mut f: impl FnMut(&str, Record),
+    ) -> Result<ReplayStats, WalError> {
+        replay::replay(dir.as_ref(), Some(tenant), &mut f)
+    }
+
+    /// Replays the WAL in `dir` into the heads `head_for` gives for each tenant
+    /// (normally new, empty ones; `None` skips the tenant's records).
+    pub fn replay_into(
+        dir: impl AsRef<Path>,
+        head_for: impl FnMut(&str) -> Option<Arc<crate::head::Head>>,
+    ) -> Result<ReplayStats, WalError> {
+        let mut heads = HeadReplayer::new(head_for);
+        let mut stats = replay::replay(dir.as_ref(), None, &mut |t, r| heads.apply(t, r))?;
+        heads.finish(&mut stats);
+        Ok(stats)
+    }
+
+    /// Closes the current segment, then condenses the previous checkpoint and
+    /// every closed segment into `checkpoint.NNNNNNNN` (`NNNNNNNN` the last
+    /// closed segment), keeping what `retain()` says each tenant's head still
+    /// needs (see [`Retain`]); then deletes those segments and the previous
+    /// checkpoint. `retain` is called after the segment is closed, so that
+    /// every record it does not cover (a series created later) has a ref at or
+    /// above the `next_ref` it reports. Writers go on meanwhile; a crash at any
+    /// point leaves a WAL that replays to the same heads.
+    ///
+    /// The previous checkpoint is rewritten even when no segment was written
+    /// since it (the current segment, empty, is closed so that the new one gets
+    /// a new number): a block cut from a head that took no sample since the last
+    /// checkpoint must still take its samples out of the WAL.
+    pub fn checkpoint(&self, retain: impl FnOnce() -> Retain) -> Result<CheckpointStats, WalError> {
+        let _one_at_a_time = self.shared.checkpointing.lock();
+        let dir = self.shared.dir.as_path();
+        // Checkpoints change only under `checkpointing`: scanned outside the
+        // writer lock, so that pushes never wait on a directory listing.
+        let has_checkpoint = !Layout::scan(dir)?.checkpoints.is_empty();
+        let last = {
+            let mut w = self.shared.writer.lock();
+            if let Some(reason) = &w.failed {
+                return Err(self.shared.failed(reason));
+            }
+            // An empty current segment is closed too when a checkpoint
+            // exists: it may have to be rewritten with a new bound, under a
+            // new number.
+            if w.segment_len > 0 || has_checkpoint {
+                self.shared.rotate(&mut w)?;
+            }
+            match w.segment.checked_sub(1) {
+                Some(last) => last,
+                None => return Ok(CheckpointStats::default()),
+            }
+        };
+        let retain = retain();
+        checkpoint::condense(dir, self.shared.options.segment_size, last, &retain)
     }
 
     /// The WAL's directory.

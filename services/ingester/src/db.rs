@@ -1,32 +1,45 @@
-//! One tenant's TSDB on the ingester's disk: the head, its WAL, the blocks cut
-//! from it and the record of which of them were shipped.
+//! One tenant's TSDB on the ingester's disk: the head, the blocks cut from it
+//! and the record of which of them were shipped. The WAL is not here: one WAL
+//! per ingester holds every tenant's records (see the crate's docs).
 //!
 //! ```text
-//! <tsdb dir>/<tenant>/wal/            segments and checkpoints
-//! <tsdb dir>/<tenant>/<ULID>/         blocks cut from the head
+//! <tsdb dir>/@wal/                    the ingester's WAL, every tenant's records
+//! <tsdb dir>/<tenant>/<ULID>/         blocks cut from the tenant's head
 //! <tsdb dir>/<tenant>/shipper.json    ULIDs already uploaded
+//! <tsdb dir>/<tenant>/wal/            an earlier version's per-tenant WAL: migrated
+//!                                     into `@wal` on start, then removed
 //! ```
 //!
-//! After a block is cut, the WAL is checkpointed without the samples before
-//! the block's end and with that end as the head's lower bound (a
-//! `MinValidTime` record), so a restart neither replays what a block holds
-//! nor takes such samples again, even once the block is gone from the disk.
+//! After blocks are cut, the shared WAL is checkpointed with each tenant's
+//! [`TenantDb::retain`]: without the samples before the end of its blocks,
+//! and with that end as the head's lower bound (a `MinValidTime` record), so a
+//! restart neither replays what a block holds nor takes such samples again,
+//! even once the block is gone from the disk.
+//!
+//! Local blocks are known by their `meta.json` alone; a block's files are open
+//! only while a query has recently read it ([`TenantDb::close_idle_readers`]),
+//! so the open files do not grow with the tenants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use strata_storage::{Bucket, TsdbConfig};
 use strata_tsdb::block::{BlockMeta, BlockOptions, BlockReader, BlockWriter};
 use strata_tsdb::head::{Head, SeriesRef};
-use strata_tsdb::wal::{FsyncPolicy, ReplayStats, Wal, WalOptions};
+use strata_tsdb::wal::{FsyncPolicy, TenantRetain, WalOptions};
 
 use crate::metrics::IngesterMetrics;
 use crate::IngesterError;
 
-pub(crate) const WAL_DIR: &str = "wal";
+/// An earlier version's per-tenant WAL, inside the tenant's directory.
+pub(crate) const LEGACY_WAL_DIR: &str = "wal";
+/// The ingester's WAL, beside the tenants' directories: `@` is not allowed in
+/// a tenant ID, so no tenant's directory can take this name.
+pub(crate) const SHARED_WAL_DIR: &str = "@wal";
 const SHIPPER_FILE: &str = "shipper.json";
 
 /// The local TSDB settings the ingester runs with.
@@ -40,6 +53,14 @@ pub(crate) struct DbSettings {
     pub(crate) block_range_ms: i64,
     pub(crate) retention: Duration,
     pub(crate) head_compaction_interval: Duration,
+    /// A head that took no push for this long is cut whole (0: never).
+    pub(crate) head_compaction_idle_timeout: Duration,
+    /// A tenant that took no push for this long, whose head is empty and whose
+    /// blocks are all shipped, is closed and its local directory removed (0:
+    /// never).
+    pub(crate) close_idle_tsdb_timeout: Duration,
+    /// A local block's files are closed once no query read it for this long.
+    pub(crate) block_reader_idle_timeout: Duration,
     pub(crate) ship_interval: Duration,
 }
 
@@ -62,131 +83,227 @@ impl DbSettings {
             block_range_ms: tsdb.block_ranges_period.as_millis_i64().max(1),
             retention: tsdb.retention_period.0,
             head_compaction_interval: tsdb.head_compaction_interval.0,
+            head_compaction_idle_timeout: tsdb.head_compaction_idle_timeout.0,
+            close_idle_tsdb_timeout: tsdb.close_idle_tsdb_timeout.0,
+            block_reader_idle_timeout: Duration::from_secs(5 * 60),
             ship_interval: tsdb.ship_interval.0,
         }
     }
 }
 
-/// One tenant's head with what makes it durable. `wal` is `None` for an
-/// ingester without local storage (tests).
+/// What is left of a closed tenant: enough for its next head to refuse what
+/// its blocks hold and to never reuse a ref its previous head logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClosedTenant {
+    pub(crate) blocks_end: i64,
+    pub(crate) next_ref: SeriesRef,
+}
+
+/// A block cut from the head, on the local disk: its files are open only
+/// while queries read it.
+#[derive(Debug)]
+struct LocalBlock {
+    meta: BlockMeta,
+    dir: PathBuf,
+    reader: Option<Arc<BlockReader>>,
+    last_read: Instant,
+}
+
+/// One tenant's head with its blocks. `dir` is `None` for an ingester without
+/// local storage (tests).
 #[derive(Debug)]
 pub(crate) struct TenantDb {
     pub(crate) tenant: String,
     pub(crate) head: Arc<Head>,
-    pub(crate) wal: Option<Wal>,
     /// Serialises appends (and the WAL records of a push) per tenant, so the
     /// WAL's order of a series' samples is the head's.
     pub(crate) append: parking_lot::Mutex<()>,
     /// One block cut or shipping round at a time.
     pub(crate) cutting: tokio::sync::Mutex<()>,
     pub(crate) dir: Option<PathBuf>,
+    /// Samples before this are in blocks (local or shipped): what the WAL may
+    /// drop. Moves only once a block is written, unlike the head's bound,
+    /// which a cut raises before it writes the block.
+    blocks_end: AtomicI64,
+    /// When a push last appended (Unix ms).
+    last_append_ms: AtomicI64,
+    /// Set, under `append`, when the tenant is closed: a push that got this
+    /// database before must take the tenant's new one.
+    closed: AtomicBool,
     /// Blocks whose last upload failed: the next attempt is a retry.
     failed_uploads: parking_lot::Mutex<HashSet<String>>,
-    /// Readers of the local blocks by ULID, opened on first use and dropped
-    /// once retention has deleted the block.
-    block_readers: parking_lot::Mutex<HashMap<String, Arc<BlockReader>>>,
+    /// The local blocks by ULID, until retention deletes them.
+    local_blocks: parking_lot::Mutex<BTreeMap<String, LocalBlock>>,
     /// Tests: the next cut fails, as a full or broken disk would make it.
     #[cfg(test)]
     pub(crate) fail_next_cut: std::sync::atomic::AtomicBool,
 }
 
 impl TenantDb {
-    pub(crate) fn in_memory(tenant: &str) -> Self {
+    fn new(tenant: &str, dir: Option<PathBuf>, now_ms: i64) -> Self {
         Self {
             tenant: tenant.to_string(),
             head: Arc::new(Head::new()),
-            wal: None,
             append: parking_lot::Mutex::new(()),
             cutting: tokio::sync::Mutex::new(()),
-            dir: None,
+            dir,
+            blocks_end: AtomicI64::new(i64::MIN),
+            last_append_ms: AtomicI64::new(now_ms),
+            closed: AtomicBool::new(false),
             failed_uploads: parking_lot::Mutex::new(HashSet::new()),
-            block_readers: parking_lot::Mutex::new(HashMap::new()),
+            local_blocks: parking_lot::Mutex::new(BTreeMap::new()),
             #[cfg(test)]
             fail_next_cut: Default::default(),
         }
     }
 
-    /// Opens `<dir>/<tenant>`: samples older than the newest local block's end
-    /// are out of bounds, the WAL is replayed into a new head (which also
-    /// restores the bound its last checkpoint recorded), then opened for
-    /// writing, reporting to `metrics`.
+    pub(crate) fn in_memory(tenant: &str) -> Self {
+        Self::new(tenant, None, 0)
+    }
+
+    /// Opens `<dir>/<tenant>` (created when the first block is cut): samples
+    /// older than the newest local block's end, or than what `closed` says
+    /// the tenant's earlier head had cut, are out of bounds. Reads only the
+    /// blocks' `meta.json`; the WAL is replayed by the ingester, for every
+    /// tenant at once.
     pub(crate) fn open(
         settings: &DbSettings,
         tenant: &str,
-        metrics: &IngesterMetrics,
-    ) -> Result<(Self, ReplayStats), IngesterError> {
+        closed: Option<ClosedTenant>,
+        now_ms: i64,
+    ) -> Self {
         let dir = settings.dir.join(tenant);
-        std::fs::create_dir_all(&dir).map_err(|e| IngesterError::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
-        let head = Arc::new(Head::new());
-        let existing = local_blocks(&dir);
-        if let Some(max) = existing.iter().map(|(_, m)| m.max_time).max() {
-            head.set_min_valid_time(max);
+        let db = Self::new(tenant, Some(dir.clone()), now_ms);
+        let mut bound = closed.map_or(i64::MIN, |c| c.blocks_end);
+        if let Some(c) = closed {
+            db.head.reserve_refs_below(c.next_ref);
         }
-        let mut block_readers = HashMap::new();
-        for (block_dir, meta) in existing {
-            match BlockReader::open(&block_dir) {
-                Ok(reader) => {
-                    block_readers.insert(meta.ulid.to_string(), Arc::new(reader));
-                }
-                // Serve the rest; the other replicas answer for this block.
-                Err(e) => {
-                    tracing::warn!(tenant, block = %meta.ulid, error = %e, "cannot open a local block for queries");
-                }
-            }
+        let mut blocks = db.local_blocks.lock();
+        for (block_dir, meta) in local_blocks(&dir) {
+            bound = bound.max(meta.max_time);
+            blocks.insert(
+                meta.ulid.to_string(),
+                LocalBlock {
+                    meta,
+                    dir: block_dir,
+                    reader: None,
+                    last_read: Instant::now(),
+                },
+            );
         }
-        let wal_dir = dir.join(WAL_DIR);
-        let (wal, stats) = if settings.wal_enabled {
-            let stats = Wal::replay_into(&wal_dir, &head)?;
-            let wal = Wal::open_observed(&wal_dir, settings.wal, Some(metrics.wal_observer()))?;
-            (Some(wal), stats)
-        } else {
-            if wal_dir.exists() {
-                tracing::warn!(
-                    tenant,
-                    dir = %wal_dir.display(),
-                    "the WAL is disabled (blocks_storage.tsdb.wal_enabled=false): not replaying the WAL left in this directory"
-                );
-            }
-            (None, ReplayStats::default())
-        };
-        Ok((
-            Self {
-                tenant: tenant.to_string(),
-                head,
-                wal,
-                append: parking_lot::Mutex::new(()),
-                cutting: tokio::sync::Mutex::new(()),
-                dir: Some(dir),
-                failed_uploads: parking_lot::Mutex::new(HashSet::new()),
-                block_readers: parking_lot::Mutex::new(block_readers),
-                #[cfg(test)]
-                fail_next_cut: Default::default(),
-            },
-            stats,
-        ))
+        drop(blocks);
+        db.head.set_min_valid_time(bound);
+        db.blocks_end.store(bound, Ordering::Release);
+        db
     }
 
-    /// Readers of the local blocks overlapping `[mint, maxt]`. Data cut from
-    /// the head lives in these blocks until retention deletes them, and
-    /// queriers ask ingesters (not store-gateways) for the recent
-    /// `query_ingesters_within`, so queries must see them next to the head.
-    /// The set is kept where blocks come and go (open, cut, retention), so a
-    /// query does no I/O to find them.
+    /// After the WAL replay: the bound the replayed checkpoint recorded counts
+    /// as the end of the blocks too (they may be gone from the disk).
+    pub(crate) fn replayed(&self) {
+        self.blocks_end
+            .fetch_max(self.head.min_valid_time(), Ordering::AcqRel);
+    }
+
+    pub(crate) fn touch(&self, now_ms: i64) {
+        self.last_append_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// How long since a push last appended, at `now_ms`.
+    pub(crate) fn idle_for(&self, now_ms: i64) -> Duration {
+        let last = self.last_append_ms.load(Ordering::Relaxed);
+        Duration::from_millis(u64::try_from(now_ms.saturating_sub(last)).unwrap_or(0))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the tenant closed (call with `append` held) and returns what its
+    /// next head must know.
+    pub(crate) fn close(&self) -> ClosedTenant {
+        self.closed.store(true, Ordering::Release);
+        self.local_blocks.lock().clear();
+        ClosedTenant {
+            blocks_end: self
+                .blocks_end
+                .load(Ordering::Acquire)
+                .max(self.head.min_valid_time()),
+            next_ref: self.head.next_series_ref(),
+        }
+    }
+
+    /// What a WAL checkpoint must keep of this tenant: the head's series
+    /// (those created after this call too) and the samples from the end of
+    /// the blocks on.
+    pub(crate) fn retain(&self) -> TenantRetain {
+        // The next ref first: a series created after it has a ref at or
+        // above it; one created before is in `series_refs`.
+        let next_ref = self.head.next_series_ref();
+        TenantRetain {
+            keep_from_ts: self.blocks_end.load(Ordering::Acquire),
+            next_ref,
+            refs: self.head.series_refs(),
+        }
+    }
+
+    /// Readers of the local blocks overlapping `[mint, maxt]`, opened if
+    /// they are not. Data cut from the head lives in these blocks until
+    /// retention deletes them, and queriers ask ingesters (not store-gateways)
+    /// for the recent `query_ingesters_within`, so queries must see them next
+    /// to the head. A block that cannot be opened is left out with a warning
+    /// (the other replicas answer for it).
     pub(crate) fn local_block_readers(&self, mint: i64, maxt: i64) -> Vec<Arc<BlockReader>> {
-        self.block_readers
+        let mut blocks = self.local_blocks.lock();
+        let mut out = Vec::new();
+        for block in blocks.values_mut() {
+            if block.meta.min_time > maxt || block.meta.max_time <= mint {
+                continue;
+            }
+            block.last_read = Instant::now();
+            if block.reader.is_none() {
+                match BlockReader::open(&block.dir) {
+                    Ok(reader) => block.reader = Some(Arc::new(reader)),
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.tenant, block = %block.meta.ulid, error = %e, "cannot open a local block for queries");
+                        continue;
+                    }
+                }
+            }
+            out.extend(block.reader.clone());
+        }
+        out
+    }
+
+    /// Closes the files of the local blocks no query read for `idle`.
+    /// Returns how many readers were closed.
+    pub(crate) fn close_idle_readers(&self, idle: Duration) -> usize {
+        let mut closed = 0;
+        for block in self.local_blocks.lock().values_mut() {
+            if block.reader.is_some() && block.last_read.elapsed() >= idle {
+                block.reader = None;
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    pub(crate) fn has_local_blocks(&self) -> bool {
+        !self.local_blocks.lock().is_empty()
+    }
+
+    /// Local blocks whose files are open now.
+    pub(crate) fn open_readers(&self) -> usize {
+        self.local_blocks
             .lock()
             .values()
-            .filter(|r| r.meta().min_time <= maxt && r.meta().max_time > mint)
-            .cloned()
-            .collect()
+            .filter(|b| b.reader.is_some())
+            .count()
     }
 
     /// Cuts blocks of `range_ms` from the head while it spans more than 1.5
-    /// ranges (with `force`, all of it before `force_before`), truncates the
-    /// head behind them and checkpoints the WAL. Returns the blocks written.
+    /// ranges (with `force`, all of it before `force_before`) and truncates the
+    /// head behind them; the caller then checkpoints the WAL, once for every
+    /// tenant it cut. Returns the blocks written.
     pub(crate) async fn cut_blocks(
         self: &Arc<Self>,
         range_ms: i64,
@@ -246,6 +363,10 @@ impl TenantDb {
             // The block is opened for queries before the head lets go of its
             // samples, so they never drop out of the ingester's answers.
             let cut = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&parent).map_err(|e| IngesterError::Io {
+                    path: parent.clone(),
+                    source: e,
+                })?;
                 let Some(meta) =
                     BlockWriter::new(options).write_head(&parent, &head, mint, maxt)?
                 else {
@@ -257,19 +378,22 @@ impl TenantDb {
             .await
             .map_err(IngesterError::Task)??;
             let meta = cut.map(|(meta, reader)| {
-                self.block_readers
-                    .lock()
-                    .insert(meta.ulid.to_string(), Arc::new(reader));
+                self.local_blocks.lock().insert(
+                    meta.ulid.to_string(),
+                    LocalBlock {
+                        meta: meta.clone(),
+                        dir: dir.join(meta.ulid.to_string()),
+                        reader: Some(Arc::new(reader)),
+                        last_read: Instant::now(),
+                    },
+                );
                 meta
             });
-            let (refs, next_ref, truncated) = {
+            // Everything before `maxt` is in a block now (or there was none).
+            self.blocks_end.fetch_max(maxt, Ordering::AcqRel);
+            let truncated = {
                 let _append = self.append.lock();
-                let truncated = self.head.truncate_before(maxt);
-                (
-                    self.head.series_refs(),
-                    self.head.next_series_ref(),
-                    truncated,
-                )
+                self.head.truncate_before(maxt)
             };
             tracing::info!(
                 tenant = %self.tenant,
@@ -286,20 +410,19 @@ impl TenantDb {
                 metrics.block_cut(&self.tenant, meta.stats.num_samples, self.head.num_series());
                 written.push(meta);
             }
-            let db = self.clone();
-            let stats = tokio::task::spawn_blocking(move || match &db.wal {
-                Some(wal) => wal
-                    .checkpoint(maxt, |r: SeriesRef| {
-                        r >= next_ref || refs.binary_search(&r).is_ok()
-                    })
-                    .map(Some),
-                None => Ok(None),
-            })
-            .await
-            .map_err(IngesterError::Task)??;
-            tracing::debug!(tenant = %self.tenant, ?stats, "WAL checkpoint");
         }
         Ok(written)
+    }
+
+    /// Whether every local block is shipped (and none is left to cut).
+    pub(crate) fn all_shipped(&self) -> Result<bool, IngesterError> {
+        let Some(dir) = &self.dir else {
+            return Ok(true);
+        };
+        let shipped = read_shipped(dir)?;
+        Ok(local_blocks(dir)
+            .iter()
+            .all(|(_, m)| shipped.uploaded.contains(&m.ulid.to_string())))
     }
 
     /// Uploads the local blocks not yet shipped, recording each in
@@ -355,7 +478,7 @@ impl TenantDb {
                     path: block_dir.clone(),
                     source: e,
                 })?;
-                self.block_readers.lock().remove(&ulid);
+                self.local_blocks.lock().remove(&ulid);
                 tracing::info!(tenant = %self.tenant, block = %ulid, "deleted a shipped block past retention");
                 removed = true;
             }

@@ -2,21 +2,30 @@
 //! gRPC `Ingester` service of `proto/ingester.proto`. Distributors push to it;
 //! queriers read recent data from it as streamed XOR chunks.
 //!
-//! Durability ([`Ingester::open`]): each tenant's head has a write-ahead log in
-//! `<blocks_storage.tsdb.dir>/<tenant>/wal`. A push appends to the head and logs
-//! exactly the samples the head accepted, under the tenant's append lock (so
-//! the WAL's order of a series' samples is the head's), then waits, outside the
-//! lock, until the WAL says the record is durable per `wal_fsync` before it is
-//! acknowledged. On start every tenant's WAL is replayed before the ingester
-//! serves (and before the binary makes it ACTIVE in the ring).
+//! Durability ([`Ingester::open`]): one write-ahead log per ingester, shared
+//! by every tenant, in `<blocks_storage.tsdb.dir>/@wal`: one flusher thread,
+//! one open segment and one fsync for all the tenants' pushes in flight,
+//! however many tenants there are. A push appends to its tenant's head and
+//! logs exactly the samples the head accepted, under the tenant's append lock
+//! (so the WAL's order of a series' samples is the head's), then waits, outside
+//! the lock, until the WAL says the record is durable per `wal_fsync` before it
+//! is acknowledged. On start the WAL is replayed into every tenant's head, and
+//! the per-tenant WALs of earlier versions (`<tenant>/wal`) are migrated into
+//! it, before the ingester serves (and before the binary makes it ACTIVE in
+//! the ring).
 //!
 //! Blocks ([`Ingester::spawn_background`]): when a head spans more than 1.5 ×
 //! `block_ranges_period`, its oldest full range is written as a Prometheus
-//! block in `<tenant>/<ULID>/`, the head drops what the block holds and the WAL
-//! is checkpointed. A shipper uploads new blocks to the bucket (meta.json
-//! last), retrying with backoff without ever holding up pushes, and records
-//! them in `<tenant>/shipper.json`; shipped blocks are deleted locally after
-//! `retention_period`. [`Ingester::flush`] cuts the whole head and ships it.
+//! block in `<tenant>/<ULID>/` and the head drops what the block holds; after
+//! a round that cut anything the WAL is checkpointed once for every tenant.
+//! A head idle for `head_compaction_idle_timeout` is cut whole; a tenant idle
+//! for `close_idle_tsdb_timeout` with everything shipped is closed (its head
+//! freed, its local directory removed) until its next push. A shipper uploads
+//! new blocks to the bucket (meta.json last), retrying with backoff without
+//! ever holding up pushes, and records them in `<tenant>/shipper.json`;
+//! shipped blocks are deleted locally after `retention_period`.
+//! [`Ingester::flush`] cuts the whole head and ships it. All of this runs on
+//! two tasks for every tenant, not on threads per tenant.
 //!
 //! Series limits: with [`Ingester::with_limits`], a push that would create a
 //! series beyond the tenant's share of `max_global_series_per_user` or
@@ -49,9 +58,9 @@ use strata_proto::prometheus::WriteRequest;
 use strata_status::{ErrorCode, ServiceError};
 use strata_storage::{BlocksStorageConfig, Bucket};
 use strata_tsdb::head::{AppendError, ChunkData, Head, SeriesChunks};
-use strata_tsdb::wal::WalBatch;
+use strata_tsdb::wal::{HeadReplayer, Retain, TenantRetain, Wal, WalBatch};
 
-use db::{DbSettings, TenantDb};
+use db::{ClosedTenant, DbSettings, TenantDb, LEGACY_WAL_DIR, SHARED_WAL_DIR};
 
 pub use client::IngesterClient;
 pub use http::router;
@@ -219,8 +228,14 @@ impl SeriesLimits {
 #[derive(Debug)]
 pub struct Ingester {
     config: IngesterConfig,
-    /// Each tenant's database (head, WAL, local blocks).
-    tenant_dbs: RwLock<HashMap<String, Arc<TenantDb>>>,
+    /// Each open tenant's database (head, local blocks).
+    tenant_dbs: Arc<RwLock<HashMap<String, Arc<TenantDb>>>>,
+    /// Tenants closed while idle: what their next head must know. Kept in
+    /// WAL checkpoints as their bounds.
+    closed: Arc<parking_lot::Mutex<HashMap<String, ClosedTenant>>>,
+    /// The WAL of every tenant's head; `None` without local storage or with
+    /// `wal_enabled: false`.
+    wal: Option<Arc<Wal>>,
     metrics: metrics::IngesterMetrics,
     limits: Option<LimitsSource>,
     /// Local TSDB settings; `None`: heads only in memory (no WAL, no blocks).
@@ -237,7 +252,9 @@ impl Ingester {
     ) -> Result<Self, IngesterError> {
         Ok(Self {
             config,
-            tenant_dbs: RwLock::new(HashMap::new()),
+            tenant_dbs: Arc::default(),
+            closed: Arc::default(),
+            wal: None,
             metrics: metrics::IngesterMetrics::new(registry)?,
             limits: None,
             storage: None,
@@ -246,10 +263,11 @@ impl Ingester {
         })
     }
 
-    /// An ingester whose heads are durable: replays every tenant's WAL under
-    /// `blocks_storage.tsdb.dir` (blocking I/O: call it off the async
-    /// threads), logging what each replay read and the process's memory, and
-    /// ships blocks to the bucket `blocks_storage` names.
+    /// An ingester whose heads are durable: replays the WAL under
+    /// `blocks_storage.tsdb.dir` into every tenant's head and migrates the
+    /// per-tenant WALs of earlier versions into it (blocking I/O: call it off
+    /// the async threads), logging what the replay read and the process's
+    /// memory, and ships blocks to the bucket `blocks_storage` names.
     pub fn open(
         config: IngesterConfig,
         blocks_storage: &BlocksStorageConfig,
@@ -275,30 +293,113 @@ impl Ingester {
         tenants.sort();
         let started = std::time::Instant::now();
         let rss_before = memory_kib("VmRSS:");
-        let mut tenant_dbs = HashMap::new();
-        for tenant in tenants {
-            let t0 = std::time::Instant::now();
-            let (db, stats) = TenantDb::open(&settings, &tenant, &metrics)?;
-            metrics.replayed(&tenant, &stats, db.head.num_series());
+        let now = now_ms();
+        let mut tenant_dbs: HashMap<String, Arc<TenantDb>> = tenants
+            .iter()
+            .map(|t| (t.clone(), Arc::new(TenantDb::open(&settings, t, None, now))))
+            .collect();
+        let wal_dir = settings.dir.join(SHARED_WAL_DIR);
+        let legacy: Vec<String> = tenants
+            .iter()
+            .filter(|t| settings.dir.join(t).join(LEGACY_WAL_DIR).is_dir())
+            .cloned()
+            .collect();
+        let mut replayed_samples = HashMap::new();
+        let wal = if settings.wal_enabled {
+            let mut replayer = HeadReplayer::new(|tenant: &str| {
+                // Records of a tenant ID this version refuses are skipped:
+                // no directory or query could reach them.
+                validate_tenant_id(tenant).ok()?;
+                let db = tenant_dbs
+                    .entry(tenant.to_string())
+                    .or_insert_with(|| Arc::new(TenantDb::open(&settings, tenant, None, now)));
+                Some(db.head.clone())
+            });
+            let mut stats = Wal::replay(&wal_dir, |t, r| replayer.apply(t, r))?;
+            let wal = Arc::new(Wal::open_observed(
+                &wal_dir,
+                settings.wal,
+                Some(metrics.wal_observer()),
+            )?);
+            // The per-tenant WALs of earlier versions: each record goes to its
+            // tenant's head and, tagged with the tenant, into the shared WAL;
+            // once that is durable, the old directory goes. A crash before
+            // that replays both next time: the copies are duplicates, which
+            // the head skips.
+            let mut batch = WalBatch::new("");
+            for tenant in &legacy {
+                let dir = settings.dir.join(tenant).join(LEGACY_WAL_DIR);
+                batch.set_tenant(tenant);
+                let mut logged = Ok(strata_tsdb::wal::Lsn::default());
+                let migrated = Wal::replay_legacy(&dir, tenant, |t, record| {
+                    if logged.is_ok() {
+                        logged = batch
+                            .add_record(&record)
+                            .map_err(strata_tsdb::wal::WalError::from)
+                            .and_then(|()| wal.log(&mut batch));
+                    }
+                    replayer.apply(t, record);
+                })?;
+                wal.wait_durable(logged?)?;
+                std::fs::remove_dir_all(&dir).map_err(|e| IngesterError::Io {
+                    path: dir.clone(),
+                    source: e,
+                })?;
+                tracing::info!(
+                    tenant = %tenant,
+                    records = migrated.records,
+                    samples = migrated.samples,
+                    "migrated a per-tenant WAL of an earlier version into the shared WAL"
+                );
+                stats.records += migrated.records;
+                stats.series += migrated.series;
+                stats.samples += migrated.samples;
+            }
+            replayed_samples = replayer.finish(&mut stats);
+            metrics.replayed(&stats);
             tracing::info!(
-                tenant = %tenant,
                 checkpoint = ?stats.checkpoint,
                 segments = stats.segments,
                 records = stats.records,
                 series = stats.series,
                 samples = stats.samples,
-                head_series = db.head.num_series(),
+                migrated_tenants = legacy.len(),
                 rejected_samples = stats.rejected_samples,
                 unknown_series_samples = stats.unknown_series_samples,
+                skipped = stats.skipped.len(),
+                unreadable_records = stats.unreadable_records,
                 truncated = ?stats.truncated.as_ref().map(|(p, o)| format!("{}@{o}", p.display())),
-                elapsed = ?t0.elapsed(),
                 "replayed the WAL"
             );
-            tenant_dbs.insert(tenant, Arc::new(db));
-        }
+            Some(wal)
+        } else {
+            if wal_dir.exists() || !legacy.is_empty() {
+                tracing::warn!(
+                    dir = %wal_dir.display(),
+                    "the WAL is disabled (blocks_storage.tsdb.wal_enabled=false): not replaying the WAL left in this directory"
+                );
+            }
+            None
+        };
+        // Tenants with nothing left (an empty head, no local block) are kept
+        // closed: only their bound, no head, until they push again.
+        let mut closed = HashMap::new();
+        tenant_dbs.retain(|tenant, db| {
+            db.replayed();
+            let empty = db.head.num_series() == 0 && !db.has_local_blocks();
+            if empty {
+                closed.insert(tenant.clone(), db.close());
+            } else {
+                let samples = replayed_samples.get(tenant).copied().unwrap_or(0);
+                metrics.tenant_opened(tenant, db.head.num_series(), samples);
+            }
+            !empty
+        });
         metrics.replay_took(started.elapsed());
+        metrics.tenants(tenant_dbs.len());
         tracing::info!(
             tenants = tenant_dbs.len(),
+            closed_tenants = closed.len(),
             elapsed = ?started.elapsed(),
             rss_before_kib = rss_before,
             rss_after_kib = memory_kib("VmRSS:"),
@@ -307,7 +408,9 @@ impl Ingester {
         );
         Ok(Self {
             config,
-            tenant_dbs: RwLock::new(tenant_dbs),
+            tenant_dbs: Arc::new(RwLock::new(tenant_dbs)),
+            closed: Arc::new(parking_lot::Mutex::new(closed)),
+            wal,
             metrics,
             limits: None,
             storage: Some(settings),
@@ -352,27 +455,24 @@ impl Ingester {
         self.tenant_dbs.read().values().cloned().collect()
     }
 
-    fn db_or_create(&self, tenant: &str) -> Result<Arc<TenantDb>, ServiceError> {
+    fn db_or_create(&self, tenant: &str) -> Arc<TenantDb> {
         if let Some(db) = self.tenant_dbs.read().get(tenant) {
-            return Ok(db.clone());
+            return db.clone();
         }
         let mut dbs = self.tenant_dbs.write();
         if let Some(db) = dbs.get(tenant) {
-            return Ok(db.clone());
+            return db.clone();
         }
-        let db = match &self.storage {
+        let db = Arc::new(match &self.storage {
             None => TenantDb::in_memory(tenant),
             Some(settings) => {
-                let (db, _) = TenantDb::open(settings, tenant, &self.metrics).map_err(|e| {
-                    tracing::error!(tenant, error = %e, "cannot open the tenant's TSDB");
-                    ServiceError::new(ErrorCode::Internal, "cannot open the tenant's TSDB")
-                })?;
-                db
+                let closed = self.closed.lock().remove(tenant);
+                TenantDb::open(settings, tenant, closed, (self.clock)())
             }
-        };
-        let db = Arc::new(db);
+        });
         dbs.insert(tenant.to_string(), db.clone());
-        Ok(db)
+        self.metrics.tenants(dbs.len());
+        db
     }
 
     /// Appends every series of the request; valid series are stored even when some
@@ -382,15 +482,27 @@ impl Ingester {
     /// is an internal error (5xx: the client retries, duplicates are skipped).
     pub async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
         check_tenant(tenant)?;
-        let db = self.db_or_create(tenant)?;
+        // A database closed while this push waited for it is replaced by the
+        // tenant's new one. Touched under its lock, an open one is not idle,
+        // so it cannot be closed before the append below.
+        let db = loop {
+            let db = self.db_or_create(tenant);
+            let _append = db.append.lock();
+            if !db.is_closed() {
+                db.touch((self.clock)());
+                drop(_append);
+                break db;
+            }
+        };
         let head = &db.head;
+        let wal = self.wal.as_deref();
         let series_limits = self.series_limits(tenant);
         let mut appended = 0u64;
         let mut rejected = 0u64;
         let mut first_error: Option<String> = None;
         let mut first_limit: Option<String> = None;
         let mut samples = Vec::new();
-        let mut batch = WalBatch::new();
+        let mut batch = WalBatch::new(tenant);
         let logged = {
             let _append = db.append.lock();
             // A head cut into blocks takes nothing its next block could not
@@ -424,7 +536,7 @@ impl Ingester {
                 );
                 // A series the WAL could not record must not enter the head:
                 // its later samples would be logged against an unknown ref.
-                if db.wal.is_some() {
+                if wal.is_some() {
                     if let Err(e) = WalBatch::check_series(&labels) {
                         first_error.get_or_insert(e.to_string());
                         rejected += samples.len() as u64;
@@ -432,7 +544,7 @@ impl Ingester {
                     }
                 }
                 let (target, created) = head.get_or_create_series(&labels);
-                if created && db.wal.is_some() {
+                if created && wal.is_some() {
                     if let Err(e) = batch.add_series(target.series_ref(), &labels) {
                         first_error.get_or_insert(e.to_string());
                         rejected += samples.len() as u64;
@@ -458,16 +570,16 @@ impl Ingester {
                         e.index()
                     }
                 };
-                if db.wal.is_some() && accepted > 0 {
+                if wal.is_some() && accepted > 0 {
                     batch.add_samples(target.series_ref(), &samples[..accepted]);
                 }
             }
-            match &db.wal {
+            match wal {
                 Some(wal) if !batch.is_empty() => Some(wal.log(&mut batch).map_err(wal_error)?),
                 _ => None,
             }
         };
-        if let (Some(wal), Some(lsn)) = (&db.wal, logged) {
+        if let (Some(wal), Some(lsn)) = (wal, logged) {
             wal.durable(lsn).await.map_err(wal_error)?;
         }
         self.metrics.ingested(tenant, appended, head.num_series());
@@ -536,6 +648,9 @@ impl Ingester {
                 }
             }
         }
+        // One checkpoint for every tenant cut: the WAL lets go of what the
+        // blocks hold.
+        self.checkpoint_wal().await?;
         if let Some(bucket) = &self.bucket {
             for db in &tenants {
                 let _one = db.cutting.lock().await;
@@ -565,6 +680,129 @@ impl Ingester {
         Ok(stats)
     }
 
+    /// One round of the head-compaction loop: cut every head that spans more
+    /// than 1.5 block ranges (or, idle for `head_compaction_idle_timeout`,
+    /// all of it), checkpoint the WAL once if anything was cut, close block
+    /// files no query read lately, and close tenants idle for
+    /// `close_idle_tsdb_timeout` whose data is all shipped.
+    async fn compact_heads(&self, settings: &DbSettings) {
+        let now = (self.clock)();
+        let mut cut_any = false;
+        let mut open_readers = 0;
+        for db in self.tenants() {
+            let idle = !settings.head_compaction_idle_timeout.is_zero()
+                && db.idle_for(now) >= settings.head_compaction_idle_timeout
+                && db.head.num_series() > 0;
+            match db
+                .cut_blocks(settings.block_range_ms, idle, i64::MAX, &self.metrics)
+                .await
+            {
+                Ok(blocks) => cut_any |= idle || !blocks.is_empty(),
+                Err(e) => {
+                    self.metrics.cut_failed();
+                    tracing::error!(tenant = %db.tenant, error = %e, "cutting a block failed; retrying at the next interval");
+                }
+            }
+            db.close_idle_readers(settings.block_reader_idle_timeout);
+            open_readers += db.open_readers();
+        }
+        self.metrics.open_block_readers(open_readers);
+        if cut_any {
+            if let Err(e) = self.checkpoint_wal().await {
+                tracing::error!(error = %e, "checkpointing the WAL failed; retrying after the next cut");
+            }
+        }
+        if !settings.close_idle_tsdb_timeout.is_zero() {
+            if let Err(e) = self
+                .close_idle_tenants(settings.close_idle_tsdb_timeout, now)
+                .await
+            {
+                tracing::error!(error = %e, "closing idle tenants failed; retrying at the next interval");
+            }
+        }
+    }
+
+    /// Checkpoints the WAL once for every tenant: what each open tenant's
+    /// head still needs, and each closed tenant's bound.
+    async fn checkpoint_wal(&self) -> Result<(), IngesterError> {
+        let Some(wal) = self.wal.clone() else {
+            return Ok(());
+        };
+        let dbs = self.tenant_dbs.clone();
+        let closed = self.closed.clone();
+        let stats = tokio::task::spawn_blocking(move || {
+            wal.checkpoint(|| {
+                // Both locks at once, in the order closing takes them: a
+                // tenant being closed is in exactly one of the two maps.
+                let dbs = dbs.read();
+                let closed = closed.lock();
+                let mut retain = Retain::default();
+                for (tenant, c) in closed.iter() {
+                    retain.insert(tenant, TenantRetain::bound_only(c.blocks_end));
+                }
+                for (tenant, db) in dbs.iter() {
+                    retain.insert(tenant, db.retain());
+                }
+                retain
+            })
+        })
+        .await
+        .map_err(IngesterError::Task)??;
+        self.metrics.checkpointed();
+        tracing::debug!(?stats, "WAL checkpoint");
+        Ok(())
+    }
+
+    /// Closes the tenants that took no push for `timeout`, whose heads are
+    /// empty and whose blocks are all shipped: frees their heads, then, once a
+    /// checkpoint keeps only their bounds, removes their local directories
+    /// (Mimir's `close_idle_tsdb_timeout`). Their next push opens them again.
+    async fn close_idle_tenants(&self, timeout: Duration, now: i64) -> Result<(), IngesterError> {
+        let mut closed = Vec::new();
+        for db in self.tenants() {
+            if db.idle_for(now) < timeout || db.head.num_series() > 0 {
+                continue;
+            }
+            let _one = db.cutting.lock().await;
+            if !db.all_shipped()? {
+                continue;
+            }
+            let mut dbs = self.tenant_dbs.write();
+            let _append = db.append.lock();
+            // Checked again where no push can come in between.
+            if db.idle_for((self.clock)()) < timeout || db.head.num_series() > 0 {
+                continue;
+            }
+            self.closed.lock().insert(db.tenant.clone(), db.close());
+            dbs.remove(&db.tenant);
+            self.metrics.tenant_closed(&db.tenant);
+            self.metrics.tenants(dbs.len());
+            closed.push(db.clone());
+        }
+        if closed.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint_wal().await?;
+        for db in &closed {
+            // Not if the tenant came back meanwhile: its new database reads
+            // that directory (the write lock keeps it from coming back now).
+            let dbs = self.tenant_dbs.read();
+            if dbs.contains_key(&db.tenant) {
+                continue;
+            }
+            if let Some(dir) = &db.dir {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir).map_err(|e| IngesterError::Io {
+                        path: dir.clone(),
+                        source: e,
+                    })?;
+                }
+            }
+        }
+        tracing::info!(tenants = closed.len(), "closed idle tenants");
+        Ok(())
+    }
+
     /// Starts the head-compaction loop (cut blocks when a head spans more
     /// than 1.5 block ranges) and the shipper (upload new blocks, retrying
     /// with backoff while object storage fails; delete shipped blocks past
@@ -581,18 +819,14 @@ impl Ingester {
         let ingester = self.clone();
         let mut stop = shutdown.clone();
         let interval = settings.head_compaction_interval;
+        let compaction = settings.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                for db in ingester.tenants() {
-                    if let Err(e) = db.cut_blocks(settings.block_range_ms, false, i64::MAX, &ingester.metrics).await {
-                        ingester.metrics.cut_failed();
-                        tracing::error!(tenant = %db.tenant, error = %e, "cutting a block failed; retrying at the next interval");
-                    }
-                }
+                ingester.compact_heads(&compaction).await;
             }
         }));
         if let Some(bucket) = self.bucket.clone() {
@@ -1039,6 +1273,7 @@ mod tests {
 #[cfg(test)]
 mod durability_tests {
     use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
     use strata_proto::prometheus::{Label, Sample as WireSample, TimeSeries};
     use strata_tsdb::block::BlockReader;
 
@@ -1163,13 +1398,13 @@ mod durability_tests {
                 )
                 .unwrap();
                 // Straight into the head and the WAL, past the push path's bound.
-                let db = ingester.db_or_create("t").unwrap();
+                let db = ingester.db_or_create("t");
                 let (target, _) = db.head.get_or_create_series(&labels);
-                let mut batch = WalBatch::new();
+                let mut batch = WalBatch::new("t");
                 batch.add_series(target.series_ref(), &labels).unwrap();
                 db.head.append_to(&target, &samples).unwrap();
                 batch.add_samples(target.series_ref(), &samples);
-                let wal = db.wal.as_ref().unwrap();
+                let wal = ingester.wal.as_ref().unwrap();
                 let lsn = wal.log(&mut batch).unwrap();
                 wal.durable(lsn).await.unwrap();
                 db.cut_blocks(7_200_000, false, i64::MAX, &ingester.metrics)
@@ -1377,6 +1612,197 @@ mod durability_tests {
             .with_label_values(&["oob-tenant", "sample-out-of-bounds"])
             .get();
         assert_eq!(discarded, 6);
+    }
+
+    /// Every sample of `name` the tenant's head and local blocks hold, as
+    /// (timestamp, value), sorted.
+    fn samples_of(ingester: &Ingester, tenant: &str, name: &str) -> Vec<(i64, f64)> {
+        let m = [Matcher::equal("__name__", name)];
+        let mut out: Vec<(i64, f64)> = ingester
+            .query(tenant, &m, i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.chunks.iter())
+            .flat_map(|c| strata_tsdb::chunk::decode_xor(&c.data).unwrap())
+            .map(|s| (s.timestamp_ms, s.value))
+            .collect();
+        out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        out.dedup();
+        out
+    }
+
+    /// Copies a directory tree.
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// `tests/fixtures/wal-v1` was written by Strata before the shared WAL
+    /// (one `<tenant>/wal/` per tenant, records without a tenant): two
+    /// tenants, 3 series each, 5 pushes of one sample per series, then
+    /// SIGKILL. The first start migrates them into `@wal` and removes the old
+    /// directories; every sample survives that start and the next one.
+    #[tokio::test]
+    async fn per_tenant_wals_of_the_previous_version_are_migrated_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wal-v1");
+        copy_tree(&fixture, &dir.path().join("tsdb"));
+        let check = |ingester: &Ingester| {
+            for tenant in ["legacy-a", "legacy-b"] {
+                let got = samples_of(ingester, tenant, "legacy_metric");
+                assert_eq!(got.len(), 15, "{tenant}: {got:?}");
+                let mut values: Vec<f64> = got.iter().map(|s| s.1).collect();
+                values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                let mut want: Vec<f64> = (0..5)
+                    .flat_map(|i| (0..3).map(move |s| f64::from(i * 10 + s)))
+                    .collect();
+                want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                assert_eq!(values, want, "{tenant}");
+            }
+        };
+        let registry = prometheus::Registry::new();
+        let ingester = Ingester::open(IngesterConfig::default(), &config, &registry).unwrap();
+        check(&ingester);
+        for tenant in ["legacy-a", "legacy-b"] {
+            assert!(
+                !dir.path().join("tsdb").join(tenant).join("wal").exists(),
+                "{tenant}'s old WAL is removed once migrated"
+            );
+        }
+        assert!(dir.path().join("tsdb/@wal").is_dir());
+        drop(ingester);
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        check(&ingester);
+    }
+
+    /// Many tenants share the one WAL: each comes back with exactly its own
+    /// samples, and no tenant adds a thread or an open file.
+    #[tokio::test]
+    async fn many_tenants_share_one_wal_and_each_replays_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let ingester = open_at_epoch(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        for t in 0..200 {
+            let tenant = format!("t{t}");
+            let samples = [(1000, f64::from(t)), (2000, f64::from(t) + 0.5)];
+            ingester
+                .push(&tenant, request(&[("m", &samples)]))
+                .await
+                .unwrap();
+        }
+        let wal_dirs: Vec<_> = std::fs::read_dir(dir.path().join("tsdb"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(
+            wal_dirs,
+            vec!["@wal".to_string()],
+            "no directory per tenant before a block is cut"
+        );
+        drop(ingester);
+        let ingester = open_at_epoch(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        for t in 0..200 {
+            let tenant = format!("t{t}");
+            assert_eq!(
+                samples_of(&ingester, &tenant, "m"),
+                vec![(1000, f64::from(t)), (2000, f64::from(t) + 0.5)],
+                "{tenant}"
+            );
+        }
+    }
+
+    /// A tenant idle past `close_idle_tsdb_timeout`, its blocks shipped, is
+    /// closed (no head, no directory); its next push opens it again, still
+    /// refusing what its shipped blocks hold, and what it pushes then
+    /// survives a restart.
+    #[tokio::test]
+    async fn an_idle_shipped_tenant_is_closed_and_opens_again_on_its_next_push() {
+        static NOW: AtomicI64 = AtomicI64::new(10_000_000);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = storage(dir.path(), Duration::from_secs(7200));
+        config.tsdb.close_idle_tsdb_timeout = strata_model::ConfigDuration(Duration::from_secs(60));
+        config.tsdb.retention_period = strata_model::ConfigDuration(Duration::ZERO);
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap()
+        .with_clock(|| NOW.load(Ordering::SeqCst));
+        ingester
+            .push("idle", request(&[("m", &[(9_000_000, 1.0)])]))
+            .await
+            .unwrap();
+        ingester
+            .push("busy", request(&[("m", &[(9_000_000, 2.0)])]))
+            .await
+            .unwrap();
+        ingester.flush_all().await.unwrap();
+        assert!(dir.path().join("tsdb/idle").is_dir());
+        let settings = ingester.storage.clone().unwrap();
+        NOW.fetch_add(30_000, Ordering::SeqCst);
+        ingester.compact_heads(&settings).await;
+        assert!(ingester.db("idle").is_some(), "not idle long enough yet");
+        NOW.fetch_add(60_000, Ordering::SeqCst);
+        ingester
+            .push("busy", request(&[("m", &[(10_050_000, 3.0)])]))
+            .await
+            .unwrap();
+        ingester.compact_heads(&settings).await;
+        assert!(ingester.db("idle").is_none(), "closed");
+        assert!(
+            !dir.path().join("tsdb/idle").exists(),
+            "its directory removed"
+        );
+        assert!(
+            ingester.db("busy").is_some(),
+            "a tenant that pushed stays open"
+        );
+        // Back on its next push, refusing what its blocks hold.
+        let err = ingester
+            .push("idle", request(&[("m", &[(9_000_000, 5.0)])]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest, "{}", err.message);
+        ingester
+            .push("idle", request(&[("m", &[(10_060_000, 6.0)])]))
+            .await
+            .unwrap();
+        drop(ingester);
+        let ingester = Ingester::open(
+            IngesterConfig::default(),
+            &config,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        assert_eq!(samples_of(&ingester, "idle", "m"), vec![(10_060_000, 6.0)]);
+        assert_eq!(samples_of(&ingester, "busy", "m"), vec![(10_050_000, 3.0)]);
     }
 
     #[tokio::test]
@@ -1706,7 +2132,8 @@ mod wal_and_metrics_tests {
             value(&registry, "strata_ingester_wal_corruptions_total"),
             0.0
         );
-        assert!(ingester.head("t").unwrap().time_range().is_none());
+        // Nothing left of the tenant but its bound: kept closed, no head.
+        assert!(ingester.head("t").is_none());
         // And the bound came back with it: what the blocks hold is refused.
         assert_eq!(
             ingester

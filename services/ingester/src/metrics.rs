@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry,
+    exponential_buckets, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use strata_tsdb::wal::{ReplayStats, WalObserver};
 
@@ -18,6 +18,9 @@ pub(crate) struct IngesterMetrics {
     wal_replay_duration: Gauge,
     wal_replayed_records: IntCounter,
     wal_corruptions: IntCounter,
+    wal_checkpoints: IntCounter,
+    tenants: IntGauge,
+    open_block_readers: IntGauge,
     blocks_cut: IntCounter,
     block_cut_failures: IntCounter,
     uploads: IntCounter,
@@ -27,8 +30,7 @@ pub(crate) struct IngesterMetrics {
     flush_duration: Histogram,
 }
 
-/// What every tenant's WAL reports (summed over tenants: per-tenant WAL
-/// series would multiply the ingester's own series by the tenants).
+/// What the ingester's WAL reports (one WAL for every tenant).
 #[derive(Debug, Clone)]
 pub(crate) struct WalMetrics {
     records: IntCounter,
@@ -53,6 +55,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, pr
     let c = IntCounter::new(name, help)?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<Gauge, prometheus::Error> {
@@ -143,7 +151,22 @@ impl IngesterMetrics {
             wal_corruptions: counter(
                 registry,
                 "strata_ingester_wal_corruptions_total",
-                "Torn or corrupt WAL tails found and cut off by replays.",
+                "Replays that found a damaged WAL (a torn tail cut off, damaged records skipped).",
+            )?,
+            wal_checkpoints: counter(
+                registry,
+                "strata_ingester_wal_checkpoints_total",
+                "WAL checkpoints written (one for every tenant, after blocks are cut).",
+            )?,
+            tenants: int_gauge(
+                registry,
+                "strata_ingester_memory_tenants",
+                "Tenants with a head open on this ingester (closed idle tenants not counted).",
+            )?,
+            open_block_readers: int_gauge(
+                registry,
+                "strata_ingester_local_blocks_open",
+                "Local blocks whose files are open for queries (closed when no query read them for a while).",
             )?,
             blocks_cut: counter(
                 registry,
@@ -207,21 +230,42 @@ impl IngesterMetrics {
         Arc::new(self.wal.clone())
     }
 
-    /// One tenant's replay on start: what it read, and the head it rebuilt.
-    pub(crate) fn replayed(&self, tenant: &str, stats: &ReplayStats, series: usize) {
+    /// The start-up replay: what it read (every tenant).
+    pub(crate) fn replayed(&self, stats: &ReplayStats) {
         self.wal_replayed_records.inc_by(stats.records);
-        if stats.truncated.is_some() {
+        if stats.damaged() {
             self.wal_corruptions.inc();
         }
-        let kept = stats
-            .samples
-            .saturating_sub(stats.rejected_samples + stats.unknown_series_samples);
+    }
+
+    /// A tenant's head after the replay: its series and samples.
+    pub(crate) fn tenant_opened(&self, tenant: &str, series: usize, samples: u64) {
         self.memory_samples
             .with_label_values(&[tenant])
-            .set(kept as i64);
+            .set(samples as i64);
         self.memory_series
             .with_label_values(&[tenant])
             .set(series as i64);
+    }
+
+    /// A tenant was closed: its series go from the ingester's metrics, so
+    /// `/metrics` does not grow with every tenant ever seen.
+    pub(crate) fn tenant_closed(&self, tenant: &str) {
+        let _ = self.memory_samples.remove_label_values(&[tenant]);
+        let _ = self.memory_series.remove_label_values(&[tenant]);
+        let _ = self.ingested_samples.remove_label_values(&[tenant]);
+    }
+
+    pub(crate) fn tenants(&self, open: usize) {
+        self.tenants.set(open as i64);
+    }
+
+    pub(crate) fn open_block_readers(&self, open: usize) {
+        self.open_block_readers.set(open as i64);
+    }
+
+    pub(crate) fn checkpointed(&self) {
+        self.wal_checkpoints.inc();
     }
 
     pub(crate) fn replay_took(&self, took: Duration) {

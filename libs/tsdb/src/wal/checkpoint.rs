@@ -1,14 +1,56 @@
 //! Condensing closed segments into a checkpoint, then deleting them.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::error::WalError;
 use super::record::{Record, WalBatch};
-use super::replay::{read_checkpoint, read_segment};
+use super::replay::replay_files;
 use super::segment::{checkpoint_path, checkpoint_tmp_path, segment_path, sync_dir, Layout};
-use super::{Wal, WalError};
 use crate::head::SeriesRef;
+
+/// What a checkpoint keeps of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRetain {
+    /// The tenant's samples before this are in blocks: dropped, and recorded
+    /// as the tenant's bound (a [`Record::MinValidTime`]) unless `i64::MIN`.
+    pub keep_from_ts: i64,
+    /// Series with a ref at or above this are kept (created after the head was
+    /// looked at); below it, only those in `refs`.
+    pub next_ref: SeriesRef,
+    /// The series the head holds, sorted.
+    pub refs: Vec<SeriesRef>,
+}
+
+impl TenantRetain {
+    /// A tenant with no head left (closed): only its bound is kept.
+    pub fn bound_only(keep_from_ts: i64) -> Self {
+        Self {
+            keep_from_ts,
+            next_ref: SeriesRef(u64::MAX),
+            refs: Vec::new(),
+        }
+    }
+
+    fn is_live(&self, r: SeriesRef) -> bool {
+        r >= self.next_ref || self.refs.binary_search(&r).is_ok()
+    }
+}
+
+/// What a checkpoint keeps, by tenant; the records of a tenant not named are
+/// dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retain {
+    pub tenants: HashMap<String, TenantRetain>,
+}
+
+impl Retain {
+    pub fn insert(&mut self, tenant: &str, keep: TenantRetain) {
+        self.tenants.insert(tenant.to_string(), keep);
+    }
+}
 
 /// What a checkpoint kept and removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,174 +67,160 @@ pub struct CheckpointStats {
     pub checkpoints_deleted: usize,
 }
 
-impl Wal {
-    /// Closes the current segment, then condenses the previous checkpoint and
-    /// every closed segment into `checkpoint.NNNNNNNN` (`NNNNNNNN` the last closed
-    /// segment): the series for which `is_live` holds and their samples at or
-    /// after `keep_from_ts` (those the head holds that are not yet in a block),
-    /// preceded by a [`Record::MinValidTime`] of `keep_from_ts` (unless it is
-    /// `i64::MIN`) so that a replayed head refuses older samples. Then deletes
-    /// those segments and the previous checkpoint. Writers go on meanwhile; a
-    /// crash at any point leaves a WAL that replays to the same head.
-    ///
-    /// The previous checkpoint is rewritten even when no segment was written
-    /// since it (the current segment, empty, is closed so that the new one gets
-    /// a new number): a block cut from a head that took no sample since the last
-    /// checkpoint must still take its samples out of the WAL.
-    pub fn checkpoint(
-        &self,
-        keep_from_ts: i64,
-        is_live: impl Fn(SeriesRef) -> bool,
-    ) -> Result<CheckpointStats, WalError> {
-        let _one_at_a_time = self.shared.checkpointing.lock();
-        let dir = self.shared.dir.as_path();
-        // Checkpoints change only under `checkpointing`: scanned outside the
-        // writer lock, so that pushes never wait on a directory listing.
-        let has_checkpoint = !Layout::scan(dir)?.checkpoints.is_empty();
-        let last = {
-            let mut w = self.shared.writer.lock();
-            if let Some(reason) = &w.failed {
-                return Err(self.shared.failed(reason));
-            }
-            // An empty current segment is closed too when a checkpoint
-            // exists: it may have to be rewritten with a new bound, under a
-            // new number.
-            if w.segment_len > 0 || has_checkpoint {
-                self.shared.rotate(&mut w)?;
-            }
-            match w.segment.checked_sub(1) {
-                Some(last) => last,
-                None => return Ok(CheckpointStats::default()),
-            }
-        };
-        let layout = Layout::scan(dir)?;
-        let previous = layout
-            .checkpoints
-            .iter()
-            .copied()
-            .filter(|&c| c <= last)
-            .max();
-        let sources: Vec<u32> = layout
-            .segments
-            .iter()
-            .copied()
-            .filter(|&s| s <= last && previous.is_none_or(|c| s > c))
-            .collect();
-        if sources.is_empty() {
-            return Ok(CheckpointStats::default());
-        }
-        Layout {
-            segments: sources.clone(),
-            ..Layout::default()
-        }
-        .check_contiguous(dir)?;
+/// Condenses the previous checkpoint and the closed segments up to `last` of
+/// the WAL in `dir` into `checkpoint.<last>` by `retain`: every tenant's bound
+/// first, then the live series and their samples at or after the bound, in
+/// log order. Then deletes those segments and the previous checkpoint. A crash
+/// at any point leaves a WAL that replays to the same heads.
+pub(super) fn condense(
+    dir: &Path,
+    segment_size: u64,
+    last: u32,
+    retain: &Retain,
+) -> Result<CheckpointStats, WalError> {
+    let layout = Layout::scan(dir)?;
+    let previous = layout
+        .checkpoints
+        .iter()
+        .copied()
+        .filter(|&c| c <= last)
+        .max();
+    let sources: Vec<u32> = layout
+        .segments
+        .iter()
+        .copied()
+        .filter(|&s| s <= last && previous.is_none_or(|c| s > c))
+        .collect();
+    if sources.is_empty() {
+        return Ok(CheckpointStats::default());
+    }
+    Layout {
+        segments: sources.clone(),
+        ..Layout::default()
+    }
+    .check_contiguous(dir)?;
 
-        let mut stats = CheckpointStats {
-            through_segment: Some(last),
-            ..CheckpointStats::default()
-        };
-        let tmp = checkpoint_tmp_path(dir, last);
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| WalError::io(&tmp, e))?;
+    let mut stats = CheckpointStats {
+        through_segment: Some(last),
+        ..CheckpointStats::default()
+    };
+    let tmp = checkpoint_tmp_path(dir, last);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| WalError::io(&tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| WalError::io(&tmp, e))?;
+    let mut out = CheckpointWriter::new(&tmp, segment_size)?;
+    let mut batch = WalBatch::new("");
+    let mut error = None;
+    let mut bounds: Vec<(&String, i64)> = retain
+        .tenants
+        .iter()
+        .map(|(t, k)| (t, k.keep_from_ts))
+        .filter(|&(_, ts)| ts > i64::MIN)
+        .collect();
+    bounds.sort();
+    for (tenant, ts) in bounds {
+        batch.set_tenant(tenant);
+        batch.add_min_valid_time(ts);
+    }
+    if let Err(e) = out.write(batch.finish().0) {
+        error = Some(e);
+    }
+    batch.clear();
+    // Bounds of the previous checkpoint higher than the new ones (a bound
+    // never goes back): kept after the rest, replay applies the highest.
+    let mut previous_bounds: HashMap<String, i64> = HashMap::new();
+    let mut filter = |tenant: &str, record: Record| {
+        if error.is_some() {
+            return;
         }
-        fs::create_dir_all(&tmp).map_err(|e| WalError::io(&tmp, e))?;
-        let mut out = CheckpointWriter::new(&tmp, self.shared.options.segment_size)?;
-        let mut batch = WalBatch::new();
-        let mut error = None;
-        if keep_from_ts > i64::MIN {
-            batch.add_min_valid_time(keep_from_ts);
-            if let Err(e) = out.write(batch.finish().0) {
-                error = Some(e);
+        let Some(keep) = retain.tenants.get(tenant) else {
+            match &record {
+                Record::Series(list) => stats.series_dropped += list.len() as u64,
+                Record::Samples(list) => stats.samples_dropped += list.len() as u64,
+                Record::MinValidTime(_) => {}
             }
-            batch.clear();
-        }
-        // The bound of the previous checkpoint, if higher (it never goes back).
-        let mut previous_bound = i64::MIN;
-        let mut filter = |record: Record| {
-            if error.is_some() {
+            return;
+        };
+        let kept = match record {
+            Record::MinValidTime(t) => {
+                if t > keep.keep_from_ts {
+                    let b = previous_bounds.entry(tenant.to_string()).or_insert(t);
+                    *b = (*b).max(t);
+                }
                 return;
             }
-            let kept = match record {
-                Record::MinValidTime(t) => {
-                    if t > keep_from_ts {
-                        previous_bound = previous_bound.max(t);
-                    }
-                    return;
-                }
-                Record::Series(mut list) => {
-                    let before = list.len();
-                    list.retain(|s| is_live(s.series_ref));
-                    stats.series_kept += list.len() as u64;
-                    stats.series_dropped += (before - list.len()) as u64;
-                    Record::Series(list)
-                }
-                Record::Samples(mut list) => {
-                    let before = list.len();
-                    list.retain(|s| s.timestamp_ms >= keep_from_ts && is_live(s.series_ref));
-                    stats.samples_kept += list.len() as u64;
-                    stats.samples_dropped += (before - list.len()) as u64;
-                    Record::Samples(list)
-                }
-            };
-            let result = batch
-                .add_record(&kept)
-                .map_err(WalError::from)
-                .and_then(|()| out.write(batch.finish().0));
-            batch.clear();
-            if let Err(e) = result {
-                error = Some(e);
+            Record::Series(mut list) => {
+                let before = list.len();
+                list.retain(|s| keep.is_live(s.series_ref));
+                stats.series_kept += list.len() as u64;
+                stats.series_dropped += (before - list.len()) as u64;
+                Record::Series(list)
+            }
+            Record::Samples(mut list) => {
+                let before = list.len();
+                list.retain(|s| s.timestamp_ms >= keep.keep_from_ts && keep.is_live(s.series_ref));
+                stats.samples_kept += list.len() as u64;
+                stats.samples_dropped += (before - list.len()) as u64;
+                Record::Samples(list)
             }
         };
-        if let Some(c) = previous {
-            read_checkpoint(&checkpoint_path(dir, c), &mut filter)?;
+        batch.set_tenant(tenant);
+        let result = batch
+            .add_record(&kept)
+            .map_err(WalError::from)
+            .and_then(|()| out.write(batch.finish().0));
+        batch.clear();
+        if let Err(e) = result {
+            error = Some(e);
         }
-        for &s in &sources {
-            read_segment(&segment_path(dir, s), false, &mut filter)?;
-        }
-        if let Some(e) = error {
-            return Err(e);
-        }
-        if previous_bound > i64::MIN {
-            // Rare (a caller lowering the bound): replay applies the highest.
-            batch.add_min_valid_time(previous_bound);
-            out.write(batch.finish().0)?;
-            batch.clear();
-        }
-        out.finish()?;
-        sync_dir(&tmp)?;
-        let done = checkpoint_path(dir, last);
-        fs::rename(&tmp, &done).map_err(|e| WalError::io(&done, e))?;
-        sync_dir(dir)?;
+    };
+    replay_files(dir, previous, &sources, &mut filter)?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let mut raised: Vec<(String, i64)> = previous_bounds.into_iter().collect();
+    raised.sort();
+    for (tenant, t) in raised {
+        batch.set_tenant(&tenant);
+        batch.add_min_valid_time(t);
+    }
+    out.write(batch.finish().0)?;
+    batch.clear();
+    out.finish()?;
+    sync_dir(&tmp)?;
+    let done = checkpoint_path(dir, last);
+    fs::rename(&tmp, &done).map_err(|e| WalError::io(&done, e))?;
+    sync_dir(dir)?;
 
-        // Oldest first, so that a crash leaves the remaining segments contiguous.
-        for &s in &sources {
-            let path = segment_path(dir, s);
+    // Oldest first, so that a crash leaves the remaining segments contiguous.
+    for &s in &sources {
+        let path = segment_path(dir, s);
+        fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+        stats.segments_deleted += 1;
+    }
+    for &c in layout.checkpoints.iter().filter(|&&c| c < last) {
+        let path = checkpoint_path(dir, c);
+        fs::remove_dir_all(&path).map_err(|e| WalError::io(&path, e))?;
+        stats.checkpoints_deleted += 1;
+    }
+    // Segments before the previous checkpoint that a crash left behind.
+    for &s in layout.segments.iter().filter(|&&s| s <= last) {
+        let path = segment_path(dir, s);
+        if !sources.contains(&s) && path.exists() {
             fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
             stats.segments_deleted += 1;
         }
-        for &c in layout.checkpoints.iter().filter(|&&c| c < last) {
-            let path = checkpoint_path(dir, c);
-            fs::remove_dir_all(&path).map_err(|e| WalError::io(&path, e))?;
-            stats.checkpoints_deleted += 1;
-        }
-        // Segments before the previous checkpoint that a crash left behind.
-        for &s in layout.segments.iter().filter(|&&s| s <= last) {
-            let path = segment_path(dir, s);
-            if !sources.contains(&s) && path.exists() {
-                fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
-                stats.segments_deleted += 1;
-            }
-        }
-        sync_dir(dir)?;
-        tracing::info!(
-            dir = %dir.display(),
-            through_segment = last,
-            series = stats.series_kept,
-            samples = stats.samples_kept,
-            "WAL checkpoint written"
-        );
-        Ok(stats)
     }
+    sync_dir(dir)?;
+    tracing::info!(
+        dir = %dir.display(),
+        through_segment = last,
+        series = stats.series_kept,
+        samples = stats.samples_kept,
+        "WAL checkpoint written"
+    );
+    Ok(stats)
 }
 
 /// Writes frames to the segments of a checkpoint directory.

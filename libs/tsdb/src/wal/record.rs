@@ -1,16 +1,30 @@
 //! Record payloads (what goes inside a frame) and the batch that encodes them.
 //!
-//! Every payload starts with a type byte:
+//! Every payload starts with a type byte. The ingester's one WAL is shared by
+//! all its tenants, so every record names the tenant it belongs to, right after
+//! its type (`tenant` below is `uvarint len, bytes`):
 //!
 //! ```text
-//! Series  (1): { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
-//! Samples (2): { varint Δref, varint Δtimestamp, u64 LE value bits }*
-//! MinValidTime (3): varint timestamp
+//! Series       (16): tenant, { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
+//! Samples      (17): tenant, { varint Δref, varint Δtimestamp, u64 LE value bits }*
+//! MinValidTime (18): tenant, varint timestamp
 //! ```
 //!
-//! A MinValidTime record appears only in checkpoints: samples before it are in
-//! blocks, so a head replayed from the checkpoint refuses them even after those
+//! Types 19–31 are reserved for the records planned with the shared WAL
+//! (exemplars 19, metadata 20, integer histograms 21, float histograms 22; see
+//! `docs/wal.md` for their layouts). A reader skips a record of a type it does
+//! not know, counted in the replay's stats, so a WAL written by a newer version
+//! still replays every record this one understands. Out-of-order samples are
+//! ordinary Samples records: replay applies records in the order they were
+//! logged, which is the order the head took them in.
+//!
+//! A MinValidTime record says that the tenant's samples before it are in
+//! blocks, so a head replayed from the WAL refuses them even after those
 //! blocks are gone from the ingester's disk.
+//!
+//! Types 1–3 are the same three records without a tenant: the per-tenant WAL
+//! directories of earlier versions (`<tenant>/wal/`), read once when an ingester
+//! migrates them into the shared WAL, never written.
 //!
 //! Sample deltas are taken from the previous sample of the same record (the first
 //! from ref 0 and timestamp 0), zigzag-encoded, so a run of one series' samples
@@ -18,12 +32,18 @@
 
 use strata_model::{Label, Labels, Sample};
 
-use super::segment::MAX_RECORD_LEN;
+use super::error::TooLarge;
+use super::frame::{frame, MAX_RECORD_LEN};
 use crate::head::SeriesRef;
 
-pub(super) const TYPE_SERIES: u8 = 1;
-pub(super) const TYPE_SAMPLES: u8 = 2;
-pub(super) const TYPE_MIN_VALID_TIME: u8 = 3;
+const LEGACY_SERIES: u8 = 1;
+const LEGACY_SAMPLES: u8 = 2;
+const LEGACY_MIN_VALID_TIME: u8 = 3;
+const TYPE_SERIES: u8 = 16;
+const TYPE_SAMPLES: u8 = 17;
+const TYPE_MIN_VALID_TIME: u8 = 18;
+/// The range of types this version reserves but does not write yet.
+const RESERVED: std::ops::RangeInclusive<u8> = 19..=31;
 
 /// A batch closes a record once its payload passes this size, so records stay
 /// small enough to read into one buffer.
@@ -62,6 +82,8 @@ pub enum Record {
 /// [`Wal::log`](super::Wal::log) empties it.
 #[derive(Debug, Default)]
 pub struct WalBatch {
+    /// The tenant of the records added next.
+    tenant: String,
     /// Finished frames.
     frames: Vec<u8>,
     series: Vec<u8>,
@@ -75,8 +97,34 @@ pub struct WalBatch {
 }
 
 impl WalBatch {
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty batch whose records belong to `tenant`.
+    pub fn new(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The tenant of the records added next.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Makes the records added from now on `tenant`'s; the open records of
+    /// another tenant are closed first. One batch may so carry several tenants'
+    /// records (a checkpoint's).
+    pub fn set_tenant(&mut self, tenant: &str) {
+        if self.tenant != tenant {
+            self.close_samples();
+            self.tenant.clear();
+            self.tenant.push_str(tenant);
+        }
+    }
+
+    /// The type byte and the tenant: how every record starts.
+    fn start_record(out: &mut Vec<u8>, kind: u8, tenant: &str) {
+        out.push(kind);
+        put_bytes(out, tenant.as_bytes());
     }
 
     /// Adds a series definition. Fails only if its labels alone exceed the
@@ -87,7 +135,7 @@ impl WalBatch {
             self.close_series();
         }
         if self.series.is_empty() {
-            self.series.push(TYPE_SERIES);
+            Self::start_record(&mut self.series, TYPE_SERIES, &self.tenant);
         }
         put_uvarint(&mut self.series, series_ref.0);
         put_uvarint(&mut self.series, labels.len() as u64);
@@ -103,7 +151,10 @@ impl WalBatch {
     /// bound on its encoded length if so. Checked before a series is created,
     /// so that a series in the head is always one the WAL can record.
     pub fn check_series(labels: &Labels) -> Result<usize, TooLarge> {
+        // 20 for the type, the tenant's length, the ref and the label count;
+        // a tenant ID is at most 150 bytes (strata_model::MAX_TENANT_ID_LENGTH).
         let len = 20
+            + strata_model::MAX_TENANT_ID_LENGTH
             + labels
                 .iter()
                 .map(|l| l.name.len() + l.value.len() + 20)
@@ -120,7 +171,7 @@ impl WalBatch {
             self.close_samples();
         }
         if self.samples.is_empty() {
-            self.samples.push(TYPE_SAMPLES);
+            Self::start_record(&mut self.samples, TYPE_SAMPLES, &self.tenant);
             self.prev_ref = 0;
             self.prev_ts = 0;
         }
@@ -146,9 +197,10 @@ impl WalBatch {
     /// Adds a [`Record::MinValidTime`] record, after the open records.
     pub fn add_min_valid_time(&mut self, timestamp_ms: i64) {
         self.close_samples();
-        let mut payload = vec![TYPE_MIN_VALID_TIME];
+        let mut payload = Vec::with_capacity(self.tenant.len() + 12);
+        Self::start_record(&mut payload, TYPE_MIN_VALID_TIME, &self.tenant);
         put_varint(&mut payload, timestamp_ms);
-        super::segment::frame(&mut self.frames, &payload);
+        frame(&mut self.frames, &payload);
         self.num_records += 1;
     }
 
@@ -179,6 +231,7 @@ impl WalBatch {
         (self.num_series, self.num_samples)
     }
 
+    /// Empties the batch; its tenant stays.
     pub fn clear(&mut self) {
         self.frames.clear();
         self.series.clear();
@@ -197,7 +250,7 @@ impl WalBatch {
 
     fn close_series(&mut self) {
         if !self.series.is_empty() {
-            super::segment::frame(&mut self.frames, &self.series);
+            frame(&mut self.frames, &self.series);
             self.series.clear();
             self.num_records += 1;
         }
@@ -208,70 +261,49 @@ impl WalBatch {
     fn close_samples(&mut self) {
         self.close_series();
         if !self.samples.is_empty() {
-            super::segment::frame(&mut self.frames, &self.samples);
+            frame(&mut self.frames, &self.samples);
             self.samples.clear();
             self.num_records += 1;
         }
     }
 }
 
-/// A series whose labels cannot fit in one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "series labels of about {len} bytes exceed the largest WAL record ({MAX_RECORD_LEN} bytes)"
-)]
-pub struct TooLarge {
-    pub len: usize,
+/// Whether `kind` is a record type some version writes: what a frame found
+/// while resynchronising after damage must start with.
+pub(super) fn is_known_type(kind: u8) -> bool {
+    matches!(
+        kind,
+        LEGACY_SERIES..=LEGACY_MIN_VALID_TIME | TYPE_SERIES..=TYPE_MIN_VALID_TIME
+    ) || RESERVED.contains(&kind)
+}
+
+/// A decoded payload: the record and its tenant (`None` for the tenant-less
+/// records of a per-tenant WAL of earlier versions).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Decoded {
+    Record {
+        tenant: Option<String>,
+        record: Record,
+    },
+    /// A type this version reserves or does not know: skipped.
+    Skipped(u8),
 }
 
 /// Decodes a frame's payload; the error says what is malformed.
-pub(super) fn decode(payload: &[u8]) -> Result<Record, String> {
+pub(super) fn decode(payload: &[u8]) -> Result<Decoded, String> {
     let (&kind, mut rest) = payload
         .split_first()
         .ok_or_else(|| "empty record".to_string())?;
-    match kind {
-        TYPE_SERIES => {
-            let mut out = Vec::new();
-            while !rest.is_empty() {
-                let series_ref = SeriesRef(get_uvarint(&mut rest)?);
-                let n = get_uvarint(&mut rest)?;
-                // Each label takes at least two bytes: never trust a count further.
-                if n > rest.len() as u64 / 2 {
-                    return Err(format!("series record: {n} labels in {} bytes", rest.len()));
-                }
-                let mut labels = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    let name = get_str(&mut rest)?;
-                    let value = get_str(&mut rest)?;
-                    labels.push(Label::new(name, value));
-                }
-                out.push(RefSeries {
-                    series_ref,
-                    labels: Labels::new(labels),
-                });
-            }
-            Ok(Record::Series(out))
-        }
-        TYPE_SAMPLES => {
-            let mut out = Vec::with_capacity(rest.len() / 10);
-            let mut prev_ref = 0u64;
-            let mut prev_ts = 0i64;
-            while !rest.is_empty() {
-                prev_ref = prev_ref.wrapping_add(get_varint(&mut rest)? as u64);
-                prev_ts = prev_ts.wrapping_add(get_varint(&mut rest)?);
-                let (bits, tail) = rest
-                    .split_first_chunk::<8>()
-                    .ok_or_else(|| "samples record: truncated value".to_string())?;
-                rest = tail;
-                out.push(RefSample {
-                    series_ref: SeriesRef(prev_ref),
-                    timestamp_ms: prev_ts,
-                    value: f64::from_bits(u64::from_le_bytes(*bits)),
-                });
-            }
-            Ok(Record::Samples(out))
-        }
-        TYPE_MIN_VALID_TIME => {
+    let tenant = match kind {
+        TYPE_SERIES | TYPE_SAMPLES | TYPE_MIN_VALID_TIME => Some(get_str(&mut rest)?),
+        LEGACY_SERIES | LEGACY_SAMPLES | LEGACY_MIN_VALID_TIME => None,
+        other if RESERVED.contains(&other) => return Ok(Decoded::Skipped(other)),
+        other => return Err(format!("unknown record type {other}")),
+    };
+    let record = match kind {
+        TYPE_SERIES | LEGACY_SERIES => Record::Series(decode_series(rest)?),
+        TYPE_SAMPLES | LEGACY_SAMPLES => Record::Samples(decode_samples(rest)?),
+        _ => {
             let t = get_varint(&mut rest)?;
             if !rest.is_empty() {
                 return Err(format!(
@@ -279,10 +311,97 @@ pub(super) fn decode(payload: &[u8]) -> Result<Record, String> {
                     rest.len()
                 ));
             }
-            Ok(Record::MinValidTime(t))
+            Record::MinValidTime(t)
         }
-        other => Err(format!("unknown record type {other}")),
+    };
+    Ok(Decoded::Record { tenant, record })
+}
+
+fn decode_series(mut rest: &[u8]) -> Result<Vec<RefSeries>, String> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let series_ref = SeriesRef(get_uvarint(&mut rest)?);
+        let n = get_uvarint(&mut rest)?;
+        // Each label takes at least two bytes: never trust a count further.
+        if n > rest.len() as u64 / 2 {
+            return Err(format!("series record: {n} labels in {} bytes", rest.len()));
+        }
+        let mut labels = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let name = get_str(&mut rest)?;
+            let value = get_str(&mut rest)?;
+            labels.push(Label::new(name, value));
+        }
+        out.push(RefSeries {
+            series_ref,
+            labels: Labels::new(labels),
+        });
     }
+    Ok(out)
+}
+
+fn decode_samples(mut rest: &[u8]) -> Result<Vec<RefSample>, String> {
+    let mut out = Vec::with_capacity(rest.len() / 10);
+    let mut prev_ref = 0u64;
+    let mut prev_ts = 0i64;
+    while !rest.is_empty() {
+        prev_ref = prev_ref.wrapping_add(get_varint(&mut rest)? as u64);
+        prev_ts = prev_ts.wrapping_add(get_varint(&mut rest)?);
+        let (bits, tail) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| "samples record: truncated value".to_string())?;
+        rest = tail;
+        out.push(RefSample {
+            series_ref: SeriesRef(prev_ref),
+            timestamp_ms: prev_ts,
+            value: f64::from_bits(u64::from_le_bytes(*bits)),
+        });
+    }
+    Ok(out)
+}
+
+/// Encodes `record` in the tenant-less format of earlier versions' per-tenant
+/// WALs, for the tests of the migration from them.
+#[cfg(test)]
+pub(super) fn encode_legacy(record: &Record) -> Vec<u8> {
+    let mut out = Vec::new();
+    match record {
+        Record::Series(list) => {
+            out.push(LEGACY_SERIES);
+            for s in list {
+                put_uvarint(&mut out, s.series_ref.0);
+                put_uvarint(&mut out, s.labels.len() as u64);
+                for Label { name, value } in s.labels.iter() {
+                    put_bytes(&mut out, name.as_bytes());
+                    put_bytes(&mut out, value.as_bytes());
+                }
+            }
+        }
+        Record::Samples(list) => {
+            out.push(LEGACY_SAMPLES);
+            let (mut prev_ref, mut prev_ts) = (0u64, 0i64);
+            for s in list {
+                put_varint(&mut out, s.series_ref.0.wrapping_sub(prev_ref) as i64);
+                put_varint(&mut out, s.timestamp_ms.wrapping_sub(prev_ts));
+                out.extend_from_slice(&s.value.to_bits().to_le_bytes());
+                prev_ref = s.series_ref.0;
+                prev_ts = s.timestamp_ms;
+            }
+        }
+        Record::MinValidTime(t) => {
+            out.push(LEGACY_MIN_VALID_TIME);
+            put_varint(&mut out, *t);
+        }
+    }
+    out
+}
+
+/// A payload of a reserved type, for the tests that a reader skips it.
+#[cfg(test)]
+pub(super) fn encode_reserved(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(body);
+    out
 }
 
 fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {

@@ -1,30 +1,14 @@
 //! Frames, segment and checkpoint names, and reading a segment frame by frame.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::WalError;
-
-/// `[u32 LE length][u32 LE CRC32C]` before every payload.
-pub(super) const HEADER_LEN: usize = 8;
-
-/// Largest payload a frame may announce; readers treat larger lengths as
-/// corruption. A single series' labels must fit in it.
-pub(super) const MAX_RECORD_LEN: usize = 32 << 20;
+use super::error::WalError;
+use super::frame::{HEADER_LEN, MAX_RECORD_LEN};
 
 const CHECKPOINT_PREFIX: &str = "checkpoint.";
 const TMP_SUFFIX: &str = ".tmp";
-
-/// Appends `payload` framed: its length, the CRC32C of the length bytes and the
-/// payload, then the payload.
-pub(super) fn frame(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload);
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
-}
 
 pub(super) fn segment_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("{index:08}"))
@@ -146,6 +130,15 @@ impl FrameReader {
         self.offset
     }
 
+    /// Goes on reading at `offset` (a frame boundary [`find_next_frame`] found).
+    pub(super) fn seek(&mut self, offset: u64) -> Result<(), WalError> {
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| WalError::io(&self.path, e))?;
+        self.offset = offset;
+        Ok(())
+    }
+
     /// Reads the next frame's payload into `buf`; `Ok(None)` at a clean end.
     pub(super) fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<()>, FrameError> {
         let left = self.len - self.offset;
@@ -190,17 +183,83 @@ impl FrameReader {
     }
 }
 
-/// Length of the valid frames at the start of segment `path`, and why the rest
-/// (if any) is invalid. Checks checksums only; does not decode payloads.
-pub(super) fn valid_prefix(path: &Path) -> Result<(u64, Option<String>), WalError> {
+/// The offset of the first valid frame in `path` after `from` (a frame that
+/// failed its checksum), or `None` if no valid frame follows.
+///
+/// This is how one damaged record costs only itself: the WAL is shared by
+/// every tenant, so giving up at the first bad frame would lose every later
+/// record of every tenant. A candidate must announce a plausible length that
+/// fits the file, start with a known record type and match its CRC32C, so a
+/// false match is about a 2⁻³² chance per candidate. Reads the rest of the
+/// file into memory: only on this rare path, and a segment is bounded.
+pub(super) fn find_next_frame(path: &Path, from: u64) -> Result<Option<u64>, WalError> {
+    let mut file = File::open(path).map_err(|e| WalError::io(path, e))?;
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| WalError::io(path, e))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)
+        .map_err(|e| WalError::io(path, e))?;
+    let mut p = 1;
+    while p + HEADER_LEN < rest.len() {
+        let header = &rest[p..p + HEADER_LEN];
+        let len_bytes = [header[0], header[1], header[2], header[3]];
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let end = p + HEADER_LEN + len;
+        if len > 0 && len <= MAX_RECORD_LEN && end <= rest.len() {
+            let payload = &rest[p + HEADER_LEN..end];
+            if super::record::is_known_type(payload[0])
+                && crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload) == crc
+            {
+                return Ok(Some(from + p as u64));
+            }
+        }
+        p += 1;
+    }
+    Ok(None)
+}
+
+/// Where a segment's valid frames end and the damaged stretches inside it.
+#[derive(Debug, Default)]
+pub(super) struct SegmentScan {
+    /// The end of the last valid frame.
+    pub(super) valid_end: u64,
+    /// Damaged stretches with valid frames after them, skipped:
+    /// `(from, to, why)`.
+    pub(super) holes: Vec<(u64, u64, String)>,
+    /// Why the bytes after `valid_end` are invalid, if there are any.
+    pub(super) tail: Option<String>,
+}
+
+/// Reads every valid frame of `path`, in order, giving `f` each one's offset and
+/// payload; a damaged frame followed by valid ones is skipped (a hole), damage
+/// with nothing valid after it is the tail. I/O errors end the scan.
+pub(super) fn scan_frames(
+    path: &Path,
+    f: &mut dyn FnMut(u64, &[u8]),
+) -> Result<SegmentScan, WalError> {
     let mut reader = FrameReader::open(path)?;
     let mut buf = Vec::new();
+    let mut scan = SegmentScan::default();
     loop {
+        let offset = reader.offset();
         match reader.next_frame(&mut buf) {
-            Ok(Some(())) => {}
-            Ok(None) => return Ok((reader.offset(), None)),
-            Err(FrameError::Io(e)) => return Err(WalError::io(path, e)),
-            Err(FrameError::Bad { reason, .. }) => return Ok((reader.offset(), Some(reason))),
+            Ok(Some(())) => {
+                f(offset, &buf);
+                scan.valid_end = reader.offset();
+            }
+            Ok(None) => return Ok(scan),
+            Err(FrameError::Io(e)) => return Err(WalError::io(reader.path(), e)),
+            Err(FrameError::Bad { offset, reason }) => match find_next_frame(path, offset)? {
+                Some(next) => {
+                    scan.holes.push((offset, next, reason));
+                    reader.seek(next)?;
+                }
+                None => {
+                    scan.tail = Some(reason);
+                    return Ok(scan);
+                }
+            },
         }
     }
 }

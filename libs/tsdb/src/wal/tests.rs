@@ -1,11 +1,12 @@
+use std::collections::HashMap;
 use std::fs;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use strata_model::{Labels, Sample, STALE_NAN};
 
-use super::record::decode;
-use super::segment::frame;
+use super::frame::frame;
+use super::record::{decode, Decoded};
 use super::*;
 use crate::chunk::decode_xor;
 use crate::head::{Head, SeriesRef};
@@ -21,10 +22,47 @@ fn opts(segment_size: u64, fsync: FsyncPolicy) -> WalOptions {
     }
 }
 
+/// The tenant of the tests' records.
+const T: &str = "t";
+
 fn records(dir: &Path) -> Vec<Record> {
     let mut out = Vec::new();
-    Wal::replay(dir, |r| out.push(r)).unwrap();
+    Wal::replay(dir, |_, r| out.push(r)).unwrap();
     out
+}
+
+/// What a checkpoint keeps of tenant [`T`]: samples from `ts`, every series
+/// but `dead`.
+fn keep(ts: i64, dead: &[SeriesRef]) -> impl FnOnce() -> Retain {
+    let refs: Vec<SeriesRef> = (0..10_000)
+        .map(SeriesRef)
+        .filter(|r| !dead.contains(r))
+        .collect();
+    move || {
+        let mut retain = Retain::default();
+        retain.insert(
+            T,
+            TenantRetain {
+                keep_from_ts: ts,
+                next_ref: SeriesRef(u64::MAX),
+                refs,
+            },
+        );
+        retain
+    }
+}
+
+/// Replays `dir` into `head`, every tenant's records.
+fn replay_one(dir: &Path, head: &Arc<Head>) -> Result<ReplayStats, WalError> {
+    Wal::replay_into(dir, |_| Some(head.clone()))
+}
+
+/// A decoded payload's record (panics on anything else).
+fn decoded(payload: &[u8]) -> Record {
+    match decode(payload).unwrap() {
+        Decoded::Record { record, .. } => record,
+        other => panic!("not a record: {other:?}"),
+    }
 }
 
 /// Every series of the head with its samples as (timestamp, value bits).
@@ -46,7 +84,7 @@ fn contents(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
 /// What an ingester does: append to the head, log new series and the samples.
 fn ingest(head: &Head, wal: &Wal, l: &Labels, samples: &[Sample]) {
     let (series, created) = head.get_or_create_series(l);
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     if created {
         batch.add_series(series.series_ref(), l).unwrap();
     }
@@ -61,7 +99,7 @@ fn ingest(head: &Head, wal: &Wal, l: &Labels, samples: &[Sample]) {
 fn write_batches(dir: &Path, options: WalOptions, batches: u64) -> Vec<Record> {
     let wal = Wal::open(dir, options).unwrap();
     for i in 0..batches {
-        let mut batch = WalBatch::new();
+        let mut batch = WalBatch::new(T);
         batch
             .add_series(
                 SeriesRef(i + 1),
@@ -121,7 +159,7 @@ fn records_round_trip_bit_exact() {
         (SeriesRef(7), 0, -0.0),
         (SeriesRef(0), -1, f64::INFINITY),
     ];
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     for s in &series {
         batch.add_series(s.series_ref, &s.labels).unwrap();
     }
@@ -137,7 +175,7 @@ fn records_round_trip_bit_exact() {
     let mut rest = bytes.as_slice();
     while !rest.is_empty() {
         let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        got.push(decode(&rest[8..8 + len]).unwrap());
+        got.push(decoded(&rest[8..8 + len]));
         rest = &rest[8 + len..];
     }
     assert_eq!(got.len(), 3, "series first, then samples");
@@ -159,7 +197,7 @@ fn records_round_trip_bit_exact() {
 
 #[test]
 fn big_batches_split_into_records_with_series_first() {
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     for i in 0..200_000u64 {
         if i % 1000 == 0 {
             batch
@@ -192,7 +230,7 @@ fn big_batches_split_into_records_with_series_first() {
 
 #[test]
 fn oversized_series_is_refused() {
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     let huge = "x".repeat(40 << 20);
     let err = batch
         .add_series(SeriesRef(1), &labels(&[("a", &huge)]))
@@ -225,8 +263,8 @@ fn replay_restores_head_and_series_refs() {
     assert!(wal.current_segment() > 0, "expected rotation");
     wal.close().unwrap();
 
-    let restored = Head::new();
-    let stats = Wal::replay_into(dir.path(), &restored).unwrap();
+    let restored = Arc::new(Head::new());
+    let stats = replay_one(dir.path(), &restored).unwrap();
     assert_eq!(stats.series, 30);
     assert_eq!(stats.samples, 30 * 300 + 1);
     assert_eq!(stats.rejected_samples, 0);
@@ -255,8 +293,8 @@ fn restart_continues_the_same_log() {
         let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
         ingest(&head, &wal, &l, &[Sample::new(1, 1.0), Sample::new(2, 2.0)]);
     }
-    let second = Head::new();
-    Wal::replay_into(dir.path(), &second).unwrap();
+    let second = Arc::new(Head::new());
+    replay_one(dir.path(), &second).unwrap();
     {
         let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
         assert_eq!(wal.current_segment(), 1);
@@ -268,8 +306,8 @@ fn restart_continues_the_same_log() {
             &[Sample::new(3, 3.0)],
         );
     }
-    let third = Head::new();
-    let stats = Wal::replay_into(dir.path(), &third).unwrap();
+    let third = Arc::new(Head::new());
+    let stats = replay_one(dir.path(), &third).unwrap();
     assert_eq!((stats.segments, stats.series, stats.samples), (2, 2, 4));
     assert_eq!(contents(&third), contents(&second));
 }
@@ -295,14 +333,14 @@ fn torn_tail_replays_a_prefix() {
         let data = fs::read(&path).unwrap();
         fs::write(&path, &data[..cut as usize]).unwrap();
         let mut got = Vec::new();
-        let stats = Wal::replay(scratch.path(), |r| got.push(r)).unwrap();
+        let stats = Wal::replay(scratch.path(), |_, r| got.push(r)).unwrap();
         assert!(got.len() >= before, "cut at {cut}");
         assert_eq!(got[..], full[..got.len()], "cut at {cut}");
         if let Some((_, at)) = stats.truncated {
             assert!(at < cut);
             // The file was cut back to its valid part: a second replay is clean.
             assert_eq!(fs::metadata(&path).unwrap().len(), at);
-            let again = Wal::replay(scratch.path(), |_| {}).unwrap();
+            let again = Wal::replay(scratch.path(), |_, _| {}).unwrap();
             assert_eq!(again.truncated, None);
         }
         if cut == last_len {
@@ -327,36 +365,217 @@ fn garbage_or_zeros_after_the_last_record_are_cut() {
         data.extend_from_slice(&tail);
         fs::write(&last, data).unwrap();
         let mut got = Vec::new();
-        let stats = Wal::replay(dir.path(), |r| got.push(r)).unwrap();
+        let stats = Wal::replay(dir.path(), |_, r| got.push(r)).unwrap();
         assert_eq!(got, full);
         assert_eq!(stats.truncated, Some((last.clone(), len)));
     }
 }
 
 #[test]
-fn corrupt_byte_in_an_earlier_segment_is_an_error() {
+fn a_damaged_record_in_an_earlier_segment_costs_only_itself() {
     let dir = tempfile::tempdir().unwrap();
-    write_batches(dir.path(), opts(2048, FsyncPolicy::Never), 100);
+    let all = write_batches(dir.path(), opts(2048, FsyncPolicy::Never), 100);
     let files = segment_files(dir.path());
     let first = &files[0];
     let mut data = fs::read(first).unwrap();
     let at = data.len() / 2;
     data[at] ^= 0x40;
     fs::write(first, data).unwrap();
-    match Wal::replay(dir.path(), |_| {}) {
-        Err(WalError::Corrupt { path, offset, .. }) => {
-            assert_eq!(&path, first);
-            assert!(offset <= at as u64);
-            let message = WalError::Corrupt {
-                path,
-                offset,
-                reason: "x".into(),
+    let mut got = Vec::new();
+    let stats = Wal::replay(dir.path(), |_, r| got.push(r)).unwrap();
+    assert_eq!(stats.skipped.len(), 1, "{stats:?}");
+    let (path, from, to, _) = &stats.skipped[0];
+    assert_eq!(path, first);
+    assert!(
+        *from <= at as u64 && (at as u64) < *to,
+        "{from}..{to} holds {at}"
+    );
+    assert_eq!(
+        got.len(),
+        all.len() - 1,
+        "exactly the damaged record is lost"
+    );
+    assert!(got.iter().all(|r| all.contains(r)));
+    assert_eq!(stats.truncated, None, "a closed segment is never cut");
+}
+
+/// Two tenants' pushes interleaved in one WAL, as an ingester writes them.
+fn two_tenants(dir: &Path, rounds: i64) -> (Arc<Head>, Arc<Head>) {
+    let a = Arc::new(Head::new());
+    let b = Arc::new(Head::new());
+    let wal = Wal::open(dir, opts(4096, FsyncPolicy::Always)).unwrap();
+    for t in 0..rounds {
+        for (tenant, head) in [("a", &a), ("b", &b)] {
+            let l = labels(&[("__name__", "m"), ("tenant", tenant)]);
+            let (series, created) = head.get_or_create_series(&l);
+            let mut batch = WalBatch::new(tenant);
+            if created {
+                batch.add_series(series.series_ref(), &l).unwrap();
             }
-            .to_string();
-            assert!(message.contains("00000000") && message.contains(&offset.to_string()));
+            let samples = [Sample::new(t * 1000, t as f64)];
+            head.append_to(&series, &samples).unwrap();
+            batch.add_samples(series.series_ref(), &samples);
+            let lsn = wal.log(&mut batch).unwrap();
+            wal.wait_durable(lsn).unwrap();
         }
-        other => panic!("expected corruption, got {other:?}"),
     }
+    wal.close().unwrap();
+    (a, b)
+}
+
+fn replay_tenants(dir: &Path) -> (HashMap<String, Arc<Head>>, ReplayStats) {
+    let mut heads: HashMap<String, Arc<Head>> = HashMap::new();
+    let stats = Wal::replay_into(dir, |tenant| {
+        Some(heads.entry(tenant.to_string()).or_default().clone())
+    })
+    .unwrap();
+    (heads, stats)
+}
+
+#[test]
+fn one_wal_replays_every_tenant_into_its_own_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_tenants(dir.path(), 50);
+    let (heads, stats) = replay_tenants(dir.path());
+    assert_eq!(heads.len(), 2);
+    assert_eq!(contents(&heads["a"]), contents(&a));
+    assert_eq!(contents(&heads["b"]), contents(&b));
+    assert_eq!(stats.samples, 100);
+    assert!(!stats.damaged());
+}
+
+#[test]
+fn one_tenants_damaged_record_leaves_the_other_tenants_records_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_tenants(dir.path(), 60);
+    // Damage one samples record of tenant "b" in the middle of the log: a
+    // tenant's name is in its records' payloads, so find one of b's frames.
+    let files = segment_files(dir.path());
+    let target = &files[files.len() / 2];
+    let mut data = fs::read(target).unwrap();
+    let mut offset = 0;
+    let mut damaged = None;
+    while offset + 8 < data.len() {
+        let len = u32::from_le_bytes(data[offset..offset + 4].try_into().unwrap()) as usize;
+        let payload = &data[offset + 8..offset + 8 + len];
+        if payload[0] == 17 && payload[2] == b'b' {
+            damaged = Some(offset + 8 + len - 1);
+            break;
+        }
+        offset += 8 + len;
+    }
+    let at = damaged.expect("a samples record of tenant b");
+    data[at] ^= 0xff;
+    fs::write(target, data).unwrap();
+
+    let (heads, stats) = replay_tenants(dir.path());
+    assert_eq!(stats.skipped.len(), 1, "{stats:?}");
+    assert_eq!(
+        contents(&heads["a"]),
+        contents(&a),
+        "tenant a loses nothing"
+    );
+    let b_points: usize = contents(&heads["b"]).iter().map(|(_, p)| p.len()).sum();
+    assert_eq!(
+        b_points, 59,
+        "tenant b loses the damaged record's one sample"
+    );
+    assert_eq!(contents(&b).iter().map(|(_, p)| p.len()).sum::<usize>(), 60);
+}
+
+#[test]
+fn a_per_tenant_wal_of_earlier_versions_replays_as_its_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = labels(&[("__name__", "old")]);
+    let mut bytes = Vec::new();
+    for record in [
+        Record::MinValidTime(5),
+        Record::Series(vec![RefSeries {
+            series_ref: SeriesRef(3),
+            labels: l.clone(),
+        }]),
+        Record::Samples(vec![
+            RefSample {
+                series_ref: SeriesRef(3),
+                timestamp_ms: 10,
+                value: 1.5,
+            },
+            RefSample {
+                series_ref: SeriesRef(3),
+                timestamp_ms: 20,
+                value: 2.5,
+            },
+        ]),
+    ] {
+        frame(&mut bytes, &super::record::encode_legacy(&record));
+    }
+    fs::write(dir.path().join("00000000"), &bytes).unwrap();
+    let mut got = Vec::new();
+    let stats = Wal::replay_legacy(dir.path(), "old-tenant", |t, r| {
+        got.push((t.to_string(), r))
+    })
+    .unwrap();
+    assert_eq!(stats.records, 3);
+    assert!(got.iter().all(|(t, _)| t == "old-tenant"));
+    assert_eq!(got[0].1, Record::MinValidTime(5));
+    // In the shared WAL the same records name no tenant: unreadable, skipped.
+    let stats = Wal::replay(dir.path(), |_, _| panic!("no tenant")).unwrap();
+    assert_eq!((stats.records, stats.unreadable_records), (0, 3));
+}
+
+#[test]
+fn records_of_reserved_types_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+    let mut batch = WalBatch::new(T);
+    batch.add_min_valid_time(7);
+    wal.log(&mut batch).unwrap();
+    wal.close().unwrap();
+    // A newer version's record (an exemplar, say) after it.
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let mut data = fs::read(&seg).unwrap();
+    frame(&mut data, &super::record::encode_reserved(19, b"\x01tbody"));
+    fs::write(&seg, data).unwrap();
+    let mut got = Vec::new();
+    let stats = Wal::replay(dir.path(), |t, r| got.push((t.to_string(), r))).unwrap();
+    assert_eq!(got, vec![(T.to_string(), Record::MinValidTime(7))]);
+    assert_eq!(stats.unreadable_records, 1);
+    assert_eq!(
+        stats.truncated, None,
+        "a known-but-unread record is not damage"
+    );
+}
+
+#[test]
+fn a_checkpoint_keeps_each_tenant_by_its_own_bound_and_drops_tenants_not_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _b) = two_tenants(dir.path(), 40);
+    let wal = Wal::open(dir.path(), opts(4096, FsyncPolicy::Always)).unwrap();
+    let mut retain = Retain::default();
+    retain.insert(
+        "a",
+        TenantRetain {
+            keep_from_ts: 30_000,
+            next_ref: a.next_series_ref(),
+            refs: a.series_refs(),
+        },
+    );
+    retain.insert("gone", TenantRetain::bound_only(77));
+    let stats = wal.checkpoint(|| retain).unwrap();
+    assert_eq!((stats.samples_kept, stats.samples_dropped), (10, 70));
+    wal.close().unwrap();
+    let (heads, replayed) = replay_tenants(dir.path());
+    assert!(!heads.contains_key("b"), "tenant b was not retained");
+    let points: Vec<i64> = contents(&heads["a"])[0].1.iter().map(|p| p.0).collect();
+    assert_eq!(points, (30..40).map(|t| t * 1000).collect::<Vec<_>>());
+    assert_eq!(heads["a"].min_valid_time(), 30_000);
+    assert_eq!(
+        heads["gone"].min_valid_time(),
+        77,
+        "a closed tenant keeps its bound"
+    );
+    assert_eq!(heads["gone"].num_series(), 0);
+    assert_eq!(replayed.checkpoint, stats.through_segment);
 }
 
 #[test]
@@ -366,7 +585,7 @@ fn missing_segment_is_an_error() {
     let files = segment_files(dir.path());
     fs::remove_file(&files[1]).unwrap();
     assert!(matches!(
-        Wal::replay(dir.path(), |_| {}),
+        Wal::replay(dir.path(), |_, _| {}),
         Err(WalError::Layout { .. })
     ));
     assert!(matches!(
@@ -379,7 +598,7 @@ fn missing_segment_is_an_error() {
 fn segments_rotate_at_segment_size() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), opts(1000, FsyncPolicy::Always)).unwrap();
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     for i in 0..100 {
         batch.add_sample(SeriesRef(1), i, 1.0);
         let lsn = wal.log(&mut batch).unwrap();
@@ -426,7 +645,7 @@ fn open_cuts_a_torn_tail_before_starting_a_new_segment() {
     fs::write(&last, data).unwrap();
     // No replay in between: open alone must leave a log that replays cleanly.
     let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     batch.add_sample(SeriesRef(1), 99, 9.0);
     wal.log(&mut batch).unwrap();
     drop(wal);
@@ -450,7 +669,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
     let before = wal.current_segment();
     assert!(before > 2);
 
-    let stats = wal.checkpoint(1000, |r| r != dead_ref).unwrap();
+    let stats = wal.checkpoint(keep(1000, &[dead_ref])).unwrap();
     assert_eq!(stats.through_segment, Some(before));
     assert_eq!((stats.series_kept, stats.series_dropped), (1, 1));
     assert_eq!((stats.samples_kept, stats.samples_dropped), (100, 300));
@@ -466,7 +685,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
         ingest(&head, &wal, &live, &[Sample::new(t * 10, t as f64)]);
     }
     // A second checkpoint reads the first one and replaces it.
-    let stats = wal.checkpoint(1500, |r| r != dead_ref).unwrap();
+    let stats = wal.checkpoint(keep(1500, &[dead_ref])).unwrap();
     assert_eq!(stats.checkpoints_deleted, 1);
     assert_eq!((stats.series_kept, stats.samples_kept), (1, 100));
     ingest(&head, &wal, &live, &[Sample::new(5000, 1.0)]);
@@ -478,8 +697,8 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
     );
     drop(wal);
 
-    let restored = Head::new();
-    let replay = Wal::replay_into(dir.path(), &restored).unwrap();
+    let restored = Arc::new(Head::new());
+    let replay = replay_one(dir.path(), &restored).unwrap();
     assert_eq!(replay.checkpoint, stats.through_segment);
     let want: Vec<_> = contents(&head)
         .into_iter()
@@ -497,11 +716,11 @@ fn checkpoint_of_an_empty_wal_does_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
     assert_eq!(
-        wal.checkpoint(0, |_| true).unwrap(),
+        wal.checkpoint(keep(0, &[])).unwrap(),
         CheckpointStats::default()
     );
     assert_eq!(
-        wal.checkpoint(0, |_| true).unwrap(),
+        wal.checkpoint(keep(0, &[])).unwrap(),
         CheckpointStats::default()
     );
 }
@@ -521,7 +740,7 @@ fn crash_mid_checkpoint_leaves_the_previous_state() {
     copy_dir(dir.path(), pristine.path());
     let wal = Wal::open(dir.path(), opts(2048, FsyncPolicy::Never)).unwrap();
     assert!(!tmp.exists(), "open removes unfinished checkpoints");
-    let cp = wal.checkpoint(i64::MIN, |_| true).unwrap();
+    let cp = wal.checkpoint(keep(i64::MIN, &[])).unwrap();
     drop(wal);
     assert!(cp.segments_deleted > 2);
     for f in segment_files(pristine.path()) {
@@ -540,7 +759,7 @@ fn crash_mid_checkpoint_leaves_the_previous_state() {
     assert_eq!(count(&got), count(&full));
     // The next checkpoint deletes the leftovers.
     let wal = Wal::open(dir.path(), opts(2048, FsyncPolicy::Never)).unwrap();
-    wal.checkpoint(i64::MIN, |_| true).unwrap();
+    wal.checkpoint(keep(i64::MIN, &[])).unwrap();
     drop(wal);
     assert_eq!(segment_files(dir.path()).len(), 1);
     assert_eq!(count(&records(dir.path())), count(&full));
@@ -565,7 +784,7 @@ fn concurrent_writers_with_group_commit_all_resolve() {
         .map(|w| {
             let wal = Arc::clone(&wal);
             std::thread::spawn(move || {
-                let mut batch = WalBatch::new();
+                let mut batch = WalBatch::new(T);
                 for i in 0..50 {
                     for k in 0..20 {
                         batch.add_sample(SeriesRef(w), i * 20 + k, w as f64);
@@ -589,7 +808,7 @@ fn concurrent_writers_with_group_commit_all_resolve() {
                 let wal = Arc::clone(&wal);
                 tokio::spawn(async move {
                     for i in 0..20 {
-                        let mut batch = WalBatch::new();
+                        let mut batch = WalBatch::new(T);
                         batch.add_sample(SeriesRef(w), i, 1.0);
                         wal.log_durable(&mut batch).await.unwrap();
                     }
@@ -616,7 +835,7 @@ fn concurrent_writers_with_group_commit_all_resolve() {
 fn never_policy_is_durable_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
-    let mut batch = WalBatch::new();
+    let mut batch = WalBatch::new(T);
     batch.add_sample(SeriesRef(1), 1, 1.0);
     let lsn = wal.log(&mut batch).unwrap();
     assert_eq!(lsn, wal.written());
@@ -637,7 +856,7 @@ fn invalid_options_are_refused() {
 #[test]
 fn missing_directory_replays_as_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let stats = Wal::replay(dir.path().join("nope"), |_| panic!("no records")).unwrap();
+    let stats = Wal::replay(dir.path().join("nope"), |_, _| panic!("no records")).unwrap();
     assert_eq!(stats, ReplayStats::default());
 }
 
@@ -685,8 +904,8 @@ proptest! {
             fs::create_dir(&cp_dir).unwrap();
             fs::write(cp_dir.join("00000000"), cp).unwrap();
         }
-        let _ = Wal::replay(dir.path(), |_| {});
-        let _ = Wal::replay_into(dir.path(), &Head::new());
+        let _ = Wal::replay(dir.path(), |_, _| {});
+        let _ = replay_one(dir.path(), &Arc::new(Head::new()));
         // Whatever replay left, open must cope or refuse cleanly.
         if let Ok(wal) = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)) {
             drop(wal);
@@ -703,7 +922,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open(dir.path(), opts(512, FsyncPolicy::Never)).unwrap();
-        let mut batch = WalBatch::new();
+        let mut batch = WalBatch::new(T);
         for samples in &batches {
             for &(r, t, v) in samples {
                 batch.add_sample(SeriesRef(r), t, f64::from(v));
@@ -731,10 +950,10 @@ fn checkpoint_without_new_writes_still_drops_what_blocks_hold() {
     for t in 0..100 {
         ingest(&head, &wal, &m, &[Sample::new(t * 10, t as f64)]);
     }
-    let first = wal.checkpoint(500, |_| true).unwrap();
+    let first = wal.checkpoint(keep(500, &[])).unwrap();
     assert_eq!(first.samples_kept, 50);
     // No sample since: a block up to 900 is cut, the WAL must forget it too.
-    let second = wal.checkpoint(900, |_| true).unwrap();
+    let second = wal.checkpoint(keep(900, &[])).unwrap();
     assert_eq!(second.checkpoints_deleted, 1);
     assert_eq!(
         (second.samples_kept, second.samples_dropped),
@@ -742,12 +961,12 @@ fn checkpoint_without_new_writes_still_drops_what_blocks_hold() {
         "{second:?}"
     );
     // And once more with everything cut: only the series and the bound stay.
-    let third = wal.checkpoint(i64::MAX, |_| true).unwrap();
+    let third = wal.checkpoint(keep(i64::MAX, &[])).unwrap();
     assert_eq!(third.samples_kept, 0);
     drop(wal);
 
-    let restored = Head::new();
-    let stats = Wal::replay_into(dir.path(), &restored).unwrap();
+    let restored = Arc::new(Head::new());
+    let stats = replay_one(dir.path(), &restored).unwrap();
     assert_eq!(stats.samples, 0);
     assert_eq!(stats.min_valid_time, Some(i64::MAX));
     assert_eq!(restored.min_valid_time(), i64::MAX);
@@ -765,11 +984,11 @@ fn the_bound_survives_a_restart_and_refuses_samples_blocks_hold() {
         for t in 0..10 {
             ingest(&head, &wal, &m, &[Sample::new(t * 10, t as f64)]);
         }
-        wal.checkpoint(50, |_| true).unwrap();
+        wal.checkpoint(keep(50, &[])).unwrap();
         ingest(&head, &wal, &m, &[Sample::new(100, 1.0)]);
     }
-    let restored = Head::new();
-    let stats = Wal::replay_into(dir.path(), &restored).unwrap();
+    let restored = Arc::new(Head::new());
+    let stats = replay_one(dir.path(), &restored).unwrap();
     assert_eq!(stats.min_valid_time, Some(50));
     assert_eq!(stats.rejected_samples, 0);
     assert_eq!(
@@ -784,11 +1003,11 @@ fn the_bound_survives_a_restart_and_refuses_samples_blocks_hold() {
     assert!(restored.append(&m, &[Sample::new(40, 1.0)]).is_err());
     // A second checkpoint (the restarted WAL) keeps the bound.
     let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
-    wal.checkpoint(i64::MIN, |_| true).unwrap();
+    wal.checkpoint(keep(i64::MIN, &[])).unwrap();
     drop(wal);
-    let again = Head::new();
+    let again = Arc::new(Head::new());
     assert_eq!(
-        Wal::replay_into(dir.path(), &again).unwrap().min_valid_time,
+        replay_one(dir.path(), &again).unwrap().min_valid_time,
         Some(50)
     );
 }
@@ -804,7 +1023,7 @@ fn a_corrupt_tail_is_reported_with_the_bytes_dropped() {
     data[len - 3] ^= 0x40;
     fs::write(&last, &data).unwrap();
     let mut got = Vec::new();
-    let stats = Wal::replay(dir.path(), |r| got.push(r)).unwrap();
+    let stats = Wal::replay(dir.path(), |_, r| got.push(r)).unwrap();
     // Each batch is a series record and a samples record: the last is lost.
     assert_eq!(got[..], full[..full.len() - 1]);
     let (_, at) = stats.truncated.clone().unwrap();
