@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use serde_yaml::{Mapping, Value};
 
-use crate::Limits;
+use crate::limits::Limits;
 
 /// Why a runtime config text cannot be used. Every variant names where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
