@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use serde_yaml::{Mapping, Value};
+use strata_status::{Coded, ErrorCode};
 
 use crate::limits::Limits;
 
@@ -31,6 +32,21 @@ pub enum RuntimeConfigError {
     OverridesNotAMapping,
     #[error("overrides.{tenant}: {reason}")]
     Tenant { tenant: String, reason: String },
+}
+
+/// Every variant is a text that cannot be used as a runtime config: bad input
+/// to the parser, whoever wrote it. (Today only the operator's file reaches
+/// it; an endpoint that took overrides would answer 400 with the message.)
+impl Coded for RuntimeConfigError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RuntimeConfigError::Yaml(_)
+            | RuntimeConfigError::NotAMapping
+            | RuntimeConfigError::UnknownTopLevelKey(_)
+            | RuntimeConfigError::OverridesNotAMapping
+            | RuntimeConfigError::Tenant { .. } => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// Parses a runtime config file and merges each tenant's overrides onto
@@ -117,6 +133,20 @@ fn key_text(key: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_texts_are_bad_requests() {
+        let d = Limits::default();
+        for text in [
+            "overrides: [",
+            "- a\n",
+            "overides: {}\n",
+            "overrides:\n  a:\n    x: 1\n",
+        ] {
+            let err = parse_runtime_config(text, &d).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::BadRequest, "{text:?}: {err}");
+        }
+    }
 
     #[test]
     fn hostile_yaml_is_an_error_not_a_crash() {
