@@ -420,6 +420,20 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_corrupt_index_is_internal_an_unreachable_one_unavailable() {
+        let corrupt = BucketIndexError::Corrupt {
+            path: "t/bucket-index.json.gz".into(),
+            reason: "not gzip".into(),
+        };
+        assert_eq!(corrupt.code(), ErrorCode::Internal);
+        let down = BucketIndexError::from(object_store::Error::Generic {
+            store: "S3",
+            source: "timed out".into(),
+        });
+        assert_eq!(down.code(), ErrorCode::Unavailable);
+    }
+
     fn block(id: &str, min: i64) -> IndexBlock {
         IndexBlock {
             block_id: id.to_string(),
