@@ -34,9 +34,10 @@ pub enum RuntimeConfigError {
     Tenant { tenant: String, reason: String },
 }
 
-/// Every variant is a text that cannot be used as a runtime config: bad input
-/// to the parser, whoever wrote it. (Today only the operator's file reaches
-/// it; an endpoint that took overrides would answer 400 with the message.)
+/// The runtime config file is the operator's, like the rest of the server's
+/// setup: no request can have caused a bad one, and no retry fixes it, so to a
+/// caller of the API it is an internal error. (The message, naming the tenant
+/// and the key, is for the operator's log.)
 impl Coded for RuntimeConfigError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -44,7 +45,7 @@ impl Coded for RuntimeConfigError {
             | RuntimeConfigError::NotAMapping
             | RuntimeConfigError::UnknownTopLevelKey(_)
             | RuntimeConfigError::OverridesNotAMapping
-            | RuntimeConfigError::Tenant { .. } => ErrorCode::BadRequest,
+            | RuntimeConfigError::Tenant { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -135,7 +136,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unusable_texts_are_bad_requests() {
+    fn unusable_files_are_internal_errors_not_the_callers() {
         let d = Limits::default();
         for text in [
             "overrides: [",
@@ -144,7 +145,7 @@ mod tests {
             "overrides:\n  a:\n    x: 1\n",
         ] {
             let err = parse_runtime_config(text, &d).unwrap_err();
-            assert_eq!(err.code(), ErrorCode::BadRequest, "{text:?}: {err}");
+            assert_eq!(err.code(), ErrorCode::Internal, "{text:?}: {err}");
         }
     }
 
