@@ -1,5 +1,6 @@
 //! The runtime config file, Mimir's format: per-tenant overrides of the
-//! defaults, re-read periodically by the binary.
+//! defaults, re-read periodically by the `reloader`. This module is the pure
+//! part: text in, overrides out.
 //!
 //! ```yaml
 //! overrides:
