@@ -4,6 +4,12 @@
 components of size > 1, plus one elementary cycle listing per SCC).
 
 usage: modcycles.py <crate>/src [--edges]
+       modcycles.py --check [--allow FILE] <crate>/src...
+
+--check looks at several crates (`make lint` passes libs/*/src services/*/src)
+and exits non-zero, listing the cycles, when a crate has one and is not in the
+allow-list (default: modcycles-allow.txt beside this script), or when a crate
+in the allow-list has none left, so that the list only ever shrinks.
 """
 import os, re, sys
 from itertools import count
@@ -124,8 +130,8 @@ def refs(path_mod, text, mods):
                     segs = segs[1:]
             yield tuple(base + segs)
 
-def main():
-    src = sys.argv[1].rstrip('/')
+def analyse(src):
+    """(modules, edges, cyclic components, elementary cycles) of the crate whose sources are in src."""
     mods = file_modules(src)
     texts = {m: strip(open(f).read()) for m, f in mods.items()}
     # re-exports of each file module: name -> target path
@@ -154,10 +160,6 @@ def main():
             tgt = resolve(p)
             if tgt != m and not (len(tgt) < len(m) and m[:len(tgt)] == tgt and p[len(tgt):] == ()):
                 edges[m].add(tgt)
-    name = lambda m: '::'.join(m) or 'crate'
-    if '--edges' in sys.argv:
-        for m in sorted(edges):
-            print(f'{name(m)} -> {", ".join(sorted(name(x) for x in edges[m]))}')
     # Tarjan SCC
     idx, low, on, st, sccs, c = {}, {}, set(), [], [], count()
     def strong(v):
@@ -187,10 +189,75 @@ def main():
                     elif w in allowed and w not in path and w > s:
                         path.append(w); dfs(w, path); path.pop()
             dfs(s, [s])
+    return mods, edges, sccs, sorted(cycles, key=lambda c: (len(c), c))
+
+def name(m):
+    return '::'.join(m) or 'crate'
+
+def cycle_text(cyc):
+    return ' -> '.join(name(x) for x in cyc + [cyc[0]])
+
+def crate_dir(src):
+    """libs/ring/src/ -> libs/ring: how the allow-list names a crate."""
+    d = os.path.normpath(src)
+    return os.path.dirname(d) if os.path.basename(d) == 'src' else d
+
+def read_allow(path):
+    """crate dir -> reason. One crate a line, its reason after it; # comments."""
+    allowed = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.split('#', 1)[0].strip()
+            if not line: continue
+            crate, _, reason = line.partition(' ')
+            if not reason.strip():
+                sys.exit(f'{path}:{n}: {crate} has no reason: say why its cycles may stay for now')
+            allowed[os.path.normpath(crate)] = reason.strip()
+    return allowed
+
+def check(args):
+    allow = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'modcycles-allow.txt')
+    if args[:1] == ['--allow']:
+        if len(args) < 2: sys.exit('--allow needs a file')
+        allow, args = args[1], args[2:]
+    if not args: sys.exit('--check needs the crates\' source directories')
+    allowed = read_allow(allow)
+    failures, seen = [], set()
+    for src in args:
+        if not os.path.isdir(src):
+            failures.append(f'{src}: not a directory'); continue
+        crate = crate_dir(src); seen.add(crate)
+        _, _, _, cycles = analyse(src)
+        if crate in allowed:
+            if cycles:
+                print(f'{crate}: {len(cycles)} cycles, allowed for now: {allowed[crate]}')
+            else:
+                failures.append(f'{crate}: no cycles left; remove its line from {allow}')
+        elif cycles:
+            failures.append(f'{crate}: {len(cycles)} import cycles between its files '
+                            '(move what the files share into a leaf module):\n'
+                            + '\n'.join('  cycle: ' + cycle_text(c) for c in cycles))
+    for crate in sorted(set(allowed) - seen):
+        failures.append(f'{crate}: listed in {allow} but not checked (gone, or a typo?)')
+    for f in failures:
+        print(f, file=sys.stderr)
+    print(f'modcycles: {len(seen)} crates, {len(failures)} failing', file=sys.stderr if failures else sys.stdout)
+    sys.exit(1 if failures else 0)
+
+def main():
+    if sys.argv[1:2] == ['--check']:
+        check(sys.argv[2:])
+    args = [a for a in sys.argv[1:] if a != '--edges']
+    if len(args) != 1: sys.exit(__doc__)
+    src = args[0].rstrip('/')
+    mods, edges, sccs, cycles = analyse(src)
+    if '--edges' in sys.argv:
+        for m in sorted(edges):
+            print(f'{name(m)} -> {", ".join(sorted(name(x) for x in edges[m]))}')
     print(f'{src}: {len(mods)} modules, {sum(map(len, edges.values()))} edges, '
           f'{len(sccs)} cyclic components, {len(cycles)} elementary cycles')
-    for cyc in sorted(cycles, key=lambda c: (len(c), c)):
-        print('  cycle: ' + ' -> '.join(name(x) for x in cyc + [cyc[0]]))
+    for cyc in cycles:
+        print('  cycle: ' + cycle_text(cyc))
     sys.exit(1 if cycles else 0)
 
 main()

@@ -12,8 +12,9 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use strata_status::{ErrorCode, ServiceError};
 
+use crate::error::AuthError;
+use crate::tenant_header::{resolver, shorten, TenantResolver, TENANT_HEADER};
 use crate::tenants::{Credential, Scope, TenantsFile};
-use crate::{resolver, shorten, TenantResolver, TENANT_HEADER};
 
 /// How often, at most, a request checks whether the tenants file changed.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -50,22 +51,6 @@ impl AuthConfig {
         }
         Ok(())
     }
-}
-
-/// Why authentication cannot start (or a reload was refused).
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// A setting of the `auth` section that cannot work; `key` is its full
-    /// dotted path.
-    #[error("{key}: {reason}")]
-    Config {
-        key: &'static str,
-        reason: &'static str,
-    },
-    #[error("cannot read tenants file {path}: {reason}")]
-    Read { path: String, reason: String },
-    #[error("tenants file {path}: {reason}")]
-    Invalid { path: String, reason: String },
 }
 
 /// Decides who a request is and which tenant it acts for. Cheap to clone.

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use strata_model::validate_tenant_id;
 
+use crate::error::AuthError;
 use crate::hash::SecretHash;
-use crate::AuthError;
 
 /// What a credential may do: `read` (query APIs) or `write` (remote write).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

@@ -1,5 +1,6 @@
 //! The runtime config file, Mimir's format: per-tenant overrides of the
-//! defaults, re-read periodically by the binary.
+//! defaults, re-read periodically by the `reloader`. This module is the pure
+//! part: text in, overrides out.
 //!
 //! ```yaml
 //! overrides:
@@ -15,8 +16,9 @@
 use std::collections::HashMap;
 
 use serde_yaml::{Mapping, Value};
+use strata_status::{Coded, ErrorCode};
 
-use crate::Limits;
+use crate::limits::Limits;
 
 /// Why a runtime config text cannot be used. Every variant names where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +33,22 @@ pub enum RuntimeConfigError {
     OverridesNotAMapping,
     #[error("overrides.{tenant}: {reason}")]
     Tenant { tenant: String, reason: String },
+}
+
+/// The runtime config file is the operator's, like the rest of the server's
+/// setup: no request can have caused a bad one, and no retry fixes it, so to a
+/// caller of the API it is an internal error. (The message, naming the tenant
+/// and the key, is for the operator's log.)
+impl Coded for RuntimeConfigError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RuntimeConfigError::Yaml(_)
+            | RuntimeConfigError::NotAMapping
+            | RuntimeConfigError::UnknownTopLevelKey(_)
+            | RuntimeConfigError::OverridesNotAMapping
+            | RuntimeConfigError::Tenant { .. } => ErrorCode::Internal,
+        }
+    }
 }
 
 /// Parses a runtime config file and merges each tenant's overrides onto
@@ -117,6 +135,20 @@ fn key_text(key: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_files_are_internal_errors_not_the_callers() {
+        let d = Limits::default();
+        for text in [
+            "overrides: [",
+            "- a\n",
+            "overides: {}\n",
+            "overrides:\n  a:\n    x: 1\n",
+        ] {
+            let err = parse_runtime_config(text, &d).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::Internal, "{text:?}: {err}");
+        }
+    }
 
     #[test]
     fn hostile_yaml_is_an_error_not_a_crash() {

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use regex::Regex;
+use strata_status::{Coded, ErrorCode};
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,6 +31,16 @@ pub enum MatcherError {
         value: String,
         reason: String,
     },
+}
+
+/// A matcher comes from a query or a selector the client wrote: a bad one
+/// is the client's to fix.
+impl Coded for MatcherError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            MatcherError::BadRegex { .. } => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// A label matcher with Prometheus semantics: regexes are fully anchored and `.`
@@ -139,6 +150,14 @@ impl fmt::Display for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_regex_is_a_bad_request() {
+        let err = Matcher::new(MatchOp::RegexMatch, "job", "(").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        let e = strata_status::ServiceError::from_coded(&err);
+        assert!(e.message.contains("invalid regular expression"), "{e}");
+    }
 
     #[test]
     fn regex_is_anchored_and_dot_matches_newline() {

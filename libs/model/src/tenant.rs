@@ -1,3 +1,4 @@
+use strata_status::{Coded, ErrorCode};
 use thiserror::Error;
 
 /// Tenant IDs become object-store path prefixes, so they are restricted the way
@@ -16,6 +17,19 @@ pub enum TenantError {
         "tenant ID contains unsupported character {0:?}; allowed are A-Z a-z 0-9 ! - _ . * ' ( )"
     )]
     BadCharacter(char),
+}
+
+/// A tenant ID comes from the request (a header, a basic-auth user): an
+/// invalid one is the client's to fix.
+impl Coded for TenantError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            TenantError::Empty
+            | TenantError::TooLong(_)
+            | TenantError::Reserved(_)
+            | TenantError::BadCharacter(_) => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// Checks a tenant ID: 1..=150 characters from `[A-Za-z0-9!_.*'()-]`, and not `.` or `..`.
@@ -40,6 +54,14 @@ pub fn validate_tenant_id(id: &str) -> Result<(), TenantError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_tenant_ids_are_bad_requests() {
+        for id in ["", "..", "a/b", &"a".repeat(151)] {
+            let err = validate_tenant_id(id).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::BadRequest, "{id:?}");
+        }
+    }
 
     #[test]
     fn accepts_usual_ids() {

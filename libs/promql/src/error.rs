@@ -1,6 +1,6 @@
 //! The engine's error type.
 
-use strata_status::ServiceError;
+use strata_status::{Coded, ErrorCode, ServiceError};
 
 /// Which shape limit a query exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,29 @@ pub enum QueryError {
     /// Reading series from storage failed.
     #[error("{0}")]
     Storage(ServiceError),
+}
+
+/// What a query's failure is to the caller. The query is the caller's: one
+/// that does not parse, is too complex, cannot be evaluated or asks for more
+/// than the limits allow is theirs to change (BadRequest). The querier's HTTP
+/// API refines this with Prometheus's error types (an evaluation failure is
+/// 422 `execution` there, which no [`ErrorCode`] names); elsewhere, e.g. over
+/// gRPC, this code is the answer.
+impl Coded for QueryError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            QueryError::Parse(_)
+            | QueryError::ShapeLimit { .. }
+            | QueryError::Execution(_)
+            | QueryError::TooManySamples(_)
+            | QueryError::ResponseTooLarge(_) => ErrorCode::BadRequest,
+            QueryError::Timeout(_) => ErrorCode::Timeout,
+            QueryError::Canceled(_) => ErrorCode::Canceled,
+            QueryError::Internal(_) => ErrorCode::Internal,
+            // Storage keeps the code of whatever failed below it.
+            QueryError::Storage(e) => e.code,
+        }
+    }
 }
 
 impl QueryError {
@@ -121,5 +144,44 @@ impl std::ops::Deref for ExecutionError {
 impl std::fmt::Display for ExecutionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_queries_are_bad_requests_and_storage_keeps_its_code() {
+        assert_eq!(
+            QueryError::Parse("unexpected end of input".into()).code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            QueryError::exec("many-to-many matching not allowed").code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            QueryError::TooManySamples(50_000_000).code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            QueryError::Timeout("query timed out".into()).code(),
+            ErrorCode::Timeout
+        );
+        assert_eq!(
+            QueryError::Canceled("query canceled".into()).code(),
+            ErrorCode::Canceled
+        );
+        assert_eq!(
+            QueryError::Internal("panicked".into()).code(),
+            ErrorCode::Internal
+        );
+        let down = QueryError::Storage(ServiceError::unavailable("no ingester answered"));
+        assert_eq!(down.code(), ErrorCode::Unavailable);
+        assert_eq!(
+            ServiceError::from_coded(&down),
+            ServiceError::unavailable("no ingester answered")
+        );
     }
 }

@@ -1,4 +1,5 @@
 use strata_model::{Label, Labels, MatchOp, Matcher, MatcherError};
+use strata_status::{Coded, ErrorCode};
 
 use crate::prometheus;
 use crate::types::{LabelMatcher, MatchType};
@@ -9,6 +10,18 @@ pub enum ConvertError {
     UnknownMatchType(i32),
     #[error(transparent)]
     Matcher(#[from] MatcherError),
+}
+
+/// A matcher that does not convert came from the caller's request (a
+/// querier asking an ingester or a store-gateway): bad input, with the
+/// matcher's own reason when it is the regex.
+impl Coded for ConvertError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ConvertError::UnknownMatchType(_) => ErrorCode::BadRequest,
+            ConvertError::Matcher(e) => e.code(),
+        }
+    }
 }
 
 /// Wire labels to a sorted label set. The distributor has validated order and
@@ -67,6 +80,27 @@ pub fn matchers_from_proto(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ConvertE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matchers_that_do_not_convert_are_bad_requests() {
+        let unknown = LabelMatcher {
+            r#type: 9,
+            name: "a".into(),
+            value: "b".into(),
+        };
+        assert_eq!(
+            matcher_from_proto(&unknown).unwrap_err().code(),
+            ErrorCode::BadRequest
+        );
+        let bad_regex = LabelMatcher {
+            r#type: MatchType::RegexMatch as i32,
+            name: "a".into(),
+            value: "(".into(),
+        };
+        let err = matcher_from_proto(&bad_regex).unwrap_err();
+        assert!(matches!(err, ConvertError::Matcher(_)), "{err}");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+    }
 
     #[test]
     fn matcher_round_trip() {

@@ -1,34 +1,11 @@
 //! Rust types and gRPC stubs generated from `proto/`, plus the conversions between
 //! wire types and `strata-model` types. Nothing here knows about processes.
+//!
+//! The generated code is in [`prometheus`] and [`strata`], leaf modules the
+//! hand-written ones (`convert`, `tenant`) build on.
 
-#![allow(missing_debug_implementations, unreachable_pub, clippy::all)]
-
-/// Prometheus remote-write 1.0 (package `prometheus`).
-pub mod prometheus {
-    tonic::include_proto!("prometheus");
-}
-
-/// Generated modules nest by protobuf package, so `strata.ingester` lives at
-/// `strata::ingester` for its references to `super::types` and
-/// `super::super::prometheus` to resolve.
-pub mod strata {
-    /// Messages several services share: label matchers, chunks, streamed
-    /// series (package `strata.types`).
-    pub mod types {
-        tonic::include_proto!("strata.types");
-    }
-    /// The ingester's gRPC service (package `strata.ingester`). The shared
-    /// messages it uses are re-exported under their old path for the code
-    /// (`benches/`, `integration/`) not yet moved to [`super::types`].
-    pub mod ingester {
-        tonic::include_proto!("strata.ingester");
-        pub use super::types::{Chunk, ChunkEncoding, LabelMatcher, MatchType, StreamSeries};
-    }
-    /// The store-gateway's gRPC service (package `strata.storegateway`).
-    pub mod storegateway {
-        tonic::include_proto!("strata.storegateway");
-    }
-}
+pub mod prometheus;
+pub mod strata;
 
 pub use strata::ingester;
 pub use strata::storegateway;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strata_status::{Coded, ErrorCode};
 use thiserror::Error;
 
 /// A KV store operation failed.
@@ -108,4 +109,68 @@ pub enum RingError {
     /// The lifecycler has been stopped.
     #[error("the lifecycler is stopped")]
     Stopped,
+}
+
+/// To a caller, a store that cannot be used now (down, slow, contended) is
+/// the service being unavailable: retrying later may work. A value that does
+/// not decode or encode is ours to fix.
+impl Coded for KvError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            KvError::Etcd { .. } | KvError::Timeout { .. } | KvError::CasConflict { .. } => {
+                ErrorCode::Unavailable
+            }
+            KvError::Decode { .. } | KvError::Encode { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+/// A ring without enough healthy instances, or a lifecycler shutting down,
+/// cannot serve the request now but may later (Unavailable, as the
+/// distributor answers when it cannot pick ingesters); the ring's config and
+/// tokens file are the operator's (Internal); the KV store decides for itself.
+impl Coded for RingError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RingError::EmptyRing | RingError::TooManyUnhealthy { .. } | RingError::Stopped => {
+                ErrorCode::Unavailable
+            }
+            RingError::Kv(e) => e.code(),
+            RingError::Config(_)
+            | RingError::TokensFileIo { .. }
+            | RingError::TokensFileFormat { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_say_whether_a_retry_may_help() {
+        let unhealthy = RingError::TooManyUnhealthy {
+            required: 2,
+            healthy: 1,
+            unhealthy: vec!["10.0.0.1:9095".into()],
+        };
+        assert_eq!(unhealthy.code(), ErrorCode::Unavailable);
+        assert_eq!(RingError::EmptyRing.code(), ErrorCode::Unavailable);
+        let timeout = KvError::Timeout {
+            op: "get",
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.code(), ErrorCode::Unavailable);
+        assert_eq!(RingError::Kv(timeout).code(), ErrorCode::Unavailable);
+        let corrupt = KvError::Decode {
+            key: "collectors/ring".into(),
+            source: serde_json::from_str::<u32>("{").unwrap_err(),
+        };
+        assert_eq!(RingError::Kv(corrupt).code(), ErrorCode::Internal);
+        let config = RingError::Config(ConfigError {
+            key: "ring.replication_factor",
+            message: "must be at least 1".into(),
+        });
+        assert_eq!(config.code(), ErrorCode::Internal);
+    }
 }

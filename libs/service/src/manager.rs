@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{BoxError, Service, State, Stop};
+use crate::service::{BoxError, Service, State, Stop};
 
 /// The step of a service's lifecycle in which it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,13 @@
 //! The small set of error codes every Strata service speaks, and the single place
 //! where they become HTTP statuses and gRPC codes (and gRPC codes become them again
 //! when a component forwards another's error). Libraries keep their own typed
-//! errors and map them to an [`ErrorCode`] at the service edge.
+//! errors and say which [`ErrorCode`] each one is ([`Coded`]); the service edge
+//! only turns that code into a status.
+//!
+//! The gRPC half (tonic's codes and `Status`) is the default feature `grpc`.
+//! The crates at the bottom of the dependency graph (`strata-model`,
+//! `strata-limits`) go without it: they only need [`Coded`] and [`ErrorCode`],
+//! and should not wait for tonic and its transport to compile.
 
 use std::fmt;
 
@@ -35,6 +41,7 @@ impl ErrorCode {
         }
     }
 
+    #[cfg(feature = "grpc")]
     pub fn grpc_code(self) -> tonic::Code {
         use tonic::Code as C;
         match self {
@@ -50,6 +57,7 @@ impl ErrorCode {
         }
     }
 
+    #[cfg(feature = "grpc")]
     pub fn from_grpc_code(code: tonic::Code) -> Self {
         use tonic::Code as C;
         match code {
@@ -127,12 +135,14 @@ impl ServiceError {
     }
 }
 
+#[cfg(feature = "grpc")]
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
         tonic::Status::new(e.code.grpc_code(), e.message)
     }
 }
 
+#[cfg(feature = "grpc")]
 impl From<tonic::Status> for ServiceError {
     fn from(s: tonic::Status) -> Self {
         ServiceError::new(ErrorCode::from_grpc_code(s.code()), s.message().to_string())
@@ -143,6 +153,7 @@ impl From<tonic::Status> for ServiceError {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn grpc_round_trip_keeps_the_code() {
         for code in [

@@ -25,6 +25,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
+use strata_status::{Coded, ErrorCode};
 
 use crate::{Bucket, StorageError, META_FILENAME};
 
@@ -53,6 +54,17 @@ pub enum BucketIndexError {
     Storage(#[from] StorageError),
     #[error("{path}: {reason}")]
     Corrupt { path: String, reason: String },
+}
+
+/// A bucket index that does not parse is ours to fix (Internal); reading or
+/// writing it fails as the object store does.
+impl Coded for BucketIndexError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            BucketIndexError::Storage(e) => e.code(),
+            BucketIndexError::Corrupt { .. } => ErrorCode::Internal,
+        }
+    }
 }
 
 impl From<object_store::Error> for BucketIndexError {
@@ -407,6 +419,20 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_corrupt_index_is_internal_an_unreachable_one_unavailable() {
+        let corrupt = BucketIndexError::Corrupt {
+            path: "t/bucket-index.json.gz".into(),
+            reason: "not gzip".into(),
+        };
+        assert_eq!(corrupt.code(), ErrorCode::Internal);
+        let down = BucketIndexError::from(object_store::Error::Generic {
+            store: "S3",
+            source: "timed out".into(),
+        });
+        assert_eq!(down.code(), ErrorCode::Unavailable);
+    }
 
     fn block(id: &str, min: i64) -> IndexBlock {
         IndexBlock {

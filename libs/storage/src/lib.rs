@@ -22,6 +22,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use strata_model::ConfigDuration;
+use strata_status::{Coded, ErrorCode};
 
 /// The name of a block's meta file; uploaded last.
 pub const META_FILENAME: &str = "meta.json";
@@ -44,6 +45,42 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The `blocks_storage` settings and the local disk are the operator's: a
+/// caller cannot fix them and a retry will not either (Internal). The object
+/// store answers for itself ([`object_store_code`]).
+impl Coded for StorageError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StorageError::Config { .. }
+            | StorageError::Unsupported(_)
+            | StorageError::Io { .. } => ErrorCode::Internal,
+            StorageError::ObjectStore(e) => object_store_code(e),
+        }
+    }
+}
+
+/// An object store error as a caller sees it. Callers never name objects, so
+/// none of these is their fault: the store down or slow (`Generic` carries the
+/// network errors and the server's 5xx), or an object gone between listing
+/// and reading (a compaction deleted it) is Unavailable, since a retry may
+/// work; a path, an operation or credentials the store refuses is our setup
+/// (Internal), the same on every retry.
+pub fn object_store_code(e: &object_store::Error) -> ErrorCode {
+    use object_store::Error as E;
+    match e {
+        E::InvalidPath { .. }
+        | E::JoinError { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. } => ErrorCode::Internal,
+        // Generic, NotFound, AlreadyExists, Precondition, NotModified, and
+        // what later versions add (the enum is non-exhaustive).
+        _ => ErrorCode::Unavailable,
+    }
 }
 
 /// Mimir's `blocks_storage` section.
@@ -414,6 +451,29 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_codes_say_whose_problem_it_is() {
+        let down = StorageError::ObjectStore(object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        });
+        assert_eq!(down.code(), ErrorCode::Unavailable);
+        let gone = StorageError::ObjectStore(object_store::Error::NotFound {
+            path: "t/01H/index".into(),
+            source: "404".into(),
+        });
+        assert_eq!(gone.code(), ErrorCode::Unavailable);
+        let refused = StorageError::ObjectStore(object_store::Error::PermissionDenied {
+            path: "t/01H/index".into(),
+            source: "403".into(),
+        });
+        assert_eq!(refused.code(), ErrorCode::Internal);
+        assert_eq!(
+            StorageError::Unsupported("gcs".into()).code(),
+            ErrorCode::Internal
+        );
+    }
 
     #[test]
     fn backends_are_checked() {

@@ -4,6 +4,7 @@
 //! no metrics itself beyond the shared families below; each component defines
 //! the metrics it reports, and the spans it opens.
 
+mod error;
 mod otel;
 mod request_metrics;
 
@@ -11,6 +12,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+pub use error::TelemetryError;
 pub use otel::{
     inject_trace_context, GrpcServerTrace, GrpcServerTraceLayer, TelemetryGuard, TracingConfig,
     TracingConfigError, OTLP_ENDPOINT_ENV,
@@ -21,18 +23,6 @@ pub use request_metrics::{
 };
 
 pub use prometheus::{self, Registry};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    #[error("invalid log level {0:?} (use error, warn, info, debug or trace)")]
-    BadLogLevel(String),
-    #[error("invalid log format {0:?} (use logfmt or json)")]
-    BadLogFormat(String),
-    #[error("could not install the log subscriber: {0}")]
-    Install(String),
-    #[error("invalid tracing config: {0}")]
-    BadTracing(String),
-}
 
 /// Installs logging (as [`init_logging`]) and, when `tracing` names an OTLP
 /// endpoint, span export to it. Must run inside the Tokio runtime when tracing

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::TelemetryError;
+use crate::error::TelemetryError;
 
 /// The environment variable consulted when `tracing.otlp_endpoint` is empty.
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";

@@ -18,7 +18,7 @@ use crate::config::effective_ring_config;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::http_server::{HttpServerLimits, HttpServerMetrics};
-use crate::limits::{IngesterRingCounts, RuntimeConfigService};
+use crate::limits::{runtime_config_service, IngesterRingCounts};
 use crate::modules::Module;
 use crate::pages;
 use crate::servers::{GrpcServerService, GrpcServices, HttpServerService};
@@ -120,8 +120,8 @@ impl Wiring {
         let fail = failed(module);
         let config = self.config.clone();
         let service: Option<Arc<dyn Service>> = match module {
-            Module::RuntimeConfig => Some(Arc::new(RuntimeConfigService::new(
-                config.runtime_config.clone(),
+            Module::RuntimeConfig => Some(Arc::new(runtime_config_service(
+                &config.runtime_config,
                 self.overrides.clone(),
                 self.registry.clone(),
             ))),

@@ -10,7 +10,7 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
-use super::{KvStore, KvWatch, Versioned};
+use super::client::{KvStore, KvWatch, Versioned};
 use crate::config::EtcdConfig;
 use crate::error::KvError;
 

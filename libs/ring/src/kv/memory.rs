@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{KvStore, KvWatch, Versioned};
+use super::client::{KvStore, KvWatch, Versioned};
 use crate::error::KvError;
 
 /// An in-memory [`KvStore`]: one global revision counter like etcd, watches
@@ -120,7 +120,7 @@ impl KvStore for MemoryKv {
 mod tests {
     use super::*;
     use crate::desc::RingDesc;
-    use crate::kv::KvStoreExt;
+    use crate::kv::client::KvStoreExt;
     use std::sync::Arc;
 
     #[tokio::test]
