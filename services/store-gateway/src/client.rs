@@ -16,7 +16,8 @@ use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
 use tonic::transport::Channel;
 
-use crate::{BucketStore, StoreGatewayGrpc};
+use crate::service::StoreGatewayGrpc;
+use crate::store::BucketStore;
 
 /// One store-gateway, remote or in-process; cheap to clone.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_ring::{Membership, Registration, Ring, RingError};
 use strata_service::{BoxError, Service, Stop};
 
-use crate::BucketStore;
+use crate::store::BucketStore;
 
 /// What can stop the store-gateway service.
 #[derive(Debug, thiserror::Error)]
