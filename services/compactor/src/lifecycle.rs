@@ -9,7 +9,7 @@ use std::sync::Arc;
 use strata_ring::{Membership, Operation, Registration, Ring, RingConfig, RingError};
 use strata_service::{BoxError, Service, Stop};
 
-use crate::{Compactor, TenantOwnership};
+use crate::compactor::{Compactor, TenantOwnership};
 
 /// What can stop the compactor service.
 #[derive(Debug, thiserror::Error)]
