@@ -2,6 +2,7 @@
 
 use prost::Message;
 use strata_proto::prometheus::WriteRequest;
+use strata_status::{Coded, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -13,6 +14,19 @@ pub enum DecodeError {
     TooLarge { declared: usize, limit: usize },
     #[error("the request body is not a remote-write protobuf WriteRequest: {0}")]
     NotProtobuf(String),
+}
+
+impl Coded for DecodeError {
+    /// A body that does not decode is the client's to fix (400): Prometheus
+    /// drops such a batch rather than retrying it forever.
+    fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Empty
+            | DecodeError::NotSnappy(_)
+            | DecodeError::TooLarge { .. }
+            | DecodeError::NotProtobuf(_) => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// Decodes a remote-write body. The declared decompressed length is checked
@@ -120,6 +134,15 @@ mod tests {
     #[test]
     fn classifies_bad_bodies() {
         assert_eq!(decode_write_request(b"", 100), Err(DecodeError::Empty));
+        assert_eq!(DecodeError::Empty.code(), ErrorCode::BadRequest);
+        let too_large = DecodeError::TooLarge {
+            declared: 2,
+            limit: 1,
+        };
+        assert_eq!(
+            strata_status::ServiceError::from_coded(&too_large),
+            strata_status::ServiceError::bad_request(too_large.to_string())
+        );
         assert!(matches!(
             decode_write_request(&[0xff; 12], 1 << 20),
             Err(DecodeError::NotSnappy(_))
