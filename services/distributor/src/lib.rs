@@ -15,6 +15,7 @@ mod metrics;
 mod push;
 mod rate_limit;
 mod replicated;
+mod service;
 mod validation;
 
 pub use client::push_client_options;
@@ -24,4 +25,5 @@ pub use error::DistributorError;
 pub use http_api::router;
 pub use push::IngesterPush;
 pub use replicated::{PushClientFactory, PushClientPool, ReplicatedPush};
+pub use service::DistributorService;
 pub use validation::{format_series, validate_labels, Rejection};
