@@ -1,10 +1,12 @@
 //! [`ApiError`], an error as the Prometheus API reports it, and the one
 //! place that turns the querier's errors (the engine's, the storage's
-//! service errors) into it. A leaf under the API and the querier, which both
-//! return it.
+//! service errors) into it; and [`StartError`], why the querier service could
+//! not start. A leaf under the API, the querier and the service, which
+//! return them.
 
 use axum::http::StatusCode;
-use strata_status::{ErrorCode, ServiceError};
+use strata_ring::RingError;
+use strata_status::{Coded, ErrorCode, ServiceError};
 
 use crate::engine::EngineError;
 use crate::params::invalid_param;
@@ -100,6 +102,28 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// Why the querier service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A ring the querier reads through could not be read: without it the
+    /// querier cannot tell whom to ask.
+    #[error("reading the {ring} ring: {source}")]
+    ReadRing {
+        ring: &'static str,
+        #[source]
+        source: RingError,
+    },
+}
+
+impl Coded for StartError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            // The ring's KV store out of reach.
+            StartError::ReadRing { .. } => ErrorCode::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +157,18 @@ mod tests {
         let internal = ApiError::from(EngineError::Internal("index out of bounds".into()));
         assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!internal.message.contains("index"), "{internal:?}");
+    }
+
+    #[test]
+    fn a_ring_read_failure_is_unavailable() {
+        let err = StartError::ReadRing {
+            ring: "ingester",
+            source: RingError::EmptyRing,
+        };
+        assert_eq!(err.code(), ErrorCode::Unavailable);
+        assert_eq!(
+            err.to_string(),
+            "reading the ingester ring: the ring is empty"
+        );
     }
 }

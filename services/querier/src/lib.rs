@@ -27,18 +27,20 @@ mod json;
 mod params;
 mod querier;
 mod replicated;
+mod service;
 mod storage;
 mod store_gateway;
 
 pub use api::{router, TenantResolver};
 pub use config::{ConfigError, QuerierConfig, QueryClientConfig};
 pub use engine::{EngineError, QueryOutput};
-pub use error::ApiError;
+pub use error::{ApiError, StartError};
 pub use ingester::IngesterQuery;
 pub use json::{InstantSample, ResultData};
 pub use params::{RangeParams, MAX_TIME_MS, MIN_TIME_MS};
 pub use querier::Querier;
 pub use replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
+pub use service::QuerierService;
 pub use storage::{
     decode_stream_series, merge_samples, merge_series, SourceSplit, TenantQueryable,
 };
