@@ -9,11 +9,11 @@ pub enum DecodeError {
     #[error("the request body is empty")]
     Empty,
     #[error("the request body is not snappy-compressed (block format): {0}")]
-    NotSnappy(String),
+    NotSnappy(#[source] snap::Error),
     #[error("the decompressed request would be {declared} bytes, more than the limit of {limit} bytes (distributor.max_recv_msg_size)")]
     TooLarge { declared: usize, limit: usize },
     #[error("the request body is not a remote-write protobuf WriteRequest: {0}")]
-    NotProtobuf(String),
+    NotProtobuf(#[source] prost::DecodeError),
 }
 
 impl Coded for DecodeError {
@@ -50,8 +50,7 @@ pub fn decode_write_request(
             });
         }
     }
-    let declared =
-        snap::raw::decompress_len(body).map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
+    let declared = snap::raw::decompress_len(body).map_err(DecodeError::NotSnappy)?;
     if declared > max_decompressed {
         return Err(DecodeError::TooLarge {
             declared,
@@ -60,8 +59,8 @@ pub fn decode_write_request(
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::NotProtobuf(e.to_string()))
+        .map_err(DecodeError::NotSnappy)?;
+    WriteRequest::decode(raw.as_slice()).map_err(DecodeError::NotProtobuf)
 }
 
 /// The decompressed length a snappy block declares (its leading unsigned
