@@ -354,3 +354,28 @@ impl Wiring {
         Ok((Arc::new(http), grpc))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_distributor_and_the_querier_are_services_ready_once_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.blocks_storage.tsdb.dir = dir.path().join("tsdb").display().to_string();
+        config.blocks_storage.filesystem.dir = dir.path().join("blocks").display().to_string();
+        let mut wiring = Wiring::new(&config).await.unwrap();
+        for module in [Module::Distributor, Module::Querier] {
+            let Some(service) = wiring.build(module).await.unwrap() else {
+                panic!("{module} is not a service of the process");
+            };
+            assert!(
+                service.not_ready().is_some(),
+                "{module} ready before its start"
+            );
+            service.starting().await.unwrap();
+            assert_eq!(service.not_ready(), None, "{module}");
+        }
+    }
+}
