@@ -6,11 +6,14 @@
 //! URI tonic wants; [`local_or_remote`] makes the client factory that answers
 //! this process's own address with the in-process client and any other with
 //! a remote one; [`in_process`] calls a service's gRPC trait directly with the
-//! same tenant metadata and error mapping as a remote call.
+//! same tenant metadata and error mapping as a remote call; [`ClientTarget`]
+//! is a client's choice between the two, each call written once.
 //!
 //! The clients themselves belong to their services (`strata_ingester::
 //! IngesterClient`, `strata_store_gateway::StoreGatewayClient`). Nothing here
 //! knows a service, a flag or a process: timeouts arrive as [`ClientOptions`].
+
+mod target;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +24,8 @@ use strata_status::ServiceError;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
+
+pub use target::ClientTarget;
 
 /// How a client talks to one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,14 +2,17 @@
 //! ring, one process) it compacts every tenant; sharing the bucket (a KV store
 //! such as etcd) every compactor joins the compactor ring and compacts only
 //! the tenants whose hash lands on it, so several compactors never merge the
-//! same blocks.
+//! same blocks. A start that fails after the ring join leaves the ring: the
+//! manager does not stop a service whose own start failed, and an entry left
+//! JOINING would hold its tokens until an operator forgets it.
 
 use std::sync::Arc;
 
 use strata_ring::{Membership, Operation, Registration, Ring, RingConfig, RingError};
 use strata_service::{BoxError, Service, Stop};
+use strata_status::{Coded, ErrorCode};
 
-use crate::{Compactor, TenantOwnership};
+use crate::compactor::{Compactor, TenantOwnership};
 
 /// What can stop the compactor service.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,19 @@ pub enum LifecycleError {
     Activate(#[source] RingError),
     #[error("leaving the compactor ring: {0}")]
     Leave(#[source] RingError),
+}
+
+impl Coded for LifecycleError {
+    /// The data directory is the process's own disk; the ring steps are
+    /// writes to its KV store, which failing is out of reach (or refusing).
+    fn code(&self) -> ErrorCode {
+        match self {
+            LifecycleError::DataDir { .. } => ErrorCode::Internal,
+            LifecycleError::Join(_) | LifecycleError::Activate(_) | LifecycleError::Leave(_) => {
+                ErrorCode::Unavailable
+            }
+        }
+    }
 }
 
 /// A tenant belongs to the first compactor clockwise from its hash.
@@ -114,10 +130,12 @@ impl Service for CompactorService {
             })?;
         if let Some(membership) = &self.membership {
             membership.join().await.map_err(LifecycleError::Join)?;
-            membership
-                .activate()
-                .await
-                .map_err(LifecycleError::Activate)?;
+            if let Err(e) = membership.activate().await {
+                if let Err(leave) = membership.leave().await {
+                    tracing::warn!(error = %leave, "compactor: could not leave the ring after a failed start");
+                }
+                return Err(LifecycleError::Activate(e).into());
+            }
         }
         Ok(())
     }
@@ -137,5 +155,107 @@ impl Service for CompactorService {
 
     fn not_ready(&self) -> Option<String> {
         self.membership.as_ref().and_then(Membership::not_active)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_limits::Overrides;
+    use strata_ring::{InstanceState, KvError, KvStore, KvWatch, MemoryKv, RingDesc, Versioned};
+    use strata_storage::Bucket;
+
+    use super::*;
+    use crate::config::CompactorConfig;
+
+    const KEY: &str = "rings/compactor";
+
+    /// The in-memory store, refusing any write that shows `c-1` ACTIVE: the
+    /// activation, the step after the join, fails.
+    #[derive(Debug)]
+    struct NoActivation(MemoryKv);
+
+    #[async_trait::async_trait]
+    impl KvStore for NoActivation {
+        async fn compare_and_put(
+            &self,
+            key: &str,
+            expected: i64,
+            value: Vec<u8>,
+        ) -> Result<Option<i64>, KvError> {
+            let desc = RingDesc::decode(key, &value)?;
+            match desc.instances.get("c-1") {
+                Some(c) if c.state == InstanceState::Active => Err(KvError::CasConflict {
+                    key: key.to_string(),
+                    attempts: 1,
+                }),
+                _ => self.0.compare_and_put(key, expected, value).await,
+            }
+        }
+        async fn get(&self, key: &str) -> Result<Option<Versioned>, KvError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, KvError> {
+            self.0.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), KvError> {
+            self.0.delete(key).await
+        }
+        async fn watch_key(&self, key: &str) -> Result<KvWatch, KvError> {
+            self.0.watch_key(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_activation_leaves_the_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let config = CompactorConfig {
+            data_dir: dir.path().join("work").display().to_string(),
+            ..CompactorConfig::default()
+        };
+        let compactor = Compactor::new(
+            config,
+            Bucket::new(Arc::new(bucket)),
+            Arc::new(Overrides::new(Default::default())),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let kv: Arc<dyn KvStore> = Arc::new(NoActivation(MemoryKv::new()));
+        let ring_config = compactor_ring_config(&RingConfig {
+            instance_id: "c-1".into(),
+            instance_addr: "127.0.0.1:9095".into(),
+            num_tokens: 4,
+            ..RingConfig::default()
+        });
+        let ring = Ring::new(&ring_config, kv.clone(), KEY).await.unwrap();
+        let registration = Registration {
+            config: ring_config,
+            kv: kv.clone(),
+            key: KEY.to_string(),
+        };
+        let service = CompactorService::new(compactor, Some((registration, ring)));
+
+        let err = service.starting().await.unwrap_err();
+        assert!(err.to_string().starts_with("becoming ACTIVE"), "{err}");
+        let stored = kv.get(KEY).await.unwrap().unwrap();
+        let left = RingDesc::decode(KEY, &stored.value).unwrap();
+        assert_eq!(
+            left.instances.get("c-1").map(|c| c.state),
+            None,
+            "the compactor is still in the ring"
+        );
+    }
+
+    #[test]
+    fn the_data_dir_is_ours_the_ring_unavailable() {
+        let dir = LifecycleError::DataDir {
+            path: "/data".into(),
+            source: std::io::Error::other("read-only"),
+        };
+        assert_eq!(dir.code(), ErrorCode::Internal);
+        assert_eq!(
+            LifecycleError::Join(RingError::Stopped).code(),
+            ErrorCode::Unavailable
+        );
     }
 }

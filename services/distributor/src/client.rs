@@ -8,7 +8,7 @@ use strata_ingester::IngesterClient;
 use strata_proto::prometheus::WriteRequest;
 use strata_status::ServiceError;
 
-use crate::IngesterPush;
+use crate::push::IngesterPush;
 
 /// How the distributor's remote ingester clients connect: `remote_timeout`
 /// bounds both connecting and each push (a slower replica counts as failed

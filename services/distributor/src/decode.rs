@@ -2,17 +2,31 @@
 
 use prost::Message;
 use strata_proto::prometheus::WriteRequest;
+use strata_status::{Coded, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("the request body is empty")]
     Empty,
     #[error("the request body is not snappy-compressed (block format): {0}")]
-    NotSnappy(String),
+    NotSnappy(#[source] snap::Error),
     #[error("the decompressed request would be {declared} bytes, more than the limit of {limit} bytes (distributor.max_recv_msg_size)")]
     TooLarge { declared: usize, limit: usize },
     #[error("the request body is not a remote-write protobuf WriteRequest: {0}")]
-    NotProtobuf(String),
+    NotProtobuf(#[source] prost::DecodeError),
+}
+
+impl Coded for DecodeError {
+    /// A body that does not decode is the client's to fix (400): Prometheus
+    /// drops such a batch rather than retrying it forever.
+    fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Empty
+            | DecodeError::NotSnappy(_)
+            | DecodeError::TooLarge { .. }
+            | DecodeError::NotProtobuf(_) => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// Decodes a remote-write body. The declared decompressed length is checked
@@ -36,8 +50,7 @@ pub fn decode_write_request(
             });
         }
     }
-    let declared =
-        snap::raw::decompress_len(body).map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
+    let declared = snap::raw::decompress_len(body).map_err(DecodeError::NotSnappy)?;
     if declared > max_decompressed {
         return Err(DecodeError::TooLarge {
             declared,
@@ -46,8 +59,8 @@ pub fn decode_write_request(
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| DecodeError::NotSnappy(e.to_string()))?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::NotProtobuf(e.to_string()))
+        .map_err(DecodeError::NotSnappy)?;
+    WriteRequest::decode(raw.as_slice()).map_err(DecodeError::NotProtobuf)
 }
 
 /// The decompressed length a snappy block declares (its leading unsigned
@@ -120,6 +133,15 @@ mod tests {
     #[test]
     fn classifies_bad_bodies() {
         assert_eq!(decode_write_request(b"", 100), Err(DecodeError::Empty));
+        assert_eq!(DecodeError::Empty.code(), ErrorCode::BadRequest);
+        let too_large = DecodeError::TooLarge {
+            declared: 2,
+            limit: 1,
+        };
+        assert_eq!(
+            strata_status::ServiceError::from_coded(&too_large),
+            strata_status::ServiceError::bad_request(too_large.to_string())
+        );
         assert!(matches!(
             decode_write_request(&[0xff; 12], 1 << 20),
             Err(DecodeError::NotSnappy(_))

@@ -11,7 +11,7 @@ use axum::Router;
 use strata_auth::TenantResolver;
 use strata_status::ServiceError;
 
-use crate::Distributor;
+use crate::distributor::Distributor;
 
 #[derive(Clone)]
 struct PushState {

@@ -16,7 +16,7 @@ use strata_ring::{InstanceDesc, Operation, Ring, RingError};
 use strata_status::{ErrorCode, ServiceError};
 use tokio::sync::mpsc;
 
-use crate::IngesterPush;
+use crate::push::IngesterPush;
 
 /// Makes the client for the ingester at an address (gRPC, or in-process for
 /// the process's own ingester).

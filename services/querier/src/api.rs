@@ -3,7 +3,7 @@
 //! Prometheus shapes them.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use strata_model::{is_valid_label_name, Labels};
-use strata_status::{ErrorCode, ServiceError};
+use strata_status::ServiceError;
 
-use crate::engine::{format_value, parse_guarded, EngineError, QueryOutput};
+use crate::engine::{format_value, parse_guarded, QueryOutput};
+use crate::error::ApiError;
 use crate::json::{
     error_body, success_body, write_array, write_labels, write_query_data, write_str, TooLarge,
 };
@@ -23,7 +24,7 @@ use crate::params::{
     invalid_param, parse_limit, parse_match_param, parse_range_params, parse_time_param,
     parse_timeout, Params, MAX_TIME_MS, MIN_TIME_MS,
 };
-use crate::Querier;
+use crate::querier::Querier;
 
 /// Resolves the tenant of a request from its headers (`X-Scope-OrgID`, or
 /// whatever the auth layer decides).
@@ -31,97 +32,6 @@ pub type TenantResolver = Arc<dyn Fn(&HeaderMap) -> Result<String, ServiceError>
 
 /// The warning Prometheus adds when `limit` cut a result short.
 const TRUNCATED_WARNING: &str = "results truncated due to limit";
-
-/// An error as the Prometheus API reports it: an HTTP status, an `errorType`
-/// and a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub error_type: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad_data(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error_type: "bad_data",
-            message: message.into(),
-        }
-    }
-
-    pub fn execution(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            error_type: "execution",
-            message: message.into(),
-        }
-    }
-
-    pub fn timeout(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            error_type: "timeout",
-            message: message.into(),
-        }
-    }
-
-    pub fn canceled(message: impl Into<String>) -> Self {
-        Self {
-            status: ErrorCode::Canceled.http_status(),
-            error_type: "canceled",
-            message: message.into(),
-        }
-    }
-
-    /// A service error keeps its code's HTTP status (the one mapping in
-    /// `strata-status`). Internal details go to the log, not to the client.
-    pub fn from_service(error: ServiceError) -> Self {
-        let error_type = match error.code {
-            ErrorCode::BadRequest => "bad_data",
-            ErrorCode::Unauthenticated => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::TooManyRequests => "too_many_requests",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Canceled => "canceled",
-            ErrorCode::Internal => "internal",
-        };
-        let message = if error.code == ErrorCode::Internal {
-            tracing::error!(error = %error.message, "internal error serving a query");
-            "internal error; details are in the querier's log".to_string()
-        } else {
-            error.message
-        };
-        Self {
-            status: error.code.http_status(),
-            error_type,
-            message,
-        }
-    }
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::BadQuery(m) => ApiError::bad_data(invalid_param("query", m)),
-            EngineError::Execution(m) => ApiError::execution(m),
-            EngineError::Timeout(m) => ApiError::timeout(m),
-            EngineError::Canceled(m) => ApiError::canceled(m),
-            EngineError::Storage(e) => ApiError::from_service(e),
-            EngineError::Internal(m) => ApiError::from_service(ServiceError::internal(m)),
-        }
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.error_type, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -448,10 +358,4 @@ async fn buildinfo() -> Response {
         "goVersion": env!("STRATA_BUILD_RUST_VERSION"),
     });
     success(info.to_string().as_bytes(), &[], &[])
-}
-
-/// How long a request may wait for a query slot and run: the querier's timeout,
-/// shortened by the request's `timeout` parameter.
-pub(crate) fn effective_timeout(configured: Duration, requested: Option<Duration>) -> Duration {
-    requested.map_or(configured, |r| r.min(configured))
 }

@@ -1,10 +1,13 @@
+//! The `querier` config section, [`QuerierConfig`], with the settings of the
+//! clients the querier reads through ([`QueryClientConfig`]) and the checks of
+//! both. A leaf: the engine, the querier and the binary read it.
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strata_grpc_client::ClientOptions;
 use strata_model::ConfigDuration;
 use strata_promql::MAX_SUPPORTED_DEPTH;
-
-use crate::ingester::DEFAULT_INGESTER_TIMEOUT;
 
 /// The querier's section of the config file.
 ///
@@ -17,10 +20,10 @@ pub struct QuerierConfig {
     pub timeout: ConfigDuration,
     pub max_samples: usize,
     pub max_concurrent: usize,
-    pub ingester_client: IngesterClientConfig,
+    pub ingester_client: QueryClientConfig,
     pub query_ingesters_within: ConfigDuration,
     pub query_store_after: ConfigDuration,
-    pub store_gateway_client: IngesterClientConfig,
+    pub store_gateway_client: QueryClientConfig,
     pub max_query_expression_size_bytes: usize,
     pub max_query_expression_depth: usize,
     pub max_query_matchers_per_selector: usize,
@@ -35,10 +38,10 @@ impl Default for QuerierConfig {
             timeout: ConfigDuration::from_secs(2 * 60),
             max_samples: 50_000_000,
             max_concurrent: 20,
-            ingester_client: IngesterClientConfig::default(),
+            ingester_client: QueryClientConfig::default(),
             query_ingesters_within: ConfigDuration::from_secs(13 * 3600),
             query_store_after: ConfigDuration::from_secs(12 * 3600),
-            store_gateway_client: IngesterClientConfig::default(),
+            store_gateway_client: QueryClientConfig::default(),
             max_query_expression_size_bytes: 64 * 1024,
             max_query_expression_depth: 500,
             max_query_matchers_per_selector: 100,
@@ -48,24 +51,37 @@ impl Default for QuerierConfig {
     }
 }
 
-/// gRPC client settings for queries to ingesters.
+/// How the querier's gRPC clients connect and how much they accept: one
+/// section for the ingesters (`querier.ingester_client`), one for the
+/// store-gateways (`querier.store_gateway_client`).
 ///
 /// Its keys are described in one place, the binary's `FIELD_DOCS`, which
 /// feeds `-help` and docs/configuration.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IngesterClientConfig {
+pub struct QueryClientConfig {
     pub timeout: ConfigDuration,
     pub connect_timeout: ConfigDuration,
     pub max_recv_message_size: usize,
 }
 
-impl Default for IngesterClientConfig {
+impl Default for QueryClientConfig {
     fn default() -> Self {
         Self {
-            timeout: ConfigDuration(DEFAULT_INGESTER_TIMEOUT),
+            timeout: ConfigDuration::from_secs(120),
             connect_timeout: ConfigDuration::from_secs(5),
             max_recv_message_size: 100 << 20,
+        }
+    }
+}
+
+impl QueryClientConfig {
+    /// How a client connects with these settings.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            timeout: self.timeout.0,
+            connect_timeout: self.connect_timeout.0,
+            max_recv_message_size: self.max_recv_message_size,
         }
     }
 }

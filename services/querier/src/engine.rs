@@ -10,7 +10,7 @@ use strata_model::{Matcher, Series};
 use strata_promql::{
     Engine, EngineOptions, QueryError, QueryResult, QueryShapeLimits, Queryable, ShapeLimit, Value,
 };
-use strata_status::ServiceError;
+use strata_status::{Coded, ErrorCode, ServiceError};
 
 use crate::config::QuerierConfig;
 use crate::json::{InstantSample, ResultData};
@@ -46,6 +46,21 @@ pub enum EngineError {
     /// the log.
     #[error("{0}")]
     Internal(String),
+}
+
+impl Coded for EngineError {
+    /// A query that does not parse or cannot be evaluated is the client's
+    /// (the Prometheus API answers 400 and 422); reading series keeps the
+    /// storage's code; a caught panic is ours.
+    fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::BadQuery(_) | EngineError::Execution(_) => ErrorCode::BadRequest,
+            EngineError::Timeout(_) => ErrorCode::Timeout,
+            EngineError::Canceled(_) => ErrorCode::Canceled,
+            EngineError::Storage(e) => e.code,
+            EngineError::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// The PromQL engine's settings, configured once per querier; each query runs
@@ -247,4 +262,36 @@ fn engine_error(e: QueryError) -> EngineError {
 /// A float as PromQL renders it in API responses.
 pub(crate) fn format_value(v: f64) -> String {
     strata_promql::format_value(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        for (error, code) in [
+            (EngineError::BadQuery("x".into()), ErrorCode::BadRequest),
+            (EngineError::Execution("x".into()), ErrorCode::BadRequest),
+            (EngineError::Timeout("x".into()), ErrorCode::Timeout),
+            (EngineError::Canceled("x".into()), ErrorCode::Canceled),
+            (EngineError::Internal("x".into()), ErrorCode::Internal),
+            (
+                EngineError::Storage(ServiceError::unavailable("ingester down")),
+                ErrorCode::Unavailable,
+            ),
+        ] {
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+        let limit = engine_error(QueryError::ShapeLimit {
+            limit: ShapeLimit::Depth,
+            message: "too deep".into(),
+        });
+        assert_eq!(
+            ServiceError::from_coded(&limit),
+            ServiceError::bad_request(
+                "too deep (querier.max_query_expression_depth; err-strata-query-too-complex)"
+            )
+        );
+    }
 }

@@ -5,16 +5,12 @@
 //! ring names through the same trait.
 
 use std::fmt;
-use std::time::Duration;
 
-use strata_grpc_client::ClientOptions;
 use strata_ingester::IngesterClient;
 use strata_model::Labels;
 use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
 use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
-
-use crate::config::IngesterClientConfig;
 
 /// Read access to the recent data of the ingesters, one tenant per call.
 #[async_trait::async_trait]
@@ -47,18 +43,6 @@ pub trait IngesterQuery: Send + Sync + fmt::Debug {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError>;
-}
-
-impl IngesterClientConfig {
-    /// How a client connects with these settings (the ingester and the
-    /// store-gateway clients both take them).
-    pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            timeout: self.timeout.0,
-            connect_timeout: self.connect_timeout.0,
-            max_recv_message_size: self.max_recv_message_size,
-        }
-    }
 }
 
 /// One ingester, over gRPC or in-process: its own client, asked the same
@@ -97,6 +81,3 @@ impl IngesterQuery for IngesterClient {
         IngesterClient::series(self, tenant, request).await
     }
 }
-
-/// The default for [`IngesterClientConfig::timeout`].
-pub(crate) const DEFAULT_INGESTER_TIMEOUT: Duration = Duration::from_secs(120);

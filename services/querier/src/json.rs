@@ -246,7 +246,7 @@ mod tests {
     use strata_model::Series;
 
     fn fmt(v: f64) -> String {
-        crate::engine::format_value(v)
+        strata_promql::format_value(v)
     }
 
     fn render(data: &ResultData) -> String {

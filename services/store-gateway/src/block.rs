@@ -20,9 +20,9 @@ use strata_tsdb::block::{
 use tokio::runtime::Handle;
 
 use crate::cache::Caches;
+use crate::error::StoreError;
 use crate::metrics::StoreMetrics;
 use crate::reader::{coalesce, BucketFile, FileKind};
-use crate::StoreError;
 
 /// Series entries read per batch (and streamed per message).
 pub(crate) const SERIES_BATCH: usize = 256;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use strata_grpc_client::{in_process, ClientOptions, Peer};
+use strata_grpc_client::{ClientOptions, ClientTarget};
 use strata_proto::storegateway::store_gateway_client::StoreGatewayClient as GeneratedClient;
 use strata_proto::storegateway::store_gateway_server::StoreGateway as StoreGatewayApi;
 use strata_proto::storegateway::{
@@ -16,40 +16,29 @@ use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
 use tonic::transport::Channel;
 
-use crate::{BucketStore, StoreGatewayGrpc};
+use crate::service::StoreGatewayGrpc;
+use crate::store::BucketStore;
 
 /// One store-gateway, remote or in-process; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StoreGatewayClient {
-    target: Target,
-}
-
-#[derive(Debug, Clone)]
-enum Target {
-    /// Connects on first use, re-connected by tonic after failures.
-    Remote {
-        peer: Peer,
-        client: GeneratedClient<Channel>,
-    },
-    InProcess(StoreGatewayGrpc),
+    target: ClientTarget<GeneratedClient<Channel>, StoreGatewayGrpc>,
 }
 
 impl StoreGatewayClient {
     /// The store-gateway at `address` (`host:port` or a URI). Must be called
     /// inside a Tokio runtime; does not connect yet.
     pub fn remote(address: &str, options: &ClientOptions) -> Result<Self, ServiceError> {
-        let (peer, channel) = Peer::connect_lazy("store-gateway", address, options)?;
-        let client =
-            GeneratedClient::new(channel).max_decoding_message_size(options.max_recv_message_size);
-        Ok(Self {
-            target: Target::Remote { peer, client },
-        })
+        let target = ClientTarget::remote("store-gateway", address, options, |channel| {
+            GeneratedClient::new(channel).max_decoding_message_size(options.max_recv_message_size)
+        })?;
+        Ok(Self { target })
     }
 
     /// The process's own store-gateway.
     pub fn in_process(store: Arc<BucketStore>) -> Self {
         Self {
-            target: Target::InProcess(StoreGatewayGrpc::new(store)),
+            target: ClientTarget::InProcess(StoreGatewayGrpc::new(store)),
         }
     }
 
@@ -60,18 +49,16 @@ impl StoreGatewayClient {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let series = |batch: SeriesResponse| batch.series;
-        match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("store_gateway.series");
-                let mut client = client.clone();
-                peer.server_stream(span, tenant, request, |r| client.series(r), series)
-                    .await
-            }
-            Target::InProcess(service) => {
-                in_process::server_stream(tenant, request, |r| service.series(r), series).await
-            }
-        }
+        self.target
+            .server_stream(
+                "store_gateway.series",
+                tenant,
+                request,
+                |mut client, r| async move { client.series(r).await },
+                |service, r| service.series(r),
+                |batch: SeriesResponse| batch.series,
+            )
+            .await
     }
 
     /// Label names of the series matching the request, in any order.
@@ -80,17 +67,16 @@ impl StoreGatewayClient {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let response = match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("store_gateway.label_names");
-                let mut client = client.clone();
-                peer.unary(span, tenant, request, |r| client.label_names(r))
-                    .await?
-            }
-            Target::InProcess(service) => {
-                in_process::unary(tenant, request, |r| service.label_names(r)).await?
-            }
-        };
+        let response = self
+            .target
+            .unary(
+                "store_gateway.label_names",
+                tenant,
+                request,
+                |mut client, r| async move { client.label_names(r).await },
+                |service, r| service.label_names(r),
+            )
+            .await?;
         Ok(response.label_names)
     }
 
@@ -100,17 +86,16 @@ impl StoreGatewayClient {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let response = match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("store_gateway.label_values");
-                let mut client = client.clone();
-                peer.unary(span, tenant, request, |r| client.label_values(r))
-                    .await?
-            }
-            Target::InProcess(service) => {
-                in_process::unary(tenant, request, |r| service.label_values(r)).await?
-            }
-        };
+        let response = self
+            .target
+            .unary(
+                "store_gateway.label_values",
+                tenant,
+                request,
+                |mut client, r| async move { client.label_values(r).await },
+                |service, r| service.label_values(r),
+            )
+            .await?;
         Ok(response.label_values)
     }
 }
@@ -136,5 +121,31 @@ mod tests {
             .unwrap_err();
         assert!(!err.code.is_client_error(), "{err:?}");
         assert!(err.message.contains("store-gateway 127.0.0.1:1"), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_in_process_client_runs_the_service_s_own_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let store = Arc::new(BucketStore::new(
+            strata_storage::Bucket::new(Arc::new(bucket)),
+            strata_storage::BucketStoreConfig {
+                sync_dir: dir.path().join("sync").display().to_string(),
+                ..Default::default()
+            },
+            crate::metrics::StoreMetrics::new(&prometheus::Registry::new()).unwrap(),
+            None,
+        ));
+        let client = StoreGatewayClient::in_process(store);
+        let names = client.label_names("t", LabelNamesRequest::default()).await;
+        assert_eq!(names, Ok(vec![]));
+        let series = client.series("t", SeriesRequest::default()).await;
+        assert_eq!(series, Ok(vec![]));
+        // The tenant travels as metadata, checked as a remote call's is.
+        let err = client
+            .label_values("bad\ntenant", LabelValuesRequest::default())
+            .await
+            .unwrap_err();
+        assert!(err.code.is_client_error(), "{err:?}");
     }
 }

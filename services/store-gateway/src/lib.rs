@@ -21,6 +21,7 @@ mod block;
 mod cache;
 mod client;
 mod config;
+mod error;
 mod lifecycle;
 mod metrics;
 mod reader;
@@ -31,42 +32,11 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-use strata_status::{ErrorCode, ServiceError};
-
 pub use client::StoreGatewayClient;
 pub use config::{ShardingRingConfig, StoreGatewayConfig};
+pub use error::StoreError;
 pub use lifecycle::{LifecycleError, StoreGatewayService};
 pub use metrics::StoreMetrics;
 pub use service::{grpc_service, StoreGatewayGrpc};
 pub use sharding::ShardingStrategy;
 pub use store::{BucketStore, SyncStats};
-
-/// Why the store-gateway could not serve a request or a block.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Block(#[from] strata_tsdb::block::BlockError),
-    #[error("object storage: {0}")]
-    ObjectStore(#[from] object_store::Error),
-    #[error(transparent)]
-    Bucket(#[from] strata_storage::bucket_index::BucketIndexError),
-    #[error("{path}: {reason}")]
-    Local { path: String, reason: String },
-    #[error("block {block}: {reason}")]
-    InvalidBlock { block: String, reason: String },
-    /// A blocking task (reading a block) panicked or was cancelled.
-    #[error("store-gateway task failed: {0}")]
-    Task(#[source] tokio::task::JoinError),
-}
-
-impl StoreError {
-    /// The error as callers see it: reading blocks failing is never the
-    /// caller's fault.
-    pub fn service_error(&self) -> ServiceError {
-        let code = match self {
-            StoreError::ObjectStore(_) | StoreError::Bucket(_) => ErrorCode::Unavailable,
-            _ => ErrorCode::Internal,
-        };
-        ServiceError::new(code, format!("store-gateway: {self}"))
-    }
-}

@@ -16,6 +16,7 @@ use strata_proto::types::LabelMatcher;
 use strata_status::{ErrorCode, ServiceError};
 use tonic::{Request, Response, Status};
 
+use crate::error::StoreError;
 use crate::store::BucketStore;
 
 /// The service, cheap to clone (the in-process client of `-target=all`
@@ -47,6 +48,15 @@ fn matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> {
         .map_err(|e| ServiceError::new(ErrorCode::BadRequest, e.to_string()).into())
 }
 
+/// A store error as the caller sees it: its own code (see
+/// [`StoreError`]'s `Coded`), and a message that says where it happened, as
+/// an in-process caller has no peer address to add.
+fn status(error: StoreError) -> Status {
+    let mut error = ServiceError::from_coded(&error);
+    error.message = format!("store-gateway: {}", error.message);
+    error.into()
+}
+
 type SeriesStream = Pin<Box<dyn Stream<Item = Result<SeriesResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -67,8 +77,7 @@ impl StoreGateway for StoreGatewayGrpc {
             req.max_time_ms,
             req.skip_chunks,
         );
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|r| r.map_err(|e| Status::from(e.service_error())));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map_err(status));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -83,7 +92,7 @@ impl StoreGateway for StoreGatewayGrpc {
             .store
             .label_names(&tenant, matchers, req.min_time_ms, req.max_time_ms)
             .await
-            .map_err(|e| Status::from(e.service_error()))?;
+            .map_err(status)?;
         Ok(Response::new(LabelNamesResponse { label_names }))
     }
 
@@ -104,7 +113,7 @@ impl StoreGateway for StoreGatewayGrpc {
                 req.max_time_ms,
             )
             .await
-            .map_err(|e| Status::from(e.service_error()))?;
+            .map_err(status)?;
         Ok(Response::new(LabelValuesResponse { label_values }))
     }
 }

@@ -30,9 +30,9 @@ use tokio::task::JoinHandle;
 
 use crate::block::{object, read_block_files, Block, BlockFiles};
 use crate::cache::Caches;
+use crate::error::StoreError;
 use crate::metrics::StoreMetrics;
 use crate::sharding::ShardingStrategy;
-use crate::StoreError;
 
 /// Messages a series stream buffers ahead of its reader: with
 /// [`crate::block::SERIES_BATCH`] series each, what bounds a query's memory.

@@ -11,7 +11,8 @@ use strata_storage::{Bucket, BucketStoreConfig};
 use strata_tsdb::block::{BlockMeta, BlockReader, BlockWriter};
 use strata_tsdb::head::Head;
 
-use crate::{BucketStore, StoreMetrics};
+use crate::metrics::StoreMetrics;
+use crate::store::BucketStore;
 
 const T0: i64 = 1_700_000_000_000;
 const MIN: i64 = 60_000;

@@ -13,6 +13,25 @@ use strata_service::Slot;
 use strata_status::ServiceError;
 use strata_store_gateway::{BucketStore, StoreGatewayClient};
 
+/// A component's client factory, as the caller's trait `C`: `local` for
+/// `own_address`, else one `remote` connects with `options`.
+fn factory<Client, C>(
+    own_address: &str,
+    local: Option<Client>,
+    remote: fn(&str, &ClientOptions) -> Result<Client, ServiceError>,
+    options: ClientOptions,
+    erase: fn(Arc<Client>) -> Arc<C>,
+) -> strata_ring::ClientFactory<C, ServiceError>
+where
+    Client: 'static,
+    C: ?Sized + Send + Sync + 'static,
+{
+    let local = local.map(|client| erase(Arc::new(client)));
+    local_or_remote(own_address, local, move |address: &str| {
+        Ok(erase(Arc::new(remote(address, &options)?)))
+    })
+}
+
 /// Makes a client for the ingester at an address, as the caller's trait
 /// (`erase`: the distributor's `IngesterPush`, the querier's
 /// `IngesterQuery`). `ingester` is this process's own, once it has replayed
@@ -26,27 +45,23 @@ pub(crate) fn ingesters<C>(
 where
     C: ?Sized + Send + Sync + 'static,
 {
-    let local = ingester.map(|slot| erase(Arc::new(IngesterClient::in_process(slot))));
-    local_or_remote(own_address, local, move |address: &str| {
-        Ok(erase(Arc::new(IngesterClient::remote(address, &options)?)))
-    })
+    let local = ingester.map(IngesterClient::in_process);
+    factory(own_address, local, IngesterClient::remote, options, erase)
 }
 
-/// Every store-gateway of `ring` as one, this process's own (`store`)
-/// in-process.
+/// Makes a client for the store-gateway at an address; `store` is this
+/// process's own.
 pub(crate) fn store_gateways(
     own_address: &str,
     store: Option<Arc<BucketStore>>,
-    ring: strata_ring::Ring,
     options: ClientOptions,
-) -> Arc<dyn strata_querier::StoreGatewayQuery> {
-    type Query = dyn strata_querier::StoreGatewayQuery;
-    let local = store.map(|store| Arc::new(StoreGatewayClient::in_process(store)) as Arc<Query>);
-    let factory = local_or_remote(own_address, local, move |address: &str| {
-        Ok(Arc::new(StoreGatewayClient::remote(address, &options)?) as Arc<Query>)
-    });
-    Arc::new(strata_querier::StoreGatewaySet::new(
-        ring,
-        strata_querier::StoreGatewayClientPool::new(factory),
-    ))
+) -> strata_querier::StoreGatewayClientFactory {
+    let local = store.map(StoreGatewayClient::in_process);
+    factory(
+        own_address,
+        local,
+        StoreGatewayClient::remote,
+        options,
+        |client| client,
+    )
 }

@@ -107,7 +107,7 @@ pub struct Config {
     pub multitenancy_enabled: bool,
     pub server: ServerConfig,
     pub distributor: DistributorConfig,
-    pub ingester_client: IngesterClientConfig,
+    pub ingester_client: PushClientConfig,
     pub ingester: IngesterConfig,
     pub blocks_storage: strata_storage::BlocksStorageConfig,
     pub querier: QuerierConfig,
@@ -126,7 +126,7 @@ impl Default for Config {
             multitenancy_enabled: true,
             server: ServerConfig::default(),
             distributor: DistributorConfig::default(),
-            ingester_client: IngesterClientConfig::default(),
+            ingester_client: PushClientConfig::default(),
             ingester: IngesterConfig::default(),
             blocks_storage: strata_storage::BlocksStorageConfig::default(),
             querier: QuerierConfig::default(),
@@ -178,14 +178,17 @@ impl Default for ServerConfig {
     }
 }
 
-/// How distributors call ingesters (which ingesters: the ring in `ingester.ring`).
+/// The top-level `ingester_client` section: how a distributor's clients push
+/// to ingesters (which ingesters: the ring in `ingester.ring`). Not the
+/// querier's clients to ingesters, which are `querier.ingester_client`
+/// ([`strata_querier::QueryClientConfig`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IngesterClientConfig {
+pub struct PushClientConfig {
     pub remote_timeout: strata_model::ConfigDuration,
 }
 
-impl Default for IngesterClientConfig {
+impl Default for PushClientConfig {
     fn default() -> Self {
         Self {
             remote_timeout: strata_model::ConfigDuration::from_secs(5),

@@ -171,7 +171,7 @@ impl Wiring {
                 )))
             }
             Module::Distributor => {
-                let factory = crate::clients::ingesters::<dyn strata_distributor::IngesterPush>(
+                let clients = crate::clients::ingesters::<dyn strata_distributor::IngesterPush>(
                     &self.ring_config.instance_addr,
                     self.ingester.clone(),
                     strata_distributor::push_client_options(
@@ -179,57 +179,57 @@ impl Wiring {
                     ),
                     |client| client,
                 );
-                let push = Arc::new(strata_distributor::ReplicatedPush::new(
-                    self.ingester_ring.clone(),
-                    strata_distributor::PushClientPool::new(factory),
-                ));
-                let distributor = strata_distributor::Distributor::new(
+                let service = strata_distributor::DistributorService::new(
                     config.distributor.clone(),
                     self.overrides.clone(),
-                    push,
+                    self.ingester_ring.clone(),
+                    clients,
                     &self.registry,
                 )
                 .map_err(|e| fail(boxed(e)))?;
                 self.router = std::mem::take(&mut self.router).merge(strata_distributor::router(
-                    Arc::new(distributor),
+                    service.distributor(),
                     self.authenticator.resolver(strata_auth::Scope::Write),
                 ));
-                None
+                Some(Arc::new(service))
             }
             Module::Querier => {
-                let factory = crate::clients::ingesters::<dyn strata_querier::IngesterQuery>(
+                let ingesters = crate::clients::ingesters::<dyn strata_querier::IngesterQuery>(
                     &self.ring_config.instance_addr,
                     self.ingester.clone(),
                     config.querier.ingester_client.client_options(),
                     |client| client,
                 );
-                let source = Arc::new(strata_querier::ReplicatedQuery::new(
-                    self.ingester_ring.clone(),
-                    strata_querier::QueryClientPool::new(factory),
-                ));
-                let mut querier = strata_querier::Querier::new(config.querier.clone(), source)
-                    .map_err(|e| fail(boxed(e)))?
-                    .with_overrides(self.overrides.clone());
                 // Blocks are read when a store-gateway can exist: this
                 // process's, or others' through a shared (etcd) ring.
-                if self.store_gateway.is_some() || self.shared_ring() {
+                let store_gateways = if self.store_gateway.is_some() || self.shared_ring() {
                     let ring = self.store_gateway_ring().await.map_err(&fail)?;
-                    querier = querier.with_store_gateways(crate::clients::store_gateways(
+                    let clients = crate::clients::store_gateways(
                         &self.ring_config.instance_addr,
                         self.store_gateway.clone(),
-                        ring,
                         config.querier.store_gateway_client.client_options(),
-                    ));
-                }
+                    );
+                    Some((ring, clients))
+                } else {
+                    None
+                };
+                let service = strata_querier::QuerierService::new(
+                    config.querier.clone(),
+                    self.overrides.clone(),
+                    self.ingester_ring.clone(),
+                    ingesters,
+                    store_gateways,
+                )
+                .map_err(|e| fail(boxed(e)))?;
                 self.router = std::mem::take(&mut self.router).merge(strata_querier::router(
-                    Arc::new(querier),
+                    service.querier(),
                     self.authenticator.resolver(strata_auth::Scope::Read),
                 ));
                 self.pages.push((
                     "/prometheus/api/v1/status/buildinfo",
                     "the Prometheus query API (also under /api/v1)",
                 ));
-                None
+                Some(Arc::new(service))
             }
             Module::Compactor => {
                 let bucket = config.blocks_storage.bucket().map_err(|e| fail(boxed(e)))?;
@@ -352,5 +352,30 @@ impl Wiring {
             )) as Arc<dyn Service>)
         };
         Ok((Arc::new(http), grpc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_distributor_and_the_querier_are_services_ready_once_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.blocks_storage.tsdb.dir = dir.path().join("tsdb").display().to_string();
+        config.blocks_storage.filesystem.dir = dir.path().join("blocks").display().to_string();
+        let mut wiring = Wiring::new(&config).await.unwrap();
+        for module in [Module::Distributor, Module::Querier] {
+            let Some(service) = wiring.build(module).await.unwrap() else {
+                panic!("{module} is not a service of the process");
+            };
+            assert!(
+                service.not_ready().is_some(),
+                "{module} ready before its start"
+            );
+            service.starting().await.unwrap();
+            assert_eq!(service.not_ready(), None, "{module}");
+        }
     }
 }

@@ -1,0 +1,363 @@
+//! The distributor itself: its config section, and [`Distributor`], which
+//! decodes a push, validates each series against the tenant's limits, applies
+//! the tenant's ingestion rate and forwards what is valid to the ingesters
+//! (an [`IngesterPush`]). Serving it over HTTP is [`crate::http_api`]'s, its
+//! lifecycle [`crate::service`]'s.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use strata_limits::Overrides;
+use strata_proto::prometheus::WriteRequest;
+use strata_status::{ErrorCode, ServiceError};
+
+use crate::decode::decode_write_request;
+use crate::error::DistributorError;
+use crate::push::IngesterPush;
+use crate::validation::{format_series, validate_labels, Rejection};
+
+/// The distributor's section of the config file.
+///
+/// Its keys are described in one place, the binary's `FIELD_DOCS`, which
+/// feeds `-help` and docs/configuration.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributorConfig {
+    pub max_recv_msg_size: usize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        Self {
+            max_recv_msg_size: 100 << 20,
+        }
+    }
+}
+
+/// Validates pushes and forwards them. One per process.
+#[derive(Debug)]
+pub struct Distributor {
+    config: DistributorConfig,
+    overrides: Arc<Overrides>,
+    ingesters: Arc<dyn IngesterPush>,
+    metrics: crate::metrics::DistributorMetrics,
+    rate_limiter: crate::rate_limit::RateLimiter,
+}
+
+impl Distributor {
+    pub fn new(
+        config: DistributorConfig,
+        overrides: Arc<Overrides>,
+        ingesters: Arc<dyn IngesterPush>,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, DistributorError> {
+        Ok(Self {
+            config,
+            overrides,
+            ingesters,
+            metrics: crate::metrics::DistributorMetrics::new(registry)?,
+            rate_limiter: crate::rate_limit::RateLimiter::default(),
+        })
+    }
+
+    pub fn config(&self) -> &DistributorConfig {
+        &self.config
+    }
+
+    /// Handles one remote-write body for `tenant`. The valid series of a partly
+    /// invalid push are stored, and the first rejection is returned as 400.
+    /// Traced as `distributor.push`, the parent of the per-ingester spans.
+    #[tracing::instrument(name = "distributor.push", skip_all, fields(tenant = %tenant, bytes = body.len()))]
+    pub async fn push_body(&self, tenant: &str, body: &[u8]) -> Result<(), ServiceError> {
+        let request = decode_write_request(body, self.config.max_recv_msg_size)
+            .map_err(|e| ServiceError::from_coded(&e))?;
+        self.push(tenant, request).await
+    }
+
+    /// Validates and forwards a decoded push. The valid samples count against
+    /// the tenant's ingestion rate; a push over it is rejected whole (429).
+    pub async fn push(&self, tenant: &str, mut request: WriteRequest) -> Result<(), ServiceError> {
+        let limits = self.overrides.for_tenant(tenant);
+        let now_ms = now_ms();
+        let received_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
+        self.metrics
+            .received(tenant, request.timeseries.len(), received_samples);
+
+        let mut first_rejection: Option<Rejection> = None;
+        let mut note = |rejection: Rejection, samples: usize| {
+            strata_telemetry::discarded_samples()
+                .with_label_values(&[tenant, rejection.reason])
+                .inc_by(samples as u64);
+            if first_rejection.is_none() {
+                first_rejection = Some(rejection);
+            }
+        };
+        request.timeseries.retain_mut(|series| {
+            if !series.histograms.is_empty() {
+                note(
+                    Rejection {
+                        reason: "native_histogram_unsupported",
+                        message: format!(
+                            "received a series with native histogram samples, which Strata does not store yet, series: {}",
+                            format_series(&series.labels)
+                        ),
+                    },
+                    series.histograms.len(),
+                );
+                series.histograms.clear();
+            }
+            if let Err(rejection) = validate_labels(&limits, &series.labels) {
+                note(rejection, series.samples.len());
+                return false;
+            }
+            if let Some((rejection, dropped)) =
+                crate::validation::drop_samples_outside_grace(&limits, now_ms, series)
+            {
+                note(rejection, dropped);
+            }
+            // Exemplars are not stored yet; dropping them keeps ingester messages small.
+            series.exemplars.clear();
+            !series.samples.is_empty()
+        });
+        // Metadata is accepted and ignored (remote-write 1.0 allows that).
+        request.metadata.clear();
+
+        // Like Mimir, only what passed validation counts against the rate.
+        let valid_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
+        if !self.rate_limiter.allow_n(
+            tenant,
+            Instant::now(),
+            valid_samples,
+            limits.ingestion_rate,
+            limits.ingestion_burst_size,
+        ) {
+            strata_telemetry::discarded_samples()
+                .with_label_values(&[tenant, "rate_limited"])
+                .inc_by(valid_samples as u64);
+            return Err(ServiceError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "the request has been rejected because the tenant exceeded the ingestion rate limit, \
+                     set to {} samples/s (ingestion_rate) with a maximum allowed burst of {} samples \
+                     (ingestion_burst_size); this push had {valid_samples} samples; \
+                     each distributor applies the limit on its own (err-strata-tenant-max-ingestion-rate)",
+                    limits.ingestion_rate, limits.ingestion_burst_size
+                ),
+            ));
+        }
+
+        let stored = if request.timeseries.is_empty() {
+            Ok(())
+        } else {
+            self.ingesters.push(tenant, request).await
+        };
+        match (first_rejection, stored) {
+            // A failure to store is reported first when it is retryable, so the
+            // client retries and nothing acknowledged is lost; so is a limit
+            // (429), which the client may retry later.
+            (_, Err(e)) if !e.code.is_client_error() || e.code == ErrorCode::TooManyRequests => {
+                Err(e)
+            }
+            (Some(rejection), _) => Err(ServiceError::bad_request(rejection.message)),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fake::Recorder;
+    use strata_proto::prometheus::{Label, Sample, TimeSeries};
+
+    mod fake {
+        use super::*;
+        use std::sync::Mutex;
+
+        /// Records what reaches the "ingester".
+        #[derive(Debug, Default)]
+        pub(super) struct Recorder {
+            pub(super) pushed: Mutex<Vec<(String, WriteRequest)>>,
+            pub(super) fail_with: Option<ServiceError>,
+        }
+
+        #[async_trait::async_trait]
+        impl IngesterPush for Recorder {
+            async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+                self.pushed
+                    .lock()
+                    .unwrap()
+                    .push((tenant.to_string(), request));
+                match &self.fail_with {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn series(name_value: &[(&str, &str)], ts: i64) -> TimeSeries {
+        TimeSeries {
+            labels: name_value
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: ts,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn distributor(recorder: Arc<Recorder>) -> Distributor {
+        Distributor::new(
+            DistributorConfig::default(),
+            Arc::new(Overrides::new(Default::default())),
+            recorder,
+            &prometheus::Registry::new(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn valid_series_of_a_partly_invalid_push_are_stored() {
+        let recorder = Arc::new(Recorder::default());
+        let d = distributor(recorder.clone());
+        let now = now_ms();
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "good")], now),
+                series(&[("__name__", "bad"), ("in-valid", "x")], now),
+                series(&[("__name__", "good2")], now),
+            ],
+            ..Default::default()
+        };
+        let err = d.push("t", request).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("'in-valid'"), "{}", err.message);
+        let pushed = recorder.pushed.lock().unwrap();
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(pushed[0].1.timeseries.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn ingester_unavailability_wins_over_validation_errors() {
+        let recorder = Arc::new(Recorder {
+            fail_with: Some(ServiceError::unavailable("down")),
+            ..Default::default()
+        });
+        let d = distributor(recorder);
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "good")], now_ms()),
+                series(&[("job", "no-name")], now_ms()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            d.push("t", request).await.unwrap_err().code,
+            ErrorCode::Unavailable
+        );
+    }
+
+    #[tokio::test]
+    async fn an_all_invalid_push_reaches_no_ingester() {
+        let recorder = Arc::new(Recorder::default());
+        let d = distributor(recorder.clone());
+        let request = WriteRequest {
+            timeseries: vec![series(&[("job", "no-name")], now_ms())],
+            ..Default::default()
+        };
+        let err = d.push("t", request).await.unwrap_err();
+        assert!(
+            err.message.contains("without metric name"),
+            "{}",
+            err.message
+        );
+        assert!(recorder.pushed.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_over_its_ingestion_rate_gets_429_naming_the_limit() {
+        let recorder = Arc::new(Recorder::default());
+        let overrides = Arc::new(Overrides::new(Default::default()));
+        overrides.replace_tenant_overrides(std::collections::HashMap::from([(
+            "slow".to_string(),
+            strata_limits::Limits {
+                ingestion_rate: 1.0,
+                ingestion_burst_size: 2,
+                ..Default::default()
+            },
+        )]));
+        let d = Distributor::new(
+            DistributorConfig::default(),
+            overrides,
+            recorder.clone(),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let push = |name: &str| WriteRequest {
+            timeseries: vec![series(&[("__name__", name)], now_ms())],
+            ..Default::default()
+        };
+        d.push("slow", push("a")).await.unwrap();
+        d.push("slow", push("b")).await.unwrap();
+        let before = strata_telemetry::discarded_samples()
+            .with_label_values(&["slow", "rate_limited"])
+            .get();
+        let err = d.push("slow", push("c")).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
+        assert!(
+            err.message.contains("1 samples/s (ingestion_rate)")
+                && err
+                    .message
+                    .contains("burst of 2 samples (ingestion_burst_size)"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            strata_telemetry::discarded_samples()
+                .with_label_values(&["slow", "rate_limited"])
+                .get(),
+            before + 1
+        );
+        assert_eq!(recorder.pushed.lock().unwrap().len(), 2);
+        // Other tenants have their own bucket.
+        d.push("other", push("c")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ingester_limit_wins_over_validation_errors() {
+        let recorder = Arc::new(Recorder {
+            fail_with: Some(ServiceError::new(
+                ErrorCode::TooManyRequests,
+                "per-tenant series limit of 1 exceeded",
+            )),
+            ..Default::default()
+        });
+        let d = distributor(recorder);
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "good")], now_ms()),
+                series(&[("job", "no-name")], now_ms()),
+            ],
+            ..Default::default()
+        };
+        let err = d.push("t", request).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
+        assert!(err.message.contains("series limit"), "{}", err.message);
+    }
+}
