@@ -81,7 +81,7 @@ impl StoreGatewayQuery for Direct {
         );
         let mut out = Vec::new();
         while let Some(msg) = rx.recv().await {
-            out.extend(msg.map_err(|e| e.service_error())?.series);
+            out.extend(msg.map_err(|e| ServiceError::from_coded(&e))?.series);
         }
         Ok(out)
     }

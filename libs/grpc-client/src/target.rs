@@ -12,7 +12,7 @@ use strata_status::ServiceError;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::{in_process, ClientOptions, Peer};
+use crate::peer::{in_process, ClientOptions, Peer};
 
 /// One peer's calls: `Remote` through the generated client `R` (connecting
 /// on first use, re-connected by tonic after failures), or `InProcess`

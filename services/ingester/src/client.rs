@@ -17,7 +17,8 @@ use strata_service::Slot;
 use strata_status::ServiceError;
 use tonic::transport::Channel;
 
-use crate::{Ingester, IngesterGrpc};
+use crate::ingester::Ingester;
+use crate::service::IngesterGrpc;
 
 /// One ingester, remote or in-process; cheap to clone.
 #[derive(Debug, Clone)]

@@ -32,8 +32,8 @@ use strata_tsdb::block::{BlockMeta, BlockOptions, BlockReader, BlockWriter};
 use strata_tsdb::head::{Head, SeriesRef};
 use strata_tsdb::wal::{FsyncPolicy, TenantRetain, WalOptions};
 
+use crate::error::IngesterError;
 use crate::metrics::IngesterMetrics;
-use crate::IngesterError;
 
 /// An earlier version's per-tenant WAL, inside the tenant's directory.
 pub(crate) const LEGACY_WAL_DIR: &str = "wal";

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use strata_service::Slot;
 
-use crate::Ingester;
+use crate::ingester::Ingester;
 
 pub fn router(ingester: Slot<Ingester>) -> Router {
     Router::new().route(

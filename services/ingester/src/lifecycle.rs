@@ -13,7 +13,10 @@ use strata_ring::{Membership, Registration, RingError};
 use strata_service::{BoxError, Service, Slot, Stop};
 use strata_storage::BlocksStorageConfig;
 
-use crate::{Ingester, IngesterConfig, IngesterError, RingCounts};
+use crate::config::IngesterConfig;
+use crate::error::IngesterError;
+use crate::ingester::Ingester;
+use crate::series_limits::RingCounts;
 
 /// What can stop the ingester service.
 #[derive(Debug, thiserror::Error)]

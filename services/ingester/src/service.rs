@@ -17,7 +17,7 @@ use strata_service::Slot;
 use strata_status::{ErrorCode, ServiceError};
 use tonic::{Request, Response, Status};
 
-use crate::Ingester;
+use crate::ingester::Ingester;
 
 /// The gRPC face of an [`Ingester`]. `-target=all` calls it in-process through
 /// the same trait the network server uses.
