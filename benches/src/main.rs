@@ -281,10 +281,9 @@ async fn push(args: PushArgs) -> Result<(), String> {
         for tenant in 0..tenants {
             let mut body = Vec::with_capacity(batch_size * 320);
             let mut in_body = 0u64;
-            for (i, s) in series.iter_mut().enumerate() {
-                if i % tenants != tenant {
-                    continue;
-                }
+            // Tenant `t` owns series t, t + tenants, …: one pass over the
+            // series in all, however many tenants there are.
+            for s in series.iter_mut().skip(tenant).step_by(tenants) {
                 s.encode_next(ts, args.interval as f64, &mut rng, &mut body);
                 in_body += 1;
                 if in_body == batch_size as u64 {

@@ -383,7 +383,13 @@ impl TenantDb {
                     LocalBlock {
                         meta: meta.clone(),
                         dir: dir.join(meta.ulid.to_string()),
-                        reader: Some(Arc::new(reader)),
+                        // Opened once to know it reads back before the head
+                        // lets go; its files close until a query wants them,
+                        // so a flush of many tenants opens no file per tenant.
+                        reader: {
+                            drop(reader);
+                            None
+                        },
                         last_read: Instant::now(),
                     },
                 );
