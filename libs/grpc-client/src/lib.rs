@@ -17,4 +17,4 @@ mod peer;
 mod target;
 
 pub use peer::{grpc_uri, in_process, local_or_remote, ClientFactory, ClientOptions, Peer};
-pub use target::ClientTarget;
+pub use target::{CallSpan, ClientTarget};

@@ -14,6 +14,43 @@ use tonic::{Request, Response, Status};
 
 use crate::peer::{in_process, ClientOptions, Peer};
 
+/// How a call is named in its client span (`store_gateway.label_names`),
+/// and how many series it sends where that is worth recording (a push).
+#[derive(Debug, Clone, Copy)]
+pub struct CallSpan {
+    name: &'static str,
+    series: Option<usize>,
+}
+
+impl CallSpan {
+    /// A call named `name`, with no series count.
+    pub fn new(name: &'static str) -> Self {
+        Self { name, series: None }
+    }
+
+    /// The same call, recording that it sends `series` series.
+    pub fn with_series(self, series: usize) -> Self {
+        Self {
+            series: Some(series),
+            ..self
+        }
+    }
+
+    fn open(self, peer: &Peer) -> tracing::Span {
+        let span = peer.span(self.name);
+        if let Some(series) = self.series {
+            span.record("series", series);
+        }
+        span
+    }
+}
+
+impl From<&'static str> for CallSpan {
+    fn from(name: &'static str) -> Self {
+        Self::new(name)
+    }
+}
+
 /// One peer's calls: `Remote` through the generated client `R` (connecting
 /// on first use, re-connected by tonic after failures), or `InProcess`
 /// through the service `L` itself. Cheap to clone when `R` and `L` are.
@@ -40,12 +77,12 @@ impl<R: Clone, L> ClientTarget<R, L> {
         })
     }
 
-    /// One unary call, named `span` (`store_gateway.label_names`) in its
-    /// client span when remote: `remote` sends it with a clone of the
+    /// One unary call, named by `span` (`store_gateway.label_names`, or a
+    /// [`CallSpan`]) in its client span when remote: `remote` sends it with a clone of the
     /// generated client, `local` hands it to the service.
     pub async fn unary<'a, Req, Resp, RemoteCall, LocalCall>(
         &'a self,
-        span: &'static str,
+        span: impl Into<CallSpan>,
         tenant: &str,
         message: Req,
         remote: impl FnOnce(R, Request<Req>) -> RemoteCall,
@@ -58,8 +95,10 @@ impl<R: Clone, L> ClientTarget<R, L> {
         match self {
             ClientTarget::Remote { peer, client } => {
                 let client = client.clone();
-                peer.unary(peer.span(span), tenant, message, |r| remote(client, r))
-                    .await
+                peer.unary(span.into().open(peer), tenant, message, |r| {
+                    remote(client, r)
+                })
+                .await
             }
             ClientTarget::InProcess(service) => {
                 in_process::unary(tenant, message, |r| local(service, r)).await
@@ -71,7 +110,7 @@ impl<R: Clone, L> ClientTarget<R, L> {
     /// `items` takes out of the batches, in order, or the first error.
     pub async fn server_stream<'a, Req, M, T, RemoteStream, LocalStream, RemoteCall, LocalCall>(
         &'a self,
-        span: &'static str,
+        span: impl Into<CallSpan>,
         tenant: &str,
         message: Req,
         remote: impl FnOnce(R, Request<Req>) -> RemoteCall,
@@ -88,7 +127,7 @@ impl<R: Clone, L> ClientTarget<R, L> {
             ClientTarget::Remote { peer, client } => {
                 let client = client.clone();
                 peer.server_stream(
-                    peer.span(span),
+                    span.into().open(peer),
                     tenant,
                     message,
                     |r| remote(client, r),

@@ -15,6 +15,10 @@ pub enum DistributorError {
     /// distributor cannot tell where a series goes.
     #[error("reading the ingester ring: {0}")]
     ReadRing(#[source] RingError),
+    /// A push found no ingesters to take a series (too few healthy in the
+    /// ring, or the ring not read yet).
+    #[error("cannot pick ingesters: {0}")]
+    PickIngesters(#[source] RingError),
 }
 
 impl Coded for DistributorError {
@@ -23,6 +27,7 @@ impl Coded for DistributorError {
             DistributorError::Metrics(_) => ErrorCode::Internal,
             // The ring's KV store out of reach.
             DistributorError::ReadRing(_) => ErrorCode::Unavailable,
+            DistributorError::PickIngesters(e) => e.code(),
         }
     }
 }
@@ -41,5 +46,7 @@ mod tests {
             strata_status::ServiceError::from_coded(&err).message,
             "reading the ingester ring: the lifecycler is stopped"
         );
+        let err = DistributorError::PickIngesters(RingError::EmptyRing);
+        assert_eq!(err.code(), ErrorCode::Unavailable);
     }
 }

@@ -54,7 +54,7 @@ impl Progress {
 }
 
 pub(crate) fn ring_error(e: RingError) -> ServiceError {
-    ServiceError::unavailable(format!("cannot pick ingesters: {e}"))
+    ServiceError::from_coded(&crate::error::DistributorError::PickIngesters(e))
 }
 
 #[async_trait::async_trait]

@@ -6,11 +6,13 @@
 //! `IngesterPush` and the querier's `IngesterQuery` are implemented for it in
 //! their crates.
 
-use strata_grpc_client::{in_process, ClientOptions, Peer};
+use strata_grpc_client::{CallSpan, ClientOptions, ClientTarget};
 use strata_model::Labels;
 use strata_proto::ingester::ingester_client::IngesterClient as GeneratedClient;
 use strata_proto::ingester::ingester_server::Ingester as IngesterApi;
-use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::ingester::{
+    LabelNamesRequest, LabelValuesRequest, QueryRequest, QueryStreamResponse, SeriesRequest,
+};
 use strata_proto::prometheus::WriteRequest;
 use strata_proto::types::StreamSeries;
 use strata_service::Slot;
@@ -23,54 +25,41 @@ use crate::service::IngesterGrpc;
 /// One ingester, remote or in-process; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct IngesterClient {
-    target: Target,
-}
-
-#[derive(Debug, Clone)]
-enum Target {
-    /// Connects on first use, re-connected by tonic after failures.
-    Remote {
-        peer: Peer,
-        client: GeneratedClient<Channel>,
-    },
-    InProcess(IngesterGrpc),
+    target: ClientTarget<GeneratedClient<Channel>, IngesterGrpc>,
 }
 
 impl IngesterClient {
     /// The ingester at `address` (`host:port` or a URI). Must be called
     /// inside a Tokio runtime; does not connect yet.
     pub fn remote(address: &str, options: &ClientOptions) -> Result<Self, ServiceError> {
-        let (peer, channel) = Peer::connect_lazy("ingester", address, options)?;
-        let client = GeneratedClient::new(channel)
-            .max_encoding_message_size(usize::MAX)
-            .max_decoding_message_size(options.max_recv_message_size);
-        Ok(Self {
-            target: Target::Remote { peer, client },
-        })
+        let target = ClientTarget::remote("ingester", address, options, |channel| {
+            GeneratedClient::new(channel)
+                .max_encoding_message_size(usize::MAX)
+                .max_decoding_message_size(options.max_recv_message_size)
+        })?;
+        Ok(Self { target })
     }
 
     /// The process's own ingester, once the slot holds it; until then calls
     /// are refused as unavailable, as a remote ingester's would be.
     pub fn in_process(ingester: Slot<Ingester>) -> Self {
         Self {
-            target: Target::InProcess(IngesterGrpc::of_slot(ingester)),
+            target: ClientTarget::InProcess(IngesterGrpc::of_slot(ingester)),
         }
     }
 
     /// Stores the series of `request` for `tenant`; `Ok` means stored durably.
     pub async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
-        match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("ingester.push");
-                span.record("series", request.timeseries.len());
-                let mut client = client.clone();
-                peer.unary(span, tenant, request, |r| client.push(r))
-                    .await?;
-            }
-            Target::InProcess(service) => {
-                in_process::unary(tenant, request, |r| service.push(r)).await?;
-            }
-        }
+        let span = CallSpan::new("ingester.push").with_series(request.timeseries.len());
+        self.target
+            .unary(
+                span,
+                tenant,
+                request,
+                |mut client, r| async move { client.push(r).await },
+                |service, r| service.push(r),
+            )
+            .await?;
         Ok(())
     }
 
@@ -81,19 +70,16 @@ impl IngesterClient {
         tenant: &str,
         request: QueryRequest,
     ) -> Result<Vec<StreamSeries>, ServiceError> {
-        let series = |batch: strata_proto::ingester::QueryStreamResponse| batch.series;
-        match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("ingester.query_stream");
-                let mut client = client.clone();
-                peer.server_stream(span, tenant, request, |r| client.query_stream(r), series)
-                    .await
-            }
-            Target::InProcess(service) => {
-                in_process::server_stream(tenant, request, |r| service.query_stream(r), series)
-                    .await
-            }
-        }
+        self.target
+            .server_stream(
+                "ingester.query_stream",
+                tenant,
+                request,
+                |mut client, r| async move { client.query_stream(r).await },
+                |service, r| service.query_stream(r),
+                |batch: QueryStreamResponse| batch.series,
+            )
+            .await
     }
 
     /// Label names of the series matching the request, in any order.
@@ -102,17 +88,16 @@ impl IngesterClient {
         tenant: &str,
         request: LabelNamesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let response = match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("ingester.label_names");
-                let mut client = client.clone();
-                peer.unary(span, tenant, request, |r| client.label_names(r))
-                    .await?
-            }
-            Target::InProcess(service) => {
-                in_process::unary(tenant, request, |r| service.label_names(r)).await?
-            }
-        };
+        let response = self
+            .target
+            .unary(
+                "ingester.label_names",
+                tenant,
+                request,
+                |mut client, r| async move { client.label_names(r).await },
+                |service, r| service.label_names(r),
+            )
+            .await?;
         Ok(response.label_names)
     }
 
@@ -122,17 +107,16 @@ impl IngesterClient {
         tenant: &str,
         request: LabelValuesRequest,
     ) -> Result<Vec<String>, ServiceError> {
-        let response = match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("ingester.label_values");
-                let mut client = client.clone();
-                peer.unary(span, tenant, request, |r| client.label_values(r))
-                    .await?
-            }
-            Target::InProcess(service) => {
-                in_process::unary(tenant, request, |r| service.label_values(r)).await?
-            }
-        };
+        let response = self
+            .target
+            .unary(
+                "ingester.label_values",
+                tenant,
+                request,
+                |mut client, r| async move { client.label_values(r).await },
+                |service, r| service.label_values(r),
+            )
+            .await?;
         Ok(response.label_values)
     }
 
@@ -142,17 +126,16 @@ impl IngesterClient {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError> {
-        let response = match &self.target {
-            Target::Remote { peer, client } => {
-                let span = peer.span("ingester.series");
-                let mut client = client.clone();
-                peer.unary(span, tenant, request, |r| client.series(r))
-                    .await?
-            }
-            Target::InProcess(service) => {
-                in_process::unary(tenant, request, |r| service.series(r)).await?
-            }
-        };
+        let response = self
+            .target
+            .unary(
+                "ingester.series",
+                tenant,
+                request,
+                |mut client, r| async move { client.series(r).await },
+                |service, r| service.series(r),
+            )
+            .await?;
         Ok(response
             .series
             .into_iter()
