@@ -1,7 +1,8 @@
 //! One tenant's in-memory series: interned labels, XOR chunks, a postings index.
 //!
 //! Locking, in the only order locks are ever taken: a series stripe (by label
-//! hash), then the symbol table, then the index; a series' own chunk mutex is taken
+//! hash), then the symbol table (which, holding it, may take a shard of the
+//! process's [`SharedStrings`]), then the index; a series' own chunk mutex is taken
 //! with none of them held. Appending to an existing series takes a stripe and the
 //! symbol table for reading and the series' mutex; only creating a series takes
 //! write locks. Queries compute postings under the index read lock, then visit each
@@ -10,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,9 +22,82 @@ use thiserror::Error;
 
 use crate::chunk::{XorChunk, SAMPLES_PER_CHUNK};
 use crate::postings::{self, PostingsIndex};
+use crate::strings::SharedStrings;
 
-/// Number of lock stripes of the labels → series map.
-const STRIPES: usize = 128;
+/// Number of lock stripes of the labels → series map. Few: a lock is held
+/// only to find or insert a series, so more stripes than cores gain nothing,
+/// while every stripe's table costs memory in every tenant's head (with
+/// 10,000 small tenants, 128 stripes were about 10 KB of each tenant's
+/// 60 KB; see docs/benchmarks.md, "Many tenants").
+const STRIPES: usize = 16;
+
+/// The IDs of the series with one label value, sorted. Most values of a
+/// small head belong to a few series: up to four IDs live inline, without an
+/// allocation of their own.
+type PostingList = SmallVec<[SeriesId; 4]>;
+
+/// Above this many values, a label name's values are kept in a hash table.
+const FEW_VALUES: usize = 8;
+
+/// One label name's values with their postings, in no particular order (the
+/// few callers that need the values in order sort them). Most label names of
+/// a small tenant's head have one value or a handful: those are a short list
+/// searched in place (about 40 bytes a value), not a hash table (a couple of
+/// hundred bytes at its smallest) or a B-tree (about 450 bytes for its first
+/// node).
+enum LabelValues {
+    Few(Vec<(Arc<str>, PostingList)>),
+    Many(HashMap<Arc<str>, PostingList>),
+}
+
+impl Default for LabelValues {
+    fn default() -> Self {
+        LabelValues::Few(Vec::new())
+    }
+}
+
+impl LabelValues {
+    fn get(&self, value: &str) -> Option<&PostingList> {
+        match self {
+            LabelValues::Few(list) => list.iter().find(|(v, _)| &**v == value).map(|(_, p)| p),
+            LabelValues::Many(table) => table.get(value),
+        }
+    }
+
+    /// Adds `id` to the postings of `value` (IDs come in increasing order).
+    fn add(&mut self, value: Arc<str>, id: SeriesId) {
+        match self {
+            LabelValues::Few(list) => {
+                if let Some((_, postings)) = list.iter_mut().find(|(v, _)| *v == value) {
+                    postings.push(id);
+                    return;
+                }
+                if list.len() < FEW_VALUES {
+                    // Grown one by one: `Vec`'s first allocation has room for four.
+                    list.reserve_exact(1);
+                    list.push((value, smallvec::smallvec![id]));
+                    return;
+                }
+                let mut table: HashMap<Arc<str>, PostingList> = list.drain(..).collect();
+                table.entry(value).or_default().push(id);
+                *self = LabelValues::Many(table);
+            }
+            LabelValues::Many(table) => table.entry(value).or_default().push(id),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &PostingList)> {
+        let (few, many) = match self {
+            LabelValues::Few(list) => (Some(list.iter().map(|(v, p)| (v, p))), None),
+            LabelValues::Many(table) => (None, Some(table.iter())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.iter().map(|(v, _)| v)
+    }
+}
 
 /// A series' position in its head's index; assigned in increasing order, so
 /// appending IDs keeps postings lists sorted.
@@ -191,6 +265,9 @@ pub struct Head {
     /// Samples older than this are rejected ([`AppendError::OutOfBounds`]):
     /// the head's data before it was cut into a block.
     min_valid_time: AtomicI64,
+    /// Where the symbol table takes its strings from: shared with the other
+    /// tenants' heads of the process.
+    strings: Arc<SharedStrings>,
 }
 
 impl fmt::Debug for Head {
@@ -210,7 +287,14 @@ impl Default for Head {
 }
 
 impl Head {
+    /// A head with strings of its own (tests, tools).
     pub fn new() -> Self {
+        Self::with_strings(Arc::default())
+    }
+
+    /// A head whose label strings are shared through `strings` with the
+    /// other heads holding it.
+    pub fn with_strings(strings: Arc<SharedStrings>) -> Self {
         Self {
             stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
             symbols: RwLock::default(),
@@ -219,6 +303,7 @@ impl Head {
             max_time: AtomicI64::new(i64::MIN),
             next_ref: AtomicU64::new(1),
             min_valid_time: AtomicI64::new(i64::MIN),
+            strings,
         }
     }
 
@@ -468,8 +553,7 @@ impl Head {
                 .filter(|s| !dead.contains(&s.series_ref))
                 .cloned()
                 .collect();
-            let mut postings: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Vec<SeriesId>>> =
-                BTreeMap::new();
+            let mut postings: BTreeMap<Arc<str>, LabelValues> = BTreeMap::new();
             for (i, s) in survivors.iter().enumerate() {
                 for pair in s.labels.chunks_exact(2) {
                     let name = symbols.get_arc(pair[0]);
@@ -477,9 +561,7 @@ impl Head {
                     postings
                         .entry(name)
                         .or_default()
-                        .entry(value)
-                        .or_default()
-                        .push(SeriesId(i as u32));
+                        .add(value, SeriesId(i as u32));
                 }
             }
             stats.series_dropped = index.series.len() - survivors.len();
@@ -508,7 +590,7 @@ impl Head {
             .postings
             .get(name)
             .and_then(|values| values.get(value))
-            .map_or(0, Vec::len)
+            .map_or(0, |list| list.len())
     }
 
     /// IDs of the series matching all `matchers` (all series for none), sorted,
@@ -599,7 +681,11 @@ impl Head {
                 .read()
                 .postings
                 .get(name)
-                .map(|values| values.keys().map(|v| v.to_string()).collect())
+                .map(|values| {
+                    let mut sorted: Vec<String> = values.keys().map(|v| v.to_string()).collect();
+                    sorted.sort_unstable();
+                    sorted
+                })
                 .unwrap_or_default();
         }
         let Some(name_id) = self.symbols.read().lookup(name) else {
@@ -697,8 +783,8 @@ impl Head {
         {
             let mut symbols = self.symbols.write();
             for Label { name, value } in labels.iter() {
-                let (name_id, name) = symbols.intern(name);
-                let (value_id, value) = symbols.intern(value);
+                let (name_id, name) = symbols.intern(name, &self.strings);
+                let (value_id, value) = symbols.intern(value, &self.strings);
                 syms.push(name_id);
                 syms.push(value_id);
                 strings.push((name, value));
@@ -715,13 +801,7 @@ impl Head {
             let id = SeriesId(index.series.len() as u32);
             index.series.push(Arc::clone(&series));
             for (name, value) in strings {
-                index
-                    .postings
-                    .entry(name)
-                    .or_default()
-                    .entry(value)
-                    .or_default()
-                    .push(id);
+                index.postings.entry(name).or_default().add(value, id);
             }
         }
         stripe
@@ -836,27 +916,40 @@ impl Stripe {
     }
 }
 
-/// Every distinct label string of the head, stored once.
+/// Every distinct label string of the head, stored once. The lookup table
+/// holds only IDs (4 bytes an entry, hashed through the string they name)
+/// rather than a second pointer to each string: in a head of a hundred
+/// series most strings are a single series' own.
 #[derive(Default)]
 struct SymbolTable {
-    ids: HashMap<Arc<str>, u32>,
+    ids: hashbrown::HashTable<u32>,
     strings: Vec<Arc<str>>,
+    hasher: RandomState,
 }
 
 impl SymbolTable {
-    fn intern(&mut self, s: &str) -> (u32, Arc<str>) {
-        if let Some((k, &id)) = self.ids.get_key_value(s) {
-            return (id, Arc::clone(k));
+    fn intern(&mut self, s: &str, shared: &SharedStrings) -> (u32, Arc<str>) {
+        let hash = self.hasher.hash_one(s);
+        let Self {
+            ids,
+            strings,
+            hasher,
+        } = self;
+        if let Some(&id) = ids.find(hash, |&id| &*strings[id as usize] == s) {
+            return (id, Arc::clone(&strings[id as usize]));
         }
-        let id = self.strings.len() as u32;
-        let arc: Arc<str> = Arc::from(s);
-        self.strings.push(Arc::clone(&arc));
-        self.ids.insert(Arc::clone(&arc), id);
+        let id = strings.len() as u32;
+        let arc = shared.get(s);
+        strings.push(Arc::clone(&arc));
+        ids.insert_unique(hash, id, |&id| hasher.hash_one(&*strings[id as usize]));
         (id, arc)
     }
 
     fn lookup(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
+        let hash = self.hasher.hash_one(s);
+        self.ids
+            .find(hash, |&id| &*self.strings[id as usize] == s)
+            .copied()
     }
 
     fn get(&self, id: u32) -> &str {
@@ -1018,7 +1111,7 @@ impl ChunkList {
 #[derive(Default)]
 struct Index {
     series: Vec<Arc<MemSeries>>,
-    postings: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Vec<SeriesId>>>,
+    postings: BTreeMap<Arc<str>, LabelValues>,
 }
 
 impl Index {
@@ -1037,7 +1130,7 @@ impl Index {
 
 impl PostingsIndex for Index {
     type Ref = SeriesId;
-    type Values = BTreeMap<Arc<str>, Vec<SeriesId>>;
+    type Values = LabelValues;
     type Error = Infallible;
 
     fn values(&self, name: &str) -> Option<&Self::Values> {
@@ -1045,7 +1138,10 @@ impl PostingsIndex for Index {
     }
 
     fn postings_of(&self, values: &Self::Values, value: &str) -> Result<Vec<SeriesId>, Infallible> {
-        Ok(values.get(value).cloned().unwrap_or_default())
+        Ok(values
+            .get(value)
+            .map(|list| list.to_vec())
+            .unwrap_or_default())
     }
 
     fn union_of(
@@ -1073,8 +1169,8 @@ impl PostingsIndex for Index {
     }
 }
 
-fn union_of<'a>(lists: impl Iterator<Item = &'a Vec<SeriesId>>) -> Vec<SeriesId> {
-    let lists: Vec<&[SeriesId]> = lists.map(Vec::as_slice).collect();
+fn union_of<'a>(lists: impl Iterator<Item = &'a PostingList>) -> Vec<SeriesId> {
+    let lists: Vec<&[SeriesId]> = lists.map(|list| list.as_slice()).collect();
     postings::union_many(&lists)
 }
 

@@ -10,7 +10,8 @@
 //! write-ahead log that makes a head survive a crash ([`wal`]: CRC32C-framed
 //! segments, group-commit fsync, replay, checkpoints), and Prometheus's block
 //! format ([`block`]: writing a head's range as a block, reading blocks'
-//! index and chunks, as promtool reads them).
+//! index and chunks, as promtool reads them), and the label strings that the
+//! heads of one process share ([`strings`]).
 //!
 //! It deliberately knows nothing about tenants, the network or configuration: the
 //! ingester keeps one [`head::Head`] and one [`wal::Wal`] per tenant and turns
@@ -20,4 +21,5 @@ pub mod block;
 pub mod chunk;
 pub mod head;
 pub mod postings;
+pub mod strings;
 pub mod wal;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use strata_storage::{Bucket, TsdbConfig};
 use strata_tsdb::block::{BlockMeta, BlockOptions, BlockReader, BlockWriter};
 use strata_tsdb::head::{Head, SeriesRef};
+use strata_tsdb::strings::SharedStrings;
 use strata_tsdb::wal::{FsyncPolicy, TenantRetain, WalOptions};
 
 use crate::error::IngesterError;
@@ -140,10 +141,10 @@ pub(crate) struct TenantDb {
 }
 
 impl TenantDb {
-    fn new(tenant: &str, dir: Option<PathBuf>, now_ms: i64) -> Self {
+    fn new(tenant: &str, dir: Option<PathBuf>, now_ms: i64, strings: &Arc<SharedStrings>) -> Self {
         Self {
             tenant: tenant.to_string(),
-            head: Arc::new(Head::new()),
+            head: Arc::new(Head::with_strings(strings.clone())),
             append: parking_lot::Mutex::new(()),
             cutting: tokio::sync::Mutex::new(()),
             dir,
@@ -157,8 +158,8 @@ impl TenantDb {
         }
     }
 
-    pub(crate) fn in_memory(tenant: &str) -> Self {
-        Self::new(tenant, None, 0)
+    pub(crate) fn in_memory(tenant: &str, strings: &Arc<SharedStrings>) -> Self {
+        Self::new(tenant, None, 0, strings)
     }
 
     /// Opens `<dir>/<tenant>` (created when the first block is cut): samples
@@ -171,9 +172,10 @@ impl TenantDb {
         tenant: &str,
         closed: Option<ClosedTenant>,
         now_ms: i64,
+        strings: &Arc<SharedStrings>,
     ) -> Self {
         let dir = settings.dir.join(tenant);
-        let db = Self::new(tenant, Some(dir.clone()), now_ms);
+        let db = Self::new(tenant, Some(dir.clone()), now_ms, strings);
         let mut bound = closed.map_or(i64::MIN, |c| c.blocks_end);
         if let Some(c) = closed {
             db.head.reserve_refs_below(c.next_ref);

@@ -14,6 +14,7 @@ use strata_proto::prometheus::WriteRequest;
 use strata_status::{ErrorCode, ServiceError};
 use strata_storage::{BlocksStorageConfig, Bucket};
 use strata_tsdb::head::{AppendError, ChunkData, SeriesChunks};
+use strata_tsdb::strings::SharedStrings;
 use strata_tsdb::wal::{HeadReplayer, Retain, TenantRetain, Wal, WalBatch};
 
 use crate::config::IngesterConfig;
@@ -51,6 +52,8 @@ pub struct Ingester {
     bucket: Option<Bucket>,
     /// The wall clock (Unix ms) the heads' appendable bound is taken from.
     clock: fn() -> i64,
+    /// The label strings of every tenant's head, held once.
+    strings: Arc<SharedStrings>,
 }
 
 impl Ingester {
@@ -68,6 +71,7 @@ impl Ingester {
             storage: None,
             bucket: None,
             clock: now_ms,
+            strings: Arc::default(),
         })
     }
 
@@ -102,9 +106,13 @@ impl Ingester {
         let started = std::time::Instant::now();
         let rss_before = memory_kib("VmRSS:");
         let now = now_ms();
+        let strings = Arc::<SharedStrings>::default();
         let mut tenant_dbs: HashMap<String, Arc<TenantDb>> = tenants
             .iter()
-            .map(|t| (t.clone(), Arc::new(TenantDb::open(&settings, t, None, now))))
+            .map(|t| {
+                let db = TenantDb::open(&settings, t, None, now, &strings);
+                (t.clone(), Arc::new(db))
+            })
             .collect();
         let wal_dir = settings.dir.join(SHARED_WAL_DIR);
         let legacy: Vec<String> = tenants
@@ -118,9 +126,9 @@ impl Ingester {
                 // Records of a tenant ID this version refuses are skipped:
                 // no directory or query could reach them.
                 validate_tenant_id(tenant).ok()?;
-                let db = tenant_dbs
-                    .entry(tenant.to_string())
-                    .or_insert_with(|| Arc::new(TenantDb::open(&settings, tenant, None, now)));
+                let db = tenant_dbs.entry(tenant.to_string()).or_insert_with(|| {
+                    Arc::new(TenantDb::open(&settings, tenant, None, now, &strings))
+                });
                 Some(db.head.clone())
             });
             let mut stats = Wal::replay(&wal_dir, |t, r| replayer.apply(t, r))?;
@@ -224,6 +232,7 @@ impl Ingester {
             storage: Some(settings),
             bucket: Some(bucket),
             clock: now_ms,
+            strings,
         })
     }
 
@@ -272,10 +281,10 @@ impl Ingester {
             return db.clone();
         }
         let db = Arc::new(match &self.storage {
-            None => TenantDb::in_memory(tenant),
+            None => TenantDb::in_memory(tenant, &self.strings),
             Some(settings) => {
                 let closed = self.closed.lock().remove(tenant);
-                TenantDb::open(settings, tenant, closed, (self.clock)())
+                TenantDb::open(settings, tenant, closed, (self.clock)(), &self.strings)
             }
         });
         dbs.insert(tenant.to_string(), db.clone());
@@ -527,6 +536,11 @@ impl Ingester {
             {
                 tracing::error!(error = %e, "closing idle tenants failed; retrying at the next interval");
             }
+        }
+        // The strings only closed tenants' heads held.
+        let forgotten = self.strings.sweep();
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "label strings no head holds forgotten");
         }
     }
 

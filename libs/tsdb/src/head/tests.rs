@@ -639,3 +639,53 @@ fn truncation_drops_old_chunks_and_empty_series_and_bounds_appends() {
     );
     assert_eq!(head.series_refs().len(), 2);
 }
+
+#[test]
+fn heads_sharing_strings_hold_each_label_string_once() {
+    let strings = Arc::new(SharedStrings::new());
+    let tenant_a = Head::with_strings(strings.clone());
+    let tenant_b = Head::with_strings(strings.clone());
+    let series = labels(&[("__name__", "http_requests_total"), ("job", "api")]);
+    tenant_a.append(&series, &samples(&[(1, 1.0)])).unwrap();
+    tenant_b.append(&series, &samples(&[(1, 2.0)])).unwrap();
+    // Four strings, held by both heads, stored once.
+    assert_eq!(strings.len(), 4);
+    tenant_b
+        .append(
+            &labels(&[("__name__", "http_requests_total"), ("job", "db")]),
+            &samples(&[(1, 3.0)]),
+        )
+        .unwrap();
+    assert_eq!(strings.len(), 5);
+    // Each head still answers with its own series and values.
+    assert_eq!(
+        tenant_a.label_values("job", &[], i64::MIN, i64::MAX),
+        vec!["api"]
+    );
+    assert_eq!(
+        tenant_b.label_values("job", &[], i64::MIN, i64::MAX),
+        vec!["api", "db"]
+    );
+
+    drop(tenant_a);
+    assert_eq!(strings.sweep(), 0, "tenant b still holds every string");
+    drop(tenant_b);
+    assert_eq!(strings.sweep(), 5);
+}
+
+#[test]
+fn label_values_of_many_values_come_sorted() {
+    let head = Head::new();
+    for i in (0..50).rev() {
+        head.append(
+            &labels(&[("__name__", "m"), ("pod", &format!("pod-{i:02}"))]),
+            &samples(&[(1, 1.0)]),
+        )
+        .unwrap();
+    }
+    let values = head.label_values("pod", &[], i64::MIN, i64::MAX);
+    let mut sorted = values.clone();
+    sorted.sort();
+    assert_eq!(values.len(), 50);
+    assert_eq!(values, sorted);
+}
