@@ -121,6 +121,20 @@ impl Process {
         }
     }
 
+    /// [`Process::spawn`], then [`Process::wait_ready`] on `ready_url` for up
+    /// to 30 s: how every peer of the tests is started.
+    pub async fn spawn_ready(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        dir: TempDir,
+        ready_url: &str,
+    ) -> Process {
+        let mut process = Self::spawn(name, program, args, dir);
+        process.wait_ready(ready_url, Duration::from_secs(30)).await;
+        process
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -198,13 +212,8 @@ impl Strata {
             "-server.grpc_listen_address=127.0.0.1".to_string(),
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
-        let mut process = Process::spawn("strata", &strata_bin(), &args, dir);
-        process
-            .wait_ready(
-                &format!("http://127.0.0.1:{http_port}/ready"),
-                Duration::from_secs(30),
-            )
-            .await;
+        let ready = format!("http://127.0.0.1:{http_port}/ready");
+        let process = Process::spawn_ready("strata", &strata_bin(), &args, dir, &ready).await;
         Strata {
             process,
             http_port,
@@ -288,8 +297,7 @@ impl Prometheus {
         let bin = require_program("prometheus");
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config.replace("{{PORT}}", &port.to_string())).unwrap();
+        let config_path = write_config(&dir, "prometheus.yml", config, port);
         let mut args = vec![
             format!("--config.file={}", config_path.display()),
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),
@@ -297,13 +305,8 @@ impl Prometheus {
             "--storage.remote.flush-deadline=1s".to_string(),
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
-        let mut process = Process::spawn("prometheus", &bin, &args, dir);
-        process
-            .wait_ready(
-                &format!("http://127.0.0.1:{port}/-/ready"),
-                Duration::from_secs(30),
-            )
-            .await;
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let process = Process::spawn_ready("prometheus", &bin, &args, dir, &ready).await;
         Prometheus { process, port }
     }
 
@@ -331,12 +334,7 @@ impl Vmagent {
         let bin = require_program("vmagent");
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("scrape.yml");
-        std::fs::write(
-            &config_path,
-            scrape_config.replace("{{PORT}}", &port.to_string()),
-        )
-        .unwrap();
+        let config_path = write_config(&dir, "scrape.yml", scrape_config, port);
         let mut args = vec![
             format!("-httpListenAddr=127.0.0.1:{port}"),
             format!("-promscrape.config={}", config_path.display()),
@@ -352,29 +350,25 @@ impl Vmagent {
                 .iter()
                 .map(|u| format!("-remoteWrite.url={u}")),
         );
-        let mut process = Process::spawn("vmagent", &bin, &args, dir);
-        process
-            .wait_ready(
-                &format!("http://127.0.0.1:{port}/health"),
-                Duration::from_secs(30),
-            )
-            .await;
+        let ready = format!("http://127.0.0.1:{port}/health");
+        let process = Process::spawn_ready("vmagent", &bin, &args, dir, &ready).await;
         Vmagent { process, port }
     }
 }
 
+/// Writes `text` to the file `name` in `dir` with every `{{PORT}}` replaced by
+/// `port` (a peer's own web port), and returns the file's path.
+fn write_config(dir: &TempDir, name: &str, text: &str, port: u16) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text.replace("{{PORT}}", &port.to_string())).unwrap();
+    path
+}
+
 /// GETs a Prometheus-API URL and returns the parsed JSON body and status.
 pub async fn get_json(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new().get(url);
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
+    let req = reqwest::Client::new().get(url);
+    let (status, text) =
+        send_with_headers(req, &tenant_header(tenant), &format!("GET {url}")).await;
     let json = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("GET {url}: body is not JSON ({e}): {text}"));
     (status, json)
@@ -424,19 +418,26 @@ pub fn write_request(series: &[TestSeries<'_>]) -> strata_proto::prometheus::Wri
 
 /// POSTs a remote-write body; returns the status and the response text.
 pub async fn push_raw(url: &str, tenant: Option<&str>, body: Vec<u8>) -> (u16, String) {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body);
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
+    push_with_headers(url, &tenant_header(tenant), body).await
+}
+
+/// The `X-Scope-OrgID` header naming `tenant`, if there is one.
+fn tenant_header(tenant: Option<&str>) -> Vec<(&str, &str)> {
+    tenant.map(|t| ("X-Scope-OrgID", t)).into_iter().collect()
+}
+
+/// Sends `req` with the extra `headers`; returns the status and the response
+/// text, or panics naming the request (`what`, e.g. `GET <url>`) when no
+/// answer comes.
+async fn send_with_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+    what: &str,
+) -> (u16, String) {
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
@@ -494,10 +495,8 @@ impl Etcd {
             "--initial-cluster-state=new".into(),
             "--unsafe-no-fsync".into(),
         ];
-        let mut process = Process::spawn("etcd", &etcd, &args, dir);
-        process
-            .wait_ready(&format!("{client}/health"), Duration::from_secs(30))
-            .await;
+        let process =
+            Process::spawn_ready("etcd", &etcd, &args, dir, &format!("{client}/health")).await;
         Etcd {
             process,
             client_port,
@@ -650,34 +649,20 @@ pub async fn push_with_headers(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let mut req = reqwest::Client::new()
+    let req = reqwest::Client::new()
         .post(url)
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
         .body(body);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    send_with_headers(req, headers, &format!("POST {url}")).await
 }
 
 /// GETs `url` with extra headers; returns the status and the response text
 /// (error bodies need not be JSON).
 pub async fn get_with_headers(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = reqwest::Client::new().get(url);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    let req = reqwest::Client::new().get(url);
+    send_with_headers(req, headers, &format!("GET {url}")).await
 }
 
 /// Series labels (sorted by name) → samples (timestamp ms, value) in time order.
