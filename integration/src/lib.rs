@@ -225,6 +225,46 @@ impl Strata {
         format!("http://127.0.0.1:{}{}", self.http_port, path)
     }
 
+    /// POSTs an empty body to `path` (an operator endpoint such as
+    /// `/compactor/run`); returns the status and the response text.
+    pub async fn post(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let url = self.url(path);
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// `POST /ingester/flush`: the ingester cuts its head into blocks (all but
+    /// the last minute) and ships them; returns the status and the response
+    /// text (the flush's stats as JSON, or the error).
+    pub async fn flush(&self) -> (reqwest::StatusCode, String) {
+        self.post("/ingester/flush").await
+    }
+
+    /// How many instances the ingester ring page lists as ACTIVE, or `None`
+    /// while the page does not answer with JSON (the process is starting).
+    pub async fn active_ingesters(&self) -> Option<usize> {
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(self.url("/ingester/ring"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let active = body["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["state"] == "ACTIVE")
+            .count();
+        Some(active)
+    }
+
     /// The process's `/metrics`, as text.
     pub async fn metrics_text(&self) -> String {
         let url = self.url("/metrics");

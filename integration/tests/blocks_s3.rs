@@ -48,13 +48,7 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
         let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
         assert_eq!(status, 200, "{msg}");
     }
-    let resp = reqwest::Client::new()
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
+    let (status, body) = strata.flush().await;
     assert!(
         status.is_success(),
         "{status} {body}\n{}",

@@ -78,27 +78,11 @@ async fn start_cluster(target: &str) -> Cluster {
     // Every node's distributor must see all three ingesters, or a push
     // would be stored on fewer replicas.
     for node in &nodes {
-        let url = node.url("/ingester/ring");
-        eventually("three ACTIVE ingesters", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                let body: serde_json::Value = reqwest::Client::new()
-                    .get(&url)
-                    .header("Accept", "application/json")
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                let active = body["instances"]
-                    .as_array()?
-                    .iter()
-                    .filter(|i| i["state"] == "ACTIVE")
-                    .count();
-                (active == 3).then_some(())
-            }
-        })
+        eventually(
+            "three ACTIVE ingesters",
+            Duration::from_secs(30),
+            || async { (node.active_ingesters().await? == 3).then_some(()) },
+        )
         .await;
     }
     Cluster {
@@ -273,13 +257,7 @@ fn dump(s3: &S3Server, blocks: &[String]) -> Samples {
 
 async fn flush_all(nodes: &[Strata]) {
     for node in nodes {
-        let resp = reqwest::Client::new()
-            .post(node.url("/ingester/flush"))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
+        let (status, text) = node.flush().await;
         assert!(
             status.is_success(),
             "{status} {text}\n{}",
@@ -339,13 +317,7 @@ async fn query_streams(nodes: &[Strata]) -> Vec<f64> {
 }
 
 async fn run_pass(node: &Strata) -> serde_json::Value {
-    let resp = reqwest::Client::new()
-        .post(node.url("/compactor/run"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
+    let (status, text) = node.post("/compactor/run").await;
     assert!(
         status.is_success(),
         "{status} {text}\n{}",

@@ -94,17 +94,10 @@ remote_write:
     // than that, so that every flush below cuts (and ships) something.
     tokio::time::sleep(Duration::from_secs(65)).await;
     let began = now_ms();
-    let client = reqwest::Client::new();
     let mut blocks_written = 0;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let resp = client
-            .post(strata.url("/ingester/flush"))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
+        let (status, body) = strata.flush().await;
         assert!(status.is_success(), "flush: {status} {body}");
         let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
         blocks_written += stats["blocks_written"].as_u64().unwrap();

@@ -154,14 +154,8 @@ async fn two_thousand_tenants_cost_no_thread_or_file_each_and_lose_nothing() {
     assert!(files <= max_files, "{files} open files after the restart");
 
     // A flush cuts and ships every tenant, and opens no file per tenant.
-    let client = reqwest::Client::new();
-    let flushed = client
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = flushed.status().as_u16();
-    assert_eq!(status, 200, "{}", flushed.text().await.unwrap());
+    let (status, text) = strata.flush().await;
+    assert_eq!(status.as_u16(), 200, "{text}");
     let blocks = data.path().join("blocks");
     for t in 0..TENANTS {
         let dir = blocks.join(tenant(t));

@@ -157,13 +157,7 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
     .await;
     // The flush cuts the head into blocks (all but its last minute); their
     // upload fails.
-    let resp = reqwest::Client::new()
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
+    let (status, body) = strata.flush().await;
     assert_eq!(status.as_u16(), 500, "{body}");
     assert!(
         body.contains("block(s) cut, but uploading failed"),

@@ -139,23 +139,7 @@ async fn one_push_is_one_trace_across_distributor_and_ingesters() {
     eventually(
         "the distributor to see three ACTIVE ingesters",
         Duration::from_secs(30),
-        || async {
-            let body: serde_json::Value = reqwest::Client::new()
-                .get(distributor.url("/ingester/ring"))
-                .header("Accept", "application/json")
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let active = body["instances"]
-                .as_array()?
-                .iter()
-                .filter(|i| i["state"] == "ACTIVE")
-                .count();
-            (active == 3).then_some(())
-        },
+        || async { (distributor.active_ingesters().await? == 3).then_some(()) },
     )
     .await;
     let (status, message) = push().await;
