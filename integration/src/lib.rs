@@ -221,6 +221,20 @@ impl Strata {
         }
     }
 
+    /// [`Strata::start`] with flags built as `String`s.
+    pub async fn start_with_flags(flags: &[String]) -> Strata {
+        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Strata::start(&args).await
+    }
+
+    /// Starts a single-process `strata` (`-target=all`) that keeps its data
+    /// under `dir` ([`local_storage_flags`]): started again on the same `dir`,
+    /// it finds the same WAL and blocks.
+    pub async fn start_all_in(dir: &Path) -> Strata {
+        let flags = local_storage_flags(dir);
+        Strata::start(&["-target=all", &flags[0], &flags[1]]).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.http_port, path)
     }
@@ -294,6 +308,19 @@ impl Strata {
             .await
             .unwrap()
     }
+}
+
+/// The `strata` flags that keep a process's data under `dir`: the ingester's
+/// TSDB (WAL and local blocks) in `dir/tsdb`, the filesystem bucket in
+/// `dir/blocks`.
+pub fn local_storage_flags(dir: &Path) -> [String; 2] {
+    [
+        format!("-blocks_storage.tsdb.dir={}", dir.join("tsdb").display()),
+        format!(
+            "-blocks_storage.filesystem.dir={}",
+            dir.join("blocks").display()
+        ),
+    ]
 }
 
 /// The series of a matrix answer (`data.result` of a range query or a range
@@ -546,6 +573,19 @@ impl Etcd {
     /// The endpoint as Strata's `kvstore.etcd.endpoints` takes it.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The `strata` flags for an ingester ring kept in this etcd: every
+    /// series on `replication_factor` ingesters, a heartbeat every second,
+    /// `num_tokens` tokens an instance.
+    pub fn ring_flags(&self, replication_factor: u32, num_tokens: u32) -> Vec<String> {
+        vec![
+            "-ingester.ring.kvstore.store=etcd".to_string(),
+            format!("-ingester.ring.kvstore.etcd.endpoints={}", self.endpoint()),
+            format!("-ingester.ring.replication_factor={replication_factor}"),
+            "-ingester.ring.heartbeat_period=1s".to_string(),
+            format!("-ingester.ring.num_tokens={num_tokens}"),
+        ]
     }
 }
 

@@ -29,8 +29,7 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
         "-blocks_storage.tsdb.block_ranges_period=2m".to_string(),
     ];
     flags.extend(s3.strata_flags());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let strata = Strata::start(&args).await;
+    let strata = Strata::start_with_flags(&flags).await;
 
     // 3 series, a sample every 10 s over 5 minutes: more than 2 block ranges,
     // ending 2 minutes ago (a flush leaves the last minute in the head).

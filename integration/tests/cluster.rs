@@ -13,22 +13,11 @@ use strata_integration::{
     encode_write_request, eventually, get_json, now_ms, push_raw, write_request, Etcd, Strata,
 };
 
-fn ring_flags(etcd: &Etcd) -> Vec<String> {
-    vec![
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=3".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=64".to_string(),
-    ]
-}
-
 async fn start(target: &str, extra: &[String], etcd: &Etcd) -> Strata {
-    let mut args = ring_flags(etcd);
+    let mut args = etcd.ring_flags(3, 64);
     args.push(format!("-target={target}"));
     args.extend(extra.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Strata::start(&args).await
+    Strata::start_with_flags(&args).await
 }
 
 async fn start_ingester(id: &str, zone: Option<&str>, etcd: &Etcd) -> Strata {

@@ -36,12 +36,8 @@ struct Cluster {
 }
 
 fn common_flags(etcd: &Etcd, s3: &S3Server) -> Vec<String> {
-    let mut flags = vec![
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=3".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=32".to_string(),
+    let mut flags = etcd.ring_flags(3, 32);
+    flags.extend([
         "-blocks_storage.tsdb.block_ranges_period=2m".to_string(),
         // Only overlapping copies are merged at the first level: one block
         // per 2-minute range is the expected end state.
@@ -52,7 +48,7 @@ fn common_flags(etcd: &Etcd, s3: &S3Server) -> Vec<String> {
         // bucket every second.
         "-querier.query_store_after=0s".to_string(),
         "-blocks_storage.bucket_store.sync_interval=1s".to_string(),
-    ];
+    ]);
     flags.extend(s3.strata_flags());
     flags
 }
@@ -72,8 +68,7 @@ async fn start_cluster(target: &str) -> Cluster {
             "-blocks_storage.tsdb.dir={}",
             data.path().join(format!("tsdb-{i}")).display()
         ));
-        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-        nodes.push(Strata::start(&args).await);
+        nodes.push(Strata::start_with_flags(&flags).await);
     }
     // Every node's distributor must see all three ingesters, or a push
     // would be stored on fewer replicas.
@@ -439,8 +434,7 @@ async fn replica_copies_become_one_block_per_range() {
     let mut flags = common_flags(&cluster.etcd, &cluster.s3);
     flags.push("-target=querier".to_string());
     flags.push("-querier.query_ingesters_within=1m".to_string());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let store_only = Strata::start(&args).await;
+    let store_only = Strata::start_with_flags(&flags).await;
     let newest = pushed.values().flatten().map(|(t, _)| *t).max().unwrap();
     assert!(
         now_ms() - 60_000 > newest + 1_000,

@@ -119,8 +119,7 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
         "-blocks_storage.tsdb.ship_interval=1s".to_string(),
     ];
     flags.extend(s3.strata_flags());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let strata = Arc::new(Strata::start(&args).await);
+    let strata = Arc::new(Strata::start_with_flags(&flags).await);
     let pushed = Arc::new(Mutex::new(Pushed::new()));
 
     // 5 minutes of history, a sample every 10 s: more than two block ranges.

@@ -85,8 +85,7 @@ async fn a_window_over_store_both_and_ingesters_returns_each_sample_once() {
         "-querier.query_store_after=5m".to_string(),
     ];
     flags.extend(s3.strata_flags());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let strata = Strata::start(&args).await;
+    let strata = Strata::start_with_flags(&flags).await;
 
     // 4 series, a sample every 15 s from T-40m to T (161 each).
     let t = now_ms() / 1000 * 1000;
