@@ -483,6 +483,35 @@ pub fn write_request(series: &[TestSeries<'_>]) -> strata_proto::prometheus::Wri
     }
 }
 
+/// An encoded remote-write body with the one sample `sample` for each series
+/// `{__name__="<metric>", series="<name>"}` of `names`.
+pub fn one_sample_per_series_body(metric: &str, names: &[String], sample: (i64, f64)) -> Vec<u8> {
+    let labels: Vec<[(&str, &str); 2]> = names
+        .iter()
+        .map(|n| [("__name__", metric), ("series", n.as_str())])
+        .collect();
+    let samples = [sample];
+    let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
+    encode_write_request(&write_request(&series))
+}
+
+/// Pushes every series of `series` (name → samples) to `strata` as
+/// `{__name__="<metric>", series="<name>"}` for `tenant`, one request a
+/// series, and asserts each push is answered 200.
+pub async fn push_each_series(
+    strata: &Strata,
+    tenant: &str,
+    metric: &str,
+    series: &std::collections::BTreeMap<String, Vec<(i64, f64)>>,
+) {
+    for (name, samples) in series {
+        let labels = [("__name__", metric), ("series", name.as_str())];
+        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
+        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(tenant), body).await;
+        assert_eq!(status, 200, "{msg}");
+    }
+}
+
 /// POSTs a remote-write body; returns the status and the response text.
 pub async fn push_raw(url: &str, tenant: Option<&str>, body: Vec<u8>) -> (u16, String) {
     push_with_headers(url, &tenant_header(tenant), body).await
@@ -533,6 +562,22 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until `count()` is at least `n` more than it was when the wait began
+/// (e.g. `n` more acknowledged pushes), polling as [`eventually`] does.
+pub async fn eventually_grows_by(
+    what: &str,
+    timeout: Duration,
+    n: usize,
+    count: impl Fn() -> usize,
+) {
+    let start = count();
+    eventually(what, timeout, || {
+        let now = count();
+        async move { (now >= start + n).then_some(()) }
+    })
+    .await;
 }
 
 /// A single-member etcd on loopback with a temp data dir, killed on drop.

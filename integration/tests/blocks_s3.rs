@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use strata_integration::{
-    encode_write_request, now_ms, promtool_dump, push_raw, require_program, write_request,
-    S3Server, Strata,
+    now_ms, promtool_dump, push_each_series, require_program, S3Server, Strata,
 };
 
 const TENANT: &str = "s3-test";
@@ -41,12 +40,7 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
             .collect();
         pushed.insert(format!("s{s}"), samples);
     }
-    for (name, samples) in &pushed {
-        let labels = [("__name__", "s3_test"), ("series", name.as_str())];
-        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
-        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
-        assert_eq!(status, 200, "{msg}");
-    }
+    push_each_series(&strata, TENANT, "s3_test", &pushed).await;
     let (status, body) = strata.flush().await;
     assert!(
         status.is_success(),

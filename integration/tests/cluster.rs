@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_raw, write_request, Etcd, Strata,
+    eventually, eventually_grows_by, get_json, now_ms, one_sample_per_series_body, push_raw, Etcd,
+    Strata,
 };
 
 async fn start(target: &str, extra: &[String], etcd: &Etcd) -> Strata {
@@ -40,13 +41,7 @@ async fn push_round(
 ) -> (u16, String) {
     let names: Vec<String> = (first..first + count).map(|i| format!("s{i:05}")).collect();
     for chunk in names.chunks(2000) {
-        let labels: Vec<[(&str, &str); 2]> = chunk
-            .iter()
-            .map(|n| [("__name__", "cluster_test_total"), ("series", n.as_str())])
-            .collect();
-        let samples = [(ts, value)];
-        let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-        let body = encode_write_request(&write_request(&series));
+        let body = one_sample_per_series_body("cluster_test_total", chunk, (ts, value));
         let (status, msg) = push_raw(&distributor.url("/api/v1/push"), Some("team-a"), body).await;
         if status != 200 {
             return (status, msg);
@@ -202,14 +197,8 @@ async fn three_ingesters_replicate_survive_a_kill_and_rejoin() {
     };
     let rounds = |n: usize| {
         let acknowledged = acknowledged.clone();
-        async move {
-            let start = acknowledged.lock().len();
-            eventually("acknowledged rounds", Duration::from_secs(30), || {
-                let now = acknowledged.lock().len();
-                async move { (now >= start + n).then_some(()) }
-            })
-            .await;
-        }
+        let count = move || acknowledged.lock().len();
+        eventually_grows_by("acknowledged rounds", Duration::from_secs(30), n, count)
     };
     rounds(5).await;
     drop(ingesters.remove(0));

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, ingester_query, local_storage_flags, now_ms,
-    write_request, Etcd, Strata,
+    eventually, eventually_grows_by, get_json, ingester_query, local_storage_flags, now_ms,
+    one_sample_per_series_body, Etcd, Strata,
 };
 
 const SERIES: usize = 20;
@@ -50,13 +50,7 @@ fn spawn_pusher(
         let names: Vec<String> = (0..SERIES).map(|i| format!("s{i:02}")).collect();
         let mut i = 0i64;
         while !stop.load(Ordering::Relaxed) {
-            let samples = [(base + i, i as f64)];
-            let labels: Vec<[(&str, &str); 2]> = names
-                .iter()
-                .map(|n| [("__name__", "crash_test"), ("series", n.as_str())])
-                .collect();
-            let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-            let body = encode_write_request(&write_request(&series));
+            let body = one_sample_per_series_body("crash_test", &names, (base + i, i as f64));
             let answer = client
                 .post(&url)
                 .header("Content-Encoding", "snappy")
@@ -319,14 +313,8 @@ async fn acknowledged_samples_survive_kill_9_of_every_ingester_in_a_cluster() {
     let acked = pushes.acked.clone();
     let wait_for = |n: usize| {
         let acked = acked.clone();
-        async move {
-            let start = acked.lock().len();
-            eventually("acknowledged pushes", Duration::from_secs(60), || {
-                let now = acked.lock().len();
-                async move { (now >= start + n).then_some(()) }
-            })
-            .await;
-        }
+        let count = move || acked.lock().len();
+        eventually_grows_by("acknowledged pushes", Duration::from_secs(60), n, count)
     };
     let newest_acked = || acked.lock().last().copied().unwrap_or(-1);
     wait_for(200).await;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use strata_integration::lifecycle::probe;
 use strata_integration::{
-    encode_write_request, free_port, local_storage_flags, now_ms, push_raw, strata_bin,
-    write_request, Etcd, Process, Strata,
+    free_port, local_storage_flags, now_ms, one_sample_per_series_body, push_raw, strata_bin, Etcd,
+    Process, Strata,
 };
 
 fn loopback_flags(http_port: u16, grpc_port: u16) -> Vec<String> {
@@ -41,13 +41,8 @@ async fn push_load(strata: &Strata, series: usize, rounds: usize) {
     let names: Vec<String> = (0..series).map(|i| i.to_string()).collect();
     for round in 0..rounds {
         for chunk in names.chunks(2000) {
-            let samples = [(base + round as i64 * 15_000, round as f64)];
-            let labels: Vec<[(&str, &str); 2]> = chunk
-                .iter()
-                .map(|n| [("__name__", "lifecycle_load"), ("series", n.as_str())])
-                .collect();
-            let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-            let body = encode_write_request(&write_request(&series));
+            let sample = (base + round as i64 * 15_000, round as f64);
+            let body = one_sample_per_series_body("lifecycle_load", chunk, sample);
             let (status, text) =
                 push_raw(&strata.url("/api/v1/push"), Some("lifecycle"), body).await;
             assert_eq!(status, 200, "{text}");

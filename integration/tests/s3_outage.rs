@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, promtool_dump, push_raw, require_program,
-    write_request, S3Server, Strata,
+    eventually, get_json, now_ms, one_sample_per_series_body, promtool_dump, push_raw,
+    require_program, S3Server, Strata,
 };
 
 const TENANT: &str = "s3-outage";
@@ -36,13 +36,7 @@ type Pushed = BTreeMap<(String, i64), f64>;
 /// Pushes one sample per series at `ts`; panics unless answered 2xx.
 async fn push(strata: &Strata, ts: i64, value: f64, pushed: &Mutex<Pushed>) {
     let names: Vec<String> = (0..SERIES).map(|s| format!("s{s}")).collect();
-    let labels: Vec<[(&str, &str); 2]> = names
-        .iter()
-        .map(|n| [("__name__", "s3_outage_test"), ("series", n.as_str())])
-        .collect();
-    let samples = [(ts, value)];
-    let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-    let body = encode_write_request(&write_request(&series));
+    let body = one_sample_per_series_body("s3_outage_test", &names, (ts, value));
     let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
     assert!(
         (200..300).contains(&status),

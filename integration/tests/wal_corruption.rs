@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use strata_integration::{
-    encode_write_request, get_json, matrix_samples, now_ms, push_raw, write_request, Strata,
+    get_json, matrix_samples, now_ms, one_sample_per_series_body, push_raw, Strata,
 };
 
 const TENANT: &str = "wal-corruption";
@@ -32,13 +32,8 @@ enum Damage {
 /// creates the series, so each later push is exactly one samples record.
 async fn push(strata: &Strata, base: i64, i: i64) {
     let names: Vec<String> = (0..SERIES).map(|s| format!("s{s}")).collect();
-    let labels: Vec<[(&str, &str); 2]> = names
-        .iter()
-        .map(|n| [("__name__", "wal_corruption_test"), ("series", n.as_str())])
-        .collect();
-    let samples = [(base + i * 1000, i as f64)];
-    let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-    let body = encode_write_request(&write_request(&series));
+    let body =
+        one_sample_per_series_body("wal_corruption_test", &names, (base + i * 1000, i as f64));
     let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
     assert_eq!(status, 200, "push {i}: {msg}");
 }
