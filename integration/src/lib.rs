@@ -382,6 +382,26 @@ impl Prometheus {
     }
 }
 
+/// The `scrape_configs` and `remote_write` sections of a Prometheus config
+/// (to follow its `global` section) that scrape Prometheus itself (job
+/// `prometheus`) and the Strata at `strata_port` (job `strata`) and
+/// remote-write everything to that Strata as `tenant`, the basic-auth user
+/// (as the README tells users), with `queue_config` (a YAML flow mapping).
+pub fn scrape_and_push_to_strata(strata_port: u16, tenant: &str, queue_config: &str) -> String {
+    format!(
+        r#"scrape_configs:
+  - job_name: prometheus
+    static_configs: [{{targets: ['127.0.0.1:{{{{PORT}}}}']}}]
+  - job_name: strata
+    static_configs: [{{targets: ['127.0.0.1:{strata_port}']}}]
+remote_write:
+  - url: http://127.0.0.1:{strata_port}/api/v1/push
+    basic_auth: {{username: {tenant}, password: unused}}
+    queue_config: {queue_config}
+"#
+    )
+}
+
 /// vmagent (Debian `victoria-metrics` package) scraping with the given config and
 /// remote-writing to `remote_write_url` with the given extra headers.
 #[derive(Debug)]
