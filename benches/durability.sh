@@ -20,20 +20,12 @@ SERIES=${BENCH_SERIES:-10000}
 ROUNDS=${BENCH_ROUNDS:-10}
 WAIT=${BENCH_WAIT:-10}
 SYSTEMS=${BENCH_SYSTEMS:-strata strata-fsync-never prometheus victoria-metrics}
-TARGET_CPU=${BENCH_TARGET_CPU:-1}
-GEN_CPU=${BENCH_GEN_CPU:-0}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-STRATA_BIN=${STRATA_BIN:-$TARGET_DIR/release/strata}
-STRATA_BENCH_BIN=${STRATA_BENCH_BIN:-$TARGET_DIR/release/strata-bench}
-STRATA_CONFIG=$ROOT/benches/strata-bench.yaml
 
 LOG_PREFIX=durability
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
-command -v curl >/dev/null || die "curl not found: apt-get install curl"
-build_binaries
-set_pinning
+prepare_binaries_and_cpus
 
 PID='' DIR=''
 cleanup() { stop_pid "$PID" KILL; if [[ -n $DIR && -z ${BENCH_KEEP:-} ]]; then rm -rf "$DIR"; fi; }
@@ -77,13 +69,7 @@ start() {
     *) die "unknown system $sys" ;;
   esac
   PID=$!
-  for _ in $(seq 1 1200); do
-    if curl -sf -o /dev/null "$ready"; then return; fi
-    kill -0 "$PID" 2>/dev/null || { tail -n 30 "$DIR/log" >&2; die "$sys exited while starting"; }
-    sleep 0.05
-  done
-  tail -n 30 "$DIR/log" >&2
-  die "$sys not ready after 60 s"
+  wait_ready "$sys" "$ready"
 }
 
 # samples_at END_SECONDS: the samples the running system holds in the hour up

@@ -1,7 +1,17 @@
-# Shell shared by benches/run.sh (`make bench`) and benches/wal.sh: logging, the
-# release build, CPU pinning, free loopback ports and stopping a target process.
-# Source it after setting ROOT, TARGET_DIR, STRATA_BIN, STRATA_BENCH_BIN,
-# TARGET_CPU, GEN_CPU and LOG_PREFIX.
+# Shell shared by benches/run.sh (`make bench`), benches/wal.sh and
+# benches/durability.sh: the knobs they all take, logging, the release build,
+# CPU pinning, free loopback ports, waiting for a target to be ready and
+# stopping it. Source it after setting ROOT and LOG_PREFIX.
+
+# The knobs every script takes (environment): BENCH_TARGET_CPU=1
+# BENCH_GEN_CPU=0 BENCH_OUT_DIR=benches/results STRATA_BIN STRATA_BENCH_BIN.
+TARGET_CPU=${BENCH_TARGET_CPU:-1}
+GEN_CPU=${BENCH_GEN_CPU:-0}
+OUT_DIR=${BENCH_OUT_DIR:-$ROOT/benches/results}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+STRATA_BIN=${STRATA_BIN:-$TARGET_DIR/release/strata}
+STRATA_BENCH_BIN=${STRATA_BENCH_BIN:-$TARGET_DIR/release/strata-bench}
+STRATA_CONFIG=$ROOT/benches/strata-bench.yaml
 
 log() { echo "$LOG_PREFIX: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -15,6 +25,14 @@ build_binaries() {
   fi
   [[ -x $STRATA_BIN ]] || die "no strata binary at $STRATA_BIN"
   [[ -x $STRATA_BENCH_BIN ]] || die "no strata-bench binary at $STRATA_BENCH_BIN"
+}
+
+# What every script does before its first target: checks curl is there,
+# builds the binaries (build_binaries) and sets the CPU pinning (set_pinning).
+prepare_binaries_and_cpus() {
+  command -v curl >/dev/null || die "curl not found: apt-get install curl"
+  build_binaries
+  set_pinning
 }
 
 # Sets PIN_TARGET and PIN_GEN: the taskset prefixes that keep the target and
@@ -36,6 +54,20 @@ free_port() {
     if port_free "$p"; then echo "$p"; return; fi
   done
   die "no free port found"
+}
+
+# wait_ready NAME URL: waits up to 60 s until URL answers 2xx while the target
+# ($PID, logging to $DIR/log) runs; dies with the log's tail if it exits or
+# is not ready by then.
+wait_ready() {
+  local name=$1 url=$2
+  for _ in $(seq 1 1200); do
+    if curl -sf -o /dev/null "$url"; then return; fi
+    kill -0 "$PID" 2>/dev/null || { tail -n 30 "$DIR/log" >&2; die "$name exited while starting"; }
+    sleep 0.05
+  done
+  tail -n 30 "$DIR/log" >&2
+  die "$name not ready after 60 s"
 }
 
 # stop_pid PID [SIGNAL]: sends SIGNAL (TERM), waits up to 30 s, then SIGKILL.

@@ -38,15 +38,8 @@ TENANTS=${BENCH_TENANTS:-1}
 QUERY_REPEAT=${BENCH_QUERY_REPEAT:-5}
 QUERY_DELAY=${BENCH_QUERY_DELAY:-3}
 SETTLE=${BENCH_SETTLE:-0}
-TARGET_CPU=${BENCH_TARGET_CPU:-1}
-GEN_CPU=${BENCH_GEN_CPU:-0}
-OUT_DIR=${BENCH_OUT_DIR:-$ROOT/benches/results}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-STRATA_BIN=${STRATA_BIN:-$TARGET_DIR/release/strata}
-STRATA_BENCH_BIN=${STRATA_BENCH_BIN:-$TARGET_DIR/release/strata-bench}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-prometheus}
 VICTORIA_METRICS_BIN=${VICTORIA_METRICS_BIN:-victoria-metrics}
-STRATA_CONFIG=$ROOT/benches/strata-bench.yaml
 
 LOG_PREFIX=bench
 # shellcheck source=benches/lib.sh
@@ -81,9 +74,7 @@ for sys in $SYSTEMS; do
     *) die "unknown system $sys (strata, strata-fsync-never, prometheus, victoria-metrics)" ;;
   esac
 done
-command -v curl >/dev/null || die "curl not found: apt-get install curl"
-build_binaries
-set_pinning
+prepare_binaries_and_cpus
 
 mkdir -p "$OUT_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)

@@ -23,21 +23,12 @@ RUNS=${BENCH_RUNS:-3}
 WAL_MODES=${BENCH_WAL_MODES:-always}
 BATCH=${BENCH_BATCH:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
-TARGET_CPU=${BENCH_TARGET_CPU:-1}
-GEN_CPU=${BENCH_GEN_CPU:-0}
-OUT_DIR=${BENCH_OUT_DIR:-$ROOT/benches/results}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-STRATA_BIN=${STRATA_BIN:-$TARGET_DIR/release/strata}
-STRATA_BENCH_BIN=${STRATA_BENCH_BIN:-$TARGET_DIR/release/strata-bench}
-STRATA_CONFIG=$ROOT/benches/strata-bench.yaml
 
 LOG_PREFIX=wal-bench
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
-command -v curl >/dev/null || die "curl not found: apt-get install curl"
-build_binaries
-set_pinning
+prepare_binaries_and_cpus
 
 mkdir -p "$OUT_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -64,13 +55,7 @@ start_strata() {
     -blocks_storage.tsdb.dir="$DIR/tsdb" -blocks_storage.filesystem.dir="$DIR/blocks" \
     "$@" >>"$DIR/log" 2>&1) &
   PID=$!
-  for _ in $(seq 1 1200); do
-    if curl -sf -o /dev/null "http://127.0.0.1:$HTTP/ready"; then return; fi
-    kill -0 "$PID" 2>/dev/null || { tail -n 30 "$DIR/log" >&2; die "strata exited while starting"; }
-    sleep 0.05
-  done
-  tail -n 30 "$DIR/log" >&2
-  die "strata not ready after 60 s"
+  wait_ready strata "http://127.0.0.1:$HTTP/ready"
 }
 
 status_mib() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }

@@ -121,6 +121,20 @@ impl Process {
         }
     }
 
+    /// [`Process::spawn`], then [`Process::wait_ready`] on `ready_url` for up
+    /// to 30 s: how every peer of the tests is started.
+    pub async fn spawn_ready(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        dir: TempDir,
+        ready_url: &str,
+    ) -> Process {
+        let mut process = Self::spawn(name, program, args, dir);
+        process.wait_ready(ready_url, Duration::from_secs(30)).await;
+        process
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -198,13 +212,8 @@ impl Strata {
             "-server.grpc_listen_address=127.0.0.1".to_string(),
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
-        let mut process = Process::spawn("strata", &strata_bin(), &args, dir);
-        process
-            .wait_ready(
-                &format!("http://127.0.0.1:{http_port}/ready"),
-                Duration::from_secs(30),
-            )
-            .await;
+        let ready = format!("http://127.0.0.1:{http_port}/ready");
+        let process = Process::spawn_ready("strata", &strata_bin(), &args, dir, &ready).await;
         Strata {
             process,
             http_port,
@@ -212,8 +221,62 @@ impl Strata {
         }
     }
 
+    /// [`Strata::start`] with flags built as `String`s.
+    pub async fn start_with_flags(flags: &[String]) -> Strata {
+        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Strata::start(&args).await
+    }
+
+    /// Starts a single-process `strata` (`-target=all`) that keeps its data
+    /// under `dir` ([`local_storage_flags`]): started again on the same `dir`,
+    /// it finds the same WAL and blocks.
+    pub async fn start_all_in(dir: &Path) -> Strata {
+        let flags = local_storage_flags(dir);
+        Strata::start(&["-target=all", &flags[0], &flags[1]]).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.http_port, path)
+    }
+
+    /// POSTs an empty body to `path` (an operator endpoint such as
+    /// `/compactor/run`); returns the status and the response text.
+    pub async fn post(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let url = self.url(path);
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// `POST /ingester/flush`: the ingester cuts its head into blocks (all but
+    /// the last minute) and ships them; returns the status and the response
+    /// text (the flush's stats as JSON, or the error).
+    pub async fn flush(&self) -> (reqwest::StatusCode, String) {
+        self.post("/ingester/flush").await
+    }
+
+    /// How many instances the ingester ring page lists as ACTIVE, or `None`
+    /// while the page does not answer with JSON (the process is starting).
+    pub async fn active_ingesters(&self) -> Option<usize> {
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(self.url("/ingester/ring"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let active = body["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["state"] == "ACTIVE")
+            .count();
+        Some(active)
     }
 
     /// The process's `/metrics`, as text.
@@ -245,6 +308,19 @@ impl Strata {
             .await
             .unwrap()
     }
+}
+
+/// The `strata` flags that keep a process's data under `dir`: the ingester's
+/// TSDB (WAL and local blocks) in `dir/tsdb`, the filesystem bucket in
+/// `dir/blocks`.
+pub fn local_storage_flags(dir: &Path) -> [String; 2] {
+    [
+        format!("-blocks_storage.tsdb.dir={}", dir.join("tsdb").display()),
+        format!(
+            "-blocks_storage.filesystem.dir={}",
+            dir.join("blocks").display()
+        ),
+    ]
 }
 
 /// The series of a matrix answer (`data.result` of a range query or a range
@@ -288,8 +364,7 @@ impl Prometheus {
         let bin = require_program("prometheus");
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config.replace("{{PORT}}", &port.to_string())).unwrap();
+        let config_path = write_config(&dir, "prometheus.yml", config, port);
         let mut args = vec![
             format!("--config.file={}", config_path.display()),
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),
@@ -297,19 +372,34 @@ impl Prometheus {
             "--storage.remote.flush-deadline=1s".to_string(),
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
-        let mut process = Process::spawn("prometheus", &bin, &args, dir);
-        process
-            .wait_ready(
-                &format!("http://127.0.0.1:{port}/-/ready"),
-                Duration::from_secs(30),
-            )
-            .await;
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let process = Process::spawn_ready("prometheus", &bin, &args, dir, &ready).await;
         Prometheus { process, port }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
+}
+
+/// The `scrape_configs` and `remote_write` sections of a Prometheus config
+/// (to follow its `global` section) that scrape Prometheus itself (job
+/// `prometheus`) and the Strata at `strata_port` (job `strata`) and
+/// remote-write everything to that Strata as `tenant`, the basic-auth user
+/// (as the README tells users), with `queue_config` (a YAML flow mapping).
+pub fn scrape_and_push_to_strata(strata_port: u16, tenant: &str, queue_config: &str) -> String {
+    format!(
+        r#"scrape_configs:
+  - job_name: prometheus
+    static_configs: [{{targets: ['127.0.0.1:{{{{PORT}}}}']}}]
+  - job_name: strata
+    static_configs: [{{targets: ['127.0.0.1:{strata_port}']}}]
+remote_write:
+  - url: http://127.0.0.1:{strata_port}/api/v1/push
+    basic_auth: {{username: {tenant}, password: unused}}
+    queue_config: {queue_config}
+"#
+    )
 }
 
 /// vmagent (Debian `victoria-metrics` package) scraping with the given config and
@@ -331,12 +421,7 @@ impl Vmagent {
         let bin = require_program("vmagent");
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("scrape.yml");
-        std::fs::write(
-            &config_path,
-            scrape_config.replace("{{PORT}}", &port.to_string()),
-        )
-        .unwrap();
+        let config_path = write_config(&dir, "scrape.yml", scrape_config, port);
         let mut args = vec![
             format!("-httpListenAddr=127.0.0.1:{port}"),
             format!("-promscrape.config={}", config_path.display()),
@@ -352,29 +437,25 @@ impl Vmagent {
                 .iter()
                 .map(|u| format!("-remoteWrite.url={u}")),
         );
-        let mut process = Process::spawn("vmagent", &bin, &args, dir);
-        process
-            .wait_ready(
-                &format!("http://127.0.0.1:{port}/health"),
-                Duration::from_secs(30),
-            )
-            .await;
+        let ready = format!("http://127.0.0.1:{port}/health");
+        let process = Process::spawn_ready("vmagent", &bin, &args, dir, &ready).await;
         Vmagent { process, port }
     }
 }
 
+/// Writes `text` to the file `name` in `dir` with every `{{PORT}}` replaced by
+/// `port` (a peer's own web port), and returns the file's path.
+fn write_config(dir: &TempDir, name: &str, text: &str, port: u16) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text.replace("{{PORT}}", &port.to_string())).unwrap();
+    path
+}
+
 /// GETs a Prometheus-API URL and returns the parsed JSON body and status.
 pub async fn get_json(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new().get(url);
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
+    let req = reqwest::Client::new().get(url);
+    let (status, text) =
+        send_with_headers(req, &tenant_header(tenant), &format!("GET {url}")).await;
     let json = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("GET {url}: body is not JSON ({e}): {text}"));
     (status, json)
@@ -422,21 +503,57 @@ pub fn write_request(series: &[TestSeries<'_>]) -> strata_proto::prometheus::Wri
     }
 }
 
+/// An encoded remote-write body with the one sample `sample` for each series
+/// `{__name__="<metric>", series="<name>"}` of `names`.
+pub fn one_sample_per_series_body(metric: &str, names: &[String], sample: (i64, f64)) -> Vec<u8> {
+    let labels: Vec<[(&str, &str); 2]> = names
+        .iter()
+        .map(|n| [("__name__", metric), ("series", n.as_str())])
+        .collect();
+    let samples = [sample];
+    let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
+    encode_write_request(&write_request(&series))
+}
+
+/// Pushes every series of `series` (name → samples) to `strata` as
+/// `{__name__="<metric>", series="<name>"}` for `tenant`, one request a
+/// series, and asserts each push is answered 200.
+pub async fn push_each_series(
+    strata: &Strata,
+    tenant: &str,
+    metric: &str,
+    series: &std::collections::BTreeMap<String, Vec<(i64, f64)>>,
+) {
+    for (name, samples) in series {
+        let labels = [("__name__", metric), ("series", name.as_str())];
+        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
+        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(tenant), body).await;
+        assert_eq!(status, 200, "{msg}");
+    }
+}
+
 /// POSTs a remote-write body; returns the status and the response text.
 pub async fn push_raw(url: &str, tenant: Option<&str>, body: Vec<u8>) -> (u16, String) {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body);
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
+    push_with_headers(url, &tenant_header(tenant), body).await
+}
+
+/// The `X-Scope-OrgID` header naming `tenant`, if there is one.
+fn tenant_header(tenant: Option<&str>) -> Vec<(&str, &str)> {
+    tenant.map(|t| ("X-Scope-OrgID", t)).into_iter().collect()
+}
+
+/// Sends `req` with the extra `headers`; returns the status and the response
+/// text, or panics naming the request (`what`, e.g. `GET <url>`) when no
+/// answer comes.
+async fn send_with_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+    what: &str,
+) -> (u16, String) {
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
@@ -467,6 +584,22 @@ where
     }
 }
 
+/// Waits until `count()` is at least `n` more than it was when the wait began
+/// (e.g. `n` more acknowledged pushes), polling as [`eventually`] does.
+pub async fn eventually_grows_by(
+    what: &str,
+    timeout: Duration,
+    n: usize,
+    count: impl Fn() -> usize,
+) {
+    let start = count();
+    eventually(what, timeout, || {
+        let now = count();
+        async move { (now >= start + n).then_some(()) }
+    })
+    .await;
+}
+
 /// A single-member etcd on loopback with a temp data dir, killed on drop.
 #[derive(Debug)]
 pub struct Etcd {
@@ -494,10 +627,8 @@ impl Etcd {
             "--initial-cluster-state=new".into(),
             "--unsafe-no-fsync".into(),
         ];
-        let mut process = Process::spawn("etcd", &etcd, &args, dir);
-        process
-            .wait_ready(&format!("{client}/health"), Duration::from_secs(30))
-            .await;
+        let process =
+            Process::spawn_ready("etcd", &etcd, &args, dir, &format!("{client}/health")).await;
         Etcd {
             process,
             client_port,
@@ -507,6 +638,19 @@ impl Etcd {
     /// The endpoint as Strata's `kvstore.etcd.endpoints` takes it.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The `strata` flags for an ingester ring kept in this etcd: every
+    /// series on `replication_factor` ingesters, a heartbeat every second,
+    /// `num_tokens` tokens an instance.
+    pub fn ring_flags(&self, replication_factor: u32, num_tokens: u32) -> Vec<String> {
+        vec![
+            "-ingester.ring.kvstore.store=etcd".to_string(),
+            format!("-ingester.ring.kvstore.etcd.endpoints={}", self.endpoint()),
+            format!("-ingester.ring.replication_factor={replication_factor}"),
+            "-ingester.ring.heartbeat_period=1s".to_string(),
+            format!("-ingester.ring.num_tokens={num_tokens}"),
+        ]
     }
 }
 
@@ -650,34 +794,20 @@ pub async fn push_with_headers(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let mut req = reqwest::Client::new()
+    let req = reqwest::Client::new()
         .post(url)
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
         .body(body);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    send_with_headers(req, headers, &format!("POST {url}")).await
 }
 
 /// GETs `url` with extra headers; returns the status and the response text
 /// (error bodies need not be JSON).
 pub async fn get_with_headers(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = reqwest::Client::new().get(url);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    let req = reqwest::Client::new().get(url);
+    send_with_headers(req, headers, &format!("GET {url}")).await
 }
 
 /// Series labels (sorted by name) → samples (timestamp ms, value) in time order.

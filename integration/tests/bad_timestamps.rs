@@ -89,13 +89,7 @@ async fn extreme_timestamps_are_refused_and_the_tenant_still_ships() {
     )]));
     let (status, msg) = push_raw(&url, Some(TENANT), body).await;
     assert_eq!(status, 200, "{msg}");
-    let resp = reqwest::Client::new()
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
+    let (status, text) = strata.flush().await;
     assert!(status.is_success(), "flush: {status} {text}");
     let shipped = blocks(&bucket.join(TENANT));
     assert!(!shipped.is_empty(), "nothing shipped for {TENANT}");

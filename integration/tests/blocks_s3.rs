@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use strata_integration::{
-    encode_write_request, now_ms, promtool_dump, push_raw, require_program, write_request,
-    S3Server, Strata,
+    now_ms, promtool_dump, push_each_series, require_program, S3Server, Strata,
 };
 
 const TENANT: &str = "s3-test";
@@ -29,8 +28,7 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
         "-blocks_storage.tsdb.block_ranges_period=2m".to_string(),
     ];
     flags.extend(s3.strata_flags());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let strata = Strata::start(&args).await;
+    let strata = Strata::start_with_flags(&flags).await;
 
     // 3 series, a sample every 10 s over 5 minutes: more than 2 block ranges,
     // ending 2 minutes ago (a flush leaves the last minute in the head).
@@ -42,19 +40,8 @@ async fn flushed_blocks_land_in_s3_and_promtool_reads_them() {
             .collect();
         pushed.insert(format!("s{s}"), samples);
     }
-    for (name, samples) in &pushed {
-        let labels = [("__name__", "s3_test"), ("series", name.as_str())];
-        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
-        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
-        assert_eq!(status, 200, "{msg}");
-    }
-    let resp = reqwest::Client::new()
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
+    push_each_series(&strata, TENANT, "s3_test", &pushed).await;
+    let (status, body) = strata.flush().await;
     assert!(
         status.is_success(),
         "{status} {body}\n{}",

@@ -10,25 +10,15 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_raw, write_request, Etcd, Strata,
+    eventually, eventually_grows_by, get_json, now_ms, one_sample_per_series_body, push_raw, Etcd,
+    Strata,
 };
 
-fn ring_flags(etcd: &Etcd) -> Vec<String> {
-    vec![
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=3".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=64".to_string(),
-    ]
-}
-
 async fn start(target: &str, extra: &[String], etcd: &Etcd) -> Strata {
-    let mut args = ring_flags(etcd);
+    let mut args = etcd.ring_flags(3, 64);
     args.push(format!("-target={target}"));
     args.extend(extra.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Strata::start(&args).await
+    Strata::start_with_flags(&args).await
 }
 
 async fn start_ingester(id: &str, zone: Option<&str>, etcd: &Etcd) -> Strata {
@@ -51,13 +41,7 @@ async fn push_round(
 ) -> (u16, String) {
     let names: Vec<String> = (first..first + count).map(|i| format!("s{i:05}")).collect();
     for chunk in names.chunks(2000) {
-        let labels: Vec<[(&str, &str); 2]> = chunk
-            .iter()
-            .map(|n| [("__name__", "cluster_test_total"), ("series", n.as_str())])
-            .collect();
-        let samples = [(ts, value)];
-        let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-        let body = encode_write_request(&write_request(&series));
+        let body = one_sample_per_series_body("cluster_test_total", chunk, (ts, value));
         let (status, msg) = push_raw(&distributor.url("/api/v1/push"), Some("team-a"), body).await;
         if status != 200 {
             return (status, msg);
@@ -213,14 +197,8 @@ async fn three_ingesters_replicate_survive_a_kill_and_rejoin() {
     };
     let rounds = |n: usize| {
         let acknowledged = acknowledged.clone();
-        async move {
-            let start = acknowledged.lock().len();
-            eventually("acknowledged rounds", Duration::from_secs(30), || {
-                let now = acknowledged.lock().len();
-                async move { (now >= start + n).then_some(()) }
-            })
-            .await;
-        }
+        let count = move || acknowledged.lock().len();
+        eventually_grows_by("acknowledged rounds", Duration::from_secs(30), n, count)
     };
     rounds(5).await;
     drop(ingesters.remove(0));

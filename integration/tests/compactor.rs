@@ -36,12 +36,8 @@ struct Cluster {
 }
 
 fn common_flags(etcd: &Etcd, s3: &S3Server) -> Vec<String> {
-    let mut flags = vec![
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=3".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=32".to_string(),
+    let mut flags = etcd.ring_flags(3, 32);
+    flags.extend([
         "-blocks_storage.tsdb.block_ranges_period=2m".to_string(),
         // Only overlapping copies are merged at the first level: one block
         // per 2-minute range is the expected end state.
@@ -52,7 +48,7 @@ fn common_flags(etcd: &Etcd, s3: &S3Server) -> Vec<String> {
         // bucket every second.
         "-querier.query_store_after=0s".to_string(),
         "-blocks_storage.bucket_store.sync_interval=1s".to_string(),
-    ];
+    ]);
     flags.extend(s3.strata_flags());
     flags
 }
@@ -72,33 +68,16 @@ async fn start_cluster(target: &str) -> Cluster {
             "-blocks_storage.tsdb.dir={}",
             data.path().join(format!("tsdb-{i}")).display()
         ));
-        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-        nodes.push(Strata::start(&args).await);
+        nodes.push(Strata::start_with_flags(&flags).await);
     }
     // Every node's distributor must see all three ingesters, or a push
     // would be stored on fewer replicas.
     for node in &nodes {
-        let url = node.url("/ingester/ring");
-        eventually("three ACTIVE ingesters", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                let body: serde_json::Value = reqwest::Client::new()
-                    .get(&url)
-                    .header("Accept", "application/json")
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                let active = body["instances"]
-                    .as_array()?
-                    .iter()
-                    .filter(|i| i["state"] == "ACTIVE")
-                    .count();
-                (active == 3).then_some(())
-            }
-        })
+        eventually(
+            "three ACTIVE ingesters",
+            Duration::from_secs(30),
+            || async { (node.active_ingesters().await? == 3).then_some(()) },
+        )
         .await;
     }
     Cluster {
@@ -273,13 +252,7 @@ fn dump(s3: &S3Server, blocks: &[String]) -> Samples {
 
 async fn flush_all(nodes: &[Strata]) {
     for node in nodes {
-        let resp = reqwest::Client::new()
-            .post(node.url("/ingester/flush"))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
+        let (status, text) = node.flush().await;
         assert!(
             status.is_success(),
             "{status} {text}\n{}",
@@ -339,13 +312,7 @@ async fn query_streams(nodes: &[Strata]) -> Vec<f64> {
 }
 
 async fn run_pass(node: &Strata) -> serde_json::Value {
-    let resp = reqwest::Client::new()
-        .post(node.url("/compactor/run"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
+    let (status, text) = node.post("/compactor/run").await;
     assert!(
         status.is_success(),
         "{status} {text}\n{}",
@@ -467,8 +434,7 @@ async fn replica_copies_become_one_block_per_range() {
     let mut flags = common_flags(&cluster.etcd, &cluster.s3);
     flags.push("-target=querier".to_string());
     flags.push("-querier.query_ingesters_within=1m".to_string());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let store_only = Strata::start(&args).await;
+    let store_only = Strata::start_with_flags(&flags).await;
     let newest = pushed.values().flatten().map(|(t, _)| *t).max().unwrap();
     assert!(
         now_ms() - 60_000 > newest + 1_000,

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, ingester_query, now_ms, write_request, Etcd, Strata,
+    eventually, eventually_grows_by, get_json, ingester_query, local_storage_flags, now_ms,
+    one_sample_per_series_body, Etcd, Strata,
 };
 
 const SERIES: usize = 20;
@@ -49,13 +50,7 @@ fn spawn_pusher(
         let names: Vec<String> = (0..SERIES).map(|i| format!("s{i:02}")).collect();
         let mut i = 0i64;
         while !stop.load(Ordering::Relaxed) {
-            let samples = [(base + i, i as f64)];
-            let labels: Vec<[(&str, &str); 2]> = names
-                .iter()
-                .map(|n| [("__name__", "crash_test"), ("series", n.as_str())])
-                .collect();
-            let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-            let body = encode_write_request(&write_request(&series));
+            let body = one_sample_per_series_body("crash_test", &names, (base + i, i as f64));
             let answer = client
                 .post(&url)
                 .header("Content-Encoding", "snappy")
@@ -205,25 +200,10 @@ async fn counter(process: &Strata, name: &str) -> f64 {
     value.unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
-fn dir_flag(dir: &Path) -> [String; 2] {
-    [
-        format!("-blocks_storage.tsdb.dir={}", dir.join("tsdb").display()),
-        format!(
-            "-blocks_storage.filesystem.dir={}",
-            dir.join("blocks").display()
-        ),
-    ]
-}
-
-async fn start_all(dir: &Path) -> Strata {
-    let flags = dir_flag(dir);
-    Strata::start(&["-target=all", &flags[0], &flags[1]]).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_samples_survive_kill_9_of_target_all() {
     let data = tempfile::tempdir().unwrap();
-    let strata = start_all(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     let base = now_ms() - 600_000;
     let stop = Arc::new(AtomicBool::new(false));
     let (pushes, pusher) = spawn_pusher(strata.url("/api/v1/push"), base, stop.clone());
@@ -250,7 +230,7 @@ async fn acknowledged_samples_survive_kill_9_of_target_all() {
     let acked = pushes.acked.lock().clone();
     assert!(acked.len() >= 300);
 
-    let strata = start_all(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     let got = stored(&strata, base).await.unwrap();
     if let Err(e) = check_all_acked(&got, &acked) {
         panic!("{e}\n{}", strata.process.logs());
@@ -259,27 +239,16 @@ async fn acknowledged_samples_survive_kill_9_of_target_all() {
     assert!(logs.contains("replayed the WAL"), "{logs}");
 }
 
-fn ring_flags(etcd: &Etcd) -> Vec<String> {
-    vec![
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=3".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=32".to_string(),
-    ]
-}
-
 async fn start_node(target: &str, etcd: &Etcd, extra: &[String]) -> Strata {
-    let mut args = ring_flags(etcd);
+    let mut args = etcd.ring_flags(3, 32);
     args.push(format!("-target={target}"));
     args.extend(extra.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Strata::start(&args).await
+    Strata::start_with_flags(&args).await
 }
 
 async fn start_ingester(etcd: &Etcd, id: &str, dir: &Path) -> Strata {
     let mut extra = vec![format!("-ingester.ring.instance_id={id}")];
-    extra.extend(dir_flag(dir));
+    extra.extend(local_storage_flags(dir));
     start_node("ingester", etcd, &extra).await
 }
 
@@ -344,14 +313,8 @@ async fn acknowledged_samples_survive_kill_9_of_every_ingester_in_a_cluster() {
     let acked = pushes.acked.clone();
     let wait_for = |n: usize| {
         let acked = acked.clone();
-        async move {
-            let start = acked.lock().len();
-            eventually("acknowledged pushes", Duration::from_secs(60), || {
-                let now = acked.lock().len();
-                async move { (now >= start + n).then_some(()) }
-            })
-            .await;
-        }
+        let count = move || acked.lock().len();
+        eventually_grows_by("acknowledged pushes", Duration::from_secs(60), n, count)
     };
     let newest_acked = || acked.lock().last().copied().unwrap_or(-1);
     wait_for(200).await;

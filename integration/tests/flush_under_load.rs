@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use strata_integration::{eventually, get_json, now_ms, Prometheus, Strata};
+use strata_integration::{
+    eventually, get_json, now_ms, scrape_and_push_to_strata, Prometheus, Strata,
+};
 
 /// The timestamps (ms) of `selector`'s samples over the `seconds` before
 /// `at` (unix s), as one server answers a range-vector instant query.
@@ -60,21 +62,14 @@ async fn prometheus_counter(prometheus: &Prometheus, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_flushes_under_a_pushing_prometheus_lose_nothing() {
     let strata = Strata::start(&["-target=all"]).await;
+    let queue =
+        "{batch_send_deadline: 1s, max_backoff: 1s, min_shards: 4, max_samples_per_send: 100}";
     let config = format!(
         r#"
 global:
   scrape_interval: 1s
-scrape_configs:
-  - job_name: prometheus
-    static_configs: [{{targets: ['127.0.0.1:{{{{PORT}}}}']}}]
-  - job_name: strata
-    static_configs: [{{targets: ['127.0.0.1:{strata_port}']}}]
-remote_write:
-  - url: http://127.0.0.1:{strata_port}/api/v1/push
-    basic_auth: {{username: tenant-a, password: unused}}
-    queue_config: {{batch_send_deadline: 1s, max_backoff: 1s, min_shards: 4, max_samples_per_send: 100}}
-"#,
-        strata_port = strata.http_port
+{}"#,
+        scrape_and_push_to_strata(strata.http_port, "tenant-a", queue)
     );
     let prometheus = Prometheus::start(&config, &[]).await;
     let up = strata.url("/prometheus/api/v1/query?query=up");
@@ -94,17 +89,10 @@ remote_write:
     // than that, so that every flush below cuts (and ships) something.
     tokio::time::sleep(Duration::from_secs(65)).await;
     let began = now_ms();
-    let client = reqwest::Client::new();
     let mut blocks_written = 0;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let resp = client
-            .post(strata.url("/ingester/flush"))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
+        let (status, body) = strata.flush().await;
         assert!(status.is_success(), "flush: {status} {body}");
         let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
         blocks_written += stats["blocks_written"].as_u64().unwrap();

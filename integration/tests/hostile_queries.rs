@@ -157,9 +157,11 @@ fn cases() -> Vec<(String, String, u16, &'static str)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_queries_are_refused_and_the_process_stays_up() {
-    let mut strata = Strata::start(&["-target=all"]).await;
+/// Starts `strata` with `args` and pushes `up{job="a"}` of tenant `t` at a
+/// minute ago and now; returns it, that now (ms) and a client whose requests
+/// time out after 2 minutes.
+async fn start_with_up(args: &[&str]) -> (Strata, i64, reqwest::Client) {
+    let strata = Strata::start(args).await;
     let now = now_ms();
     let body = encode_write_request(&write_request(&[(
         &[("__name__", "up"), ("job", "a")],
@@ -171,6 +173,12 @@ async fn hostile_queries_are_refused_and_the_process_stays_up() {
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
+    (strata, now, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_refused_and_the_process_stays_up() {
+    let (mut strata, now, client) = start_with_up(&["-target=all"]).await;
     let pid = strata.process.pid();
     let time = format!("{}", now / 1000);
     let mut table = Vec::new();
@@ -333,18 +341,7 @@ async fn thousands_of_random_deep_and_wide_queries_never_take_the_process_down()
     // Nested subqueries multiply their work: within the sample estimate, some
     // random ones are expensive. A short timeout keeps the test quick; they
     // are answered 503 `timeout`, which is what the timeout is for.
-    let mut strata = Strata::start(&["-target=all", "-querier.timeout=3s"]).await;
-    let now = now_ms();
-    let body = encode_write_request(&write_request(&[(
-        &[("__name__", "up"), ("job", "a")],
-        &[(now - 60_000, 1.0), (now, 1.0)],
-    )]));
-    let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some("t"), body).await;
-    assert_eq!(status, 200, "{msg}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let (mut strata, now, client) = start_with_up(&["-target=all", "-querier.timeout=3s"]).await;
     let time = format!("{}", now / 1000);
     let start = format!("{}", now / 1000 - 600);
     let mut rng = Rng(0x5eed_1234_abcd_0001);

@@ -6,13 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use strata_integration::lifecycle::probe;
 use strata_integration::{
-    encode_write_request, free_port, now_ms, push_raw, strata_bin, write_request, Etcd, Process,
-    Strata,
+    free_port, local_storage_flags, now_ms, one_sample_per_series_body, push_raw, strata_bin, Etcd,
+    Process, Strata,
 };
 
 fn loopback_flags(http_port: u16, grpc_port: u16) -> Vec<String> {
@@ -21,16 +20,6 @@ fn loopback_flags(http_port: u16, grpc_port: u16) -> Vec<String> {
         format!("-server.grpc_listen_port={grpc_port}"),
         "-server.http_listen_address=127.0.0.1".to_string(),
         "-server.grpc_listen_address=127.0.0.1".to_string(),
-    ]
-}
-
-fn storage_flags(dir: &Path) -> Vec<String> {
-    vec![
-        format!("-blocks_storage.tsdb.dir={}", dir.join("tsdb").display()),
-        format!(
-            "-blocks_storage.filesystem.dir={}",
-            dir.join("blocks").display()
-        ),
     ]
 }
 
@@ -52,13 +41,8 @@ async fn push_load(strata: &Strata, series: usize, rounds: usize) {
     let names: Vec<String> = (0..series).map(|i| i.to_string()).collect();
     for round in 0..rounds {
         for chunk in names.chunks(2000) {
-            let samples = [(base + round as i64 * 15_000, round as f64)];
-            let labels: Vec<[(&str, &str); 2]> = chunk
-                .iter()
-                .map(|n| [("__name__", "lifecycle_load"), ("series", n.as_str())])
-                .collect();
-            let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-            let body = encode_write_request(&write_request(&series));
+            let sample = (base + round as i64 * 15_000, round as f64);
+            let body = one_sample_per_series_body("lifecycle_load", chunk, sample);
             let (status, text) =
                 push_raw(&strata.url("/api/v1/push"), Some("lifecycle"), body).await;
             assert_eq!(status, 200, "{text}");
@@ -102,7 +86,7 @@ async fn a_port_in_use_stops_the_process_naming_the_address() {
             (free_port(), port)
         };
         let mut args = loopback_flags(http, grpc);
-        args.extend(storage_flags(dir.path()));
+        args.extend(local_storage_flags(dir.path()));
         args.push("-target=all".to_string());
         exits_naming(
             spawn(args),
@@ -120,7 +104,7 @@ async fn ready_is_503_while_the_wal_replays_and_200_once_active() {
     let dir = tempfile::tempdir().unwrap();
     let (http, grpc) = (free_port(), free_port());
     let mut args = loopback_flags(http, grpc);
-    args.extend(storage_flags(dir.path()));
+    args.extend(local_storage_flags(dir.path()));
     args.push("-target=all".to_string());
     args.extend(unlimited());
     {
@@ -180,7 +164,7 @@ async fn ready_is_503_as_soon_as_sigterm_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let (http, grpc) = (free_port(), free_port());
     let mut args = loopback_flags(http, grpc);
-    args.extend(storage_flags(dir.path()));
+    args.extend(local_storage_flags(dir.path()));
     args.push("-target=all".to_string());
     // The flush on shutdown keeps the process stopping for a while, with its
     // HTTP server (which stops last) still answering.
@@ -257,7 +241,7 @@ async fn a_failure_after_the_ring_activation_leaves_the_ring() {
     let blocker = dir.path().join("not-a-directory");
     std::fs::write(&blocker, "").unwrap();
     let mut args = loopback_flags(free_port(), free_port());
-    args.extend(storage_flags(dir.path()));
+    args.extend(local_storage_flags(dir.path()));
     args.extend(ring_flags.iter().cloned());
     args.push("-ingester.ring.instance_id=doomed".to_string());
     args.push(format!(

@@ -8,26 +8,11 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
 use strata_integration::{encode_write_request, get_json, now_ms, push_raw, write_request, Strata};
 
 const TENANTS: usize = 2000;
 const SERIES: usize = 5;
 const ROUNDS: i64 = 3;
-
-async fn start(data: &Path) -> Strata {
-    let flags = [
-        "-target=all".to_string(),
-        format!("-blocks_storage.tsdb.dir={}", data.join("tsdb").display()),
-        format!(
-            "-blocks_storage.filesystem.dir={}",
-            data.join("blocks").display()
-        ),
-    ];
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    Strata::start(&args).await
-}
 
 fn tenant(t: usize) -> String {
     format!("tenant-{t:04}")
@@ -118,7 +103,7 @@ async fn check_every_tenant(strata: &Strata, base: i64) {
 async fn two_thousand_tenants_cost_no_thread_or_file_each_and_lose_nothing() {
     let data = tempfile::tempdir().unwrap();
     let base = (now_ms() - 300_000) / 1000 * 1000;
-    let strata = start(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     let pid = strata.process.pid();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Bounds that do not grow with the tenants: the runtime's workers and a
@@ -142,7 +127,7 @@ async fn two_thousand_tenants_cost_no_thread_or_file_each_and_lose_nothing() {
 
     // SIGKILL: nothing but the WAL brings the samples back.
     drop(strata);
-    let strata = start(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     check_every_tenant(&strata, base).await;
     let pid = strata.process.pid();
     let (threads, files) = (proc_count(pid, "threads"), proc_count(pid, "files"));
@@ -154,14 +139,8 @@ async fn two_thousand_tenants_cost_no_thread_or_file_each_and_lose_nothing() {
     assert!(files <= max_files, "{files} open files after the restart");
 
     // A flush cuts and ships every tenant, and opens no file per tenant.
-    let client = reqwest::Client::new();
-    let flushed = client
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = flushed.status().as_u16();
-    assert_eq!(status, 200, "{}", flushed.text().await.unwrap());
+    let (status, text) = strata.flush().await;
+    assert_eq!(status.as_u16(), 200, "{text}");
     let blocks = data.path().join("blocks");
     for t in 0..TENANTS {
         let dir = blocks.join(tenant(t));

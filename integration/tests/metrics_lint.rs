@@ -85,20 +85,11 @@ async fn metrics_of_a_monolith_pass_promtool() {
 async fn metrics_of_each_component_pass_promtool() {
     let promtool = require_program("promtool");
     let etcd = Etcd::start().await;
-    let ring = [
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=1".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=16".to_string(),
-    ];
+    let ring = etcd.ring_flags(1, 16);
     let start = |target: &'static str| {
-        let mut args = ring.to_vec();
+        let mut args = ring.clone();
         args.push(format!("-target={target}"));
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Strata::start(&args).await
-        }
+        async move { Strata::start_with_flags(&args).await }
     };
     let ingester = start("ingester").await;
     let distributor = start("distributor").await;

@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use strata_integration::{eventually, get_json, now_ms, Prometheus, Strata};
+use strata_integration::{
+    eventually, get_json, now_ms, scrape_and_push_to_strata, Prometheus, Strata,
+};
 
 const QUERIES: &[&str] = &[
     "up",
@@ -87,22 +89,14 @@ async fn prometheus_start_time(prometheus: &Prometheus) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_pushes_and_strata_answers_like_prometheus() {
     let strata = Strata::start(&["-target=all"]).await;
+    let queue = "{batch_send_deadline: 1s, max_backoff: 1s}";
     let config = format!(
         r#"
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
-scrape_configs:
-  - job_name: prometheus
-    static_configs: [{{targets: ['127.0.0.1:{{{{PORT}}}}']}}]
-  - job_name: strata
-    static_configs: [{{targets: ['127.0.0.1:{strata_port}']}}]
-remote_write:
-  - url: http://127.0.0.1:{strata_port}/api/v1/push
-    basic_auth: {{username: tenant-a, password: unused}}
-    queue_config: {{batch_send_deadline: 1s, max_backoff: 1s}}
-"#,
-        strata_port = strata.http_port
+{}"#,
+        scrape_and_push_to_strata(strata.http_port, "tenant-a", queue)
     );
     let prometheus = Prometheus::start(&config, &[]).await;
 
@@ -173,12 +167,9 @@ remote_write:
             || {
                 let (s, p) = (strata_url.clone(), prometheus_url.clone());
                 async move {
-                    let instant = common::compare_instant(&s, "tenant-a", &p, query, t).await;
-                    let range =
-                        common::compare_range(&s, "tenant-a", &p, query, t - 8.0, t, 1.0).await;
-                    match (instant, range) {
-                        (Ok(a), Ok(b)) => Some(a + b),
-                        (Err(e), _) | (_, Err(e)) => {
+                    match common::compare_instant_and_last_8s(&s, "tenant-a", &p, query, t).await {
+                        Ok(n) => Some(n),
+                        Err(e) => {
                             eprintln!("not yet equal: {e}");
                             // What Strata rejected or answered to pushes, to
                             // tell lost data from a semantic difference.

@@ -10,10 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_integration::{
-    encode_write_request, eventually, get_json, matrix_samples, now_ms, push_raw, write_request,
-    Strata,
-};
+use strata_integration::{eventually, get_json, matrix_samples, now_ms, push_each_series, Strata};
 
 const TENANT: &str = "recent";
 
@@ -38,12 +35,7 @@ async fn samples_cut_into_local_blocks_are_still_queried() {
             .collect();
         pushed.insert(format!("s{s}"), samples);
     }
-    for (name, samples) in &pushed {
-        let labels = [("__name__", "recent_test"), ("series", name.as_str())];
-        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
-        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
-        assert_eq!(status, 200, "{msg}");
-    }
+    push_each_series(&strata, TENANT, "recent_test", &pushed).await;
 
     let metrics_url = strata.url("/metrics");
     // Cut, and truncated: fewer samples left in the head than were pushed.

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, promtool_dump, push_raw, require_program,
-    write_request, S3Server, Strata,
+    eventually, get_json, now_ms, one_sample_per_series_body, promtool_dump, push_raw,
+    require_program, S3Server, Strata,
 };
 
 const TENANT: &str = "s3-outage";
@@ -36,13 +36,7 @@ type Pushed = BTreeMap<(String, i64), f64>;
 /// Pushes one sample per series at `ts`; panics unless answered 2xx.
 async fn push(strata: &Strata, ts: i64, value: f64, pushed: &Mutex<Pushed>) {
     let names: Vec<String> = (0..SERIES).map(|s| format!("s{s}")).collect();
-    let labels: Vec<[(&str, &str); 2]> = names
-        .iter()
-        .map(|n| [("__name__", "s3_outage_test"), ("series", n.as_str())])
-        .collect();
-    let samples = [(ts, value)];
-    let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-    let body = encode_write_request(&write_request(&series));
+    let body = one_sample_per_series_body("s3_outage_test", &names, (ts, value));
     let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
     assert!(
         (200..300).contains(&status),
@@ -119,8 +113,7 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
         "-blocks_storage.tsdb.ship_interval=1s".to_string(),
     ];
     flags.extend(s3.strata_flags());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let strata = Arc::new(Strata::start(&args).await);
+    let strata = Arc::new(Strata::start_with_flags(&flags).await);
     let pushed = Arc::new(Mutex::new(Pushed::new()));
 
     // 5 minutes of history, a sample every 10 s: more than two block ranges.
@@ -157,13 +150,7 @@ async fn pushes_go_on_while_s3_is_down_and_blocks_are_uploaded_when_it_returns()
     .await;
     // The flush cuts the head into blocks (all but its last minute); their
     // upload fails.
-    let resp = reqwest::Client::new()
-        .post(strata.url("/ingester/flush"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
+    let (status, body) = strata.flush().await;
     assert_eq!(status.as_u16(), 500, "{body}");
     assert!(
         body.contains("block(s) cut, but uploading failed"),

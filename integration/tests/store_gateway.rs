@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_raw, write_request, S3Server, Strata,
+    encode_write_request, eventually, get_json, now_ms, push_each_series, push_raw, write_request,
+    S3Server, Strata,
 };
 
 const TENANT: &str = "sg-test";
@@ -85,8 +86,7 @@ async fn a_window_over_store_both_and_ingesters_returns_each_sample_once() {
         "-querier.query_store_after=5m".to_string(),
     ];
     flags.extend(s3.strata_flags());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let strata = Strata::start(&args).await;
+    let strata = Strata::start_with_flags(&flags).await;
 
     // 4 series, a sample every 15 s from T-40m to T (161 each).
     let t = now_ms() / 1000 * 1000;
@@ -97,12 +97,7 @@ async fn a_window_over_store_both_and_ingesters_returns_each_sample_once() {
             .collect();
         pushed.insert(format!("s{s}"), samples);
     }
-    for (name, samples) in &pushed {
-        let labels = [("__name__", "sg_test"), ("series", name.as_str())];
-        let body = encode_write_request(&write_request(&[(&labels[..], &samples[..])]));
-        let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
-        assert_eq!(status, 200, "{msg}");
-    }
+    push_each_series(&strata, TENANT, "sg_test", &pushed).await;
 
     let time_s = (t + 1000) as f64 / 1000.0;
     // Blocks are cut, shipped and loaded in the background; until then the

@@ -93,19 +93,12 @@ impl Collector {
 }
 
 async fn start(target: &str, service: &str, extra: &[String], etcd: &Etcd, otlp: &str) -> Strata {
-    let mut args = vec![
-        format!("-target={target}"),
-        "-ingester.ring.kvstore.store=etcd".to_string(),
-        format!("-ingester.ring.kvstore.etcd.endpoints={}", etcd.endpoint()),
-        "-ingester.ring.replication_factor=3".to_string(),
-        "-ingester.ring.heartbeat_period=1s".to_string(),
-        "-ingester.ring.num_tokens=16".to_string(),
-        format!("-tracing.otlp_endpoint={otlp}"),
-        format!("-tracing.service_name={service}"),
-    ];
+    let mut args = vec![format!("-target={target}")];
+    args.extend(etcd.ring_flags(3, 16));
+    args.push(format!("-tracing.otlp_endpoint={otlp}"));
+    args.push(format!("-tracing.service_name={service}"));
     args.extend(extra.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Strata::start(&args).await
+    Strata::start_with_flags(&args).await
 }
 
 fn hex(id: &[u8]) -> String {
@@ -139,23 +132,7 @@ async fn one_push_is_one_trace_across_distributor_and_ingesters() {
     eventually(
         "the distributor to see three ACTIVE ingesters",
         Duration::from_secs(30),
-        || async {
-            let body: serde_json::Value = reqwest::Client::new()
-                .get(distributor.url("/ingester/ring"))
-                .header("Accept", "application/json")
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let active = body["instances"]
-                .as_array()?
-                .iter()
-                .filter(|i| i["state"] == "ACTIVE")
-                .count();
-            (active == 3).then_some(())
-        },
+        || async { (distributor.active_ingesters().await? == 3).then_some(()) },
     )
     .await;
     let (status, message) = push().await;

@@ -61,16 +61,10 @@ scrape_configs:
             || {
                 let (s, p) = (s.clone(), p.clone());
                 async move {
-                    let instant = common::compare_instant(&s, "tenant-v", &p, query, t).await;
-                    let range =
-                        common::compare_range(&s, "tenant-v", &p, query, t - 8.0, t, 1.0).await;
-                    match (instant, range) {
-                        (Ok(a), Ok(b)) => Some(a + b),
-                        (Err(e), _) | (_, Err(e)) => {
-                            eprintln!("not yet equal: {e}");
-                            None
-                        }
-                    }
+                    common::compare_instant_and_last_8s(&s, "tenant-v", &p, query, t)
+                        .await
+                        .map_err(|e| eprintln!("not yet equal: {e}"))
+                        .ok()
                 }
             },
         )

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use strata_integration::{
-    encode_write_request, get_json, matrix_samples, now_ms, push_raw, write_request, Strata,
+    get_json, matrix_samples, now_ms, one_sample_per_series_body, push_raw, Strata,
 };
 
 const TENANT: &str = "wal-corruption";
@@ -28,30 +28,12 @@ enum Damage {
     FlipByte,
 }
 
-async fn start(data: &Path) -> Strata {
-    let flags = [
-        "-target=all".to_string(),
-        format!("-blocks_storage.tsdb.dir={}", data.join("tsdb").display()),
-        format!(
-            "-blocks_storage.filesystem.dir={}",
-            data.join("blocks").display()
-        ),
-    ];
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    Strata::start(&args).await
-}
-
 /// Push `i` gives every series the sample `(base + i s, i)`; the first also
 /// creates the series, so each later push is exactly one samples record.
 async fn push(strata: &Strata, base: i64, i: i64) {
     let names: Vec<String> = (0..SERIES).map(|s| format!("s{s}")).collect();
-    let labels: Vec<[(&str, &str); 2]> = names
-        .iter()
-        .map(|n| [("__name__", "wal_corruption_test"), ("series", n.as_str())])
-        .collect();
-    let samples = [(base + i * 1000, i as f64)];
-    let series: Vec<_> = labels.iter().map(|l| (&l[..], &samples[..])).collect();
-    let body = encode_write_request(&write_request(&series));
+    let body =
+        one_sample_per_series_body("wal_corruption_test", &names, (base + i * 1000, i as f64));
     let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(TENANT), body).await;
     assert_eq!(status, 200, "push {i}: {msg}");
 }
@@ -104,7 +86,7 @@ fn last_frame_offset(segment: &[u8]) -> u64 {
 async fn damaged_tail_is_dropped(damage: Damage) {
     let data = tempfile::tempdir().unwrap();
     let base = (now_ms() - 600_000) / 1000 * 1000;
-    let strata = start(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     for i in 0..PUSHES {
         push(&strata, base, i).await;
     }
@@ -134,7 +116,7 @@ async fn damaged_tail_is_dropped(damage: Damage) {
     std::fs::write(&segment, &bytes).unwrap();
     let dropped = bytes.len() as u64 - last_record;
 
-    let strata = start(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     let logs = strata.process.logs();
     // The last push was the damaged record: it alone is gone.
     let got = stored(&strata, base).await;
@@ -167,7 +149,7 @@ async fn damaged_tail_is_dropped(damage: Damage) {
     // The repaired WAL takes new pushes and replays cleanly after another kill.
     push(&strata, base, PUSHES).await;
     drop(strata);
-    let strata = start(data.path()).await;
+    let strata = Strata::start_all_in(data.path()).await;
     let logs = strata.process.logs();
     assert!(!logs.contains("torn or corrupt"), "{logs}");
     let got = stored(&strata, base).await;

@@ -56,23 +56,9 @@ pub(crate) async fn compare_instant_expecting(
     time: f64,
     expect: Expect,
 ) -> Result<usize, String> {
-    let q = urlencode(query);
-    let (s_status, s) = strata_integration::get_json(
-        &format!("{strata_url}/prometheus/api/v1/query?query={q}&time={time}"),
-        Some(tenant),
-    )
-    .await;
-    let (p_status, p) = strata_integration::get_json(
-        &format!("{prometheus_url}/api/v1/query?query={q}&time={time}"),
-        None,
-    )
-    .await;
-    if (s_status, p_status) != (200, 200) {
-        return Err(format!(
-            "{query}: strata {s_status} {s}, prometheus {p_status} {p}"
-        ));
-    }
-    same_result(query, &s["data"], &p["data"], expect)
+    let params = format!("query={}&time={time}", urlencode(query));
+    let servers = (strata_url, tenant, prometheus_url);
+    compare_answers(servers, "query", &params, query, expect).await
 }
 
 /// The same for a range query, expecting data.
@@ -107,13 +93,27 @@ pub(crate) async fn compare_range_expecting(
 ) -> Result<usize, String> {
     let q = urlencode(query);
     let params = format!("query={q}&start={start}&end={end}&step={step}");
+    let servers = (strata_url, tenant, prometheus_url);
+    compare_answers(servers, "query_range", &params, query, expect).await
+}
+
+/// GETs `api/v1/<endpoint>?<params>` from Strata (under `/prometheus`, as
+/// `tenant`) and from Prometheus, and compares the two answers to `query`
+/// (see the module's doc); both must be 200.
+async fn compare_answers(
+    (strata_url, tenant, prometheus_url): (&str, &str, &str),
+    endpoint: &str,
+    params: &str,
+    query: &str,
+    expect: Expect,
+) -> Result<usize, String> {
     let (s_status, s) = strata_integration::get_json(
-        &format!("{strata_url}/prometheus/api/v1/query_range?{params}"),
+        &format!("{strata_url}/prometheus/api/v1/{endpoint}?{params}"),
         Some(tenant),
     )
     .await;
     let (p_status, p) = strata_integration::get_json(
-        &format!("{prometheus_url}/api/v1/query_range?{params}"),
+        &format!("{prometheus_url}/api/v1/{endpoint}?{params}"),
         None,
     )
     .await;
@@ -123,6 +123,21 @@ pub(crate) async fn compare_range_expecting(
         ));
     }
     same_result(query, &s["data"], &p["data"], expect)
+}
+
+/// [`compare_instant`] at `t` and [`compare_range`] over the 8 s up to `t`
+/// (1 s steps): the total number of series compared, or the first
+/// difference.
+pub(crate) async fn compare_instant_and_last_8s(
+    strata_url: &str,
+    tenant: &str,
+    prometheus_url: &str,
+    query: &str,
+    t: f64,
+) -> Result<usize, String> {
+    let instant = compare_instant(strata_url, tenant, prometheus_url, query, t).await;
+    let range = compare_range(strata_url, tenant, prometheus_url, query, t - 8.0, t, 1.0).await;
+    Ok(instant? + range?)
 }
 
 pub(crate) fn urlencode(s: &str) -> String {
