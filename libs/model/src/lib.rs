@@ -12,6 +12,7 @@ mod matcher;
 mod nesting;
 mod sample;
 mod tenant;
+mod time;
 
 pub use duration::{format_duration, parse_duration, ConfigDuration, DurationError};
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
@@ -19,6 +20,7 @@ pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use nesting::{check_bracket_nesting, NestingError, MAX_YAML_NESTING};
 pub use sample::{is_stale_nan, Sample, Series, STALE_NAN, STALE_NAN_BITS};
 pub use tenant::{validate_tenant_id, TenantError, MAX_TENANT_ID_LENGTH};
+pub use time::Rfc3339;
 
 /// The hash that places a series on the ingester ring: a 32-bit token derived from
 /// the tenant and the series' sorted labels. Stable across processes and versions,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
-use strata_model::{Label, Labels, Matcher, Sample};
+use strata_model::{Label, Labels, Matcher, Rfc3339, Sample};
 use thiserror::Error;
 
 use crate::chunk::{XorChunk, SAMPLES_PER_CHUNK};
@@ -826,41 +826,6 @@ enum Rejection {
     OutOfOrder,
     Duplicate,
     OutOfBounds,
-}
-
-/// Renders epoch milliseconds as RFC 3339 in UTC, e.g. `2024-01-02T03:04:05.006Z`.
-struct Rfc3339(i64);
-
-impl fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MS_PER_DAY: i64 = 86_400_000;
-        let days = self.0.div_euclid(MS_PER_DAY);
-        let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
-        // Civil date from days since 1970-01-01 (proleptic Gregorian calendar),
-        // counting in 400-year eras that start on March 1st.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z.rem_euclid(146_097);
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let month_index = (5 * day_of_year + 2) / 153;
-        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-        let month = if month_index < 10 {
-            month_index + 3
-        } else {
-            month_index - 9
-        };
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            ms_of_day / 3_600_000,
-            ms_of_day / 60_000 % 60,
-            ms_of_day / 1000 % 60,
-            ms_of_day % 1000
-        )
-    }
 }
 
 fn labels_hash(labels: &Labels) -> u64 {

@@ -1,8 +1,12 @@
 //! `POST /api/v1/push` (and Cortex's older `/api/prom/push`).
+//!
+//! Errors are plain text, one line, as Prometheus's and Mimir's remote-write
+//! receivers answer (senders log the body; the JSON shape is the query API's).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,16 +36,23 @@ pub fn router(distributor: Arc<Distributor>, resolve_tenant: TenantResolver) -> 
         })
 }
 
-async fn push(State(state): State<PushState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn push(
+    State(state): State<PushState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let limit = state.distributor.config().max_recv_msg_size;
     let result = async {
         let tenant = (state.resolve_tenant)(&headers)?;
         check_encoding(&headers)?;
+        let body = body.map_err(|rejection| body_error(&rejection, limit))?;
         state.distributor.push_body(&tenant, &body).await?;
         Ok::<_, PushError>(tenant)
     }
     .await;
     match result {
         Ok(_) => StatusCode::OK.into_response(),
+        Err(PushError::Body(status, message)) => (status, format!("{message}\n")).into_response(),
         Err(PushError::Unsupported(message)) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{message}\n")).into_response()
         }
@@ -55,6 +66,8 @@ async fn push(State(state): State<PushState>, headers: HeaderMap, body: Bytes) -
 }
 
 enum PushError {
+    /// The body could not be read: too large, or the connection failed.
+    Body(StatusCode, String),
     Unsupported(String),
     Service(ServiceError),
 }
@@ -63,6 +76,18 @@ impl From<ServiceError> for PushError {
     fn from(e: ServiceError) -> Self {
         PushError::Service(e)
     }
+}
+
+/// A body the server would not read: over the limit (413, naming the
+/// setting), or cut off by the client.
+fn body_error(rejection: &BytesRejection, limit: usize) -> PushError {
+    let status = rejection.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("push body larger than {limit} bytes, the limit distributor.max_recv_msg_size sets")
+    } else {
+        format!("reading the push body: {}", rejection.body_text())
+    };
+    PushError::Body(status, message)
 }
 
 /// Remote-write 1.0 is protobuf in snappy; other declared encodings are 415.
@@ -111,6 +136,52 @@ mod tests {
             map.insert(k.clone(), v.parse().unwrap());
         }
         map
+    }
+
+    /// Takes every push and stores nothing.
+    #[derive(Debug)]
+    struct Sink;
+
+    #[async_trait::async_trait]
+    impl crate::IngesterPush for Sink {
+        async fn push(
+            &self,
+            _tenant: &str,
+            _request: strata_proto::prometheus::WriteRequest,
+        ) -> Result<(), ServiceError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_naming_the_setting() {
+        use tower::ServiceExt;
+        let config = crate::DistributorConfig {
+            max_recv_msg_size: 1000,
+            ..Default::default()
+        };
+        let distributor = Distributor::new(
+            config,
+            Arc::new(strata_limits::Overrides::new(Default::default())),
+            Arc::new(Sink),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let app = router(Arc::new(distributor), strata_auth::resolver(false));
+        let request = axum::http::Request::post("/api/v1/push")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .body(axum::body::Body::from(vec![0u8; 1001]))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "push body larger than 1000 bytes, the limit distributor.max_recv_msg_size sets\n"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::params::{
     parse_timeout, Params, MAX_TIME_MS, MIN_TIME_MS,
 };
 use crate::querier::Querier;
+use crate::status::{tsdb_stats, ProcessStatus};
 
 /// Resolves the tenant of a request from its headers (`X-Scope-OrgID`, or
 /// whatever the auth layer decides).
@@ -51,10 +52,15 @@ fn success(data: &[u8], warnings: &[String], infos: &[String]) -> Response {
 struct AppState {
     querier: Arc<Querier>,
     resolve_tenant: TenantResolver,
+    process: Arc<ProcessStatus>,
 }
 
 /// The Prometheus API, mounted under both `/prometheus/api/v1` and `/api/v1`.
-pub fn router(querier: Arc<Querier>, resolve_tenant: TenantResolver) -> Router {
+pub fn router(
+    querier: Arc<Querier>,
+    resolve_tenant: TenantResolver,
+    process: Arc<ProcessStatus>,
+) -> Router {
     let api = Router::new()
         .route("/query", get(query).post(query))
         .route("/query_range", get(query_range).post(query_range))
@@ -68,6 +74,10 @@ pub fn router(querier: Arc<Querier>, resolve_tenant: TenantResolver) -> Router {
         .route("/format_query", get(format_query).post(format_query))
         .route("/metadata", get(metadata))
         .route("/status/buildinfo", get(buildinfo))
+        .route("/status/config", get(status_config))
+        .route("/status/flags", get(status_flags))
+        .route("/status/runtimeinfo", get(status_runtimeinfo))
+        .route("/status/tsdb", get(status_tsdb))
         .fallback(unknown_endpoint);
     Router::new()
         .nest("/prometheus/api/v1", api.clone())
@@ -75,6 +85,7 @@ pub fn router(querier: Arc<Querier>, resolve_tenant: TenantResolver) -> Router {
         .with_state(AppState {
             querier,
             resolve_tenant,
+            process,
         })
 }
 
@@ -358,4 +369,75 @@ async fn buildinfo() -> Response {
         "goVersion": env!("STRATA_BUILD_RUST_VERSION"),
     });
     success(info.to_string().as_bytes(), &[], &[])
+}
+
+/// The running configuration, secrets masked, as Prometheus's `{"yaml": …}`.
+async fn status_config(State(state): State<AppState>) -> Response {
+    let data = serde_json::json!({ "yaml": state.process.config_yaml });
+    success(data.to_string().as_bytes(), &[], &[])
+}
+
+/// Every setting as a flag name (the dotted config key) and its value.
+async fn status_flags(State(state): State<AppState>) -> Response {
+    let data = serde_json::to_string(&state.process.flags).unwrap_or_else(|_| "{}".into());
+    success(data.as_bytes(), &[], &[])
+}
+
+/// Start time, working directory and the runtime's counts.
+async fn status_runtimeinfo(State(state): State<AppState>) -> Response {
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let data = state.process.runtime_info(threads, cores);
+    success(data.to_string().as_bytes(), &[], &[])
+}
+
+/// The tenant's cardinality over the series its ingesters hold (the last
+/// `querier.query_ingesters_within`), in Prometheus's shape; `limit` (default
+/// 10) entries per list. Bounded by the tenant's fetched-series limit.
+async fn status_tsdb(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, Ok(Bytes::new()))?;
+    let limit = match params.get("limit") {
+        "" => 10,
+        raw => match raw.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"limit\": must be an integer from 1 to 10000, got {raw:?}"
+                )))
+            }
+        },
+    };
+    let end = now_ms();
+    let window = i64::try_from(state.querier.config().query_ingesters_within.0.as_millis())
+        .unwrap_or(i64::MAX);
+    let start = if window > 0 {
+        end.saturating_sub(window)
+    } else {
+        MIN_TIME_MS
+    };
+    let every_series =
+        strata_model::Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", ".+")
+            .map_err(|e| ApiError::from_service(ServiceError::internal(e.to_string())))?;
+    let storage = state.querier.queryable(&tenant);
+    let found: Vec<Labels> = with_timeout(
+        &state.querier,
+        storage.series(&[vec![every_series]], start, end),
+    )
+    .await?;
+    storage
+        .count_fetched_series(&found)
+        .map_err(|e| ApiError::execution(e.message))?;
+    let data = tsdb_stats(&found, limit, start, end);
+    Ok(success(data.to_string().as_bytes(), &[], &[]))
 }

@@ -28,6 +28,7 @@ mod params;
 mod querier;
 mod replicated;
 mod service;
+mod status;
 mod storage;
 mod store_gateway;
 
@@ -41,6 +42,7 @@ pub use params::{RangeParams, MAX_TIME_MS, MIN_TIME_MS};
 pub use querier::Querier;
 pub use replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
 pub use service::QuerierService;
+pub use status::ProcessStatus;
 pub use storage::{
     decode_stream_series, merge_samples, merge_series, SourceSplit, TenantQueryable,
 };

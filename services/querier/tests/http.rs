@@ -164,7 +164,7 @@ fn harness_from(config: QuerierConfig, configure: impl FnOnce(Querier) -> Querie
     let fake = Arc::new(fake);
     let querier = configure(Querier::new(config, fake.clone()).unwrap());
     Harness {
-        app: router(Arc::new(querier), tenant_from_header()),
+        app: router(Arc::new(querier), tenant_from_header(), Arc::default()),
         fake,
     }
 }
@@ -638,8 +638,7 @@ async fn query_limits_name_their_config_keys() {
 async fn unknown_api_paths_are_json_404s() {
     let h = harness();
     for path in [
-        "/api/v1/status/config",
-        "/api/v1/status/tsdb",
+        "/api/v1/status/walreplay",
         "/api/v1/admin/tsdb/delete_series",
         "/prometheus/api/v1/nope",
     ] {
@@ -649,6 +648,51 @@ async fn unknown_api_paths_are_json_404s() {
         assert_eq!(body["errorType"], "not_found", "{path}");
         assert!(body["error"].as_str().unwrap().contains(path), "{body}");
     }
+}
+
+#[tokio::test]
+async fn status_tsdb_counts_the_tenant_s_own_series() {
+    let h = harness();
+    let (status, body) = h.get("team-a", "/api/v1/status/tsdb").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["headStats"]["numSeries"], 3, "{body}");
+    assert_eq!(
+        data["seriesCountByMetricName"],
+        json!([{"name": "up", "value": 2}, {"name": "process_start_time_seconds", "value": 1}])
+    );
+    assert_eq!(
+        data["labelValueCountByLabelName"][0],
+        json!({"name": "__name__", "value": 2})
+    );
+    // Another tenant's series are not counted.
+    let (_, body) = h.get("team-b", "/api/v1/status/tsdb?limit=1").await;
+    assert_eq!(body["data"]["headStats"]["numSeries"], 1, "{body}");
+    assert_eq!(
+        body["data"]["seriesCountByLabelValuePair"],
+        json!([{"name": "__name__=up", "value": 1}])
+    );
+    let (status, body) = h.get("team-a", "/api/v1/status/tsdb?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errorType"], "bad_data");
+}
+
+#[tokio::test]
+async fn process_status_pages_answer_in_prometheus_s_shape() {
+    let h = harness();
+    let (status, body) = h.get("team-a", "/api/v1/status/config").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"]["yaml"].is_string(), "{body}");
+    let (status, body) = h.get("team-a", "/api/v1/status/flags").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"].is_object(), "{body}");
+    let (status, body) = h.get("team-a", "/api/v1/status/runtimeinfo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["data"]["goroutineCount"].as_u64().unwrap() >= 1,
+        "{body}"
+    );
+    assert!(body["data"]["startTime"].is_string(), "{body}");
 }
 
 /// Ingesters that fail or hang, for the error paths.
@@ -702,7 +746,7 @@ fn broken(error: Option<ServiceError>) -> Harness {
     };
     let querier = Querier::new(config, Arc::new(BrokenIngesters(error))).unwrap();
     Harness {
-        app: router(Arc::new(querier), tenant_from_header()),
+        app: router(Arc::new(querier), tenant_from_header(), Arc::default()),
         fake: Arc::default(),
     }
 }

@@ -486,6 +486,55 @@ pub fn masked_yaml(config: &Config) -> String {
     serde_yaml::to_string(&tree).unwrap_or_default()
 }
 
+/// Every setting as its flag name (the dotted YAML key) and its value,
+/// secrets masked, for Prometheus's `status/flags`. Lists are written as
+/// YAML flow sequences (`[a, b]`), unset values as empty strings.
+pub fn flag_values(config: &Config) -> std::collections::BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match value {
+            Value::Mapping(map) => {
+                for (key, child) in map {
+                    let key = key.as_str().unwrap_or_default();
+                    let name = if prefix.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&name, child, out);
+                }
+            }
+            Value::Null => {
+                out.insert(prefix.to_string(), String::new());
+            }
+            Value::String(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            Value::Bool(_) | Value::Number(_) => {
+                let text = serde_yaml::to_string(value).unwrap_or_default();
+                out.insert(prefix.to_string(), text.trim().to_string());
+            }
+            Value::Sequence(items) => {
+                let text: Vec<String> = items
+                    .iter()
+                    .map(|item| {
+                        serde_yaml::to_string(item)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string()
+                    })
+                    .collect();
+                out.insert(prefix.to_string(), format!("[{}]", text.join(", ")));
+            }
+            Value::Tagged(tagged) => walk(prefix, &tagged.value, out),
+        }
+    }
+    let mut tree = serde_yaml::to_value(config).unwrap_or(Value::Null);
+    mask_secrets(&mut tree);
+    let mut out = std::collections::BTreeMap::new();
+    walk("", &tree, &mut out);
+    out
+}
+
 /// Masks the values of secret keys. A key is secret when its name says so
 /// (`secret`, `password`, `token`, but not a `_file`/`_path` naming where one is
 /// kept), so new credentials are masked without a list to keep up to date.
@@ -1068,6 +1117,9 @@ mod tests {
         assert!(text.contains("tenants_file: /etc/t.yaml"), "{text}");
         assert!(text.contains("password: ''"), "{text}");
         assert!(masked_yaml(&Config::default()).contains("http_listen_port: 9009"));
+        let flags = flag_values(&Config::default());
+        assert_eq!(flags["server.http_listen_port"], "9009");
+        assert_eq!(flags["target"], "all");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Wiring {
     store_gateway: Option<Arc<BucketStore>>,
     store_gateway_ring: Option<Ring>,
     pages: Vec<(&'static str, &'static str)>,
+    /// When the process started, Unix ms (`status/runtimeinfo`).
+    started_ms: i64,
 }
 
 /// The HTTP server, and the gRPC server when a module serves gRPC.
@@ -98,6 +100,9 @@ impl Wiring {
             store_gateway: None,
             store_gateway_ring: None,
             pages: Vec::new(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         })
     }
 
@@ -221,9 +226,19 @@ impl Wiring {
                     store_gateways,
                 )
                 .map_err(|e| fail(boxed(e)))?;
+                let process = strata_querier::ProcessStatus {
+                    config_yaml: crate::config::masked_yaml(&config),
+                    flags: crate::config::flag_values(&config),
+                    start_time_ms: self.started_ms,
+                    cwd: std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                    storage_retention: config.limits.compactor_blocks_retention_period.to_string(),
+                };
                 self.router = std::mem::take(&mut self.router).merge(strata_querier::router(
                     service.querier(),
                     self.authenticator.resolver(strata_auth::Scope::Read),
+                    Arc::new(process),
                 ));
                 self.pages.push((
                     "/prometheus/api/v1/status/buildinfo",

@@ -456,23 +456,6 @@ fn label_strings_are_interned_once() {
 }
 
 #[test]
-fn rfc3339_formatting() {
-    assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000Z");
-    assert_eq!(
-        Rfc3339(1_704_164_645_006).to_string(),
-        "2024-01-02T03:04:05.006Z"
-    );
-    assert_eq!(Rfc3339(-1).to_string(), "1969-12-31T23:59:59.999Z");
-    assert_eq!(
-        Rfc3339(951_782_400_000).to_string(),
-        "2000-02-29T00:00:00.000Z"
-    );
-    // Extremes do not panic.
-    let _ = Rfc3339(i64::MIN).to_string();
-    let _ = Rfc3339(i64::MAX).to_string();
-}
-
-#[test]
 fn concurrent_appends_and_queries() {
     let head = Arc::new(Head::new());
     let writers: Vec<_> = (0..4)
