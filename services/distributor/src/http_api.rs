@@ -158,7 +158,6 @@ mod tests {
         use tower::ServiceExt;
         let config = crate::DistributorConfig {
             max_recv_msg_size: 1000,
-            ..Default::default()
         };
         let distributor = Distributor::new(
             config,

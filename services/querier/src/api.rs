@@ -371,20 +371,40 @@ async fn buildinfo() -> Response {
     success(info.to_string().as_bytes(), &[], &[])
 }
 
+/// The process's status pages are for the callers of the API: a request
+/// needs what a query needs (a tenant, and with auth a credential).
+fn caller_of_the_api(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    (state.resolve_tenant)(headers)
+        .map(drop)
+        .map_err(ApiError::from_service)
+}
+
 /// The running configuration, secrets masked, as Prometheus's `{"yaml": …}`.
-async fn status_config(State(state): State<AppState>) -> Response {
+async fn status_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller_of_the_api(&state, &headers)?;
     let data = serde_json::json!({ "yaml": state.process.config_yaml });
-    success(data.to_string().as_bytes(), &[], &[])
+    Ok(success(data.to_string().as_bytes(), &[], &[]))
 }
 
 /// Every setting as a flag name (the dotted config key) and its value.
-async fn status_flags(State(state): State<AppState>) -> Response {
+async fn status_flags(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller_of_the_api(&state, &headers)?;
     let data = serde_json::to_string(&state.process.flags).unwrap_or_else(|_| "{}".into());
-    success(data.as_bytes(), &[], &[])
+    Ok(success(data.as_bytes(), &[], &[]))
 }
 
 /// Start time, working directory and the runtime's counts.
-async fn status_runtimeinfo(State(state): State<AppState>) -> Response {
+async fn status_runtimeinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller_of_the_api(&state, &headers)?;
     let threads = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -394,7 +414,7 @@ async fn status_runtimeinfo(State(state): State<AppState>) -> Response {
         .unwrap_or(0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let data = state.process.runtime_info(threads, cores);
-    success(data.to_string().as_bytes(), &[], &[])
+    Ok(success(data.to_string().as_bytes(), &[], &[]))
 }
 
 /// The tenant's cardinality over the series its ingesters hold (the last

@@ -693,6 +693,12 @@ async fn process_status_pages_answer_in_prometheus_s_shape() {
         "{body}"
     );
     assert!(body["data"]["startTime"].is_string(), "{body}");
+    // Like every other API call, they need a tenant.
+    let request = Request::get("/api/v1/status/config")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = h.send(request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
 /// Ingesters that fail or hang, for the error paths.
