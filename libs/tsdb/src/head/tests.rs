@@ -657,7 +657,7 @@ fn heads_sharing_strings_hold_each_label_string_once() {
 }
 
 #[test]
-fn label_values_of_many_values_come_sorted() {
+fn label_values_of_many_values_come_sorted_and_select_their_series() {
     let head = Head::new();
     for i in (0..50).rev() {
         head.append(
@@ -671,4 +671,15 @@ fn label_values_of_many_values_come_sorted() {
     sorted.sort();
     assert_eq!(values.len(), 50);
     assert_eq!(values, sorted);
+    // Past the short list, each value still selects its own series, and a
+    // regex over the values their union.
+    assert_eq!(
+        head.postings_for_matchers(&[m(MatchOp::Equal, "pod", "pod-07")]),
+        vec![SeriesId(42)]
+    );
+    assert_eq!(
+        head.postings_for_matchers(&[m(MatchOp::RegexMatch, "pod", "pod-0[0-2]")]),
+        vec![SeriesId(47), SeriesId(48), SeriesId(49)]
+    );
+    assert_eq!(head.num_series_with("__name__", "m"), 50);
 }
