@@ -249,6 +249,7 @@ async fn push(args: PushArgs) -> Result<(), String> {
     // (Prometheus, Mimir and Strata keep them until the head is compacted).
     let mut active_series = args.series as u64;
     let tenants = args.tenants.max(1);
+    let per_tenant = args.series.div_ceil(tenants).max(1);
     let batch_size = args.batch.max(1);
     let interval = args.interval.max(1) as i64 * 1000;
     let align = args.align as i64 * 1000;
@@ -278,12 +279,16 @@ async fn push(args: PushArgs) -> Result<(), String> {
         }
         let ts = first_ts + round as i64 * interval;
         let mut in_flight = JoinSet::new();
-        for tenant in 0..tenants {
+        // Tenant `t` owns the `t`-th run of `per_tenant` consecutive series:
+        // whole scrape targets, as a small customer's are (series `i` is a
+        // metric of target `i / metrics`), so a tenant's labels repeat within
+        // it as one large tenant's do. Striding tenants over the series instead
+        // gave each tenant one metric of a hundred targets: every instance and
+        // pod string in a hundred tenants' indexes.
+        for (tenant, owned) in series.chunks_mut(per_tenant).enumerate() {
             let mut body = Vec::with_capacity(batch_size * 320);
             let mut in_body = 0u64;
-            // Tenant `t` owns series t, t + tenants, …: one pass over the
-            // series in all, however many tenants there are.
-            for s in series.iter_mut().skip(tenant).step_by(tenants) {
+            for s in owned.iter_mut() {
                 s.encode_next(ts, args.interval as f64, &mut rng, &mut body);
                 in_body += 1;
                 if in_body == batch_size as u64 {
