@@ -10,6 +10,9 @@
 //! STRATA_TENANTS=1 STRATA_SERIES=1000000 cargo run --release -p strata-ingester --example tenant_memory
 //! ```
 //!
+//! `STRATA_SERIES=0`: each tenant gets one push of a series without samples,
+//! which opens its database and head but stores nothing.
+//!
 //! Series `i` of tenant `t` is metric `i % 100` of scrape target
 //! `(t × STRATA_SERIES + i) / 100`, labelled like strata-bench's workload, so
 //! that both runs hold the same series, spread differently over tenants.
@@ -91,6 +94,17 @@ async fn main() {
         - rounds as i64 * 15_000;
     for round in 0..rounds {
         for tenant in 0..tenants {
+            if series == 0 {
+                // A tenant with no series: one push whose series has no samples.
+                let request = WriteRequest {
+                    timeseries: vec![TimeSeries {
+                        labels: labels(tenant),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                let _ = ingester.push(&format!("tenant-{tenant}"), request).await;
+            }
             for first in (0..series).step_by(100) {
                 let timeseries = (first..(first + 100).min(series))
                     .map(|i| TimeSeries {
@@ -115,7 +129,7 @@ async fn main() {
     }
     let after = rss_kib();
     let grown = (after.saturating_sub(before) * 1024) as f64;
-    let total = (tenants * series) as f64;
+    let total = (tenants * series).max(1) as f64;
     println!(
         "{tenants} tenants x {series} series x {rounds} rounds: rss grew {:.1} MiB, {:.0} B/series, {:.0} B/tenant (rss {} MiB)",
         grown / 1048576.0,
