@@ -54,8 +54,9 @@ impl ProcessStatus {
 /// in Prometheus's `status/tsdb` shape, each top list cut to `limit`
 /// entries. `headStats.minTime`/`maxTime` are the bounds of the window the
 /// series were read over; `chunkCount` is `null`: the querier reads label
-/// sets, not chunks. `memoryInBytesByLabelName` is, as in Prometheus, the
-/// length of a label's distinct values added up.
+/// sets, not chunks. `memoryInBytesByLabelName` is, as Prometheus 2.42
+/// counts it, each value's length times the series that carry it, summed
+/// over the label's values.
 pub(crate) fn tsdb_stats(series: &[Labels], limit: usize, min_time: i64, max_time: i64) -> Value {
     // name → value → series count.
     let mut postings: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
@@ -76,7 +77,7 @@ pub(crate) fn tsdb_stats(series: &[Labels], limit: usize, min_time: i64, max_tim
     for (name, values) in &postings {
         label_pairs += values.len();
         values_by_name.push((name.to_string(), values.len() as u64));
-        let bytes = values.keys().map(|v| v.len() as u64).sum();
+        let bytes = values.iter().map(|(v, count)| v.len() as u64 * count).sum();
         bytes_by_name.push((name.to_string(), bytes));
         for (value, count) in values {
             if *name == "__name__" {
@@ -143,10 +144,11 @@ mod tests {
             stats["labelValueCountByLabelName"],
             json!([{"name": "pod", "value": 3}, {"name": "__name__", "value": 2}])
         );
-        // "up" + "errors_total" = 14 bytes; "a" + "bb" + "c" = 4; "api" + "db" = 5.
+        // "up" × 3 + "errors_total" × 1 = 18 bytes; "api" × 3 + "db" = 11;
+        // "a" + "bb" + "c" = 4.
         assert_eq!(
             stats["memoryInBytesByLabelName"],
-            json!([{"name": "__name__", "value": 14}, {"name": "job", "value": 5}])
+            json!([{"name": "__name__", "value": 18}, {"name": "job", "value": 11}])
         );
         assert_eq!(
             stats["seriesCountByLabelValuePair"],
