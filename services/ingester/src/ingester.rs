@@ -537,11 +537,6 @@ impl Ingester {
                 tracing::error!(error = %e, "closing idle tenants failed; retrying at the next interval");
             }
         }
-        // The strings only closed tenants' heads held.
-        let forgotten = self.strings.sweep();
-        if forgotten > 0 {
-            tracing::debug!(forgotten, "label strings no head holds forgotten");
-        }
     }
 
     /// Checkpoints the WAL once for every tenant: what each open tenant's
@@ -621,7 +616,13 @@ impl Ingester {
                 }
             }
         }
-        tracing::info!(tenants = closed.len(), "closed idle tenants");
+        let tenants = closed.len();
+        // Their heads go with the last reference (a query may still hold
+        // one: a later sweep takes what it leaves), and with them the label
+        // strings no other head holds.
+        drop(closed);
+        let forgotten_strings = self.strings.sweep();
+        tracing::info!(tenants, forgotten_strings, "closed idle tenants");
         Ok(())
     }
 
