@@ -43,6 +43,10 @@ async fn lint(promtool: &std::path::Path, what: &str, process: &Strata) {
     );
 }
 
+fn samples_now() -> [(i64, f64); 1] {
+    [(now_ms(), 1.0)]
+}
+
 /// Pushes one series through `distributor` until it is accepted, then queries
 /// it back through `querier` until it is seen.
 async fn push_and_query(distributor: &Strata, querier: &Strata) {
@@ -174,8 +178,24 @@ async fn the_alerts_in_the_docs_pass_promtool_and_use_exported_metrics() {
     let runtime = dir.path().join("runtime.yaml");
     std::fs::write(&runtime, "overrides: {}\n").unwrap();
     let runtime_flag = format!("-runtime_config.file={}", runtime.display());
-    let strata = Strata::start(&["-target=all", &runtime_flag]).await;
+    let strata = Strata::start(&[
+        "-target=all",
+        &runtime_flag,
+        "-distributor.ha_tracker.enable_ha_tracker=true",
+        "-limits.accept_ha_samples=true",
+    ])
+    .await;
     push_and_query(&strata, &strata).await;
+    // A push of an HA pair's replica: the tracker's families get samples.
+    let ha = [
+        ("__name__", "lint_ha"),
+        ("__replica__", "r1"),
+        ("cluster", "c1"),
+    ];
+    let body = encode_write_request(&write_request(&[(&ha[..], &samples_now()[..])]));
+    let (status, message) = push_raw(&strata.url("/api/v1/push"), Some("lint"), body).await;
+    assert_eq!(status, 200, "{message}");
+    lint(&promtool, "-target=all with the HA tracker", &strata).await;
     let bad = [("__name__", "bad metric name"), ("job", "lint")];
     let samples = [(now_ms(), 1.0)];
     let body = encode_write_request(&write_request(&[(&bad[..], &samples[..])]));

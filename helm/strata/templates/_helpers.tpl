@@ -89,6 +89,16 @@ server:
   grpc_listen_port: 9095
   log_level: {{ .Values.logLevel }}
   log_format: {{ .Values.logFormat }}
+{{- if .Values.haTracker.enabled }}
+distributor:
+  ha_tracker:
+    enable_ha_tracker: true
+    ha_tracker_failover_timeout: {{ .Values.haTracker.failoverTimeout }}
+limits:
+  accept_ha_samples: true
+  ha_cluster_label: {{ .Values.haTracker.clusterLabel | quote }}
+  ha_replica_label: {{ .Values.haTracker.replicaLabel | quote }}
+{{- end }}
 ingester:
   ring:
     kvstore:

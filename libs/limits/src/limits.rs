@@ -28,6 +28,10 @@ pub struct Limits {
     pub creation_grace_period: ConfigDuration,
     pub past_grace_period: ConfigDuration,
     pub compactor_blocks_retention_period: ConfigDuration,
+    pub accept_ha_samples: bool,
+    pub ha_cluster_label: String,
+    pub ha_replica_label: String,
+    pub ha_max_clusters: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +50,10 @@ impl Default for Limits {
             creation_grace_period: ConfigDuration::from_secs(10 * 60),
             past_grace_period: ConfigDuration::from_secs(0),
             compactor_blocks_retention_period: ConfigDuration::from_secs(0),
+            accept_ha_samples: false,
+            ha_cluster_label: "cluster".to_string(),
+            ha_replica_label: "__replica__".to_string(),
+            ha_max_clusters: 100,
         }
     }
 }
@@ -66,6 +74,26 @@ impl Limits {
                 key: "ingestion_rate",
                 reason: "must be a finite number of samples per second, 0 or more",
             });
+        }
+        if self.accept_ha_samples {
+            if !strata_model::is_valid_label_name(&self.ha_cluster_label) {
+                return Err(LimitsError {
+                    key: "ha_cluster_label",
+                    reason: "must be a valid label name",
+                });
+            }
+            if !strata_model::is_valid_label_name(&self.ha_replica_label) {
+                return Err(LimitsError {
+                    key: "ha_replica_label",
+                    reason: "must be a valid label name",
+                });
+            }
+            if self.ha_cluster_label == self.ha_replica_label {
+                return Err(LimitsError {
+                    key: "ha_replica_label",
+                    reason: "must differ from ha_cluster_label",
+                });
+            }
         }
         Ok(())
     }
@@ -124,6 +152,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(negative.validate().unwrap_err().key, "ingestion_rate");
+        let same_labels = Limits {
+            accept_ha_samples: true,
+            ha_replica_label: "cluster".into(),
+            ..Default::default()
+        };
+        assert_eq!(same_labels.validate().unwrap_err().key, "ha_replica_label");
+        assert_eq!(l.ha_max_clusters, 100);
     }
 
     #[test]

@@ -118,15 +118,15 @@ async fn show(State(state): State<PageState>, headers: HeaderMap) -> Response {
              <td>{:.1}%</td><td>{}s ago</td><td><form method=\"post\">\
              <input type=\"hidden\" name=\"forget\" value=\"{}\">\
              <button type=\"submit\">Forget</button></form></td></tr>",
-            escape(&row.id),
-            escape(&row.addr),
-            escape(&row.zone),
+            escape_html(&row.id),
+            escape_html(&row.addr),
+            escape_html(&row.zone),
             row.state,
             if row.healthy { "healthy" } else { "UNHEALTHY" },
             row.tokens.len(),
             row.ownership_percent,
             row.heartbeat_age_seconds,
-            escape(&row.id),
+            escape_html(&row.id),
         );
     }
     html.push_str("</table></body></html>");
@@ -153,7 +153,9 @@ async fn forget(State(state): State<PageState>, Form(form): Form<ForgetForm>) ->
     }
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML element content and quoted attributes (also used by
+/// other components' status pages).
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -233,6 +235,9 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(escape("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+        assert_eq!(
+            escape_html("<a href='x'>&"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;"
+        );
     }
 }

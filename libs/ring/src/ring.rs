@@ -355,6 +355,19 @@ mod tests {
             ) -> Result<Option<i64>, crate::KvError> {
                 self.0.compare_and_put(key, expected, value).await
             }
+            async fn compare_and_delete(
+                &self,
+                key: &str,
+                expected: i64,
+            ) -> Result<bool, crate::KvError> {
+                self.0.compare_and_delete(key, expected).await
+            }
+            async fn list_prefix(
+                &self,
+                prefix: &str,
+            ) -> Result<Vec<(String, crate::Versioned)>, crate::KvError> {
+                self.0.list_prefix(prefix).await
+            }
             async fn delete(&self, key: &str) -> Result<(), crate::KvError> {
                 self.0.delete(key).await
             }

@@ -231,6 +231,29 @@ async fn kv_semantics() {
         .expect("watch saw the delete")
         .unwrap();
 
+    // Prefix listing (key order, nothing outside the prefix) and
+    // conditional deletes, as the HA tracker uses them.
+    let a = kv.put("ha/t/a", b"1".to_vec()).await.unwrap();
+    kv.put("ha/t/b", b"2".to_vec()).await.unwrap();
+    kv.put("hb", b"3".to_vec()).await.unwrap();
+    let listed: Vec<(String, Vec<u8>)> = kv
+        .list_prefix("ha/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("ha/t/a".to_string(), b"1".to_vec()),
+            ("ha/t/b".to_string(), b"2".to_vec())
+        ]
+    );
+    assert!(!kv.compare_and_delete("ha/t/a", a + 100).await.unwrap());
+    assert!(kv.compare_and_delete("ha/t/a", a).await.unwrap());
+    assert_eq!(kv.get("ha/t/a").await.unwrap(), None);
+
     // Corrupt ring contents are an error, never overwritten.
     kv.put(KEY, b"not json".to_vec()).await.unwrap();
     assert!(kv

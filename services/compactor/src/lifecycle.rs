@@ -197,6 +197,15 @@ mod tests {
         async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, KvError> {
             self.0.put(key, value).await
         }
+        async fn compare_and_delete(&self, key: &str, expected: i64) -> Result<bool, KvError> {
+            self.0.compare_and_delete(key, expected).await
+        }
+        async fn list_prefix(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<(String, strata_ring::Versioned)>, KvError> {
+            self.0.list_prefix(prefix).await
+        }
         async fn delete(&self, key: &str) -> Result<(), KvError> {
             self.0.delete(key).await
         }

@@ -14,6 +14,7 @@ use strata_status::{ErrorCode, ServiceError};
 
 use crate::decode::decode_write_request;
 use crate::error::DistributorError;
+use crate::ha_tracker::{find_ha_labels, HaDecision, HaTracker, HaTrackerConfig};
 use crate::push::IngesterPush;
 use crate::validation::{format_series, validate_labels, Rejection};
 
@@ -25,14 +26,26 @@ use crate::validation::{format_series, validate_labels, Rejection};
 #[serde(deny_unknown_fields, default)]
 pub struct DistributorConfig {
     pub max_recv_msg_size: usize,
+    pub ha_tracker: HaTrackerConfig,
 }
 
 impl Default for DistributorConfig {
     fn default() -> Self {
         Self {
             max_recv_msg_size: 100 << 20,
+            ha_tracker: HaTrackerConfig::default(),
         }
     }
+}
+
+/// What became of a push that was not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// Its valid series are stored (on a quorum of ingesters).
+    Stored,
+    /// It came from an HA replica that is not the elected one and was
+    /// dropped whole; answered 202 so the sender does not retry it.
+    Deduplicated { message: String },
 }
 
 /// Validates pushes and forwards them. One per process.
@@ -43,6 +56,8 @@ pub struct Distributor {
     ingesters: Arc<dyn IngesterPush>,
     metrics: crate::metrics::DistributorMetrics,
     rate_limiter: crate::rate_limit::RateLimiter,
+    /// With `ha_tracker.enable_ha_tracker`.
+    ha_tracker: Option<HaTracker>,
 }
 
 impl Distributor {
@@ -58,7 +73,19 @@ impl Distributor {
             ingesters,
             metrics: crate::metrics::DistributorMetrics::new(registry)?,
             rate_limiter: crate::rate_limit::RateLimiter::default(),
+            ha_tracker: None,
         })
+    }
+
+    /// De-duplicates HA pairs through `tracker` (for tenants with
+    /// `accept_ha_samples`).
+    pub fn with_ha_tracker(mut self, tracker: HaTracker) -> Self {
+        self.ha_tracker = Some(tracker);
+        self
+    }
+
+    pub fn ha_tracker(&self) -> Option<&HaTracker> {
+        self.ha_tracker.as_ref()
     }
 
     pub fn config(&self) -> &DistributorConfig {
@@ -69,7 +96,7 @@ impl Distributor {
     /// invalid push are stored, and the first rejection is returned as 400.
     /// Traced as `distributor.push`, the parent of the per-ingester spans.
     #[tracing::instrument(name = "distributor.push", skip_all, fields(tenant = %tenant, bytes = body.len()))]
-    pub async fn push_body(&self, tenant: &str, body: &[u8]) -> Result<(), ServiceError> {
+    pub async fn push_body(&self, tenant: &str, body: &[u8]) -> Result<Pushed, ServiceError> {
         let request = decode_write_request(body, self.config.max_recv_msg_size)
             .map_err(|e| ServiceError::from_coded(&e))?;
         self.push(tenant, request).await
@@ -77,12 +104,35 @@ impl Distributor {
 
     /// Validates and forwards a decoded push. The valid samples count against
     /// the tenant's ingestion rate; a push over it is rejected whole (429).
-    pub async fn push(&self, tenant: &str, mut request: WriteRequest) -> Result<(), ServiceError> {
+    pub async fn push(
+        &self,
+        tenant: &str,
+        mut request: WriteRequest,
+    ) -> Result<Pushed, ServiceError> {
         let limits = self.overrides.for_tenant(tenant);
         let now_ms = now_ms();
         let received_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
         self.metrics
             .received(tenant, request.timeseries.len(), received_samples);
+
+        // HA de-duplication comes first, as in Mimir: a dropped replica's
+        // push is not validated, and the replica label is gone before the
+        // label limits are checked.
+        if let (Some(tracker), true) = (&self.ha_tracker, limits.accept_ha_samples) {
+            if let Some(message) = self
+                .deduplicate(
+                    tracker,
+                    tenant,
+                    &limits,
+                    now_ms,
+                    &mut request,
+                    received_samples,
+                )
+                .await?
+            {
+                return Ok(Pushed::Deduplicated { message });
+            }
+        }
 
         let mut first_rejection: Option<Rejection> = None;
         let mut note = |rejection: Rejection, samples: usize| {
@@ -161,7 +211,51 @@ impl Distributor {
             }
             (Some(rejection), _) => Err(ServiceError::bad_request(rejection.message)),
             (None, Err(e)) => Err(e),
-            (None, Ok(())) => Ok(()),
+            (None, Ok(())) => Ok(Pushed::Stored),
+        }
+    }
+
+    /// Asks the HA tracker about `request`. Returns the 202 message if the
+    /// push is to be dropped; otherwise strips the replica label from every
+    /// series (the cluster label stays) so both replicas write one series.
+    async fn deduplicate(
+        &self,
+        tracker: &HaTracker,
+        tenant: &str,
+        limits: &strata_limits::Limits,
+        now_ms: i64,
+        request: &mut WriteRequest,
+        samples: usize,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some((cluster, replica)) = request.timeseries.first().and_then(|s| {
+            find_ha_labels(
+                &s.labels,
+                &limits.ha_cluster_label,
+                &limits.ha_replica_label,
+            )
+        }) else {
+            self.metrics.non_ha_samples(tenant, samples);
+            return Ok(None);
+        };
+        let (cluster, replica) = (cluster.to_string(), replica.to_string());
+        let decision = tracker
+            .check(tenant, &cluster, &replica, now_ms, limits.ha_max_clusters)
+            .await
+            .map_err(|e| ServiceError::from_coded(&e))?;
+        match decision {
+            HaDecision::Deduplicated { elected } => {
+                self.metrics.deduped_samples(tenant, &cluster, samples);
+                Ok(Some(format!(
+                    "replicas did not match, rejecting sample: cluster={cluster}, replica={replica}, elected={elected}"
+                )))
+            }
+            HaDecision::Accept => {
+                let replica_label = limits.ha_replica_label.as_str();
+                for series in &mut request.timeseries {
+                    series.labels.retain(|l| l.name != replica_label);
+                }
+                Ok(None)
+            }
         }
     }
 }
@@ -337,6 +431,60 @@ mod tests {
         assert_eq!(recorder.pushed.lock().unwrap().len(), 2);
         // Other tenants have their own bucket.
         d.push("other", push("c")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn ha_pushes_are_deduplicated_and_lose_the_replica_label() {
+        let recorder = Arc::new(Recorder::default());
+        let overrides = Arc::new(Overrides::new(strata_limits::Limits {
+            accept_ha_samples: true,
+            ..Default::default()
+        }));
+        let config = DistributorConfig::default();
+        let registry = prometheus::Registry::new();
+        let tracker = HaTracker::new(
+            &config.ha_tracker,
+            Arc::new(strata_ring::MemoryKv::new()),
+            "",
+            &registry,
+        )
+        .unwrap();
+        let d = Distributor::new(config, overrides, recorder.clone(), &registry)
+            .unwrap()
+            .with_ha_tracker(tracker);
+        let push = |replica: &str, name: &str| WriteRequest {
+            timeseries: vec![series(
+                &[
+                    ("__name__", name),
+                    ("__replica__", replica),
+                    ("cluster", "c"),
+                ],
+                now_ms(),
+            )],
+            ..Default::default()
+        };
+        assert_eq!(d.push("t", push("r1", "a")).await.unwrap(), Pushed::Stored);
+        let Pushed::Deduplicated { message } = d.push("t", push("r2", "b")).await.unwrap() else {
+            panic!("r2 is not elected");
+        };
+        assert!(message.contains("replica=r2, elected=r1"), "{message}");
+        // A push without the labels is stored unchanged.
+        let plain = WriteRequest {
+            timeseries: vec![series(&[("__name__", "c"), ("__replica__", "x")], now_ms())],
+            ..Default::default()
+        };
+        assert_eq!(d.push("t", plain).await.unwrap(), Pushed::Stored);
+        let pushed = recorder.pushed.lock().unwrap();
+        assert_eq!(pushed.len(), 2);
+        let names = |i: usize| -> Vec<String> {
+            pushed[i].1.timeseries[0]
+                .labels
+                .iter()
+                .map(|l| l.name.clone())
+                .collect()
+        };
+        assert_eq!(names(0), ["__name__", "cluster"]);
+        assert_eq!(names(1), ["__name__", "__replica__"]);
     }
 
     #[tokio::test]

@@ -32,6 +32,17 @@ impl Coded for DistributorError {
     }
 }
 
+/// Too many clusters is the sender's to fix (Mimir answers 400); a KV
+/// store out of reach is retryable.
+impl Coded for crate::ha_tracker::HaError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            crate::ha_tracker::HaError::TooManyClusters { .. } => ErrorCode::BadRequest,
+            crate::ha_tracker::HaError::Kv(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! `POST /api/v1/push` (and Cortex's older `/api/prom/push`).
+//! `POST /api/v1/push` (and Cortex's older `/api/prom/push`), and the HA
+//! tracker's page, `GET /distributor/ha_tracker`.
 //!
 //! Errors are plain text, one line, as Prometheus's and Mimir's remote-write
 //! receivers answer (senders log the body; the JSON shape is the query API's).
@@ -10,12 +11,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use strata_auth::TenantResolver;
+use strata_ring::http::escape_html;
 use strata_status::ServiceError;
 
-use crate::distributor::Distributor;
+use crate::distributor::{Distributor, Pushed};
 
 #[derive(Clone)]
 struct PushState {
@@ -29,6 +31,7 @@ pub fn router(distributor: Arc<Distributor>, resolve_tenant: TenantResolver) -> 
     Router::new()
         .route("/api/v1/push", post(push))
         .route("/api/prom/push", post(push))
+        .route("/distributor/ha_tracker", get(ha_tracker_page))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(PushState {
             distributor,
@@ -46,12 +49,15 @@ async fn push(
         let tenant = (state.resolve_tenant)(&headers)?;
         check_encoding(&headers)?;
         let body = body.map_err(|rejection| body_error(&rejection, limit))?;
-        state.distributor.push_body(&tenant, &body).await?;
-        Ok::<_, PushError>(tenant)
+        Ok::<_, PushError>(state.distributor.push_body(&tenant, &body).await?)
     }
     .await;
     match result {
-        Ok(_) => StatusCode::OK.into_response(),
+        Ok(Pushed::Stored) => StatusCode::OK.into_response(),
+        // Mimir's answer: accepted, so the replica does not retry, and says why.
+        Ok(Pushed::Deduplicated { message }) => {
+            (StatusCode::ACCEPTED, format!("{message}\n")).into_response()
+        }
         Err(PushError::Body(status, message)) => (status, format!("{message}\n")).into_response(),
         Err(PushError::Unsupported(message)) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{message}\n")).into_response()
@@ -63,6 +69,54 @@ async fn push(
             (e.code.http_status(), format!("{}\n", e.message)).into_response()
         }
     }
+}
+
+/// Each tenant's clusters with their elected replica, as stored in the KV
+/// store (so every distributor shows the same): HTML, or JSON with
+/// `Accept: application/json`.
+async fn ha_tracker_page(State(state): State<PushState>, headers: HeaderMap) -> Response {
+    let Some(tracker) = state.distributor.ha_tracker() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the HA tracker is off (distributor.ha_tracker.enable_ha_tracker)\n",
+        )
+            .into_response();
+    };
+    let mut rows = match tracker.clusters().await {
+        Ok(rows) => rows,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
+    rows.sort_by(|a, b| (&a.tenant, &a.cluster).cmp(&(&b.tenant, &b.cluster)));
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        return axum::Json(serde_json::json!({ "clusters": rows })).into_response();
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut html = String::from(
+        "<!DOCTYPE html><html><head><title>Strata HA tracker</title></head><body>\
+         <h1>HA tracker</h1><table border=\"1\"><tr><th>Tenant</th><th>Cluster</th>\
+         <th>Elected replica</th><th>Elected at</th><th>Last update</th><th>Seconds since update</th>\
+         <th>Elected changes</th></tr>",
+    );
+    for row in &rows {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape_html(&row.tenant),
+            escape_html(&row.cluster),
+            escape_html(&row.desc.replica),
+            strata_model::Rfc3339(row.desc.elected_at),
+            strata_model::Rfc3339(row.desc.received_at),
+            (now_ms - row.desc.received_at) / 1000,
+            row.desc.elected_changes,
+        ));
+    }
+    html.push_str("</table></body></html>");
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 enum PushError {
@@ -158,6 +212,7 @@ mod tests {
         use tower::ServiceExt;
         let config = crate::DistributorConfig {
             max_recv_msg_size: 1000,
+            ..Default::default()
         };
         let distributor = Distributor::new(
             config,

@@ -25,6 +25,8 @@ pub(crate) fn ingester_client_duration() -> &'static HistogramVec {
 pub(crate) struct DistributorMetrics {
     received_samples: IntCounterVec,
     received_series: IntCounterVec,
+    deduped_samples: IntCounterVec,
+    non_ha_samples: IntCounterVec,
 }
 
 impl DistributorMetrics {
@@ -43,6 +45,22 @@ impl DistributorMetrics {
             ),
             &["tenant"],
         )?;
+        let deduped_samples = IntCounterVec::new(
+            Opts::new(
+                "strata_distributor_deduped_samples_total",
+                "Samples dropped because they came from an HA replica that is not the elected one.",
+            ),
+            &["tenant", "cluster"],
+        )?;
+        let non_ha_samples = IntCounterVec::new(
+            Opts::new(
+                "strata_distributor_non_ha_samples_received_total",
+                "Samples of tenants with accept_ha_samples whose pushes carry no cluster and replica labels.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(deduped_samples.clone()))?;
+        registry.register(Box::new(non_ha_samples.clone()))?;
         registry.register(Box::new(received_samples.clone()))?;
         registry.register(Box::new(received_series.clone()))?;
         match registry.register(Box::new(ingester_client_duration().clone())) {
@@ -53,6 +71,8 @@ impl DistributorMetrics {
         Ok(Self {
             received_samples,
             received_series,
+            deduped_samples,
+            non_ha_samples,
         })
     }
 
@@ -61,6 +81,18 @@ impl DistributorMetrics {
             .with_label_values(&[tenant])
             .inc_by(series as u64);
         self.received_samples
+            .with_label_values(&[tenant])
+            .inc_by(samples as u64);
+    }
+
+    pub(crate) fn deduped_samples(&self, tenant: &str, cluster: &str, samples: usize) {
+        self.deduped_samples
+            .with_label_values(&[tenant, cluster])
+            .inc_by(samples as u64);
+    }
+
+    pub(crate) fn non_ha_samples(&self, tenant: &str, samples: usize) {
+        self.non_ha_samples
             .with_label_values(&[tenant])
             .inc_by(samples as u64);
     }

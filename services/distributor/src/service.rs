@@ -1,18 +1,23 @@
 //! The distributor as a service of the process. It routes every series by the
 //! ingester ring, so it starts by reading that ring and is ready once a read
-//! succeeded (until then, `/ready` names it); it has no loops of its own and
-//! nothing to undo on stop.
+//! succeeded (until then, `/ready` names it). Its one loop, with the HA
+//! tracker on, deletes clusters that stopped sending; nothing to undo on stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use strata_limits::Overrides;
-use strata_ring::Ring;
-use strata_service::{BoxError, Service};
+use strata_ring::{KvStore, Ring};
+use strata_service::{BoxError, Service, Stop};
 
 use crate::distributor::{Distributor, DistributorConfig};
 use crate::error::DistributorError;
+use crate::ha_tracker::HaTracker;
 use crate::replicated::{PushClientFactory, PushClientPool, ReplicatedPush};
+
+/// How often the HA tracker looks for clusters to delete (each distributor
+/// does; the deletes are conditional, so they do not conflict).
+const HA_CLEANUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// See the module's documentation.
 #[derive(Debug)]
@@ -26,19 +31,29 @@ pub struct DistributorService {
 
 impl DistributorService {
     /// The distributor pushing to the ingesters of `ingester_ring`, each
-    /// reached through the client `clients` makes for its address.
+    /// reached through the client `clients` makes for its address. With the
+    /// HA tracker on, its elections live in `kv` under `<kv_prefix>ha-tracker/`.
     pub fn new(
         config: DistributorConfig,
         overrides: Arc<Overrides>,
         ingester_ring: Ring,
         clients: PushClientFactory,
+        (kv, kv_prefix): (Arc<dyn KvStore>, &str),
         registry: &prometheus::Registry,
     ) -> Result<Self, DistributorError> {
         let ingesters = Arc::new(ReplicatedPush::new(
             ingester_ring.clone(),
             PushClientPool::new(clients),
         ));
-        let distributor = Distributor::new(config, overrides, ingesters, registry)?;
+        let ha_tracker = config
+            .ha_tracker
+            .enable_ha_tracker
+            .then(|| HaTracker::new(&config.ha_tracker, kv, kv_prefix, registry))
+            .transpose()?;
+        let mut distributor = Distributor::new(config, overrides, ingesters, registry)?;
+        if let Some(tracker) = ha_tracker {
+            distributor = distributor.with_ha_tracker(tracker);
+        }
         Ok(Self {
             distributor: Arc::new(distributor),
             ring: ingester_ring,
@@ -61,6 +76,31 @@ impl Service for DistributorService {
             .map_err(DistributorError::ReadRing)?;
         self.seen_ring.store(true, Ordering::Release);
         Ok(())
+    }
+
+    async fn running(&self, mut stop: Stop) -> Result<(), BoxError> {
+        let Some(tracker) = self.distributor.ha_tracker() else {
+            stop.wait().await;
+            return Ok(());
+        };
+        let mut tick = tokio::time::interval(HA_CLEANUP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait() => return Ok(()),
+                _ = tick.tick() => {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    match tracker.clean_up(now_ms).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(clusters = n, "deleted HA clusters that stopped sending"),
+                        // The next round tries again; pushes do not depend on it.
+                        Err(e) => tracing::warn!(error = %e, "cleaning up the HA tracker's entries failed"),
+                    }
+                }
+            }
+        }
     }
 
     fn not_ready(&self) -> Option<String> {
@@ -87,12 +127,15 @@ mod tests {
     const KEY: &str = "rings/ingester";
 
     async fn service(kv: Arc<dyn KvStore>) -> DistributorService {
-        let ring = Ring::new(&RingConfig::default(), kv, KEY).await.unwrap();
+        let ring = Ring::new(&RingConfig::default(), kv.clone(), KEY)
+            .await
+            .unwrap();
         DistributorService::new(
             DistributorConfig::default(),
             Arc::new(Overrides::new(Default::default())),
             ring,
             nowhere(),
+            (kv, ""),
             &prometheus::Registry::new(),
         )
         .unwrap()

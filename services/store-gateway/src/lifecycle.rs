@@ -156,6 +156,15 @@ mod tests {
             }
             self.0.compare_and_put(key, expected, value).await
         }
+        async fn compare_and_delete(&self, key: &str, expected: i64) -> Result<bool, KvError> {
+            self.0.compare_and_delete(key, expected).await
+        }
+        async fn list_prefix(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<(String, strata_ring::Versioned)>, KvError> {
+            self.0.list_prefix(prefix).await
+        }
         async fn delete(&self, key: &str) -> Result<(), KvError> {
             self.0.delete(key).await
         }

@@ -256,6 +256,11 @@ impl Config {
             ring.validate_lifecycler().map_err(ring_error)?;
         }
         let shared_ring = ring.kvstore.store == strata_ring::KvStoreKind::Etcd;
+        if self.distributor.ha_tracker.enable_ha_tracker {
+            self.distributor.ha_tracker.validate().map_err(|e| {
+                ConfigError::new("distributor.ha_tracker.ha_tracker_failover_timeout", e)
+            })?;
+        }
 
         self.blocks_storage.validate().map_err(|e| match e {
             strata_storage::StorageError::Config { key, value, reason } => ConfigError::in_section(
@@ -390,6 +395,10 @@ fields! {
     "server.graceful_shutdown_timeout" Duration "On SIGTERM, how long stopping every service may take: leaving the rings, the flush on shutdown, in-flight requests. What still runs then is named in the last log line and the process exits non-zero.",
     "ingester_client.remote_timeout" Duration "Longest a push to one ingester may take; a slower replica counts as failed for the quorum.",
     "distributor.max_recv_msg_size" Int "Largest remote-write push accepted, in bytes, both compressed and decompressed; larger pushes get 413 or 400.",
+    "distributor.ha_tracker.enable_ha_tracker" Bool "De-duplicate Prometheus HA pairs for tenants with limits.accept_ha_samples: one elected replica per cluster, kept in the ring's KV store (ingester.ring.kvstore, key <prefix>ha-tracker/<tenant>/<cluster>); the others' pushes are dropped with 202. See docs/ha-deduplication.md.",
+    "distributor.ha_tracker.ha_tracker_update_timeout" Duration "How old the elected replica's last recorded push may get before a distributor records a newer one in the KV store (the KV store is not written on every push).",
+    "distributor.ha_tracker.ha_tracker_update_timeout_jitter_max" Duration "Most random time each distributor adds to ha_tracker_update_timeout, so distributors do not all write at once.",
+    "distributor.ha_tracker.ha_tracker_failover_timeout" Duration "How long the elected replica may send nothing before another replica of its cluster is elected. Must exceed update timeout + jitter.",
     "ingester.query_stream_batch_size" Int "Series per message when an ingester streams query results.",
     "ingester.flush_on_shutdown" Bool "On SIGTERM, cut the whole head into blocks and upload them before exiting (POST /ingester/flush does the same on demand).",
     "blocks_storage.backend" String "Object storage for blocks: filesystem or s3 (gcs and azure are not supported in this build).",
@@ -466,6 +475,10 @@ fields! {
     "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
     "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
     "limits.past_grace_period" Duration "Per-tenant: how far in the past a sample's timestamp may be, against the distributor's clock (Mimir's past_grace_period); older samples are refused with 400 'sample timestamp too old'. 0: no limit here (the ingester still refuses samples older than its head takes: docs/limits.md).",
+    "limits.accept_ha_samples" Bool "Per-tenant: de-duplicate this tenant's HA pairs (needs distributor.ha_tracker.enable_ha_tracker). Pushes whose first series has both HA labels are HA pushes; others are accepted unchanged.",
+    "limits.ha_cluster_label" String "Per-tenant: label naming an HA pair (kept on the stored series).",
+    "limits.ha_replica_label" String "Per-tenant: label naming the replica within its pair (removed from the stored series).",
+    "limits.ha_max_clusters" Int "Per-tenant: most HA clusters tracked; a push from one more gets 400. 0: no limit.",
     "limits.compactor_blocks_retention_period" Duration "Per-tenant: the compactor marks blocks whose newest sample is older than this for deletion (deleted after compactor.deletion_delay). 0: keep forever.",
     "compactor.block_ranges" String "Compaction levels, comma-separated durations (a YAML list works too): the first is the ingesters' block range (only overlapping replica copies are merged there), each further one the range adjacent blocks are merged up to. Each must be a multiple of the one before.",
     "compactor.data_dir" String "Compactor scratch space: source blocks are downloaded and merged blocks written here; emptied for each tenant's turn.",

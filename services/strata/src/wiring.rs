@@ -189,9 +189,16 @@ impl Wiring {
                     self.overrides.clone(),
                     self.ingester_ring.clone(),
                     clients,
+                    (self.kv.clone(), &self.ring_config.kvstore.prefix),
                     &self.registry,
                 )
                 .map_err(|e| fail(boxed(e)))?;
+                if config.distributor.ha_tracker.enable_ha_tracker {
+                    self.pages.push((
+                        "/distributor/ha_tracker",
+                        "the HA tracker: each tenant's clusters and elected replica",
+                    ));
+                }
                 self.router = std::mem::take(&mut self.router).merge(strata_distributor::router(
                     service.distributor(),
                     self.authenticator.resolver(strata_auth::Scope::Write),

@@ -53,6 +53,13 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// Deletes `key` (nothing happens if it does not exist).
     async fn delete(&self, key: &str) -> Result<(), KvError>;
 
+    /// Deletes `key` only if its modification revision is still
+    /// `expected_revision`; returns whether it was deleted.
+    async fn compare_and_delete(&self, key: &str, expected_revision: i64) -> Result<bool, KvError>;
+
+    /// Every key starting with `prefix`, with its value, in key order.
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, KvError>;
+
     /// Follows `key`: the receiver holds its current value and is updated on
     /// every change. Backends re-establish the watch after errors on their
     /// own; the background work ends when every receiver is dropped.

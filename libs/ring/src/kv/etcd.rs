@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, WatchOptions, WatchResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp,
+    WatchOptions, WatchResponse,
 };
 use tokio::sync::watch;
 
@@ -229,6 +230,40 @@ impl KvStore for EtcdKv {
         let mut client = self.client.clone();
         self.call("delete", client.delete(key, None)).await?;
         Ok(())
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected_revision: i64) -> Result<bool, KvError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                expected_revision,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        let mut client = self.client.clone();
+        let response = self.call("txn", client.txn(txn)).await?;
+        Ok(response.succeeded())
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, KvError> {
+        let mut client = self.client.clone();
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Key, SortOrder::Ascend);
+        let response = self.call("get", client.get(prefix, Some(options))).await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    Versioned {
+                        value: kv.value().to_vec(),
+                        revision: kv.mod_revision(),
+                    },
+                )
+            })
+            .collect())
     }
 
     async fn watch_key(&self, key: &str) -> Result<KvWatch, KvError> {

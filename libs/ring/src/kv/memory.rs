@@ -106,6 +106,35 @@ impl KvStore for MemoryKv {
         Ok(())
     }
 
+    async fn compare_and_delete(&self, key: &str, expected_revision: i64) -> Result<bool, KvError> {
+        let mut inner = self.inner.lock();
+        let current = inner
+            .entries
+            .get(key)
+            .and_then(|e| e.value.as_ref())
+            .map(|v| v.revision);
+        if current != Some(expected_revision) {
+            return Ok(false);
+        }
+        inner.revision += 1;
+        if let Some(entry) = inner.entries.get_mut(key) {
+            entry.set(None);
+        }
+        Ok(true)
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, KvError> {
+        let inner = self.inner.lock();
+        let mut found: Vec<(String, Versioned)> = inner
+            .entries
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .filter_map(|(key, entry)| Some((key.clone(), entry.value.clone()?)))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
     async fn watch_key(&self, key: &str) -> Result<KvWatch, KvError> {
         let mut inner = self.inner.lock();
         let entry = inner
@@ -154,6 +183,27 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    #[tokio::test]
+    async fn conditional_deletes_and_prefix_listing() {
+        let kv = MemoryKv::new();
+        let r = kv.put("ha/t/a", b"1".to_vec()).await.unwrap();
+        kv.put("ha/t/b", b"2".to_vec()).await.unwrap();
+        kv.put("hb", b"3".to_vec()).await.unwrap();
+        let keys: Vec<String> = kv
+            .list_prefix("ha/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["ha/t/a", "ha/t/b"]);
+        assert!(!kv.compare_and_delete("ha/t/a", r + 100).await.unwrap());
+        assert!(!kv.compare_and_delete("missing", 0).await.unwrap());
+        assert!(kv.compare_and_delete("ha/t/a", r).await.unwrap());
+        assert_eq!(kv.get("ha/t/a").await.unwrap(), None);
+        assert_eq!(kv.list_prefix("ha/").await.unwrap().len(), 1);
     }
 
     #[tokio::test]
