@@ -14,6 +14,8 @@
 #   BENCH_W1_SERIES / BENCH_W2_SERIES   exact series counts (override the scale)
 #   BENCH_SYSTEMS="strata strata-fsync-never prometheus victoria-metrics"  BENCH_WORKLOADS="W1 W2"
 #   BENCH_BATCH=2000 BENCH_CONCURRENCY=8 BENCH_CHURN=0 BENCH_TENANTS=1
+#   BENCH_HA_REPLICAS=1    2: every series sent by both replicas of an HA pair; Strata
+#                          runs its HA tracker (one copy stored, the other answered 202)
 #   BENCH_QUERY_REPEAT=5 BENCH_QUERY_DELAY=3 (s) BENCH_SETTLE=0 (s)
 #   BENCH_TARGET_CPU=1 BENCH_GEN_CPU=0   CPUs for taskset
 #   BENCH_NO_BUILD=1       use the binaries already built
@@ -35,6 +37,11 @@ BATCH=${BENCH_BATCH:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
 CHURN=${BENCH_CHURN:-0}
 TENANTS=${BENCH_TENANTS:-1}
+HA_REPLICAS=${BENCH_HA_REPLICAS:-1}
+HA_FLAGS=()
+if (( HA_REPLICAS > 1 )); then
+  HA_FLAGS=(-distributor.ha_tracker.enable_ha_tracker=true -limits.accept_ha_samples=true)
+fi
 QUERY_REPEAT=${BENCH_QUERY_REPEAT:-5}
 QUERY_DELAY=${BENCH_QUERY_DELAY:-3}
 SETTLE=${BENCH_SETTLE:-0}
@@ -129,7 +136,7 @@ try_start() {
       grpc=$(free_port)
       (cd "$DIR" && exec "${PIN_TARGET[@]}" "$STRATA_BIN" -target=all -config.file="$STRATA_CONFIG" \
         -server.http_listen_port="$http" -server.grpc_listen_port="$grpc" \
-        -blocks_storage.tsdb.wal_fsync="$fsync" >"$DIR/log" 2>&1) &
+        -blocks_storage.tsdb.wal_fsync="$fsync" "${HA_FLAGS[@]}" >"$DIR/log" 2>&1) &
       PUSH_URL=http://127.0.0.1:$http/api/v1/push
       QUERY_URL=http://127.0.0.1:$http/prometheus
       ready=http://127.0.0.1:$http/ready
@@ -171,7 +178,7 @@ push() {
   log "$w run $run: $sys, $series series x $rounds rounds"
   if ! "${PIN_GEN[@]}" "$STRATA_BENCH_BIN" push --url "$PUSH_URL" --pid "$PID" \
       --series "$series" --rounds "$rounds" --batch "$BATCH" --concurrency "$CONCURRENCY" \
-      --churn "$CHURN" --tenants "$TENANTS" --settle "$SETTLE" \
+      --churn "$CHURN" --tenants "$TENANTS" --settle "$SETTLE" --ha-replicas "$HA_REPLICAS" \
       --system "$sys" --workload "$w" --run "$run" --name "$sys $w run $run" >"$report"; then
     tail -n 30 "$DIR/log" >&2
     die "push to $sys failed"

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 
-use workload::{make_series, metric_names, Rng};
+use workload::{make_series, make_series_with, metric_names, Rng};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,6 +147,13 @@ struct PushArgs {
     /// the left) differ by convention.
     #[arg(long, default_value_t = 5.0)]
     grid_after: f64,
+    /// Replicas of a Prometheus HA pair sending every series (1: no HA
+    /// labels). With 2 or more each replica's copy of a series carries
+    /// `cluster="bench"` and `__replica__="r<k>"`, and each round is sent by
+    /// every replica, replica after replica (a deduplicating target stores
+    /// one copy: see `samples_stored`).
+    #[arg(long, default_value_t = 1)]
+    ha_replicas: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,15 +248,34 @@ async fn push(args: PushArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let names = metric_names();
     let mut rng = Rng::new(args.seed);
-    let mut series: Vec<_> = (0..args.series)
-        .map(|i| make_series(&names, i, 0, &mut rng))
+    let replicas = args.ha_replicas.max(1);
+    // Replica-major, so that each request holds one replica's series.
+    let mut series: Vec<_> = (0..args.series * replicas)
+        .map(|i| {
+            let (id, replica) = (i % args.series.max(1), i / args.series.max(1));
+            if replicas > 1 {
+                let ha = [
+                    ("__replica__", format!("r{replica}")),
+                    ("cluster", "bench".to_string()),
+                ];
+                make_series_with(&names, id, 0, &ha, &mut rng)
+            } else {
+                make_series(&names, id, 0, &mut rng)
+            }
+        })
         .collect();
     let mut generation = vec![0u32; args.series];
     // Every series ever pushed: churned-away series stay in the target's head
     // (Prometheus, Mimir and Strata keep them until the head is compacted).
     let mut active_series = args.series as u64;
     let tenants = args.tenants.max(1);
-    let per_tenant = args.series.div_ceil(tenants).max(1);
+    if replicas > 1 && tenants > 1 {
+        return Err("--ha-replicas and --tenants cannot be combined".to_string());
+    }
+    if replicas > 1 && args.churn > 0.0 {
+        return Err("--ha-replicas and --churn cannot be combined".to_string());
+    }
+    let per_tenant = series.len().div_ceil(tenants).max(1);
     let batch_size = args.batch.max(1);
     let interval = args.interval.max(1) as i64 * 1000;
     let align = args.align as i64 * 1000;
@@ -333,6 +359,7 @@ async fn push(args: PushArgs) -> Result<(), String> {
         mut latencies,
         statuses,
         accepted,
+        stored,
         first_error,
     } = stats;
     latencies.sort();
@@ -355,6 +382,9 @@ async fn push(args: PushArgs) -> Result<(), String> {
         "window_end_ms": last_ts + grid_after,
         "samples_sent": sent,
         "samples_accepted": accepted,
+        "ha_replicas": replicas,
+        // Answered 200 (202 is what an HA tracker answers for a dropped replica).
+        "samples_stored": stored,
         "requests_by_status": statuses,
         "seconds": elapsed,
         "samples_per_second": accepted as f64 / elapsed,
@@ -371,6 +401,8 @@ async fn push(args: PushArgs) -> Result<(), String> {
         if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
             report["target_cpu_seconds"] = serde_json::json!(b - a);
             report["cpu_us_per_sample"] = serde_json::json!((b - a) * 1e6 / accepted.max(1) as f64);
+            report["cpu_us_per_stored_sample"] =
+                serde_json::json!((b - a) * 1e6 / stored.max(1) as f64);
         }
         if let Some((rss, _)) = rss_before {
             report["rss_before_bytes"] = serde_json::json!(rss);
@@ -396,6 +428,8 @@ struct Stats {
     /// Requests by HTTP status ("connection error" when there was none).
     statuses: BTreeMap<String, u64>,
     accepted: u64,
+    /// Samples of requests answered 200.
+    stored: u64,
     first_error: Option<String>,
 }
 
@@ -461,7 +495,12 @@ impl Stats {
         };
         *self.statuses.entry(key).or_default() += 1;
         match status {
-            Ok(s) if (200..300).contains(&s) => self.accepted += samples,
+            Ok(s) if (200..300).contains(&s) => {
+                self.accepted += samples;
+                if s == 200 {
+                    self.stored += samples;
+                }
+            }
             Ok(s) => {
                 self.first_error
                     .get_or_insert_with(|| format!("{s}: {}", text.trim()));

@@ -229,8 +229,25 @@ pub(crate) fn make_series(
     generation: u32,
     rng: &mut Rng,
 ) -> GenSeries {
+    make_series_with(names, id, generation, &[], rng)
+}
+
+/// [`make_series`] with `extra` labels besides its own (e.g. an HA pair's
+/// `cluster` and `__replica__`, which Prometheus adds as external labels),
+/// kept sorted by name as remote-write requires.
+pub(crate) fn make_series_with(
+    names: &[(String, bool)],
+    id: usize,
+    generation: u32,
+    extra: &[(&'static str, String)],
+    rng: &mut Rng,
+) -> GenSeries {
     let (name, counter) = &names[id % names.len()];
-    let labels = series_labels(names, id, generation);
+    let mut labels = series_labels(names, id, generation);
+    if !extra.is_empty() {
+        labels.extend(extra.iter().cloned());
+        labels.sort_by(|a, b| a.0.cmp(b.0));
+    }
     let mut encoded_labels = Vec::with_capacity(256);
     let mut label = Vec::with_capacity(96);
     for (n, v) in &labels {

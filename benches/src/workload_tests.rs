@@ -1,7 +1,7 @@
 //! Tests of the generator's series (kept out of workload.rs, which the
 //! criterion benches include by path).
 
-use crate::workload::{make_series, metric_names, series_labels, Rng};
+use crate::workload::{make_series, make_series_with, metric_names, series_labels, Rng};
 use prost::Message;
 use strata_proto::prometheus::WriteRequest;
 
@@ -39,6 +39,33 @@ fn encoded_bodies_decode_as_write_requests() {
             }
         }
         prev = req.timeseries.iter().map(|t| t.samples[0].value).collect();
+    }
+}
+
+#[test]
+fn ha_labels_are_added_in_label_order() {
+    let names = metric_names();
+    let mut rng = Rng::new(7);
+    let ha = [
+        ("__replica__", "r1".to_string()),
+        ("cluster", "bench".to_string()),
+    ];
+    let mut body = Vec::new();
+    for i in 0..200 {
+        make_series_with(&names, i, 0, &ha, &mut rng).encode_next(1_000, 15.0, &mut rng, &mut body);
+    }
+    let req = WriteRequest::decode(body.as_slice()).unwrap();
+    for (i, t) in req.timeseries.iter().enumerate() {
+        let got: Vec<&str> = t.labels.iter().map(|l| l.name.as_str()).collect();
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "labels sorted: {got:?}"
+        );
+        assert_eq!(got.len(), series_labels(&names, i, 0).len() + 2);
+        assert!(t
+            .labels
+            .iter()
+            .any(|l| l.name == "__replica__" && l.value == "r1"));
     }
 }
 
