@@ -204,6 +204,12 @@ async fn read(querier: &Querier, tenant: &str, body: &[u8]) -> Result<Response, 
     let bad = |e: ReadError| ApiError::bad_data(e.to_string());
     let request = decode_request(body).map_err(bad)?;
     let answer = negotiate(&request.accepted_response_types).map_err(bad)?;
+    tracing::debug!(
+        queries = request.queries.len(),
+        accepted = ?request.accepted_response_types,
+        ?answer,
+        "remote read"
+    );
     let selections = selections(querier, tenant, &request).map_err(bad)?;
     let (max_samples, timeout) = querier.read_limits(tenant);
     let results = querier
