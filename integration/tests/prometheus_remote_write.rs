@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::{mid_scrape_offset, prometheus_start_time};
 use strata_integration::{
     eventually, get_json, now_ms, scrape_and_push_to_strata, Prometheus, Strata,
 };
@@ -41,49 +42,6 @@ async fn strata_write_diagnostics(strata_url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// A sub-second offset as far as possible from the scrape phases of every
-/// target (scrapes happen every 1 s at a fixed phase per target).
-async fn mid_scrape_offset(prometheus: &Prometheus) -> f64 {
-    let (_, body) = get_json(&prometheus.url("/api/v1/query?query=timestamp(up)"), None).await;
-    let mut phases: Vec<f64> = body["data"]["result"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
-                .map(|ts| ts.fract())
-                .collect()
-        })
-        .unwrap_or_default();
-    phases.sort_by(f64::total_cmp);
-    if phases.is_empty() {
-        return 0.377;
-    }
-    // The middle of the largest gap between consecutive phases (circularly).
-    let mut best = (0.0, 0.0);
-    for (i, &p) in phases.iter().enumerate() {
-        let next = if i + 1 < phases.len() {
-            phases[i + 1]
-        } else {
-            phases[0] + 1.0
-        };
-        if next - p > best.0 {
-            best = (next - p, p + (next - p) / 2.0);
-        }
-    }
-    (best.1 * 1000.0).round().rem_euclid(1000.0) / 1000.0
-}
-
-/// When the reference Prometheus process started (unix seconds).
-async fn prometheus_start_time(prometheus: &Prometheus) -> f64 {
-    let url = prometheus
-        .url("/api/v1/query?query=process_start_time_seconds%7Bjob%3D%22prometheus%22%7D");
-    let (_, body) = get_json(&url, None).await;
-    body["data"]["result"][0]["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| now_ms() as f64 / 1000.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -405,6 +405,51 @@ fn parse_value(query: &str, v: &Value) -> Result<f64, String> {
 
 /// The comparison itself, fed answers that differ in one way each: every
 /// difference must be reported, and only those.
+/// A sub-second offset as far as possible from the scrape phases of every
+/// target (scrapes happen every 1 s at a fixed phase per target).
+pub(crate) async fn mid_scrape_offset(prometheus: &strata_integration::Prometheus) -> f64 {
+    let (_, body) =
+        strata_integration::get_json(&prometheus.url("/api/v1/query?query=timestamp(up)"), None)
+            .await;
+    let mut phases: Vec<f64> = body["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
+                .map(|ts| ts.fract())
+                .collect()
+        })
+        .unwrap_or_default();
+    phases.sort_by(f64::total_cmp);
+    if phases.is_empty() {
+        return 0.377;
+    }
+    // The middle of the largest gap between consecutive phases (circularly).
+    let mut best = (0.0, 0.0);
+    for (i, &p) in phases.iter().enumerate() {
+        let next = if i + 1 < phases.len() {
+            phases[i + 1]
+        } else {
+            phases[0] + 1.0
+        };
+        if next - p > best.0 {
+            best = (next - p, p + (next - p) / 2.0);
+        }
+    }
+    (best.1 * 1000.0).round().rem_euclid(1000.0) / 1000.0
+}
+
+/// When the reference Prometheus process started (unix seconds).
+pub(crate) async fn prometheus_start_time(prometheus: &strata_integration::Prometheus) -> f64 {
+    let url = prometheus
+        .url("/api/v1/query?query=process_start_time_seconds%7Bjob%3D%22prometheus%22%7D");
+    let (_, body) = strata_integration::get_json(&url, None).await;
+    body["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| strata_integration::now_ms() as f64 / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,9 @@ pub struct Limits {
     pub max_fetched_series_per_query: usize,
     pub max_samples_per_query: usize,
     pub query_timeout: ConfigDuration,
+    /// Longest time range (end - start) one range query or one remote-read
+    /// query may cover; 0 is no limit (Mimir's default).
+    pub max_total_query_length: ConfigDuration,
     pub max_label_name_length: usize,
     pub max_label_value_length: usize,
     pub max_label_names_per_series: usize,
@@ -44,6 +47,7 @@ impl Default for Limits {
             max_fetched_series_per_query: 0,
             max_samples_per_query: 0,
             query_timeout: ConfigDuration::from_secs(0),
+            max_total_query_length: ConfigDuration::from_secs(0),
             max_label_name_length: 1024,
             max_label_value_length: 2048,
             max_label_names_per_series: 30,
@@ -146,6 +150,7 @@ mod tests {
         assert_eq!(l.max_global_series_per_user, 150_000);
         assert_eq!(l.max_global_series_per_metric, 0);
         assert_eq!(l.max_fetched_series_per_query, 0);
+        assert!(l.max_total_query_length.0.is_zero());
         assert!(l.validate().is_ok());
         let negative = Limits {
             ingestion_rate: -1.0,

@@ -77,6 +77,20 @@ pub fn matchers_from_proto(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ConvertE
     ms.iter().map(matcher_from_proto).collect()
 }
 
+/// A remote-read matcher (Prometheus's `prometheus.LabelMatcher`, whose type
+/// numbers are the same as ours but a wire type of its own).
+pub fn remote_matcher_from_proto(m: &prometheus::LabelMatcher) -> Result<Matcher, ConvertError> {
+    use prometheus::label_matcher::Type;
+    let op = match Type::try_from(m.r#type) {
+        Ok(Type::Eq) => MatchOp::Equal,
+        Ok(Type::Neq) => MatchOp::NotEqual,
+        Ok(Type::Re) => MatchOp::RegexMatch,
+        Ok(Type::Nre) => MatchOp::RegexNoMatch,
+        Err(_) => return Err(ConvertError::UnknownMatchType(m.r#type)),
+    };
+    Ok(Matcher::new(op, m.name.clone(), m.value.clone())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +114,41 @@ mod tests {
         let err = matcher_from_proto(&bad_regex).unwrap_err();
         assert!(matches!(err, ConvertError::Matcher(_)), "{err}");
         assert_eq!(err.code(), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn remote_read_matchers_convert_with_prometheus_type_numbers() {
+        for (number, op) in [
+            (0, MatchOp::Equal),
+            (1, MatchOp::NotEqual),
+            (2, MatchOp::RegexMatch),
+            (3, MatchOp::RegexNoMatch),
+        ] {
+            let m = prometheus::LabelMatcher {
+                r#type: number,
+                name: "job".into(),
+                value: "a.*".into(),
+            };
+            assert_eq!(remote_matcher_from_proto(&m).unwrap().op, op);
+        }
+        let unknown = prometheus::LabelMatcher {
+            r#type: 4,
+            name: "a".into(),
+            value: "b".into(),
+        };
+        assert!(matches!(
+            remote_matcher_from_proto(&unknown),
+            Err(ConvertError::UnknownMatchType(4))
+        ));
+        let bad_regex = prometheus::LabelMatcher {
+            r#type: 2,
+            name: "a".into(),
+            value: "(".into(),
+        };
+        assert!(matches!(
+            remote_matcher_from_proto(&bad_regex),
+            Err(ConvertError::Matcher(_))
+        ));
     }
 
     #[test]

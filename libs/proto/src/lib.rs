@@ -16,7 +16,7 @@ mod tenant;
 
 pub use convert::{
     labels_from_proto, labels_to_proto, matcher_from_proto, matcher_to_proto, matchers_from_proto,
-    ConvertError,
+    remote_matcher_from_proto, ConvertError,
 };
 
 pub use tenant::{request_tenant, tenant_request, TenantNotSendable, TENANT_METADATA_KEY};

@@ -1,6 +1,7 @@
 //! The Prometheus HTTP API (`/api/v1/...` and `/prometheus/api/v1/...`) as an axum
 //! router: parameter parsing, tenant resolution, and responses shaped exactly as
-//! Prometheus shapes them.
+//! Prometheus shapes them. Remote read (`/read`) is routed here too; its
+//! protocol is [`crate::remote_read`]'s.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use strata_model::{is_valid_label_name, Labels};
 use strata_status::ServiceError;
@@ -25,6 +26,7 @@ use crate::params::{
     parse_timeout, Params, MAX_TIME_MS, MIN_TIME_MS,
 };
 use crate::querier::Querier;
+use crate::remote_read;
 use crate::status::{tsdb_stats, ProcessStatus};
 
 /// Resolves the tenant of a request from its headers (`X-Scope-OrgID`, or
@@ -78,6 +80,7 @@ pub fn router(
         .route("/status/flags", get(status_flags))
         .route("/status/runtimeinfo", get(status_runtimeinfo))
         .route("/status/tsdb", get(status_tsdb))
+        .route("/read", post(remote_read))
         .fallback(unknown_endpoint);
     Router::new()
         .nest("/prometheus/api/v1", api.clone())
@@ -294,6 +297,35 @@ async fn label_values(
         limit,
         state.querier.config().max_response_size_bytes,
     )
+}
+
+/// Prometheus remote read. Errors are plain text (what Prometheus's client
+/// logs), not the query API's JSON.
+#[tracing::instrument(name = "querier.remote_read", skip_all)]
+async fn remote_read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let tenant = match (state.resolve_tenant)(&headers) {
+        Ok(tenant) => tenant,
+        Err(e) => return remote_read::error_response(&ApiError::from_service(e)),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let mut message = rejection.body_text();
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                message.push_str(" (remote-read request bodies are limited to 2 MiB)");
+            }
+            return remote_read::error_response(&ApiError {
+                status: rejection.status(),
+                error_type: "bad_data",
+                message,
+            });
+        }
+    };
+    remote_read::serve(&state.querier, &tenant, &body).await
 }
 
 /// Exemplars are not stored (yet): always an empty list.

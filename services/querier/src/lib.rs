@@ -1,6 +1,7 @@
 //! The querier: the Prometheus HTTP API (`/api/v1/query`, `query_range`, `series`,
 //! `labels`, `label/<name>/values` and the small status endpoints, also under
-//! `/prometheus/api/v1/`) over the PromQL engine, reading each tenant's recent
+//! `/prometheus/api/v1/`) over the PromQL engine, and Prometheus remote read
+//! (`/api/v1/read`, both response types) over the same series, reading each tenant's recent
 //! series from the ingesters and older ones from the store-gateways
 //! (`query_ingesters_within`, `query_store_after`). It owns request parsing and validation as Prometheus
 //! does them, the JSON shapes of Prometheus's responses, the mapping of engine and
@@ -26,6 +27,7 @@ mod ingester;
 mod json;
 mod params;
 mod querier;
+mod remote_read;
 mod replicated;
 mod service;
 mod status;

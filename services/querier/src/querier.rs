@@ -122,6 +122,33 @@ impl Querier {
         limits
     }
 
+    /// The tenant's `max_total_query_length` refusal of the range
+    /// [start, end], if it is longer (None when within it or without a limit).
+    pub(crate) fn query_length_refusal(
+        &self,
+        tenant: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Option<String> {
+        let limit = self
+            .overrides
+            .as_ref()?
+            .for_tenant(tenant)
+            .max_total_query_length;
+        let limit_ms = limit.as_millis_i64();
+        let length_ms = end_ms.saturating_sub(start_ms);
+        (limit_ms > 0 && length_ms > limit_ms).then(|| {
+            let length = strata_model::format_duration(Duration::from_millis(
+                u64::try_from(length_ms).unwrap_or(u64::MAX),
+            ));
+            format!(
+                "the total query time range exceeds the limit (query length: {length}, limit: {}; \
+                 max_total_query_length) (err-strata-max-total-query-length)",
+                strata_model::format_duration(limit.0)
+            )
+        })
+    }
+
     /// Evaluates `query` over a validated range for `tenant`.
     pub async fn range_query(
         &self,
@@ -130,6 +157,9 @@ impl Querier {
         range: RangeParams,
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, ApiError> {
+        if let Some(refusal) = self.query_length_refusal(tenant, range.start_ms, range.end_ms) {
+            return Err(ApiError::bad_data(refusal));
+        }
         let storage = self.queryable(tenant);
         let limits = self.query_limits(tenant);
         self.run(
@@ -166,6 +196,17 @@ impl Querier {
         timeout: Duration,
         evaluation: impl std::future::Future<Output = Result<QueryOutput, EngineError>>,
     ) -> Result<QueryOutput, ApiError> {
+        self.guarded(timeout, async { evaluation.await.map_err(ApiError::from) })
+            .await
+    }
+
+    /// Runs `work` in a query slot within `timeout` (waiting for the slot
+    /// included): what every query, PromQL or remote read, goes through.
+    pub(crate) async fn guarded<T>(
+        &self,
+        timeout: Duration,
+        work: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
         let guarded = async {
             let _slot = match &self.slots {
                 Some(slots) => Some(slots.acquire().await.map_err(|_| {
@@ -175,12 +216,19 @@ impl Querier {
                 })?),
                 None => None,
             };
-            evaluation.await.map_err(ApiError::from)
+            work.await
         };
         match tokio::time::timeout(timeout, guarded).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::timeout("query timed out in query execution")),
         }
+    }
+
+    /// The sample limit and timeout of one remote-read request of `tenant`:
+    /// those of a query (the querier's, lowered by the tenant's).
+    pub(crate) fn read_limits(&self, tenant: &str) -> (usize, Duration) {
+        let limits = self.query_limits(tenant);
+        (limits.max_samples, limits.timeout)
     }
 }
 

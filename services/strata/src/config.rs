@@ -470,6 +470,7 @@ fields! {
     "limits.max_fetched_series_per_query" Int "Per-tenant: most distinct series one query (or /api/v1/series call) may fetch; beyond it the query fails with 422. 0: no limit.",
     "limits.max_samples_per_query" Int "Per-tenant: most samples one query may hold in memory at once; beyond it the query fails with 422 (Prometheus's query.max-samples). 0: querier.max_samples; otherwise the lower of the two.",
     "limits.query_timeout" Duration "Per-tenant: longest one query may run, fetching included; beyond it the query fails with 503 timeout. 0: querier.timeout; otherwise the lower of the two.",
+    "limits.max_total_query_length" Duration "Per-tenant: longest time range (end minus start) of one range query or one remote-read query (Mimir's max_total_query_length); a longer one is refused with 400 naming the limit. 0: no limit.",
     "limits.max_label_name_length" Int "Per-tenant: longest label name accepted, in bytes.",
     "limits.max_label_value_length" Int "Per-tenant: longest label value accepted, in bytes.",
     "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
