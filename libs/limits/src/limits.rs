@@ -35,6 +35,18 @@ pub struct Limits {
     pub ha_cluster_label: String,
     pub ha_replica_label: String,
     pub ha_max_clusters: usize,
+    /// Longest metric family name, help or unit of one metadata entry, in
+    /// bytes: a longer name or unit drops the entry, a longer help is
+    /// truncated (Mimir's rule).
+    pub max_metadata_length: usize,
+    /// Most metric families with metadata per tenant across the cluster,
+    /// divided among the ingesters like the series limits. 0: no limit.
+    pub max_global_metadata_per_user: usize,
+    /// Most distinct metadata entries of one metric family. 0: no limit.
+    pub max_global_metadata_per_metric: usize,
+    /// Exemplars held per tenant across the cluster, divided among the
+    /// ingesters like the series limits. 0 (Mimir's default): exemplars off.
+    pub max_global_exemplars_per_user: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +70,12 @@ impl Default for Limits {
             ha_cluster_label: "cluster".to_string(),
             ha_replica_label: "__replica__".to_string(),
             ha_max_clusters: 100,
+            max_metadata_length: 1024,
+            // Mimir's defaults are 0 (no limit); Strata bounds what a tenant
+            // can make its ingesters hold (docs/limits.md).
+            max_global_metadata_per_user: 10_000,
+            max_global_metadata_per_metric: 10,
+            max_global_exemplars_per_user: 0,
         }
     }
 }

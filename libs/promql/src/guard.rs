@@ -286,6 +286,29 @@ fn selector_matchers(e: &Expr) -> usize {
     vs.matchers.matchers.len() + vs.matchers.or_matchers.iter().map(Vec::len).sum::<usize>()
 }
 
+/// The matcher sets of every selector of a parsed tree, in the order they
+/// appear (what `/api/v1/query_exemplars` selects series by, as Prometheus
+/// does); a selector with `or` matchers gives several sets.
+pub fn selector_matcher_sets(
+    expr: &Expr,
+) -> Result<Vec<Vec<strata_model::Matcher>>, crate::error::QueryError> {
+    let mut out = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        let vs = match e {
+            Expr::VectorSelector(vs) => Some(vs),
+            Expr::MatrixSelector(ms) => Some(&ms.vs),
+            _ => None,
+        };
+        if let Some(vs) = vs {
+            out.extend(crate::ast::selector_matchers(vs)?);
+        }
+        // Children pushed in reverse, so the first selector comes out first.
+        stack.extend(children(e).into_iter().rev());
+    }
+    Ok(out)
+}
+
 /// The exact depth of a parsed tree, walked with an explicit stack.
 pub fn expr_depth(expr: &Expr) -> usize {
     let mut deepest = 0;

@@ -53,7 +53,9 @@ mod value;
 pub use engine::{Engine, EngineOptions, Queryable};
 pub use error::{ExecutionError, QueryError, ShapeLimit, UnsupportedFeature};
 pub use format::format_query;
-pub use guard::{expr_depth, parse_query, QueryShapeLimits, MAX_SUPPORTED_DEPTH};
+pub use guard::{
+    expr_depth, parse_query, selector_matcher_sets, QueryShapeLimits, MAX_SUPPORTED_DEPTH,
+};
 pub use histogram::{CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 pub use mathx::format_value;
 pub use storage::MemoryStorage;

@@ -137,11 +137,54 @@ pub fn discarded_samples() -> &'static prometheus::IntCounterVec {
     })
 }
 
+/// `strata_discarded_metadata_total{tenant,reason}`: remote-write metadata
+/// entries dropped on the write path (distributor validation, ingester
+/// limits), like Mimir's `cortex_discarded_metadata_total`; shared as
+/// [`discarded_samples`] is.
+pub fn discarded_metadata() -> &'static prometheus::IntCounterVec {
+    static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_discarded_metadata_total",
+                "Metric metadata entries dropped on the write path, by tenant and reason.",
+            ),
+            &["tenant", "reason"],
+        )
+        // The options are constants and valid; this cannot fail.
+        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
+    })
+}
+
+/// `strata_discarded_exemplars_total{tenant,reason}`: exemplars dropped on the
+/// write path (distributor validation, the ingesters' store rules), like
+/// Mimir's `cortex_discarded_exemplars_total`.
+pub fn discarded_exemplars() -> &'static prometheus::IntCounterVec {
+    static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_discarded_exemplars_total",
+                "Exemplars dropped on the write path, by tenant and reason.",
+            ),
+            &["tenant", "reason"],
+        )
+        // The options are constants and valid; this cannot fail.
+        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
+    })
+}
+
 /// Registers the process-wide metric families of this crate in `registry`.
 pub fn register_shared(registry: &Registry) -> Result<(), prometheus::Error> {
-    match registry.register(Box::new(discarded_samples().clone())) {
-        Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-        Err(e) => return Err(e),
+    for family in [
+        discarded_samples(),
+        discarded_metadata(),
+        discarded_exemplars(),
+    ] {
+        match registry.register(Box::new(family.clone())) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => return Err(e),
+        }
     }
     // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...:
     // what capacity planning and the memory alerts in docs/operations.md use.

@@ -21,6 +21,7 @@ use strata_model::{Label, Labels, Matcher, Rfc3339, Sample};
 use thiserror::Error;
 
 use crate::chunk::{XorChunk, SAMPLES_PER_CHUNK};
+use crate::exemplars::{Exemplar, ExemplarStore};
 use crate::postings::{self, PostingsIndex};
 use crate::strings::SharedStrings;
 
@@ -268,6 +269,9 @@ pub struct Head {
     /// Where the symbol table takes its strings from: shared with the other
     /// tenants' heads of the process.
     strings: Arc<SharedStrings>,
+    /// The exemplars of the head's series, by series ref. Unbounded until its
+    /// owner sets the capacity (a WAL replay fills it first).
+    exemplars: Mutex<ExemplarStore>,
 }
 
 impl fmt::Debug for Head {
@@ -304,7 +308,45 @@ impl Head {
             next_ref: AtomicU64::new(1),
             min_valid_time: AtomicI64::new(i64::MIN),
             strings,
+            exemplars: Mutex::new(ExemplarStore::new(usize::MAX)),
         }
+    }
+
+    /// The head's exemplar store (its capacity, appends, queries by ref).
+    pub fn exemplars(&self) -> parking_lot::MutexGuard<'_, ExemplarStore> {
+        self.exemplars.lock()
+    }
+
+    /// The exemplars within `[mint, maxt]` of the series matching
+    /// `matchers`, by series, sorted by labels; series without any are left out.
+    pub fn select_exemplars(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
+        if mint > maxt {
+            return Vec::new();
+        }
+        let series = self.matching_series(matchers);
+        let found: Vec<(Arc<MemSeries>, Vec<Exemplar>)> = {
+            let store = self.exemplars.lock();
+            series
+                .into_iter()
+                .filter_map(|s| {
+                    let list = store.query(s.series_ref, mint, maxt);
+                    (!list.is_empty()).then_some((s, list))
+                })
+                .collect()
+        };
+        let symbols = self.symbols.read();
+        let mut out: Vec<(Labels, Vec<Exemplar>)> = found
+            .into_iter()
+            .map(|(s, list)| (symbols.labels(&s.labels), list))
+            .collect();
+        drop(symbols);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Appends samples to the series `labels`, creating it if new (and if there is
@@ -580,6 +622,15 @@ impl Head {
         let stripe = &self.stripes[((hash >> 32) as usize) % STRIPES];
         let found = stripe.read().find(hash, labels, &self.symbols).is_some();
         found
+    }
+
+    /// The series `labels` if the head holds it (exemplars attach only to
+    /// series that exist).
+    pub fn get_series(&self, labels: &Labels) -> Option<HeadSeries> {
+        let hash = labels_hash(labels);
+        let stripe = &self.stripes[((hash >> 32) as usize) % STRIPES];
+        let found = stripe.read().find(hash, labels, &self.symbols);
+        found.map(HeadSeries)
     }
 
     /// Series whose label `name` has the value `value` (with `__name__`: the

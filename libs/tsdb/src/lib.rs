@@ -11,7 +11,8 @@
 //! segments, group-commit fsync, replay, checkpoints), and Prometheus's block
 //! format ([`block`]: writing a head's range as a block, reading blocks'
 //! index and chunks, as promtool reads them), and the label strings that the
-//! heads of one process share ([`strings`]).
+//! heads of one process share ([`strings`]), and a tenant's exemplars
+//! ([`exemplars`]: a bounded circular buffer by series ref, logged in the WAL).
 //!
 //! It deliberately knows nothing about tenants, the network or configuration: the
 //! ingester keeps one [`head::Head`] and one [`wal::Wal`] per tenant and turns
@@ -19,6 +20,7 @@
 
 pub mod block;
 pub mod chunk;
+pub mod exemplars;
 pub mod head;
 pub mod postings;
 pub mod strings;

@@ -83,7 +83,7 @@ mod tests;
 
 pub use checkpoint::{CheckpointStats, Retain, TenantRetain};
 pub use error::{TooLarge, WalError};
-pub use record::{Record, RefSample, RefSeries, WalBatch};
+pub use record::{Record, RefExemplar, RefSample, RefSeries, WalBatch};
 pub use replay::{HeadReplayer, ReplayStats};
 
 use segment::{segment_path, sync_dir, Layout};

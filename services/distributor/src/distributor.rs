@@ -166,12 +166,39 @@ impl Distributor {
             {
                 note(rejection, dropped);
             }
-            // Exemplars are not stored yet; dropping them keeps ingester messages small.
-            series.exemplars.clear();
-            !series.samples.is_empty()
+            // Exemplars off for the tenant (Mimir's default): dropped
+            // unchecked. Otherwise an invalid one rejects its series, as in
+            // Mimir (Prometheus sends exemplars in series entries of their own).
+            if limits.max_global_exemplars_per_user == 0 {
+                series.exemplars.clear();
+            } else if let Err(rejection) =
+                crate::validation::validate_exemplars(&series.labels, &series.exemplars)
+            {
+                strata_telemetry::discarded_exemplars()
+                    .with_label_values(&[tenant, rejection.reason])
+                    .inc_by(series.exemplars.len() as u64);
+                note(rejection, series.samples.len());
+                return false;
+            }
+            !series.samples.is_empty() || !series.exemplars.is_empty()
         });
-        // Metadata is accepted and ignored (remote-write 1.0 allows that).
-        request.metadata.clear();
+        // Metadata entries are checked one by one; an invalid one is
+        // dropped and answered 400 like an invalid series (Mimir's rule),
+        // the valid ones are stored.
+        request.metadata.retain_mut(|entry| {
+            match crate::validation::validate_metadata(&limits, entry) {
+                Ok(()) => true,
+                Err(rejection) => {
+                    strata_telemetry::discarded_metadata()
+                        .with_label_values(&[tenant, rejection.reason])
+                        .inc();
+                    if first_rejection.is_none() {
+                        first_rejection = Some(rejection);
+                    }
+                    false
+                }
+            }
+        });
 
         // Like Mimir, only what passed validation counts against the rate.
         let valid_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
@@ -197,7 +224,7 @@ impl Distributor {
             ));
         }
 
-        let stored = if request.timeseries.is_empty() {
+        let stored = if request.timeseries.is_empty() && request.metadata.is_empty() {
             Ok(())
         } else {
             self.ingesters.push(tenant, request).await
@@ -324,6 +351,47 @@ mod tests {
             &prometheus::Registry::new(),
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn metadata_is_forwarded_and_an_invalid_entry_is_dropped_with_400() {
+        let recorder = Arc::new(Recorder::default());
+        let d = distributor(recorder.clone());
+        let entry = |name: &str| strata_proto::prometheus::MetricMetadata {
+            r#type: 2,
+            metric_family_name: name.to_string(),
+            help: "h".into(),
+            unit: String::new(),
+        };
+        // A metadata-only push (Prometheus sends them apart) reaches the ingesters.
+        let only = WriteRequest {
+            metadata: vec![entry("up")],
+            ..Default::default()
+        };
+        assert!(matches!(d.push("t", only).await, Ok(Pushed::Stored)));
+        let bad = WriteRequest {
+            timeseries: vec![series(&[("__name__", "good")], now_ms())],
+            metadata: vec![entry(""), entry("kept")],
+        };
+        let err = d.push("t", bad).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(
+            err.message.contains("without a metric family name"),
+            "{}",
+            err.message
+        );
+        let pushed = recorder.pushed.lock().unwrap();
+        let names: Vec<Vec<&str>> = pushed
+            .iter()
+            .map(|(_, r)| {
+                r.metadata
+                    .iter()
+                    .map(|m| m.metric_family_name.as_str())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(names, [vec!["up"], vec!["kept"]]);
+        assert_eq!(pushed[1].1.timeseries.len(), 1);
     }
 
     #[tokio::test]

@@ -61,19 +61,34 @@ pub(crate) fn ring_error(e: RingError) -> ServiceError {
 impl IngesterPush for ReplicatedPush {
     async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
         let snapshot = self.ring.snapshot();
-        let mut progress = Vec::with_capacity(request.timeseries.len());
-        // Series indices per instance; a handful of instances, so a vector
-        // searched by pointer beats hashing an address per series.
+        let series_count = request.timeseries.len();
+        // Items are the series, then the metadata entries (index
+        // series_count + i): each goes to the replicas of its token and
+        // needs its quorum. A metadata entry's token is that of a series
+        // named by its metric family alone, as Mimir shards metadata by
+        // metric name, so one family's metadata stays on one replica set.
+        let items = series_count + request.metadata.len();
+        let mut progress = Vec::with_capacity(items);
+        // Item indices per instance; a handful of instances, so a vector
+        // searched by pointer beats hashing an address per item.
         let mut per_instance: Vec<(Arc<InstanceDesc>, Vec<usize>)> = Vec::new();
-        let mut replicas_left: Vec<u8> = Vec::with_capacity(request.timeseries.len());
-        for (index, series) in request.timeseries.iter().enumerate() {
-            let token = shard_token_of(
+        let mut replicas_left: Vec<u8> = Vec::with_capacity(items);
+        let series_tokens = request.timeseries.iter().map(|series| {
+            shard_token_of(
                 tenant,
                 series
                     .labels
                     .iter()
                     .map(|l| (l.name.as_str(), l.value.as_str())),
-            );
+            )
+        });
+        let metadata_tokens = request.metadata.iter().map(|entry| {
+            shard_token_of(
+                tenant,
+                std::iter::once((strata_model::METRIC_NAME, entry.metric_family_name.as_str())),
+            )
+        });
+        for (index, token) in series_tokens.chain(metadata_tokens).enumerate() {
             let set = snapshot.get(token, Operation::Write).map_err(ring_error)?;
             for instance in &set.instances {
                 match per_instance
@@ -93,26 +108,32 @@ impl IngesterPush for ReplicatedPush {
             });
         }
 
-        // Each replica gets its own copy of a series, except the last one,
+        // Each replica gets its own copy of an item, except the last one,
         // which takes the original: with RF=1 nothing is copied at all.
         let mut series = request.timeseries;
+        let mut metadata = request.metadata;
         let (results, mut receiver) = mpsc::unbounded_channel();
         for (instance, indices) in per_instance {
-            let timeseries = indices
-                .iter()
-                .map(|&i| {
-                    replicas_left[i] = replicas_left[i].saturating_sub(1);
-                    if replicas_left[i] == 0 {
-                        std::mem::take(&mut series[i])
+            let mut request = WriteRequest::default();
+            for &i in &indices {
+                replicas_left[i] = replicas_left[i].saturating_sub(1);
+                let last = replicas_left[i] == 0;
+                if let Some(m) = i.checked_sub(series_count) {
+                    let entry = &mut metadata[m];
+                    request.metadata.push(if last {
+                        std::mem::take(entry)
                     } else {
-                        series[i].clone()
-                    }
-                })
-                .collect();
-            let request = WriteRequest {
-                timeseries,
-                ..Default::default()
-            };
+                        entry.clone()
+                    });
+                } else {
+                    let one = &mut series[i];
+                    request.timeseries.push(if last {
+                        std::mem::take(one)
+                    } else {
+                        one.clone()
+                    });
+                }
+            }
             let client = self.pool.client(&instance.addr);
             let results = results.clone();
             let tenant = tenant.to_string();
@@ -317,6 +338,49 @@ mod tests {
                     .sum::<usize>()
             })
             .sum()
+    }
+
+    #[tokio::test]
+    async fn metadata_reaches_the_replicas_of_its_metric_name() {
+        use Behaviour::Store;
+        let (push, fakes, _l) = cluster(&[Store, Store, Store, Store, Store]).await;
+        let mut request = request(1);
+        request.metadata = (0..20)
+            .map(|i| strata_proto::prometheus::MetricMetadata {
+                r#type: 1,
+                metric_family_name: format!("m{i}"),
+                help: "h".into(),
+                unit: String::new(),
+            })
+            .collect();
+        push.push("t", request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Every entry on three of the five ingesters, and on the same three
+        // as a series named by that metric alone (m0 is both).
+        let holders = |name: &str| -> Vec<usize> {
+            (0..fakes.len())
+                .filter(|&i| {
+                    fakes[i]
+                        .received
+                        .lock()
+                        .iter()
+                        .any(|r| r.metadata.iter().any(|m| m.metric_family_name == name))
+                })
+                .collect()
+        };
+        for i in 0..20 {
+            assert_eq!(holders(&format!("m{i}")).len(), 3, "m{i}");
+        }
+        let series_holders: Vec<usize> = (0..fakes.len())
+            .filter(|&i| {
+                fakes[i]
+                    .received
+                    .lock()
+                    .iter()
+                    .any(|r| !r.timeseries.is_empty())
+            })
+            .collect();
+        assert_eq!(holders("m0"), series_holders);
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use strata_limits::Limits;
 use strata_model::{is_valid_label_name, is_valid_metric_name, METRIC_NAME};
-use strata_proto::prometheus::{Label, TimeSeries};
+use strata_proto::prometheus::{Exemplar, Label, MetricMetadata, TimeSeries};
 
 /// Why a series (or some of its samples) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +192,108 @@ pub fn format_series(labels: &[Label]) -> String {
     out
 }
 
+/// Most runes in an exemplar's label names and values together (Prometheus's
+/// and OpenMetrics' limit).
+pub(crate) const EXEMPLAR_MAX_LABEL_SET_RUNES: usize = 128;
+
+/// Checks a series' exemplars as Mimir does: each needs labels, valid label
+/// names, a timestamp, and at most 128 runes of labels. `Err` rejects the
+/// series; the message names the series and the exemplar.
+pub(crate) fn validate_exemplars(
+    series: &[Label],
+    exemplars: &[Exemplar],
+) -> Result<(), Rejection> {
+    for e in exemplars {
+        let reject = |reason, what: String| {
+            Err(Rejection {
+                reason,
+                message: format!(
+                    "received an exemplar {what}, timestamp: {} series: {} labels: {}",
+                    e.timestamp,
+                    format_series(series),
+                    format_series(&e.labels)
+                ),
+            })
+        };
+        if e.labels.is_empty() {
+            return reject("exemplar_labels_missing", "with no labels".to_string());
+        }
+        if e.timestamp == 0 {
+            return reject(
+                "exemplar_timestamp_invalid",
+                "with no timestamp".to_string(),
+            );
+        }
+        if let Some(bad) = e.labels.iter().find(|l| !is_valid_label_name(&l.name)) {
+            return reject(
+                "exemplar_labels_invalid",
+                format!("with an invalid label name '{}'", shorten(&bad.name)),
+            );
+        }
+        let runes: usize = e
+            .labels
+            .iter()
+            .map(|l| l.name.chars().count() + l.value.chars().count())
+            .sum();
+        if runes > EXEMPLAR_MAX_LABEL_SET_RUNES {
+            return reject(
+                "exemplar_labels_too_long",
+                format!(
+                    "whose labels ({runes} characters) exceed the limit of {EXEMPLAR_MAX_LABEL_SET_RUNES} characters"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks one remote-write metadata entry as Mimir does: it needs a metric
+/// family name; a name or unit longer than `max_metadata_length` drops the
+/// entry; a longer help is cut (at a character boundary) and kept. `Err`
+/// drops the entry; its `reason` labels `strata_discarded_metadata_total`.
+pub(crate) fn validate_metadata(
+    limits: &Limits,
+    metadata: &mut MetricMetadata,
+) -> Result<(), Rejection> {
+    let max = limits.max_metadata_length;
+    let reject = |reason, message: String| Err(Rejection { reason, message });
+    if metadata.metric_family_name.is_empty() {
+        return reject(
+            "missing_metric_name",
+            "received a metric metadata entry without a metric family name".to_string(),
+        );
+    }
+    if metadata.metric_family_name.len() > max {
+        return reject(
+            "metric_name_too_long",
+            format!(
+                "received a metric metadata entry whose metric family name is longer than the limit (actual: {}, limit: {max}, max_metadata_length), metric: '{}'",
+                metadata.metric_family_name.len(),
+                shorten(&metadata.metric_family_name)
+            ),
+        );
+    }
+    if metadata.unit.len() > max {
+        return reject(
+            "unit_too_long",
+            format!(
+                "received a metric metadata entry whose unit is longer than the limit (actual: {}, limit: {max}, max_metadata_length), metric: '{}', unit: '{}'",
+                metadata.unit.len(),
+                metadata.metric_family_name,
+                shorten(&metadata.unit)
+            ),
+        );
+    }
+    if metadata.help.len() > max {
+        let mut cut = max;
+        while !metadata.help.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        metadata.help.truncate(cut);
+    }
+    Ok(())
+}
+
 fn shorten(value: &str) -> String {
     const MAX: usize = 200;
     if value.len() <= MAX {
@@ -206,6 +308,81 @@ fn shorten(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exemplars_need_labels_a_timestamp_and_at_most_128_runes() {
+        let series = [Label {
+            name: "__name__".into(),
+            value: "reqs_total".into(),
+        }];
+        let exemplar = |labels: &[(&str, &str)], ts: i64| Exemplar {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            value: 1.0,
+            timestamp: ts,
+        };
+        let reason = |e: Exemplar| validate_exemplars(&series, &[e]).map_err(|r| r.reason);
+        assert_eq!(reason(exemplar(&[("trace_id", "abc")], 5)), Ok(()));
+        assert_eq!(reason(exemplar(&[], 5)), Err("exemplar_labels_missing"));
+        assert_eq!(
+            reason(exemplar(&[("trace_id", "abc")], 0)),
+            Err("exemplar_timestamp_invalid")
+        );
+        assert_eq!(
+            reason(exemplar(&[("bad-name", "x")], 5)),
+            Err("exemplar_labels_invalid")
+        );
+        // 128 runes pass, 129 fail; runes, not bytes.
+        let at_limit = "é".repeat(128 - "trace_id".len());
+        assert_eq!(reason(exemplar(&[("trace_id", &at_limit)], 5)), Ok(()));
+        let over = format!("{at_limit}x");
+        let err = validate_exemplars(&series, &[exemplar(&[("trace_id", &over)], 5)]).unwrap_err();
+        assert_eq!(err.reason, "exemplar_labels_too_long");
+        assert!(err.message.contains("reqs_total"), "{}", err.message);
+        assert!(err.message.contains("limit of 128"), "{}", err.message);
+    }
+
+    #[test]
+    fn metadata_needs_a_name_and_short_fields_and_help_is_cut() {
+        let limits = Limits {
+            max_metadata_length: 8,
+            ..Limits::default()
+        };
+        let entry = |name: &str, help: &str, unit: &str| MetricMetadata {
+            r#type: 1,
+            metric_family_name: name.to_string(),
+            help: help.to_string(),
+            unit: unit.to_string(),
+        };
+        let mut ok = entry("up", "fine", "s");
+        assert_eq!(validate_metadata(&limits, &mut ok), Ok(()));
+        assert_eq!(ok, entry("up", "fine", "s"));
+
+        let reason = |mut m: MetricMetadata| validate_metadata(&limits, &mut m).unwrap_err().reason;
+        assert_eq!(reason(entry("", "h", "")), "missing_metric_name");
+        assert_eq!(
+            reason(entry("a_very_long_name", "h", "")),
+            "metric_name_too_long"
+        );
+        assert_eq!(reason(entry("up", "h", "kilometres")), "unit_too_long");
+        let err = validate_metadata(&limits, &mut entry("a_very_long_name", "", "")).unwrap_err();
+        assert!(
+            err.message.contains("max_metadata_length"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("a_very_long_name"), "{}", err.message);
+
+        // A long help is kept, cut at the limit without splitting a character.
+        let mut long_help = entry("up", "ééééé", "");
+        assert_eq!(validate_metadata(&limits, &mut long_help), Ok(()));
+        assert_eq!(long_help.help, "éééé");
+    }
+
     use super::*;
     use strata_proto::prometheus::Sample;
 

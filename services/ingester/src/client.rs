@@ -11,9 +11,10 @@ use strata_model::Labels;
 use strata_proto::ingester::ingester_client::IngesterClient as GeneratedClient;
 use strata_proto::ingester::ingester_server::Ingester as IngesterApi;
 use strata_proto::ingester::{
-    LabelNamesRequest, LabelValuesRequest, QueryRequest, QueryStreamResponse, SeriesRequest,
+    ExemplarQueryRequest, LabelNamesRequest, LabelValuesRequest, MetricsMetadataRequest,
+    QueryRequest, QueryStreamResponse, SeriesRequest,
 };
-use strata_proto::prometheus::WriteRequest;
+use strata_proto::prometheus::{MetricMetadata, TimeSeries, WriteRequest};
 use strata_proto::types::StreamSeries;
 use strata_service::Slot;
 use strata_status::ServiceError;
@@ -141,6 +142,45 @@ impl IngesterClient {
             .into_iter()
             .map(|set| strata_proto::labels_from_proto(set.labels))
             .collect())
+    }
+
+    /// The tenant's exemplars of the series the request selects: labels and
+    /// exemplars per series, sorted by labels.
+    pub async fn query_exemplars(
+        &self,
+        tenant: &str,
+        request: ExemplarQueryRequest,
+    ) -> Result<Vec<TimeSeries>, ServiceError> {
+        let response = self
+            .target
+            .unary(
+                "ingester.query_exemplars",
+                tenant,
+                request,
+                |mut client, r| async move { client.query_exemplars(r).await },
+                |service, r| service.query_exemplars(r),
+            )
+            .await?;
+        Ok(response.timeseries)
+    }
+
+    /// The tenant's metric metadata this ingester holds, sorted.
+    pub async fn metrics_metadata(
+        &self,
+        tenant: &str,
+        request: MetricsMetadataRequest,
+    ) -> Result<Vec<MetricMetadata>, ServiceError> {
+        let response = self
+            .target
+            .unary(
+                "ingester.metrics_metadata",
+                tenant,
+                request,
+                |mut client, r| async move { client.metrics_metadata(r).await },
+                |service, r| service.metrics_metadata(r),
+            )
+            .await?;
+        Ok(response.metadata)
     }
 }
 

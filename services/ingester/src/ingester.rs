@@ -20,6 +20,7 @@ use strata_tsdb::wal::{HeadReplayer, Retain, TenantRetain, Wal, WalBatch};
 use crate::config::IngesterConfig;
 use crate::db::{ClosedTenant, DbSettings, TenantDb, LEGACY_WAL_DIR, SHARED_WAL_DIR};
 use crate::error::IngesterError;
+use crate::metadata::{MetadataLimits, MetadataStore};
 use crate::metrics;
 use crate::series_limits::{LimitsSource, RingCounts, SeriesLimits};
 
@@ -54,6 +55,8 @@ pub struct Ingester {
     clock: fn() -> i64,
     /// The label strings of every tenant's head, held once.
     strings: Arc<SharedStrings>,
+    /// Every tenant's metric metadata (not in the WAL: see `metadata`).
+    metadata: MetadataStore,
 }
 
 impl Ingester {
@@ -72,6 +75,7 @@ impl Ingester {
             bucket: None,
             clock: now_ms,
             strings: Arc::default(),
+            metadata: MetadataStore::default(),
         })
     }
 
@@ -233,6 +237,7 @@ impl Ingester {
             bucket: Some(bucket),
             clock: now_ms,
             strings,
+            metadata: MetadataStore::default(),
         })
     }
 
@@ -257,6 +262,78 @@ impl Ingester {
             metric_local: share(limits.max_global_series_per_metric),
         };
         (series.user_local > 0 || series.metric_local > 0).then_some(series)
+    }
+
+    /// This ingester's share of the tenant's metadata limits.
+    fn metadata_limits(&self, tenant: &str) -> MetadataLimits {
+        let Some(source) = self.limits.as_ref() else {
+            return MetadataLimits::default();
+        };
+        let limits = source.overrides.for_tenant(tenant);
+        MetadataLimits {
+            families: strata_limits::local_series_limit(
+                limits.max_global_metadata_per_user,
+                source.ring.replication_factor(),
+                source.ring.healthy_ingesters(),
+            ),
+            // Every replica of a family holds all of its entries.
+            per_family: limits.max_global_metadata_per_metric,
+        }
+    }
+
+    /// This ingester's share of the tenant's `max_global_exemplars_per_user`
+    /// (0: exemplars off, also without limits).
+    fn exemplar_capacity(&self, tenant: &str) -> usize {
+        let Some(source) = self.limits.as_ref() else {
+            return 0;
+        };
+        strata_limits::local_series_limit(
+            source
+                .overrides
+                .for_tenant(tenant)
+                .max_global_exemplars_per_user,
+            source.ring.replication_factor(),
+            source.ring.healthy_ingesters(),
+        )
+    }
+
+    fn metadata_retain_ms(&self) -> i64 {
+        i64::try_from(self.config.metadata_retain_period.0.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Records a push's metadata entries (no WAL: see `metadata`), within
+    /// the tenant's limits; refused entries are counted, never an error, as
+    /// in Mimir, so a sender is not made to retry its samples for them.
+    fn store_metadata(&self, tenant: &str, entries: Vec<strata_proto::prometheus::MetricMetadata>) {
+        let now = (self.clock)();
+        let retain = self.metadata_retain_ms();
+        // Expired entries are freed at most once a minute, by a push.
+        self.metadata
+            .purge_if_due(now, now.saturating_sub(retain), 60_000);
+        let refused = self
+            .metadata
+            .add(tenant, entries, self.metadata_limits(tenant), now);
+        let reasons: Vec<&'static str> = refused.iter().map(|r| r.reason()).collect();
+        self.metrics
+            .metadata(tenant, self.metadata.families(tenant), &reasons);
+    }
+
+    /// The tenant's metric metadata received within the retain period,
+    /// sorted by family name then (type, help, unit); see
+    /// [`MetricsMetadataRequest`](strata_proto::ingester::MetricsMetadataRequest)
+    /// for the filters.
+    pub fn metric_metadata(
+        &self,
+        tenant: &str,
+        metric: &str,
+        limit: i64,
+        limit_per_metric: i64,
+    ) -> Result<Vec<strata_proto::prometheus::MetricMetadata>, ServiceError> {
+        check_tenant(tenant)?;
+        let oldest = (self.clock)().saturating_sub(self.metadata_retain_ms());
+        Ok(self
+            .metadata
+            .query(tenant, metric, limit, limit_per_metric, oldest))
     }
 
     pub fn config(&self) -> &IngesterConfig {
@@ -297,8 +374,17 @@ impl Ingester {
     /// as TooManyRequests (429), otherwise BadRequest (400). Returns once the
     /// WAL holds what was stored, durable per the fsync policy; a WAL failure
     /// is an internal error (5xx: the client retries, duplicates are skipped).
-    pub async fn push(&self, tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+    pub async fn push(&self, tenant: &str, mut request: WriteRequest) -> Result<(), ServiceError> {
         check_tenant(tenant)?;
+        let metadata = std::mem::take(&mut request.metadata);
+        if !metadata.is_empty() {
+            self.store_metadata(tenant, metadata);
+            // Prometheus sends metadata in requests of their own: those
+            // need no head.
+            if request.timeseries.is_empty() {
+                return Ok(());
+            }
+        }
         // A database closed while this push waited for it is replaced by the
         // tenant's new one. Touched under its lock, an open one is not idle,
         // so it cannot be closed before the append below.
@@ -328,8 +414,20 @@ impl Ingester {
                 Some(settings) => head.appendable_min_time((self.clock)(), settings.block_range_ms),
                 None => i64::MIN,
             };
+            let mut exemplars = ExemplarPush::new(self.exemplar_capacity(tenant), head);
             for series in request.timeseries {
                 if series.samples.is_empty() {
+                    // Prometheus sends a series' exemplars in entries of
+                    // their own; they attach to a series the head holds.
+                    if !series.exemplars.is_empty() {
+                        let labels = strata_proto::labels_from_proto(series.labels);
+                        match head.get_series(&labels) {
+                            Some(target) => {
+                                exemplars.add(&target, series.exemplars, wal.map(|_| &mut batch))
+                            }
+                            None => exemplars.missing_series(series.exemplars.len()),
+                        }
+                    }
                     continue;
                 }
                 let labels = strata_proto::labels_from_proto(series.labels);
@@ -390,7 +488,11 @@ impl Ingester {
                 if wal.is_some() && accepted > 0 {
                     batch.add_samples(target.series_ref(), &samples[..accepted]);
                 }
+                if !series.exemplars.is_empty() {
+                    exemplars.add(&target, series.exemplars, wal.map(|_| &mut batch));
+                }
             }
+            exemplars.finish(tenant, &self.metrics);
             match wal {
                 Some(wal) if !batch.is_empty() => Some(wal.log(&mut batch).map_err(wal_error)?),
                 _ => None,
@@ -823,6 +925,32 @@ impl Ingester {
         Ok(out)
     }
 
+    /// The tenant's exemplars within `[mint, maxt]` of the series matching
+    /// any of `matcher_sets`, by series sorted by labels, each series'
+    /// exemplars oldest first. Exemplars live in the head only: a series'
+    /// exemplars are kept until the store's capacity overwrites them.
+    pub fn exemplars(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<strata_tsdb::exemplars::Exemplar>)>, ServiceError> {
+        check_tenant(tenant)?;
+        let Some(db) = self.db(tenant) else {
+            return Ok(Vec::new());
+        };
+        let mut by_series: BTreeMap<Labels, Vec<strata_tsdb::exemplars::Exemplar>> =
+            BTreeMap::new();
+        for matchers in matcher_sets {
+            for (labels, list) in db.head.select_exemplars(matchers, mint, maxt) {
+                // A series two sets match is answered once.
+                by_series.entry(labels).or_insert(list);
+            }
+        }
+        Ok(by_series.into_iter().collect())
+    }
+
     fn db(&self, tenant: &str) -> Option<Arc<TenantDb>> {
         self.tenant_dbs.read().get(tenant).cloned()
     }
@@ -880,6 +1008,73 @@ fn now_ms() -> i64 {
 
 fn describe_append_error(e: &AppendError) -> String {
     e.to_string()
+}
+
+/// One push's exemplars: stored in the tenant head's store (sized to the
+/// tenant's share first), logged with the push's WAL batch, and what was
+/// skipped counted by reason. Skipped exemplars are never an error, as in
+/// Prometheus's remote-write receiver: the samples beside them are stored.
+struct ExemplarPush<'a> {
+    store: parking_lot::MutexGuard<'a, strata_tsdb::exemplars::ExemplarStore>,
+    stored: u64,
+    skipped: HashMap<&'static str, u64>,
+}
+
+impl<'a> ExemplarPush<'a> {
+    fn new(capacity: usize, head: &'a strata_tsdb::head::Head) -> Self {
+        // Also with capacity 0: a store a replay filled is emptied.
+        let mut store = head.exemplars();
+        if store.capacity() != capacity {
+            store.set_capacity(capacity);
+        }
+        Self {
+            store,
+            stored: 0,
+            skipped: HashMap::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        target: &strata_tsdb::head::HeadSeries,
+        exemplars: Vec<strata_proto::prometheus::Exemplar>,
+        mut batch: Option<&mut WalBatch>,
+    ) {
+        let store = &mut self.store;
+        for e in exemplars {
+            let exemplar = strata_tsdb::exemplars::Exemplar {
+                labels: strata_proto::labels_from_proto(e.labels),
+                value: e.value,
+                timestamp_ms: e.timestamp,
+            };
+            if let Some(batch) = batch.as_deref_mut() {
+                // Logged only once stored, so a replay rebuilds what the
+                // store took.
+                match store.add(target.series_ref().0, exemplar.clone()) {
+                    Ok(()) => {
+                        batch.add_exemplar(target.series_ref(), &exemplar);
+                        self.stored += 1;
+                    }
+                    Err(why) => *self.skipped.entry(why.reason()).or_default() += 1,
+                }
+            } else {
+                match store.add(target.series_ref().0, exemplar) {
+                    Ok(()) => self.stored += 1,
+                    Err(why) => *self.skipped.entry(why.reason()).or_default() += 1,
+                }
+            }
+        }
+    }
+
+    fn missing_series(&mut self, n: usize) {
+        *self.skipped.entry("exemplar_series_missing").or_default() += n as u64;
+    }
+
+    fn finish(self, tenant: &str, metrics: &metrics::IngesterMetrics) {
+        let held = self.store.len();
+        drop(self.store);
+        metrics.exemplars(tenant, self.stored, held, &self.skipped);
+    }
 }
 
 #[cfg(test)]
@@ -992,6 +1187,55 @@ mod tests {
         Ingester::new(IngesterConfig::default(), &prometheus::Registry::new())
             .unwrap()
             .with_limits(overrides, Arc::new(counts))
+    }
+
+    #[tokio::test]
+    async fn metadata_is_kept_per_tenant_within_its_share_and_never_fails_a_push() {
+        // Global 6 families over 4 ingesters at RF 2: 3 on this one.
+        let ingester = limited(
+            strata_limits::Limits {
+                max_global_metadata_per_user: 6,
+                max_global_metadata_per_metric: 1,
+                ..Default::default()
+            },
+            FixedRingCounts {
+                replication_factor: 2,
+                healthy_ingesters: 4,
+            },
+        );
+        let entry = |name: &str, help: &str| strata_proto::prometheus::MetricMetadata {
+            r#type: 1,
+            metric_family_name: name.into(),
+            help: help.into(),
+            unit: String::new(),
+        };
+        let metadata_only = WriteRequest {
+            metadata: ["m1", "m2", "m3", "m4"]
+                .iter()
+                .map(|n| entry(n, "h"))
+                .chain([entry("m1", "another help")])
+                .collect(),
+            ..Default::default()
+        };
+        // Over the limits is counted, not refused: samples never retry for it.
+        ingester.push("a", metadata_only).await.unwrap();
+        let held = ingester.metric_metadata("a", "", -1, 0).unwrap();
+        let names: Vec<_> = held
+            .iter()
+            .map(|m| (m.metric_family_name.as_str(), m.help.as_str()))
+            .collect();
+        assert_eq!(names, [("m1", "h"), ("m2", "h"), ("m3", "h")]);
+        // A metadata-only push opens no head for the tenant.
+        assert!(ingester.head("a").is_none());
+        assert!(ingester.metric_metadata("b", "", -1, 0).unwrap().is_empty());
+        assert_eq!(ingester.metric_metadata("a", "m2", -1, 0).unwrap().len(), 1);
+
+        // With samples in the same request, both are stored.
+        let mut both = request("m9", &[(1, 1.0)]);
+        both.metadata = vec![entry("m1", "h")];
+        ingester.push("a", both).await.unwrap();
+        assert!(ingester.head("a").is_some());
+        assert!(ingester.metric_metadata("bad\ntenant", "", -1, 0).is_err());
     }
 
     #[tokio::test]

@@ -34,6 +34,11 @@
 //! reports. The check and the creation are not one atomic step, so concurrent
 //! pushes can overshoot a limit by the series they create at the same moment.
 //!
+//! Metric metadata (`metadata`): the remote-write metadata entries, per
+//! tenant and metric family, in memory only and forgotten when not received
+//! again within `metadata_retain_period`; bounded by the tenant's share of
+//! `max_global_metadata_per_user` and by `max_global_metadata_per_metric`.
+//!
 //! Its client ([`IngesterClient`]) is here too: remote over gRPC or this
 //! process's own in-process, it is what distributors push through and
 //! queriers read through.
@@ -44,6 +49,7 @@ mod error;
 mod http;
 mod ingester;
 mod lifecycle;
+mod metadata;
 mod metrics;
 mod series_limits;
 mod service;

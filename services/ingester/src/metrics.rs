@@ -13,6 +13,9 @@ pub(crate) struct IngesterMetrics {
     ingested_samples: IntCounterVec,
     discarded_samples: IntCounterVec,
     memory_series: IntGaugeVec,
+    memory_metadata: IntGaugeVec,
+    memory_exemplars: IntGaugeVec,
+    ingested_exemplars: IntCounterVec,
     memory_samples: IntGaugeVec,
     wal: WalMetrics,
     wal_replay_duration: Gauge,
@@ -104,6 +107,30 @@ impl IngesterMetrics {
             ),
             &["tenant"],
         )?;
+        let memory_metadata = IntGaugeVec::new(
+            Opts::new(
+                "strata_ingester_memory_metadata",
+                "Metric families with metadata held in memory, by tenant.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(memory_metadata.clone()))?;
+        let memory_exemplars = IntGaugeVec::new(
+            Opts::new(
+                "strata_ingester_memory_exemplars",
+                "Exemplars held in memory, by tenant (at most its share of max_global_exemplars_per_user).",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(memory_exemplars.clone()))?;
+        let ingested_exemplars = IntCounterVec::new(
+            Opts::new(
+                "strata_ingester_ingested_exemplars_total",
+                "Exemplars stored in a tenant's exemplar store.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(ingested_exemplars.clone()))?;
         registry.register(Box::new(ingested_samples.clone()))?;
         registry.register(Box::new(memory_series.clone()))?;
         registry.register(Box::new(memory_samples.clone()))?;
@@ -136,6 +163,9 @@ impl IngesterMetrics {
             ingested_samples,
             discarded_samples,
             memory_series,
+            memory_metadata,
+            memory_exemplars,
+            ingested_exemplars,
             memory_samples,
             wal,
             wal_replay_duration: gauge(
@@ -217,6 +247,43 @@ impl IngesterMetrics {
         self.memory_series
             .with_label_values(&[tenant])
             .set(series_in_memory as i64);
+    }
+
+    /// A push's exemplars: stored, now held, skipped by reason.
+    pub(crate) fn exemplars(
+        &self,
+        tenant: &str,
+        stored: u64,
+        held: usize,
+        skipped: &std::collections::HashMap<&'static str, u64>,
+    ) {
+        if stored > 0 {
+            self.ingested_exemplars
+                .with_label_values(&[tenant])
+                .inc_by(stored);
+        }
+        if stored > 0 || held > 0 {
+            self.memory_exemplars
+                .with_label_values(&[tenant])
+                .set(held as i64);
+        }
+        for (reason, n) in skipped {
+            strata_telemetry::discarded_exemplars()
+                .with_label_values(&[tenant, reason])
+                .inc_by(*n);
+        }
+    }
+
+    /// A push's metadata: families now held, entries refused by reason.
+    pub(crate) fn metadata(&self, tenant: &str, families: usize, refused: &[&'static str]) {
+        self.memory_metadata
+            .with_label_values(&[tenant])
+            .set(families as i64);
+        for reason in refused {
+            strata_telemetry::discarded_metadata()
+                .with_label_values(&[tenant, reason])
+                .inc();
+        }
     }
 
     pub(crate) fn discarded(&self, tenant: &str, reason: &str, samples: u64) {

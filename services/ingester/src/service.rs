@@ -7,7 +7,8 @@ use futures::Stream;
 use strata_model::Matcher;
 use strata_proto::ingester::ingester_server::{Ingester as IngesterApi, IngesterServer};
 use strata_proto::ingester::{
-    LabelNamesRequest, LabelNamesResponse, LabelSet, LabelValuesRequest, LabelValuesResponse,
+    ExemplarQueryRequest, ExemplarQueryResponse, LabelNamesRequest, LabelNamesResponse, LabelSet,
+    LabelValuesRequest, LabelValuesResponse, MetricsMetadataRequest, MetricsMetadataResponse,
     PushResponse, QueryRequest, QueryStreamResponse, SeriesRequest, SeriesResponse,
 };
 use strata_proto::prometheus::WriteRequest;
@@ -177,5 +178,55 @@ impl IngesterApi for IngesterGrpc {
                 })
                 .collect(),
         }))
+    }
+
+    async fn metrics_metadata(
+        &self,
+        request: Request<MetricsMetadataRequest>,
+    ) -> Result<Response<MetricsMetadataResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let req = request.into_inner();
+        let metadata = self.ingester()?.metric_metadata(
+            &tenant,
+            &req.metric,
+            req.limit,
+            req.limit_per_metric,
+        )?;
+        Ok(Response::new(MetricsMetadataResponse { metadata }))
+    }
+
+    async fn query_exemplars(
+        &self,
+        request: Request<ExemplarQueryRequest>,
+    ) -> Result<Response<ExemplarQueryResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let req = request.into_inner();
+        let sets = req
+            .matcher_sets
+            .iter()
+            .map(|s| matchers(&s.matchers))
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = self.ingester()?.exemplars(
+            &tenant,
+            &sets,
+            req.start_timestamp_ms,
+            req.end_timestamp_ms,
+        )?;
+        let timeseries = found
+            .into_iter()
+            .map(|(labels, list)| strata_proto::prometheus::TimeSeries {
+                labels: strata_proto::labels_to_proto(&labels),
+                exemplars: list
+                    .into_iter()
+                    .map(|e| strata_proto::prometheus::Exemplar {
+                        labels: strata_proto::labels_to_proto(&e.labels),
+                        value: e.value,
+                        timestamp: e.timestamp_ms,
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(ExemplarQueryResponse { timeseries }))
     }
 }

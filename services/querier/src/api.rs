@@ -328,7 +328,8 @@ async fn remote_read(
     remote_read::serve(&state.querier, &tenant, &body).await
 }
 
-/// Exemplars are not stored (yet): always an empty list.
+/// `/api/v1/query_exemplars` (`query`, `start`, `end`): the exemplars of
+/// the series the query's selectors match, from the ingesters.
 async fn query_exemplars(
     State(state): State<AppState>,
     method: Method,
@@ -336,19 +337,29 @@ async fn query_exemplars(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (_tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
     let (start, end) = metadata_range(&params)?;
     if end < start {
         return Err(ApiError::bad_data(
             "end timestamp must not be before start timestamp",
         ));
     }
-    parse_guarded(params.get("query"), state.querier.shape_limits())
+    let expr = parse_guarded(params.get("query"), state.querier.shape_limits())
         .map_err(|e| ApiError::bad_data(invalid_param("query", e)))?;
-    Ok(success(b"[]", &[], &[]))
+    let matcher_sets = strata_promql::selector_matcher_sets(&expr)
+        .map_err(|e| ApiError::bad_data(invalid_param("query", e)))?;
+    if matcher_sets.is_empty() {
+        return Ok(success(b"[]", &[], &[]));
+    }
+    let found = state
+        .querier
+        .exemplars(&tenant, &matcher_sets, start, end)
+        .await?;
+    Ok(success(&crate::exemplars::to_json(&found), &[], &[]))
 }
 
-/// Metric metadata is not stored (yet): always an empty object.
+/// `/api/v1/metadata` (`metric`, `limit`, `limit_per_metric`), from the
+/// ingesters' metadata: see [`crate::metadata`].
 async fn metadata(
     State(state): State<AppState>,
     method: Method,
@@ -356,8 +367,25 @@ async fn metadata(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    prepare(&state, &method, &headers, &uri, body)?;
-    Ok(success(b"{}", &[], &[]))
+    let (tenant, params) = prepare(&state, &method, &headers, &uri, body)?;
+    // Prometheus's parsing: any integer, negative meaning no limit.
+    let number = |name: &str, absent: i64| -> Result<i64, ApiError> {
+        let raw = params.get(name);
+        if raw.is_empty() {
+            return Ok(absent);
+        }
+        raw.parse()
+            .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))
+    };
+    let limits = crate::metadata::MetadataLimits {
+        metrics: number("limit", -1)?,
+        per_metric: number("limit_per_metric", 0)?,
+    };
+    let families = state
+        .querier
+        .metric_metadata(&tenant, params.get("metric"), limits)
+        .await?;
+    Ok(success(&crate::metadata::to_json(&families), &[], &[]))
 }
 
 async fn format_query(

@@ -8,7 +8,11 @@ use std::fmt;
 
 use strata_ingester::IngesterClient;
 use strata_model::Labels;
-use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::ingester::{
+    ExemplarQueryRequest, LabelNamesRequest, LabelValuesRequest, MetricsMetadataRequest,
+    QueryRequest, SeriesRequest,
+};
+use strata_proto::prometheus::{MetricMetadata, TimeSeries};
 use strata_proto::types::StreamSeries;
 use strata_status::ServiceError;
 
@@ -43,6 +47,27 @@ pub trait IngesterQuery: Send + Sync + fmt::Debug {
         tenant: &str,
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError>;
+
+    /// The tenant's metric metadata; replicas' entries may repeat. The
+    /// default holds none (for test doubles that serve only series).
+    async fn metrics_metadata(
+        &self,
+        _tenant: &str,
+        _request: MetricsMetadataRequest,
+    ) -> Result<Vec<MetricMetadata>, ServiceError> {
+        Ok(Vec::new())
+    }
+
+    /// The tenant's exemplars of the series the request selects (labels and
+    /// exemplars per series); replicas' copies may repeat. The default holds
+    /// none (for test doubles that serve only series).
+    async fn query_exemplars(
+        &self,
+        _tenant: &str,
+        _request: ExemplarQueryRequest,
+    ) -> Result<Vec<TimeSeries>, ServiceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// One ingester, over gRPC or in-process: its own client, asked the same
@@ -79,5 +104,21 @@ impl IngesterQuery for IngesterClient {
         request: SeriesRequest,
     ) -> Result<Vec<Labels>, ServiceError> {
         IngesterClient::series(self, tenant, request).await
+    }
+
+    async fn metrics_metadata(
+        &self,
+        tenant: &str,
+        request: MetricsMetadataRequest,
+    ) -> Result<Vec<MetricMetadata>, ServiceError> {
+        IngesterClient::metrics_metadata(self, tenant, request).await
+    }
+
+    async fn query_exemplars(
+        &self,
+        tenant: &str,
+        request: ExemplarQueryRequest,
+    ) -> Result<Vec<TimeSeries>, ServiceError> {
+        IngesterClient::query_exemplars(self, tenant, request).await
     }
 }

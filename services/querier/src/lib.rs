@@ -1,5 +1,5 @@
 //! The querier: the Prometheus HTTP API (`/api/v1/query`, `query_range`, `series`,
-//! `labels`, `label/<name>/values` and the small status endpoints, also under
+//! `labels`, `label/<name>/values`, `metadata`, `query_exemplars` and the small status endpoints, also under
 //! `/prometheus/api/v1/`) over the PromQL engine, and Prometheus remote read
 //! (`/api/v1/read`, both response types) over the same series, reading each tenant's recent
 //! series from the ingesters and older ones from the store-gateways
@@ -23,8 +23,10 @@ mod api;
 mod config;
 mod engine;
 mod error;
+mod exemplars;
 mod ingester;
 mod json;
+mod metadata;
 mod params;
 mod querier;
 mod remote_read;

@@ -61,6 +61,55 @@ impl Querier {
         self
     }
 
+    /// The tenant's metric metadata from the ingesters (the only place it is
+    /// kept), merged and limited as [`crate::metadata`] describes.
+    pub(crate) async fn metric_metadata(
+        &self,
+        tenant: &str,
+        metric: &str,
+        limits: crate::metadata::MetadataLimits,
+    ) -> Result<crate::metadata::MetadataByMetric, ApiError> {
+        let request = strata_proto::ingester::MetricsMetadataRequest {
+            metric: metric.to_string(),
+            limit: limits.metrics,
+            limit_per_metric: limits.per_metric,
+        };
+        let call = self.ingesters.metrics_metadata(tenant, request);
+        let entries = match tokio::time::timeout(self.config.timeout.0, call).await {
+            Ok(result) => result.map_err(ApiError::from_service)?,
+            Err(_) => return Err(ApiError::timeout("metadata request timed out")),
+        };
+        Ok(crate::metadata::merge(entries, limits))
+    }
+
+    /// The tenant's exemplars within `[start_ms, end_ms]` of the series any of
+    /// `matcher_sets` selects, from the ingesters (the only place they are
+    /// kept), merged as [`crate::exemplars`] describes.
+    pub(crate) async fn exemplars(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<strata_model::Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<crate::exemplars::ExemplarsBySeries, ApiError> {
+        let request = strata_proto::ingester::ExemplarQueryRequest {
+            start_timestamp_ms: start_ms,
+            end_timestamp_ms: end_ms,
+            matcher_sets: matcher_sets
+                .iter()
+                .map(|set| strata_proto::ingester::MatcherSet {
+                    matchers: set.iter().map(strata_proto::matcher_to_proto).collect(),
+                })
+                .collect(),
+        };
+        let call = self.ingesters.query_exemplars(tenant, request);
+        let answers = match tokio::time::timeout(self.config.timeout.0, call).await {
+            Ok(result) => result.map_err(ApiError::from_service)?,
+            Err(_) => return Err(ApiError::timeout("exemplar query timed out")),
+        };
+        Ok(crate::exemplars::merge(answers))
+    }
+
     pub fn config(&self) -> &QuerierConfig {
         &self.config
     }

@@ -8,7 +8,11 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use strata_model::Labels;
-use strata_proto::ingester::{LabelNamesRequest, LabelValuesRequest, QueryRequest, SeriesRequest};
+use strata_proto::ingester::{
+    ExemplarQueryRequest, LabelNamesRequest, LabelValuesRequest, MetricsMetadataRequest,
+    QueryRequest, SeriesRequest,
+};
+use strata_proto::prometheus::{MetricMetadata, TimeSeries};
 use strata_proto::types::StreamSeries;
 use strata_ring::{Operation, Ring};
 use strata_status::ServiceError;
@@ -135,6 +139,34 @@ impl IngesterQuery for ReplicatedQuery {
             .await?;
         Ok(answers.into_iter().flatten().collect())
     }
+
+    async fn metrics_metadata(
+        &self,
+        tenant: &str,
+        request: MetricsMetadataRequest,
+    ) -> Result<Vec<MetricMetadata>, ServiceError> {
+        let answers = self
+            .fan_out(|c| {
+                let request = request.clone();
+                async move { c.metrics_metadata(tenant, request).await }
+            })
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn query_exemplars(
+        &self,
+        tenant: &str,
+        request: ExemplarQueryRequest,
+    ) -> Result<Vec<TimeSeries>, ServiceError> {
+        let answers = self
+            .fan_out(|c| {
+                let request = request.clone();
+                async move { c.query_exemplars(tenant, request).await }
+            })
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +208,13 @@ mod tests {
             Ok(Vec::new())
         }
         async fn series(&self, _: &str, _: SeriesRequest) -> Result<Vec<Labels>, ServiceError> {
+            Ok(Vec::new())
+        }
+        async fn metrics_metadata(
+            &self,
+            _: &str,
+            _: MetricsMetadataRequest,
+        ) -> Result<Vec<MetricMetadata>, ServiceError> {
             Ok(Vec::new())
         }
     }

@@ -472,6 +472,11 @@ async fn small_endpoints() {
     let (status, body) = h.get("team-a", "/api/v1/metadata").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"status": "success", "data": {}}));
+    for bad in ["limit=x", "limit_per_metric=1.5"] {
+        let (status, body) = h.get("team-a", &format!("/api/v1/metadata?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["errorType"], "bad_data", "{bad}");
+    }
 
     let (status, body) = h
         .get("team-a", "/api/v1/query_exemplars?query=up&start=0&end=10")

@@ -138,7 +138,7 @@ pub(super) fn condense(
             match &record {
                 Record::Series(list) => stats.series_dropped += list.len() as u64,
                 Record::Samples(list) => stats.samples_dropped += list.len() as u64,
-                Record::MinValidTime(_) => {}
+                Record::MinValidTime(_) | Record::Exemplars(_) => {}
             }
             return;
         };
@@ -163,6 +163,16 @@ pub(super) fn condense(
                 stats.samples_kept += list.len() as u64;
                 stats.samples_dropped += (before - list.len()) as u64;
                 Record::Samples(list)
+            }
+            // Exemplars of live series, no older than the samples kept.
+            Record::Exemplars(mut list) => {
+                list.retain(|e| {
+                    e.exemplar.timestamp_ms >= keep.keep_from_ts && keep.is_live(e.series_ref)
+                });
+                if list.is_empty() {
+                    return;
+                }
+                Record::Exemplars(list)
             }
         };
         batch.set_tenant(tenant);

@@ -8,10 +8,11 @@
 //! Series       (16): tenant, { uvarint ref, uvarint n, n × { uvarint len, name, uvarint len, value } }*
 //! Samples      (17): tenant, { varint Δref, varint Δtimestamp, u64 LE value bits }*
 //! MinValidTime (18): tenant, varint timestamp
+//! Exemplars    (19): tenant, { varint Δref, varint Δtimestamp, u64 LE value bits, uvarint n, n × label }*
 //! ```
 //!
-//! Types 19–31 are reserved for the records planned with the shared WAL
-//! (exemplars 19, metadata 20, integer histograms 21, float histograms 22; see
+//! Types 20–31 are reserved for the records planned with the shared WAL
+//! (metadata 20, unused; integer histograms 21, float histograms 22; see
 //! `docs/wal.md` for their layouts). A reader skips a record of a type it does
 //! not know, counted in the replay's stats, so a WAL written by a newer version
 //! still replays every record this one understands. Out-of-order samples are
@@ -32,6 +33,8 @@
 
 use strata_model::{Label, Labels, Sample};
 
+use crate::exemplars::Exemplar;
+
 use super::error::TooLarge;
 use super::frame::{frame, MAX_RECORD_LEN};
 use crate::head::SeriesRef;
@@ -42,8 +45,9 @@ const LEGACY_MIN_VALID_TIME: u8 = 3;
 const TYPE_SERIES: u8 = 16;
 const TYPE_SAMPLES: u8 = 17;
 const TYPE_MIN_VALID_TIME: u8 = 18;
+const TYPE_EXEMPLARS: u8 = 19;
 /// The range of types this version reserves but does not write yet.
-const RESERVED: std::ops::RangeInclusive<u8> = 19..=31;
+const RESERVED: std::ops::RangeInclusive<u8> = 20..=31;
 
 /// A batch closes a record once its payload passes this size, so records stay
 /// small enough to read into one buffer.
@@ -64,6 +68,13 @@ pub struct RefSample {
     pub value: f64,
 }
 
+/// An exemplar as logged, with the ref of its series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefExemplar {
+    pub series_ref: SeriesRef,
+    pub exemplar: Exemplar,
+}
+
 /// One decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -72,6 +83,7 @@ pub enum Record {
     /// Samples before this timestamp (ms) are in blocks: a head replayed from
     /// the WAL must not take them again.
     MinValidTime(i64),
+    Exemplars(Vec<RefExemplar>),
 }
 
 /// Records to log in one write, encoded and framed as they are added.
@@ -90,8 +102,13 @@ pub struct WalBatch {
     samples: Vec<u8>,
     prev_ref: u64,
     prev_ts: i64,
+    /// The open exemplars record and its own delta bases.
+    exemplars: Vec<u8>,
+    prev_exemplar_ref: u64,
+    prev_exemplar_ts: i64,
     num_series: usize,
     num_samples: usize,
+    num_exemplars: usize,
     /// Frames in `frames`.
     num_records: usize,
 }
@@ -187,6 +204,43 @@ impl WalBatch {
         self.num_samples += 1;
     }
 
+    /// Adds one exemplar of the series `series_ref`. Its labels are small
+    /// (the distributor allows 128 runes), so a record never outgrows a frame.
+    pub fn add_exemplar(&mut self, series_ref: SeriesRef, exemplar: &Exemplar) {
+        let len = 32
+            + exemplar
+                .labels
+                .iter()
+                .map(|l| l.name.len() + l.value.len() + 20)
+                .sum::<usize>();
+        if self.exemplars.len() + len > TARGET_RECORD_LEN {
+            self.close_samples();
+        }
+        if self.exemplars.is_empty() {
+            Self::start_record(&mut self.exemplars, TYPE_EXEMPLARS, &self.tenant);
+            self.prev_exemplar_ref = 0;
+            self.prev_exemplar_ts = 0;
+        }
+        let out = &mut self.exemplars;
+        put_varint(
+            out,
+            series_ref.0.wrapping_sub(self.prev_exemplar_ref) as i64,
+        );
+        put_varint(
+            out,
+            exemplar.timestamp_ms.wrapping_sub(self.prev_exemplar_ts),
+        );
+        out.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
+        put_uvarint(out, exemplar.labels.len() as u64);
+        for Label { name, value } in exemplar.labels.iter() {
+            put_bytes(out, name.as_bytes());
+            put_bytes(out, value.as_bytes());
+        }
+        self.prev_exemplar_ref = series_ref.0;
+        self.prev_exemplar_ts = exemplar.timestamp_ms;
+        self.num_exemplars += 1;
+    }
+
     /// Adds samples of the series `series_ref`.
     pub fn add_samples(&mut self, series_ref: SeriesRef, samples: &[Sample]) {
         for s in samples {
@@ -218,12 +272,20 @@ impl WalBatch {
                     self.add_sample(s.series_ref, s.timestamp_ms, s.value);
                 }
             }
+            Record::Exemplars(exemplars) => {
+                for e in exemplars {
+                    self.add_exemplar(e.series_ref, &e.exemplar);
+                }
+            }
         }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.series.is_empty() && self.samples.is_empty()
+        self.frames.is_empty()
+            && self.series.is_empty()
+            && self.samples.is_empty()
+            && self.exemplars.is_empty()
     }
 
     /// Series and samples added since the batch was last emptied.
@@ -231,13 +293,20 @@ impl WalBatch {
         (self.num_series, self.num_samples)
     }
 
+    /// Exemplars added since the batch was last emptied.
+    pub fn exemplar_count(&self) -> usize {
+        self.num_exemplars
+    }
+
     /// Empties the batch; its tenant stays.
     pub fn clear(&mut self) {
         self.frames.clear();
         self.series.clear();
         self.samples.clear();
+        self.exemplars.clear();
         self.num_series = 0;
         self.num_samples = 0;
+        self.num_exemplars = 0;
         self.num_records = 0;
     }
 
@@ -256,14 +325,16 @@ impl WalBatch {
         }
     }
 
-    /// Closes the samples record, after the series record so that the series it
-    /// may refer to come first.
+    /// Closes the samples and exemplars records, after the series record so
+    /// that the series they may refer to come first.
     fn close_samples(&mut self) {
         self.close_series();
-        if !self.samples.is_empty() {
-            frame(&mut self.frames, &self.samples);
-            self.samples.clear();
-            self.num_records += 1;
+        for open in [&mut self.samples, &mut self.exemplars] {
+            if !open.is_empty() {
+                frame(&mut self.frames, open);
+                open.clear();
+                self.num_records += 1;
+            }
         }
     }
 }
@@ -273,7 +344,7 @@ impl WalBatch {
 pub(super) fn is_known_type(kind: u8) -> bool {
     matches!(
         kind,
-        LEGACY_SERIES..=LEGACY_MIN_VALID_TIME | TYPE_SERIES..=TYPE_MIN_VALID_TIME
+        LEGACY_SERIES..=LEGACY_MIN_VALID_TIME | TYPE_SERIES..=TYPE_EXEMPLARS
     ) || RESERVED.contains(&kind)
 }
 
@@ -295,7 +366,9 @@ pub(super) fn decode(payload: &[u8]) -> Result<Decoded, String> {
         .split_first()
         .ok_or_else(|| "empty record".to_string())?;
     let tenant = match kind {
-        TYPE_SERIES | TYPE_SAMPLES | TYPE_MIN_VALID_TIME => Some(get_str(&mut rest)?),
+        TYPE_SERIES | TYPE_SAMPLES | TYPE_MIN_VALID_TIME | TYPE_EXEMPLARS => {
+            Some(get_str(&mut rest)?)
+        }
         LEGACY_SERIES | LEGACY_SAMPLES | LEGACY_MIN_VALID_TIME => None,
         other if RESERVED.contains(&other) => return Ok(Decoded::Skipped(other)),
         other => return Err(format!("unknown record type {other}")),
@@ -303,6 +376,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Decoded, String> {
     let record = match kind {
         TYPE_SERIES | LEGACY_SERIES => Record::Series(decode_series(rest)?),
         TYPE_SAMPLES | LEGACY_SAMPLES => Record::Samples(decode_samples(rest)?),
+        TYPE_EXEMPLARS => Record::Exemplars(decode_exemplars(rest)?),
         _ => {
             let t = get_varint(&mut rest)?;
             if !rest.is_empty() {
@@ -360,6 +434,42 @@ fn decode_samples(mut rest: &[u8]) -> Result<Vec<RefSample>, String> {
     Ok(out)
 }
 
+fn decode_exemplars(mut rest: &[u8]) -> Result<Vec<RefExemplar>, String> {
+    let mut out = Vec::new();
+    let mut prev_ref = 0u64;
+    let mut prev_ts = 0i64;
+    while !rest.is_empty() {
+        prev_ref = prev_ref.wrapping_add(get_varint(&mut rest)? as u64);
+        prev_ts = prev_ts.wrapping_add(get_varint(&mut rest)?);
+        let (bits, tail) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| "exemplars record: truncated value".to_string())?;
+        rest = tail;
+        let n = get_uvarint(&mut rest)?;
+        if n > rest.len() as u64 / 2 {
+            return Err(format!(
+                "exemplars record: {n} labels in {} bytes",
+                rest.len()
+            ));
+        }
+        let mut labels = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let name = get_str(&mut rest)?;
+            let value = get_str(&mut rest)?;
+            labels.push(Label::new(name, value));
+        }
+        out.push(RefExemplar {
+            series_ref: SeriesRef(prev_ref),
+            exemplar: Exemplar {
+                labels: Labels::new(labels),
+                value: f64::from_bits(u64::from_le_bytes(*bits)),
+                timestamp_ms: prev_ts,
+            },
+        });
+    }
+    Ok(out)
+}
+
 /// Encodes `record` in the tenant-less format of earlier versions' per-tenant
 /// WALs, for the tests of the migration from them.
 #[cfg(test)]
@@ -392,6 +502,7 @@ pub(super) fn encode_legacy(record: &Record) -> Vec<u8> {
             out.push(LEGACY_MIN_VALID_TIME);
             put_varint(&mut out, *t);
         }
+        Record::Exemplars(_) => unreachable!("earlier versions wrote no exemplars"),
     }
     out
 }

@@ -24,6 +24,7 @@ pub struct ReplayStats {
     /// Series and samples in the records read.
     pub series: u64,
     pub samples: u64,
+    pub exemplars: u64,
     /// The last segment's torn tail, cut off: the file and the offset it now ends at.
     pub truncated: Option<(PathBuf, u64)>,
     /// Bytes cut off with the torn tail (0 if none).
@@ -173,6 +174,7 @@ fn read_file(
         match &record {
             Record::Series(s) => stats.series += s.len() as u64,
             Record::Samples(s) => stats.samples += s.len() as u64,
+            Record::Exemplars(e) => stats.exemplars += e.len() as u64,
             Record::MinValidTime(t) => {
                 stats.min_valid_time = Some(stats.min_valid_time.map_or(*t, |m| m.max(*t)));
             }
@@ -265,6 +267,7 @@ pub struct HeadReplayer<F> {
     tenants: HashMap<String, Option<TenantReplay>>,
     run: Vec<Sample>,
     unknown: u64,
+    unknown_exemplars: u64,
     rejected: u64,
     unclaimed: u64,
 }
@@ -288,6 +291,7 @@ impl<F: FnMut(&str) -> Option<Arc<Head>>> HeadReplayer<F> {
             tenants: HashMap::new(),
             run: Vec::new(),
             unknown: 0,
+            unknown_exemplars: 0,
             rejected: 0,
             unclaimed: 0,
         }
@@ -337,15 +341,28 @@ impl<F: FnMut(&str) -> Option<Arc<Head>>> HeadReplayer<F> {
                     *appended += self.run.len() as u64 - rejected;
                 }
             }
+            // Into the head's store, by the ref the series has again; repeats
+            // of what a checkpoint kept are skipped by the store's own rules.
+            Record::Exemplars(list) => {
+                let mut store = head.exemplars();
+                for e in list {
+                    if !series.contains_key(&e.series_ref.0) {
+                        self.unknown_exemplars += 1;
+                        continue;
+                    }
+                    let _ = store.add(e.series_ref.0, e.exemplar);
+                }
+            }
         }
     }
 
     /// Adds what was dropped to `stats`, with a warning if anything was;
     /// returns the samples each tenant's head took.
     pub fn finish(self, stats: &mut ReplayStats) -> HashMap<String, u64> {
-        if self.unknown > 0 || self.rejected > 0 {
+        if self.unknown > 0 || self.rejected > 0 || self.unknown_exemplars > 0 {
             tracing::warn!(
                 unknown_series_samples = self.unknown,
+                unknown_series_exemplars = self.unknown_exemplars,
                 rejected_samples = self.rejected,
                 "WAL replay dropped samples"
             );

@@ -222,7 +222,9 @@ fn big_batches_split_into_records_with_series_first() {
                 samples += list.len();
                 assert!(list.iter().all(|s| defined.contains(&s.series_ref)));
             }
-            Record::MinValidTime(_) => panic!("not written by a batch of samples"),
+            Record::MinValidTime(_) | Record::Exemplars(_) => {
+                panic!("not written by a batch of samples")
+            }
         }
     }
     assert_eq!(samples, 200_000);
@@ -531,10 +533,10 @@ fn records_of_reserved_types_are_skipped_and_counted() {
     batch.add_min_valid_time(7);
     wal.log(&mut batch).unwrap();
     wal.close().unwrap();
-    // A newer version's record (an exemplar, say) after it.
+    // A newer version's record (a native histogram, say) after it.
     let seg = segment_files(dir.path()).pop().unwrap();
     let mut data = fs::read(&seg).unwrap();
-    frame(&mut data, &super::record::encode_reserved(19, b"\x01tbody"));
+    frame(&mut data, &super::record::encode_reserved(21, b"\x01tbody"));
     fs::write(&seg, data).unwrap();
     let mut got = Vec::new();
     let stats = Wal::replay(dir.path(), |t, r| got.push((t.to_string(), r))).unwrap();
@@ -629,7 +631,7 @@ fn segments_rotate_at_segment_size() {
         .iter()
         .map(|r| match r {
             Record::Samples(s) => s.len(),
-            Record::Series(_) | Record::MinValidTime(_) => 0,
+            Record::Series(_) | Record::MinValidTime(_) | Record::Exemplars(_) => 0,
         })
         .sum();
     assert_eq!(samples, 601);
@@ -752,7 +754,7 @@ fn crash_mid_checkpoint_leaves_the_previous_state() {
             .map(|r| match r {
                 Record::Series(s) => (s.len(), 0),
                 Record::Samples(s) => (0, s.len()),
-                Record::MinValidTime(_) => (0, 0),
+                Record::MinValidTime(_) | Record::Exemplars(_) => (0, 0),
             })
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     };
@@ -825,7 +827,7 @@ fn concurrent_writers_with_group_commit_all_resolve() {
         .iter()
         .map(|r| match r {
             Record::Samples(s) => s.len(),
-            Record::Series(_) | Record::MinValidTime(_) => 0,
+            Record::Series(_) | Record::MinValidTime(_) | Record::Exemplars(_) => 0,
         })
         .sum();
     assert_eq!(samples, 8 * 50 * 20 + 16 * 20);
@@ -1036,4 +1038,71 @@ fn a_corrupt_tail_is_reported_with_the_bytes_dropped() {
             .contains("checksum mismatch"),
         "{stats:?}"
     );
+}
+
+#[test]
+fn exemplars_are_logged_after_their_series_replayed_into_the_head_and_checkpointed() {
+    use crate::exemplars::Exemplar;
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+    let head = Head::new();
+    let labels = Labels::from_pairs([("__name__", "reqs_total")]);
+    let (series, _) = head.get_or_create_series(&labels);
+    let exemplar = |trace: &str, ts: i64| Exemplar {
+        labels: Labels::from_pairs([("trace_id", trace)]),
+        value: 1.5,
+        timestamp_ms: ts,
+    };
+    let mut batch = WalBatch::new(T);
+    batch.add_series(series.series_ref(), &labels).unwrap();
+    batch.add_sample(series.series_ref(), 10, 1.0);
+    batch.add_exemplar(series.series_ref(), &exemplar("old", 10));
+    batch.add_exemplar(series.series_ref(), &exemplar("new", 40_000));
+    // One for a series no record defines: dropped on replay.
+    batch.add_exemplar(SeriesRef(999), &exemplar("nobody", 20));
+    assert_eq!(batch.exemplar_count(), 3);
+    wal.log(&mut batch).unwrap();
+
+    let got = records(dir.path());
+    assert!(matches!(got[0], Record::Series(_)), "{got:?}");
+    let Some(Record::Exemplars(logged)) = got.iter().find(|r| matches!(r, Record::Exemplars(_)))
+    else {
+        panic!("no exemplars record: {got:?}");
+    };
+    assert_eq!(logged.len(), 3);
+    assert_eq!(logged[1].exemplar, exemplar("new", 40_000));
+
+    let replayed = Arc::new(Head::new());
+    let target = replayed.clone();
+    let mut replayer = HeadReplayer::new(move |_: &str| Some(target.clone()));
+    let stats = Wal::replay(dir.path(), |t, r| replayer.apply(t, r)).unwrap();
+    assert_eq!(stats.exemplars, 3);
+    replayer.finish(&mut ReplayStats::default());
+    let found = replayed.select_exemplars(&[], 0, i64::MAX);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, labels);
+    assert_eq!(found[0].1, [exemplar("old", 10), exemplar("new", 40_000)]);
+
+    // A checkpoint keeps a live series' exemplars no older than its bound.
+    let mut retain = Retain::default();
+    retain.insert(
+        T,
+        TenantRetain {
+            keep_from_ts: 30_000,
+            next_ref: head.next_series_ref(),
+            refs: head.series_refs(),
+        },
+    );
+    wal.checkpoint(|| retain).unwrap();
+    wal.close().unwrap();
+    let kept: Vec<_> = records(dir.path())
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Exemplars(list) => Some(list),
+            _ => None,
+        })
+        .flatten()
+        .map(|e| e.exemplar)
+        .collect();
+    assert_eq!(kept, [exemplar("new", 40_000)]);
 }
