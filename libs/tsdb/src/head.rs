@@ -1176,17 +1176,9 @@ impl ChunkList {
     /// Earliest and latest sample of the series; `None` without chunks.
     fn range(&self) -> Option<(i64, i64)> {
         let open = self.open_range();
-        let in_order = (|| {
-            let min = self
-                .closed
-                .first()
-                .map(|c| c.min_time)
-                .or(open.map(|r| r.0))?;
-            let max = open
-                .map(|r| r.1)
-                .or(self.closed.last().map(|c| c.max_time))?;
-            Some((min, max))
-        })();
+        let min = self.closed.first().map(|c| c.min_time).or(open.map(|r| r.0));
+        let max = open.map(|r| r.1).or(self.closed.last().map(|c| c.max_time));
+        let in_order = min.zip(max);
         let ooo = self.ooo.as_ref().and_then(|o| o.range());
         match (in_order, ooo) {
             (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
