@@ -191,7 +191,10 @@ async fn late_samples_match_prometheus_survive_kill_9_and_land_in_blocks_once() 
     .await;
     // The head's newest sample is at 40 minutes: the window reaches back to
     // 10 minutes for every series.
-    let late_a: Vec<(i64, f64)> = (15..=35).rev().map(|k| (at(k, 30_000), -(k as f64))).collect();
+    let late_a: Vec<(i64, f64)> = (15..=35)
+        .rev()
+        .map(|k| (at(k, 30_000), -(k as f64)))
+        .collect();
     push_all(
         &both,
         &prometheus,
@@ -221,14 +224,34 @@ async fn late_samples_match_prometheus_survive_kill_9_and_land_in_blocks_once() 
         true,
     )
     .await;
-    // Another in-order sample moves the window to 11 minutes: its edge is in.
-    push_all(&both, &prometheus, "in order again", &[("c", in_order(41, 41))], true).await;
-    push_all(&both, &prometheus, "the window's edge", &[("c", vec![(at(11, 0) + 1, 1.5)])], true)
-        .await;
+    // Another in-order sample moves the window to 11 minutes: a millisecond
+    // inside its edge is in.
+    push_all(
+        &both,
+        &prometheus,
+        "in order again",
+        &[("c", in_order(41, 41))],
+        true,
+    )
+    .await;
+    push_all(
+        &both,
+        &prometheus,
+        "the window's edge",
+        &[("c", vec![(at(11, 0) + 1, 1.5)])],
+        true,
+    )
+    .await;
     // One millisecond older than the window: out (an own push, since
     // Prometheus drops a whole push for one refused sample).
-    push_all(&both, &prometheus, "just beyond the window", &[("c", vec![(at(11, 0) - 1, 2.5)])], false)
-        .await;
+    push_all(
+        &both,
+        &prometheus,
+        "just beyond the window",
+        &[("c", vec![(at(11, 0) - 1, 2.5)])],
+        false,
+    )
+    .await;
 
     let end = at(45, 0);
     let expected = raw(&prometheus.url(""), None, end).await.unwrap();

@@ -360,7 +360,8 @@ impl Head {
     /// rejected as [`AppendError::TooOld`]. 0 (the default) or less: such
     /// samples are rejected as out of order, as without the window.
     pub fn set_out_of_order_window(&self, window_ms: i64) {
-        self.ooo_window_ms.store(window_ms.max(0), Ordering::Relaxed);
+        self.ooo_window_ms
+            .store(window_ms.max(0), Ordering::Relaxed);
     }
 
     /// The window [`Head::set_out_of_order_window`] set.
@@ -1176,7 +1177,11 @@ impl ChunkList {
     /// Earliest and latest sample of the series; `None` without chunks.
     fn range(&self) -> Option<(i64, i64)> {
         let open = self.open_range();
-        let min = self.closed.first().map(|c| c.min_time).or(open.map(|r| r.0));
+        let min = self
+            .closed
+            .first()
+            .map(|c| c.min_time)
+            .or(open.map(|r| r.0));
         let max = open.map(|r| r.1).or(self.closed.last().map(|c| c.max_time));
         let in_order = min.zip(max);
         let ooo = self.ooo.as_ref().and_then(|o| o.range());

@@ -1333,8 +1333,12 @@ mod durability_tests {
         want.sort_unstable();
         {
             let ingester = with_window(
-                open_at_epoch(IngesterConfig::default(), &config, &prometheus::Registry::new())
-                    .unwrap(),
+                open_at_epoch(
+                    IngesterConfig::default(),
+                    &config,
+                    &prometheus::Registry::new(),
+                )
+                .unwrap(),
                 window,
             );
             ingester.push("t", push_one("m", &in_order)).await.unwrap();
@@ -1344,14 +1348,22 @@ mod durability_tests {
                 .await
                 .unwrap_err();
             assert_eq!(err.code, ErrorCode::BadRequest);
-            assert!(err.message.contains("sample timestamp too old"), "{}", err.message);
+            assert!(
+                err.message.contains("sample timestamp too old"),
+                "{}",
+                err.message
+            );
             assert!(err.message.contains("m{}"), "{}", err.message);
             assert_eq!(merged_points(&ingester, "t", "m"), want);
         }
         // kill -9 as far as the head knows: only the WAL is left.
         let ingester = with_window(
-            open_at_epoch(IngesterConfig::default(), &config, &prometheus::Registry::new())
-                .unwrap(),
+            open_at_epoch(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap(),
             window,
         );
         assert_eq!(merged_points(&ingester, "t", "m"), want);

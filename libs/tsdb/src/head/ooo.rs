@@ -90,11 +90,12 @@ impl OooSamples {
 
     /// Earliest and latest timestamp; `None` when empty.
     pub(super) fn range(&self) -> Option<(i64, i64)> {
-        let ranges = self
-            .chunks
-            .iter()
-            .map(|c| (c.min_time, c.max_time))
-            .chain(self.buffer.first().zip(self.buffer.last()).map(|(a, b)| (a.0, b.0)));
+        let ranges = self.chunks.iter().map(|c| (c.min_time, c.max_time)).chain(
+            self.buffer
+                .first()
+                .zip(self.buffer.last())
+                .map(|(a, b)| (a.0, b.0)),
+        );
         ranges.fold(None, |acc, (min, max)| match acc {
             None => Some((min, max)),
             Some((a, b)) => Some((a.min(min), b.max(max))),
@@ -102,9 +103,7 @@ impl OooSamples {
     }
 
     pub(super) fn has_data_in(&self, mint: i64, maxt: i64) -> bool {
-        self.buffer
-            .iter()
-            .any(|&(t, _)| mint <= t && t <= maxt)
+        self.buffer.iter().any(|&(t, _)| mint <= t && t <= maxt)
             || self
                 .chunks
                 .iter()
@@ -122,7 +121,10 @@ impl OooSamples {
                 if c.min_time >= t {
                     Some(c.min_time)
                 } else {
-                    c.samples().into_iter().map(|(ts, _)| ts).find(|&ts| ts >= t)
+                    c.samples()
+                        .into_iter()
+                        .map(|(ts, _)| ts)
+                        .find(|&ts| ts >= t)
                 }
             })
             .min();
@@ -155,8 +157,7 @@ impl OooSamples {
                 kept.push(c);
                 continue;
             }
-            let rest: Vec<(i64, f64)> =
-                c.samples().into_iter().filter(|&(t, _)| t >= ts).collect();
+            let rest: Vec<(i64, f64)> = c.samples().into_iter().filter(|&(t, _)| t >= ts).collect();
             kept.extend(OooChunk::encode(&rest));
         }
         let dropped = before.saturating_sub(kept.len());

@@ -719,7 +719,10 @@ fn without_a_window_older_samples_are_out_of_order_as_before() {
 fn late_samples_within_the_window_merge_in_time_order() {
     let (head, l) = ooo_head(500);
     let out = head
-        .append(&l, &samples(&[(950, 9.5), (550, 5.5), (1100, 11.0), (1050, 10.5)]))
+        .append(
+            &l,
+            &samples(&[(950, 9.5), (550, 5.5), (1100, 11.0), (1050, 10.5)]),
+        )
         .unwrap();
     assert_eq!(out.appended, 4);
     // 1100 is in order; 1050 is older than it, so out of order too.
@@ -730,7 +733,10 @@ fn late_samples_within_the_window_merge_in_time_order() {
     want.sort_by_key(|p| p.0);
     assert_eq!(got, want);
     // Selections bounded inside the range see only their part, merged.
-    assert_eq!(points(&head, 500, 600), vec![(500, 5.0), (550, 5.5), (600, 6.0)]);
+    assert_eq!(
+        points(&head, 500, 600),
+        vec![(500, 5.0), (550, 5.5), (600, 6.0)]
+    );
     assert_eq!(head.time_range(), Some((100, 1100)));
 }
 
@@ -776,7 +782,10 @@ fn duplicates_out_of_order_are_skipped_or_refused_like_in_order_ones() {
     assert_eq!(err.timestamp_ms(), 500);
     // The same for an out-of-order sample's timestamp.
     head.append(&l, &samples(&[(450, 4.5)])).unwrap();
-    assert_eq!(head.append(&l, &samples(&[(450, 4.5)])).unwrap().appended, 0);
+    assert_eq!(
+        head.append(&l, &samples(&[(450, 4.5)])).unwrap().appended,
+        0
+    );
     let err = head.append(&l, &samples(&[(450, 9.0)])).unwrap_err();
     assert_eq!(err.reason(), "new-value-for-timestamp");
     // Each timestamp once in the answer.
@@ -834,7 +843,8 @@ fn many_late_samples_fill_several_chunks_and_read_back_sorted() {
 #[test]
 fn truncation_drops_late_samples_exactly_and_keeps_in_order_chunks_whole() {
     let (head, l) = ooo_head(1000);
-    head.append(&l, &samples(&[(550, 5.5), (650, 6.5)])).unwrap();
+    head.append(&l, &samples(&[(550, 5.5), (650, 6.5)]))
+        .unwrap();
     assert_eq!(head.earliest_sample_from(520), Some(550));
     head.truncate_before(600);
     let got = points(&head, i64::MIN, i64::MAX);
@@ -877,7 +887,9 @@ fn replay_takes_back_logged_late_samples_whatever_the_window_now() {
         .chain([(550, 5.5)])
         .collect();
     // The window was lowered to 0 since: acknowledged samples stay.
-    replayed.append_replayed(&series, &samples(&logged)).unwrap();
+    replayed
+        .append_replayed(&series, &samples(&logged))
+        .unwrap();
     assert_eq!(points(&replayed, 0, 2000), points(&head, 0, 2000));
     // The blocks' bound still keeps out what blocks hold.
     let bounded = Head::new();

@@ -1048,8 +1048,18 @@ fn late_samples_replay_into_their_place_after_a_restart() {
     let in_order: Vec<Sample> = (1..=20).map(|i| Sample::new(i * 1000, i as f64)).collect();
     ingest(&head, &wal, &l, &in_order);
     // Late ones, logged as ordinary samples after the newer ones.
-    ingest(&head, &wal, &l, &[Sample::new(15_500, 15.5), Sample::new(2_500, 2.5)]);
-    ingest(&head, &wal, &l, &[Sample::new(21_000, 21.0), Sample::new(20_500, 20.5)]);
+    ingest(
+        &head,
+        &wal,
+        &l,
+        &[Sample::new(15_500, 15.5), Sample::new(2_500, 2.5)],
+    );
+    ingest(
+        &head,
+        &wal,
+        &l,
+        &[Sample::new(21_000, 21.0), Sample::new(20_500, 20.5)],
+    );
     wal.close().unwrap();
 
     // The restarted head has no window yet (limits come later): what was
