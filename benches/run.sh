@@ -16,6 +16,9 @@
 #   BENCH_BATCH=2000 BENCH_CONCURRENCY=8 BENCH_CHURN=0 BENCH_TENANTS=1
 #   BENCH_HA_REPLICAS=1    2: every series sent by both replicas of an HA pair; Strata
 #                          runs its HA tracker (one copy stored, the other answered 202)
+#   BENCH_OOO_FRACTION=0   0.1: a tenth of the samples sent one interval late (after a
+#                          newer one); Strata and Prometheus then run with an
+#   BENCH_OOO_WINDOW=10m   out-of-order window of this (VictoriaMetrics takes any order)
 #   BENCH_QUERY_REPEAT=5 BENCH_QUERY_DELAY=3 (s) BENCH_SETTLE=0 (s)
 #   BENCH_TARGET_CPU=1 BENCH_GEN_CPU=0   CPUs for taskset
 #   BENCH_NO_BUILD=1       use the binaries already built
@@ -41,6 +44,14 @@ HA_REPLICAS=${BENCH_HA_REPLICAS:-1}
 HA_FLAGS=()
 if (( HA_REPLICAS > 1 )); then
   HA_FLAGS=(-distributor.ha_tracker.enable_ha_tracker=true -limits.accept_ha_samples=true)
+fi
+OOO_FRACTION=${BENCH_OOO_FRACTION:-0}
+OOO_WINDOW=${BENCH_OOO_WINDOW:-10m}
+OOO_FLAGS=()
+PROMETHEUS_STORAGE=''
+if [[ $OOO_FRACTION != 0 ]]; then
+  OOO_FLAGS=(-limits.out_of_order_time_window="$OOO_WINDOW")
+  PROMETHEUS_STORAGE=$(printf 'storage:\n  tsdb:\n    out_of_order_time_window: %s\n' "$OOO_WINDOW")
 fi
 QUERY_REPEAT=${BENCH_QUERY_REPEAT:-5}
 QUERY_DELAY=${BENCH_QUERY_DELAY:-3}
@@ -136,13 +147,13 @@ try_start() {
       grpc=$(free_port)
       (cd "$DIR" && exec "${PIN_TARGET[@]}" "$STRATA_BIN" -target=all -config.file="$STRATA_CONFIG" \
         -server.http_listen_port="$http" -server.grpc_listen_port="$grpc" \
-        -blocks_storage.tsdb.wal_fsync="$fsync" "${HA_FLAGS[@]}" >"$DIR/log" 2>&1) &
+        -blocks_storage.tsdb.wal_fsync="$fsync" "${HA_FLAGS[@]}" "${OOO_FLAGS[@]}" >"$DIR/log" 2>&1) &
       PUSH_URL=http://127.0.0.1:$http/api/v1/push
       QUERY_URL=http://127.0.0.1:$http/prometheus
       ready=http://127.0.0.1:$http/ready
       ;;
     prometheus)
-      printf 'global:\n  scrape_interval: 15s\n' >"$DIR/prometheus.yml"
+      printf 'global:\n  scrape_interval: 15s\n%s\n' "$PROMETHEUS_STORAGE" >"$DIR/prometheus.yml"
       (cd "$DIR" && exec "${PIN_TARGET[@]}" "$PROMETHEUS_BIN" --config.file="$DIR/prometheus.yml" \
         --storage.tsdb.path="$DIR/data" --web.listen-address="127.0.0.1:$http" \
         --web.enable-remote-write-receiver >"$DIR/log" 2>&1) &
@@ -179,6 +190,7 @@ push() {
   if ! "${PIN_GEN[@]}" "$STRATA_BENCH_BIN" push --url "$PUSH_URL" --pid "$PID" \
       --series "$series" --rounds "$rounds" --batch "$BATCH" --concurrency "$CONCURRENCY" \
       --churn "$CHURN" --tenants "$TENANTS" --settle "$SETTLE" --ha-replicas "$HA_REPLICAS" \
+      --out-of-order-fraction "$OOO_FRACTION" \
       --system "$sys" --workload "$w" --run "$run" --name "$sys $w run $run" >"$report"; then
     tail -n 30 "$DIR/log" >&2
     die "push to $sys failed"

@@ -154,6 +154,13 @@ struct PushArgs {
     /// one copy: see `samples_stored`).
     #[arg(long, default_value_t = 1)]
     ha_replicas: usize,
+    /// Fraction of samples sent out of order (0.0–1.0): each round, this
+    /// share of the series (picked at random, the last round excepted) hold
+    /// their sample back and send it in the next round's request right after
+    /// their next sample, one interval late. The samples sent are the same;
+    /// the target needs an out-of-order window of more than one interval.
+    #[arg(long, default_value_t = 0.0)]
+    out_of_order_fraction: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -265,6 +272,15 @@ async fn push(args: PushArgs) -> Result<(), String> {
         })
         .collect();
     let mut generation = vec![0u32; args.series];
+    let ooo_fraction = args.out_of_order_fraction.clamp(0.0, 1.0);
+    if ooo_fraction > 0.0 && args.churn > 0.0 {
+        return Err("--out-of-order-fraction and --churn cannot be combined".to_string());
+    }
+    // Its own generator, so that the values sent are those of an in-order run.
+    let mut ooo_rng = Rng::new(args.seed ^ 0x00f0_0f00_0ff0);
+    // Series index → its held-back sample, encoded as a whole `timeseries`.
+    let mut held: Vec<Option<Vec<u8>>> = vec![None; series.len()];
+    let mut late_sent = 0u64;
     // Every series ever pushed: churned-away series stay in the target's head
     // (Prometheus, Mimir and Strata keep them until the head is compacted).
     let mut active_series = args.series as u64;
@@ -311,13 +327,32 @@ async fn push(args: PushArgs) -> Result<(), String> {
         // it as one large tenant's do. Striding tenants over the series instead
         // gave each tenant one metric of a hundred targets: every instance and
         // pod string in a hundred tenants' indexes.
+        let last_round = round + 1 == args.rounds;
         for (tenant, owned) in series.chunks_mut(per_tenant).enumerate() {
             let mut body = Vec::with_capacity(batch_size * 320);
             let mut in_body = 0u64;
-            for s in owned.iter_mut() {
-                s.encode_next(ts, args.interval as f64, &mut rng, &mut body);
-                in_body += 1;
-                if in_body == batch_size as u64 {
+            for (j, s) in owned.iter_mut().enumerate() {
+                let i = tenant * per_tenant + j;
+                let late = held[i].take();
+                if ooo_fraction > 0.0 && !last_round && ooo_rng.unit() < ooo_fraction {
+                    let mut own = Vec::with_capacity(320);
+                    s.encode_next(ts, args.interval as f64, &mut rng, &mut own);
+                    held[i] = Some(own);
+                } else {
+                    s.encode_next(ts, args.interval as f64, &mut rng, &mut body);
+                    in_body += 1;
+                }
+                // A series holds back at most one sample at a time: the one
+                // from the round before goes now, after this round's (or, if
+                // this round's is held back too, before it: in order).
+                if let Some(late) = late {
+                    body.extend_from_slice(&late);
+                    in_body += 1;
+                    if held[i].is_none() {
+                        late_sent += 1;
+                    }
+                }
+                if in_body >= batch_size as u64 {
                     let full = std::mem::replace(&mut body, Vec::with_capacity(batch_size * 320));
                     send(
                         &mut in_flight,
@@ -383,6 +418,9 @@ async fn push(args: PushArgs) -> Result<(), String> {
         "samples_sent": sent,
         "samples_accepted": accepted,
         "ha_replicas": replicas,
+        "out_of_order_fraction": ooo_fraction,
+        // Sent one interval late, after a newer sample of their series.
+        "samples_sent_late": late_sent,
         // Answered 200 (202 is what an HA tracker answers for a dropped replica).
         "samples_stored": stored,
         "requests_by_status": statuses,

@@ -30,6 +30,10 @@ pub struct Limits {
     pub max_label_names_per_series: usize,
     pub creation_grace_period: ConfigDuration,
     pub past_grace_period: ConfigDuration,
+    /// How far behind the head's newest sample an ingester still takes a
+    /// sample older than its series' newest (Mimir's
+    /// `out_of_order_time_window`); 0 is off: such samples are refused.
+    pub out_of_order_time_window: ConfigDuration,
     pub compactor_blocks_retention_period: ConfigDuration,
     pub accept_ha_samples: bool,
     pub ha_cluster_label: String,
@@ -65,6 +69,7 @@ impl Default for Limits {
             max_label_names_per_series: 30,
             creation_grace_period: ConfigDuration::from_secs(10 * 60),
             past_grace_period: ConfigDuration::from_secs(0),
+            out_of_order_time_window: ConfigDuration::from_secs(0),
             compactor_blocks_retention_period: ConfigDuration::from_secs(0),
             accept_ha_samples: false,
             ha_cluster_label: "cluster".to_string(),

@@ -25,6 +25,9 @@ use crate::exemplars::{Exemplar, ExemplarStore};
 use crate::postings::{self, PostingsIndex};
 use crate::strings::SharedStrings;
 
+mod ooo;
+use ooo::OooSamples;
+
 /// Number of lock stripes of the labels → series map. Few: a lock is held
 /// only to find or insert a series, so more stripes than cores gain nothing,
 /// while every stripe's table costs memory in every tenant's head (with
@@ -137,6 +140,9 @@ impl fmt::Debug for HeadSeries {
 pub struct Outcome {
     /// Samples stored; silent duplicates (same timestamp, same value) are not counted.
     pub appended: usize,
+    /// Of those, the samples stored out of order (older than the series'
+    /// newest, within the out-of-order window).
+    pub out_of_order: usize,
 }
 
 /// A rejected sample. Samples of the same call before it stay appended; the rest of
@@ -172,6 +178,24 @@ pub enum AppendError {
         index: usize,
     },
     #[error(
+        "sample timestamp too old: timestamp {} of series {series} is older than {}, the oldest \
+         sample this ingester's head takes out of order now (the out-of-order window of {} ms \
+         before the head's newest sample, and never before the end of the blocks already cut) \
+         (err-strata-sample-too-old)",
+        Rfc3339(*.timestamp_ms),
+        Rfc3339(*.oldest_ms),
+        .window_ms
+    )]
+    TooOld {
+        series: Labels,
+        timestamp_ms: i64,
+        oldest_ms: i64,
+        window_ms: i64,
+        appended: usize,
+        /// Position of the rejected sample in the call's samples.
+        index: usize,
+    },
+    #[error(
         "out-of-bounds sample: timestamp {} of series {series} is older than {}, the oldest this \
          ingester's head accepts now (an hour or half a block range before its newest sample, or \
          where its data was already cut into a block) (err-strata-sample-out-of-bounds)",
@@ -194,7 +218,8 @@ impl AppendError {
         match self {
             AppendError::OutOfOrder { appended, .. }
             | AppendError::DuplicateTimestamp { appended, .. }
-            | AppendError::OutOfBounds { appended, .. } => *appended,
+            | AppendError::OutOfBounds { appended, .. }
+            | AppendError::TooOld { appended, .. } => *appended,
         }
     }
 
@@ -205,7 +230,8 @@ impl AppendError {
         match self {
             AppendError::OutOfOrder { index, .. }
             | AppendError::DuplicateTimestamp { index, .. }
-            | AppendError::OutOfBounds { index, .. } => *index,
+            | AppendError::OutOfBounds { index, .. }
+            | AppendError::TooOld { index, .. } => *index,
         }
     }
 
@@ -215,6 +241,7 @@ impl AppendError {
             AppendError::OutOfOrder { .. } => "sample-out-of-order",
             AppendError::DuplicateTimestamp { .. } => "new-value-for-timestamp",
             AppendError::OutOfBounds { .. } => "sample-out-of-bounds",
+            AppendError::TooOld { .. } => "sample-too-old",
         }
     }
 
@@ -223,7 +250,8 @@ impl AppendError {
         match self {
             AppendError::OutOfOrder { series, .. }
             | AppendError::DuplicateTimestamp { series, .. }
-            | AppendError::OutOfBounds { series, .. } => series,
+            | AppendError::OutOfBounds { series, .. }
+            | AppendError::TooOld { series, .. } => series,
         }
     }
 
@@ -232,7 +260,8 @@ impl AppendError {
         match self {
             AppendError::OutOfOrder { timestamp_ms, .. }
             | AppendError::DuplicateTimestamp { timestamp_ms, .. }
-            | AppendError::OutOfBounds { timestamp_ms, .. } => *timestamp_ms,
+            | AppendError::OutOfBounds { timestamp_ms, .. }
+            | AppendError::TooOld { timestamp_ms, .. } => *timestamp_ms,
         }
     }
 }
@@ -263,6 +292,9 @@ pub struct Head {
     max_time: AtomicI64,
     /// The [`SeriesRef`] the next new series gets.
     next_ref: AtomicU64,
+    /// How far behind the head's newest sample a sample older than its
+    /// series' newest is still taken, in ms (0: not at all).
+    ooo_window_ms: AtomicI64,
     /// Samples older than this are rejected ([`AppendError::OutOfBounds`]):
     /// the head's data before it was cut into a block.
     min_valid_time: AtomicI64,
@@ -306,6 +338,7 @@ impl Head {
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
             next_ref: AtomicU64::new(1),
+            ooo_window_ms: AtomicI64::new(0),
             min_valid_time: AtomicI64::new(i64::MIN),
             strings,
             exemplars: Mutex::new(ExemplarStore::new(usize::MAX)),
@@ -358,7 +391,40 @@ impl Head {
             return Ok(Outcome::default());
         }
         let (series, _) = self.get_or_create(labels, None);
-        self.append_series(&series, samples, i64::MIN, || labels.clone())
+        let window = self.out_of_order_window();
+        self.append_series(&series, samples, i64::MIN, window, || labels.clone())
+    }
+
+    /// Sets the out-of-order window: from now on, a sample older than its
+    /// series' newest is stored (in the series' out-of-order chunks) if it is
+    /// at most `window_ms` older than the head's newest sample and not older
+    /// than the bound of [`Head::set_min_valid_time`]; older ones are
+    /// rejected as [`AppendError::TooOld`]. 0 (the default) or less: such
+    /// samples are rejected as out of order, as without the window.
+    pub fn set_out_of_order_window(&self, window_ms: i64) {
+        self.ooo_window_ms
+            .store(window_ms.max(0), Ordering::Relaxed);
+    }
+
+    /// The window [`Head::set_out_of_order_window`] set.
+    pub fn out_of_order_window(&self) -> i64 {
+        self.ooo_window_ms.load(Ordering::Relaxed)
+    }
+
+    /// WAL replay: appends samples that this head (or an earlier one) took
+    /// and logged, in log order. Every logged sample was accepted, so one
+    /// older than its series' newest is taken back out of order whatever the
+    /// window is now (a window lowered since must not lose acknowledged
+    /// samples); the bound of [`Head::set_min_valid_time`] still applies, so
+    /// samples already in blocks stay out.
+    pub fn append_replayed(
+        &self,
+        series: &HeadSeries,
+        samples: &[Sample],
+    ) -> Result<Outcome, AppendError> {
+        self.append_series(&series.0, samples, i64::MIN, i64::MAX, || {
+            self.symbols.read().labels(&series.0.labels)
+        })
     }
 
     /// The oldest timestamp a push may append at `now_ms` to a head cut into
@@ -411,7 +477,8 @@ impl Head {
         samples: &[Sample],
         oldest_ms: i64,
     ) -> Result<Outcome, AppendError> {
-        self.append_series(&series.0, samples, oldest_ms, || {
+        let window = self.out_of_order_window();
+        self.append_series(&series.0, samples, oldest_ms, window, || {
             self.symbols.read().labels(&series.0.labels)
         })
     }
@@ -421,55 +488,100 @@ impl Head {
         series: &MemSeries,
         samples: &[Sample],
         oldest_ms: i64,
+        window_ms: i64,
         labels: impl FnOnce() -> Labels,
     ) -> Result<Outcome, AppendError> {
         let mut appended = 0;
+        let mut out_of_order = 0;
         let mut min_t = i64::MAX;
         let mut max_t = i64::MIN;
         let mut rejected = None;
-        let min_valid = self.min_valid_time.load(Ordering::Acquire).max(oldest_ms);
+        let blocks_bound = self.min_valid_time.load(Ordering::Acquire);
+        let min_valid = blocks_bound.max(oldest_ms);
+        // Out-of-order samples are measured against the head's newest sample,
+        // as Prometheus does (not the series'), and never go behind the
+        // blocks already cut: the head's next block must hold them (see
+        // docs/decisions.md, "Out-of-order window"). An empty head takes none.
+        let head_max = self.max_time.load(Ordering::Acquire);
+        let ooo_oldest = |max_t: i64| match head_max.max(max_t) {
+            i64::MIN => i64::MAX,
+            newest => newest.saturating_sub(window_ms).max(blocks_bound),
+        };
         {
             let mut chunks = series.chunks.lock();
             for (index, s) in samples.iter().enumerate() {
-                if s.timestamp_ms < min_valid {
-                    rejected = Some((index, s.timestamp_ms, min_valid, Rejection::OutOfBounds));
-                    break;
-                }
-                if let Some(last) = chunks.open.last() {
-                    if s.timestamp_ms < last.timestamp_ms {
-                        rejected = Some((
-                            index,
-                            s.timestamp_ms,
-                            last.timestamp_ms,
-                            Rejection::OutOfOrder,
-                        ));
-                        break;
-                    }
-                    if s.timestamp_ms == last.timestamp_ms {
-                        if s.value.to_bits() == last.value.to_bits() {
+                let t = s.timestamp_ms;
+                let last = chunks.open.last();
+                if t >= min_valid {
+                    match last {
+                        Some(last) if t == last.timestamp_ms => {
+                            if s.value.to_bits() == last.value.to_bits() {
+                                continue;
+                            }
+                            rejected = Some((index, t, t, Rejection::Duplicate));
+                            break;
+                        }
+                        Some(last) if t < last.timestamp_ms => {}
+                        _ => {
+                            // Newer than every in-order sample, but an
+                            // out-of-order one may hold the timestamp.
+                            match chunks.ooo_value_at(t) {
+                                Some(bits) if bits == s.value.to_bits() => continue,
+                                Some(_) => {
+                                    rejected = Some((index, t, t, Rejection::Duplicate));
+                                    break;
+                                }
+                                None => {}
+                            }
+                            if chunks.push(t, s.value) {
+                                appended += 1;
+                                min_t = min_t.min(t);
+                                max_t = max_t.max(t);
+                            }
                             continue;
                         }
-                        rejected = Some((
-                            index,
-                            s.timestamp_ms,
-                            last.timestamp_ms,
-                            Rejection::Duplicate,
-                        ));
-                        break;
                     }
                 }
-                if chunks.push(s.timestamp_ms, s.value) {
+                if window_ms > 0 {
+                    // This call's samples count as the head's already.
+                    let oldest = ooo_oldest(max_t);
+                    if t < oldest {
+                        rejected = Some((index, t, oldest, Rejection::TooOld));
+                        break;
+                    }
+                    match chunks.value_at(t) {
+                        Some(bits) if bits == s.value.to_bits() => continue,
+                        Some(_) => {
+                            rejected = Some((index, t, t, Rejection::Duplicate));
+                            break;
+                        }
+                        None => {}
+                    }
+                    chunks.insert_out_of_order(t, s.value);
                     appended += 1;
-                    min_t = min_t.min(s.timestamp_ms);
-                    max_t = max_t.max(s.timestamp_ms);
+                    out_of_order += 1;
+                    min_t = min_t.min(t);
+                    max_t = max_t.max(t);
+                    continue;
                 }
+                rejected = Some(match last {
+                    _ if t < min_valid => (index, t, min_valid, Rejection::OutOfBounds),
+                    Some(last) => (index, t, last.timestamp_ms, Rejection::OutOfOrder),
+                    // Unreachable: without a latest sample, a sample at or
+                    // after the bound is in order.
+                    None => (index, t, min_valid, Rejection::OutOfBounds),
+                });
+                break;
             }
         }
         if appended > 0 {
             self.note_time_range(min_t, max_t);
         }
         match rejected {
-            None => Ok(Outcome { appended }),
+            None => Ok(Outcome {
+                appended,
+                out_of_order,
+            }),
             Some((index, timestamp_ms, latest_ms, kind)) => {
                 let series = labels();
                 Err(match kind {
@@ -491,6 +603,14 @@ impl Head {
                         series,
                         timestamp_ms,
                         min_valid_ms: latest_ms,
+                        appended,
+                        index,
+                    },
+                    Rejection::TooOld => AppendError::TooOld {
+                        series,
+                        timestamp_ms,
+                        oldest_ms: latest_ms,
+                        window_ms,
                         appended,
                         index,
                     },
@@ -877,6 +997,7 @@ enum Rejection {
     OutOfOrder,
     Duplicate,
     OutOfBounds,
+    TooOld,
 }
 
 fn labels_hash(labels: &Labels) -> u64 {
@@ -1011,14 +1132,49 @@ struct ClosedChunk {
 }
 
 /// Closed chunks in time order, then the open one. The open chunk holds the
-/// series' latest sample (chunks are cut lazily, when the next sample arrives).
+/// series' latest in-order sample (chunks are cut lazily, when the next sample
+/// arrives). Out-of-order samples, if the series has any, live apart
+/// ([`OooSamples`]); readers get both merged.
 #[derive(Default)]
 struct ChunkList {
     closed: Vec<ClosedChunk>,
     open: XorChunk,
+    /// Boxed: most series never get one, and then it costs a pointer.
+    ooo: Option<Box<OooSamples>>,
 }
 
 impl ChunkList {
+    fn ooo_value_at(&self, t: i64) -> Option<u64> {
+        self.ooo.as_ref()?.value_at(t)
+    }
+
+    /// The value bits of the series' sample at `t`, in-order or not.
+    fn value_at(&self, t: i64) -> Option<u64> {
+        let in_chunk = |min: i64, max: i64, data: &[u8]| -> Option<u64> {
+            if t < min || t > max {
+                return None;
+            }
+            crate::chunk::decode_xor(data)
+                .ok()?
+                .iter()
+                .find(|s| s.timestamp_ms == t)
+                .map(|s| s.value.to_bits())
+        };
+        self.open_range()
+            .and_then(|(min, max)| in_chunk(min, max, self.open.bytes()))
+            .or_else(|| {
+                self.closed
+                    .iter()
+                    .rev()
+                    .find_map(|c| in_chunk(c.min_time, c.max_time, &c.data))
+            })
+            .or_else(|| self.ooo_value_at(t))
+    }
+
+    fn insert_out_of_order(&mut self, t: i64, v: f64) {
+        self.ooo.get_or_insert_with(Box::default).insert(t, v);
+    }
+
     /// The timestamp of the series' earliest sample at or after `t`.
     fn earliest_from(&self, t: i64) -> Option<i64> {
         let first_at_or_after = |min: i64, max: i64, data: &[u8]| -> Option<i64> {
@@ -1037,13 +1193,16 @@ impl ChunkList {
                     .unwrap_or(max),
             )
         };
-        self.closed
+        let in_order = self
+            .closed
             .iter()
             .find_map(|c| first_at_or_after(c.min_time, c.max_time, &c.data))
             .or_else(|| {
                 let (min, max) = (self.open.min_time()?, self.open.max_time()?);
                 first_at_or_after(min, max, self.open.bytes())
-            })
+            });
+        let ooo = self.ooo.as_ref().and_then(|o| o.earliest_from(t));
+        in_order.into_iter().chain(ooo).min()
     }
 
     /// Appends to the open chunk, first cutting it if full. False only if the
@@ -1073,11 +1232,14 @@ impl ChunkList {
             .closed
             .first()
             .map(|c| c.min_time)
-            .or(open.map(|r| r.0))?;
-        let max = open
-            .map(|r| r.1)
-            .or(self.closed.last().map(|c| c.max_time))?;
-        Some((min, max))
+            .or(open.map(|r| r.0));
+        let max = open.map(|r| r.1).or(self.closed.last().map(|c| c.max_time));
+        let in_order = min.zip(max);
+        let ooo = self.ooo.as_ref().and_then(|o| o.range());
+        match (in_order, ooo) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (one, other) => one.or(other),
+        }
     }
 
     /// Drops the chunks whose samples are all older than `ts`; how many.
@@ -1089,6 +1251,12 @@ impl ChunkList {
             self.open = XorChunk::default();
             dropped += 1;
         }
+        if let Some(ooo) = &mut self.ooo {
+            dropped += ooo.drop_before(ts);
+            if ooo.is_empty() {
+                self.ooo = None;
+            }
+        }
         dropped
     }
 
@@ -1096,9 +1264,36 @@ impl ChunkList {
         let overlaps = |min: i64, max: i64| min <= maxt && max >= mint;
         self.open_range().is_some_and(|(a, b)| overlaps(a, b))
             || self.closed.iter().any(|c| overlaps(c.min_time, c.max_time))
+            || self.ooo.as_ref().is_some_and(|o| o.has_data_in(mint, maxt))
     }
 
+    /// The series' chunks overlapping `[mint, maxt]`, in time order and not
+    /// overlapping each other, as every reader of a head expects: a series
+    /// with out-of-order samples in the range gets its samples in the range
+    /// merged and encoded afresh.
     fn overlapping(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        let in_order = self.overlapping_in_order(mint, maxt);
+        let Some(ooo) = self.ooo.as_ref().filter(|o| o.has_data_in(mint, maxt)) else {
+            return in_order;
+        };
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        ooo.collect(mint, maxt, &mut samples);
+        for chunk in &in_order {
+            // Chunks this head encoded always decode.
+            for s in crate::chunk::decode_xor(&chunk.data).unwrap_or_default() {
+                if mint <= s.timestamp_ms && s.timestamp_ms <= maxt {
+                    samples.push((s.timestamp_ms, s.value));
+                }
+            }
+        }
+        // The head never holds a timestamp twice in a series; the stable
+        // sort and dedup keep that true here whatever happens.
+        samples.sort_by_key(|&(t, _)| t);
+        samples.dedup_by_key(|&mut (t, _)| t);
+        encode_chunks(&samples)
+    }
+
+    fn overlapping_in_order(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
         let overlaps = |min: i64, max: i64| min <= maxt && max >= mint;
         let mut out: Vec<ChunkData> = self
             .closed
@@ -1121,6 +1316,28 @@ impl ChunkList {
         }
         out
     }
+}
+
+/// `samples` (sorted, unique timestamps) as XOR chunks of at most
+/// [`SAMPLES_PER_CHUNK`] samples.
+fn encode_chunks(samples: &[(i64, f64)]) -> Vec<ChunkData> {
+    let mut out = Vec::with_capacity(samples.len().div_ceil(usize::from(SAMPLES_PER_CHUNK)));
+    for part in samples.chunks(usize::from(SAMPLES_PER_CHUNK)) {
+        let mut chunk = XorChunk::new();
+        for &(t, v) in part {
+            if chunk.append(t, v).is_err() {
+                break;
+            }
+        }
+        if let (Some(min_time), Some(max_time)) = (chunk.min_time(), chunk.max_time()) {
+            out.push(ChunkData {
+                min_time,
+                max_time,
+                data: chunk.into_bytes(),
+            });
+        }
+    }
+    out
 }
 
 /// The postings index plus the ID → series table.

@@ -248,6 +248,17 @@ impl Ingester {
         self
     }
 
+    /// The tenant's out-of-order window now, in ms (0 without limits).
+    fn out_of_order_window_ms(&self, tenant: &str) -> i64 {
+        self.limits.as_ref().map_or(0, |source| {
+            source
+                .overrides
+                .for_tenant(tenant)
+                .out_of_order_time_window
+                .as_millis_i64()
+        })
+    }
+
     /// The series limits of `tenant` on this ingester now; `None` if none apply.
     fn series_limits(&self, tenant: &str) -> Option<SeriesLimits> {
         let source = self.limits.as_ref()?;
@@ -406,8 +417,11 @@ impl Ingester {
         let mut first_limit: Option<String> = None;
         let mut samples = Vec::new();
         let mut batch = WalBatch::new(tenant);
+        let ooo_window_ms = self.out_of_order_window_ms(tenant);
         let logged = {
             let _append = db.append.lock();
+            // Runtime overrides may change the window between pushes.
+            head.set_out_of_order_window(ooo_window_ms);
             // A head cut into blocks takes nothing its next block could not
             // hold (memory-only heads take anything).
             let oldest_ms = match &self.storage {
@@ -1511,6 +1525,105 @@ mod durability_tests {
                 "{set:?}"
             );
         }
+    }
+
+    fn with_window(ingester: Ingester, window: Duration) -> Ingester {
+        let overrides = Arc::new(strata_limits::Overrides::new(Default::default()));
+        overrides.replace_tenant_overrides(HashMap::from([(
+            "t".to_string(),
+            strata_limits::Limits {
+                out_of_order_time_window: strata_model::ConfigDuration(window),
+                max_global_series_per_user: 0,
+                ..Default::default()
+            },
+        )]));
+        let single = crate::series_limits::FixedRingCounts {
+            replication_factor: 1,
+            healthy_ingesters: 1,
+        };
+        ingester.with_limits(overrides, Arc::new(single))
+    }
+
+    fn push_one(name: &str, points: &[(i64, f64)]) -> WriteRequest {
+        WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                }],
+                samples: points
+                    .iter()
+                    .map(|&(timestamp, value)| WireSample { timestamp, value })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Late samples within the tenant's window are taken, refused beyond it
+    /// with 400 naming the series, survive a restart (WAL), go into the cut
+    /// and shipped blocks once each.
+    #[tokio::test]
+    async fn late_samples_within_the_window_are_kept_through_replay_and_blocks() {
+        const MIN: i64 = 60_000;
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let bucket = dir.path().join("bucket");
+        let window = Duration::from_secs(3600);
+        let in_order: Vec<(i64, f64)> = (0..=240).map(|i| (i * MIN, i as f64)).collect();
+        let late = [(200 * MIN + 30_000, -1.0), (181 * MIN + 1, -2.0)];
+        let mut want: Vec<i64> = in_order.iter().chain(&late).map(|p| p.0).collect();
+        want.sort_unstable();
+        {
+            let ingester = with_window(
+                open_at_epoch(
+                    IngesterConfig::default(),
+                    &config,
+                    &prometheus::Registry::new(),
+                )
+                .unwrap(),
+                window,
+            );
+            ingester.push("t", push_one("m", &in_order)).await.unwrap();
+            ingester.push("t", push_one("m", &late)).await.unwrap();
+            let err = ingester
+                .push("t", push_one("m", &[(180 * MIN - 1, 0.0)]))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest);
+            assert!(
+                err.message.contains("sample timestamp too old"),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains("m{}"), "{}", err.message);
+            assert_eq!(merged_points(&ingester, "t", "m"), want);
+        }
+        // kill -9 as far as the head knows: only the WAL is left.
+        let ingester = with_window(
+            open_at_epoch(
+                IngesterConfig::default(),
+                &config,
+                &prometheus::Registry::new(),
+            )
+            .unwrap(),
+            window,
+        );
+        assert_eq!(merged_points(&ingester, "t", "m"), want);
+        ingester.flush_all().await.unwrap();
+        assert!(ingester.head("t").is_none_or(|h| h.time_range().is_none()));
+        assert_eq!(points_anywhere(&ingester, &bucket, "m"), want);
+        // Each shipped sample once: the blocks do not overlap in samples.
+        let mut shipped = Vec::new();
+        let m = [Matcher::equal("__name__", "m")];
+        for entry in std::fs::read_dir(bucket.join("t")).unwrap() {
+            if let Ok(reader) = BlockReader::open(&entry.unwrap().path()) {
+                shipped.extend(timestamps(&reader.select(&m, i64::MIN, i64::MAX).unwrap()));
+            }
+        }
+        shipped.sort_unstable();
+        assert_eq!(shipped, want);
     }
 
     /// `POST /ingester/flush` leaves the last minute in the head, so that a

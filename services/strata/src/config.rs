@@ -477,6 +477,7 @@ fields! {
     "limits.max_label_names_per_series" Int "Per-tenant: most labels (metric name included) a series may have.",
     "limits.creation_grace_period" Duration "Per-tenant: how far in the future a sample's timestamp may be.",
     "limits.past_grace_period" Duration "Per-tenant: how far in the past a sample's timestamp may be, against the distributor's clock (Mimir's past_grace_period); older samples are refused with 400 'sample timestamp too old'. 0: no limit here (the ingester still refuses samples older than its head takes: docs/limits.md).",
+    "limits.out_of_order_time_window" Duration "Per-tenant: how far behind the newest sample of a tenant's head (on each ingester) a sample older than its series' newest is still stored, out of order (Mimir's and Prometheus's out_of_order_time_window); older ones are refused with 400 'sample timestamp too old'. Never behind the blocks the ingester already cut. 0: off, samples older than their series' newest are refused as out of order. See docs/limits.md.",
     "limits.accept_ha_samples" Bool "Per-tenant: de-duplicate this tenant's HA pairs (needs distributor.ha_tracker.enable_ha_tracker). Pushes whose first series has both HA labels are HA pushes; others are accepted unchanged.",
     "limits.ha_cluster_label" String "Per-tenant: label naming an HA pair (kept on the stored series).",
     "limits.ha_replica_label" String "Per-tenant: label naming the replica within its pair (removed from the stored series).",

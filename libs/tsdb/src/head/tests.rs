@@ -683,3 +683,229 @@ fn label_values_of_many_values_come_sorted_and_select_their_series() {
     );
     assert_eq!(head.num_series_with("__name__", "m"), 50);
 }
+
+// Out-of-order window (issue 14).
+
+fn points(head: &Head, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+    decoded(head, &[], mint, maxt)
+        .into_iter()
+        .flat_map(|(_, p)| p)
+        // Whole in-order chunks overlapping the range come back: keep the range.
+        .filter(|&(t, _)| mint <= t && t <= maxt)
+        .map(|(t, bits)| (t, f64::from_bits(bits)))
+        .collect()
+}
+
+/// A head with window `window` holding `m` with in-order samples at
+/// 100, 200, …, 1000 (value t / 100).
+fn ooo_head(window: i64) -> (Head, Labels) {
+    let head = Head::new();
+    head.set_out_of_order_window(window);
+    let l = labels(&[("__name__", "m")]);
+    let s: Vec<(i64, f64)> = (1..=10).map(|i| (i * 100, i as f64)).collect();
+    head.append(&l, &samples(&s)).unwrap();
+    (head, l)
+}
+
+#[test]
+fn without_a_window_older_samples_are_out_of_order_as_before() {
+    let (head, l) = ooo_head(0);
+    let err = head.append(&l, &samples(&[(950, 9.5)])).unwrap_err();
+    assert_eq!(err.reason(), "sample-out-of-order");
+    assert_eq!(points(&head, 0, 2000).len(), 10);
+}
+
+#[test]
+fn late_samples_within_the_window_merge_in_time_order() {
+    let (head, l) = ooo_head(500);
+    let out = head
+        .append(
+            &l,
+            &samples(&[(950, 9.5), (550, 5.5), (1100, 11.0), (1050, 10.5)]),
+        )
+        .unwrap();
+    assert_eq!(out.appended, 4);
+    // 1100 is in order; 1050 is older than it, so out of order too.
+    assert_eq!(out.out_of_order, 3);
+    let got = points(&head, 0, 2000);
+    let mut want: Vec<(i64, f64)> = (1..=10).map(|i| (i * 100, i as f64)).collect();
+    want.extend([(550, 5.5), (950, 9.5), (1050, 10.5), (1100, 11.0)]);
+    want.sort_by_key(|p| p.0);
+    assert_eq!(got, want);
+    // Selections bounded inside the range see only their part, merged.
+    assert_eq!(
+        points(&head, 500, 600),
+        vec![(500, 5.0), (550, 5.5), (600, 6.0)]
+    );
+    assert_eq!(head.time_range(), Some((100, 1100)));
+}
+
+#[test]
+fn the_window_is_measured_from_the_heads_newest_sample_edges_included() {
+    let (head, l) = ooo_head(300);
+    // Another series moves the head's newest sample to 2000: the window now
+    // reaches back to 1700 for every series, as in Prometheus.
+    head.append(&labels(&[("__name__", "other")]), &samples(&[(2000, 1.0)]))
+        .unwrap();
+    head.append(&l, &samples(&[(1700, 17.0)])).unwrap();
+    let err = head.append(&l, &samples(&[(1699, 0.0)])).unwrap_err();
+    assert_eq!(err.reason(), "sample-too-old");
+    match &err {
+        AppendError::TooOld {
+            timestamp_ms,
+            oldest_ms,
+            window_ms,
+            series,
+            ..
+        } => {
+            assert_eq!((*timestamp_ms, *oldest_ms, *window_ms), (1699, 1700, 300));
+            assert_eq!(series, &l);
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.starts_with("sample timestamp too old"), "{message}");
+    assert!(message.contains("series m{}"), "{message}");
+    // 1700 went in (in order); nothing older than the window did.
+    assert!(points(&head, 1001, 1699).is_empty());
+}
+
+#[test]
+fn duplicates_out_of_order_are_skipped_or_refused_like_in_order_ones() {
+    let (head, l) = ooo_head(1000);
+    // Same timestamp and value as an in-order sample: skipped silently.
+    let out = head.append(&l, &samples(&[(500, 5.0)])).unwrap();
+    assert_eq!(out.appended, 0);
+    // Another value at an in-order sample's timestamp: refused.
+    let err = head.append(&l, &samples(&[(500, 7.0)])).unwrap_err();
+    assert_eq!(err.reason(), "new-value-for-timestamp");
+    assert_eq!(err.timestamp_ms(), 500);
+    // The same for an out-of-order sample's timestamp.
+    head.append(&l, &samples(&[(450, 4.5)])).unwrap();
+    assert_eq!(
+        head.append(&l, &samples(&[(450, 4.5)])).unwrap().appended,
+        0
+    );
+    let err = head.append(&l, &samples(&[(450, 9.0)])).unwrap_err();
+    assert_eq!(err.reason(), "new-value-for-timestamp");
+    // Each timestamp once in the answer.
+    let got = points(&head, 0, 2000);
+    assert_eq!(got.len(), 11);
+    assert!(got.contains(&(450, 4.5)) && got.contains(&(500, 5.0)));
+}
+
+#[test]
+fn out_of_order_samples_never_go_behind_the_blocks_bound() {
+    let (head, l) = ooo_head(10_000);
+    head.set_min_valid_time(400);
+    let err = head.append(&l, &samples(&[(399, 1.0)])).unwrap_err();
+    assert_eq!(err.reason(), "sample-too-old");
+    head.append(&l, &samples(&[(401, 1.0)])).unwrap();
+    assert!(points(&head, 0, 2000).contains(&(401, 1.0)));
+}
+
+#[test]
+fn an_empty_head_takes_nothing_out_of_order() {
+    let head = Head::new();
+    head.set_out_of_order_window(1000);
+    let l = labels(&[("__name__", "m")]);
+    let (series, _) = head.get_or_create_series(&l);
+    // Older than the ingester's bound: nothing in the head to be late against.
+    let err = head
+        .append_to_from(&series, &samples(&[(100, 1.0)]), 500)
+        .unwrap_err();
+    assert_eq!(err.reason(), "sample-too-old");
+}
+
+#[test]
+fn many_late_samples_fill_several_chunks_and_read_back_sorted() {
+    let head = Head::new();
+    head.set_out_of_order_window(1_000_000);
+    let l = labels(&[("__name__", "m")]);
+    // Even timestamps in order, then odd ones from newest to oldest: more
+    // than the buffer holds, more than a chunk's worth once merged.
+    let even: Vec<(i64, f64)> = (0..300).map(|i| (i * 2, i as f64)).collect();
+    head.append(&l, &samples(&even)).unwrap();
+    let odd: Vec<(i64, f64)> = (0..299).rev().map(|i| (i * 2 + 1, -(i as f64))).collect();
+    let out = head.append(&l, &samples(&odd)).unwrap();
+    assert_eq!(out.out_of_order, 299);
+    let got = points(&head, i64::MIN, i64::MAX);
+    assert_eq!(got.len(), 599);
+    assert!(got.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+    let chunks = &head.select_chunks(&[], i64::MIN, i64::MAX)[0].chunks;
+    assert!(chunks.len() >= 5);
+    assert!(chunks.windows(2).all(|w| w[0].max_time < w[1].min_time));
+    // Duplicates of sealed out-of-order samples are still found.
+    let err = head.append(&l, &samples(&[(1, 42.0)])).unwrap_err();
+    assert_eq!(err.reason(), "new-value-for-timestamp");
+}
+
+#[test]
+fn truncation_drops_late_samples_exactly_and_keeps_in_order_chunks_whole() {
+    let (head, l) = ooo_head(1000);
+    head.append(&l, &samples(&[(550, 5.5), (650, 6.5)]))
+        .unwrap();
+    assert_eq!(head.earliest_sample_from(520), Some(550));
+    head.truncate_before(600);
+    let got = points(&head, i64::MIN, i64::MAX);
+    // The in-order chunk reaches past 600, so it stays whole (its samples
+    // before 600 are in the block already); the late 550 is gone, 650 stays.
+    assert!(got.contains(&(100, 1.0)));
+    assert!(!got.iter().any(|p| p.0 == 550));
+    assert!(got.contains(&(650, 6.5)));
+    head.truncate_before(2000);
+    assert_eq!(head.num_series(), 0);
+    assert_eq!(head.time_range(), None);
+}
+
+#[test]
+fn series_and_label_queries_see_series_with_only_late_samples_in_range() {
+    let (head, _) = ooo_head(1000);
+    // A new series older than the ingester's bound for in-order samples
+    // (500) but within the window: all its samples are out of order.
+    let late = labels(&[("__name__", "late")]);
+    let (series, _) = head.get_or_create_series(&late);
+    let out = head
+        .append_to_from(&series, &samples(&[(150, 1.5)]), 500)
+        .unwrap();
+    assert_eq!(out.out_of_order, 1);
+    let only = [Matcher::equal("__name__", "late")];
+    assert_eq!(head.series(&only, 140, 160), vec![late.clone()]);
+    assert_eq!(head.label_values("__name__", &[], 140, 160).len(), 2);
+    assert!(head.series(&only, 160, 190).is_empty());
+    assert_eq!(points(&head, 140, 160), vec![(150, 1.5)]);
+}
+
+#[test]
+fn replay_takes_back_logged_late_samples_whatever_the_window_now() {
+    let (head, l) = ooo_head(1000);
+    head.append(&l, &samples(&[(550, 5.5)])).unwrap();
+    let replayed = Head::new();
+    let (series, _) = replayed.get_or_create_series(&l);
+    let logged: Vec<(i64, f64)> = (1..=10)
+        .map(|i| (i * 100, i as f64))
+        .chain([(550, 5.5)])
+        .collect();
+    // The window was lowered to 0 since: acknowledged samples stay.
+    replayed
+        .append_replayed(&series, &samples(&logged))
+        .unwrap();
+    assert_eq!(points(&replayed, 0, 2000), points(&head, 0, 2000));
+    // The blocks' bound still keeps out what blocks hold.
+    let bounded = Head::new();
+    bounded.set_min_valid_time(600);
+    let (series, _) = bounded.get_or_create_series(&l);
+    let mut rest: &[Sample] = &samples(&logged);
+    let mut rejected = 0;
+    while !rest.is_empty() {
+        match bounded.append_replayed(&series, rest) {
+            Ok(_) => break,
+            Err(e) => {
+                rejected += 1;
+                rest = &rest[e.index() + 1..];
+            }
+        }
+    }
+    assert_eq!(rejected, 6);
+    assert_eq!(points(&bounded, 0, 2000).len(), 5);
+}

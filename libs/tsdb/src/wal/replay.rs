@@ -383,7 +383,7 @@ fn append_all(head: &Head, series: &HeadSeries, samples: &[Sample]) -> u64 {
     let mut rejected = 0;
     let mut rest = samples;
     while !rest.is_empty() {
-        match head.append_to(series, rest) {
+        match head.append_replayed(series, rest) {
             Ok(_) => break,
             Err(e) => {
                 rejected += 1;
