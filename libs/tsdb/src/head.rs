@@ -295,6 +295,9 @@ pub struct Head {
     /// How far behind the head's newest sample a sample older than its
     /// series' newest is still taken, in ms (0: not at all).
     ooo_window_ms: AtomicI64,
+    /// Samples ever stored out of order (also by a replay), for the owner's
+    /// counter: an append refused part-way reports no outcome of its own.
+    ooo_appended: AtomicU64,
     /// Samples older than this are rejected ([`AppendError::OutOfBounds`]):
     /// the head's data before it was cut into a block.
     min_valid_time: AtomicI64,
@@ -339,6 +342,7 @@ impl Head {
             max_time: AtomicI64::new(i64::MIN),
             next_ref: AtomicU64::new(1),
             ooo_window_ms: AtomicI64::new(0),
+            ooo_appended: AtomicU64::new(0),
             min_valid_time: AtomicI64::new(i64::MIN),
             strings,
             exemplars: Mutex::new(ExemplarStore::new(usize::MAX)),
@@ -404,6 +408,11 @@ impl Head {
     pub fn set_out_of_order_window(&self, window_ms: i64) {
         self.ooo_window_ms
             .store(window_ms.max(0), Ordering::Relaxed);
+    }
+
+    /// Samples this head has stored out of order so far.
+    pub fn out_of_order_appended(&self) -> u64 {
+        self.ooo_appended.load(Ordering::Relaxed)
     }
 
     /// The window [`Head::set_out_of_order_window`] set.
@@ -576,6 +585,10 @@ impl Head {
         }
         if appended > 0 {
             self.note_time_range(min_t, max_t);
+        }
+        if out_of_order > 0 {
+            self.ooo_appended
+                .fetch_add(out_of_order as u64, Ordering::Relaxed);
         }
         match rejected {
             None => Ok(Outcome {

@@ -418,10 +418,14 @@ impl Ingester {
         let mut samples = Vec::new();
         let mut batch = WalBatch::new(tenant);
         let ooo_window_ms = self.out_of_order_window_ms(tenant);
+        let late: u64;
         let logged = {
             let _append = db.append.lock();
             // Runtime overrides may change the window between pushes.
             head.set_out_of_order_window(ooo_window_ms);
+            // Appends are serialised by the lock: the change in the head's
+            // count over this push is this push's late samples.
+            let late_before = head.out_of_order_appended();
             // A head cut into blocks takes nothing its next block could not
             // hold (memory-only heads take anything).
             let oldest_ms = match &self.storage {
@@ -507,6 +511,7 @@ impl Ingester {
                 }
             }
             exemplars.finish(tenant, &self.metrics);
+            late = head.out_of_order_appended() - late_before;
             match wal {
                 Some(wal) if !batch.is_empty() => Some(wal.log(&mut batch).map_err(wal_error)?),
                 _ => None,
@@ -516,6 +521,7 @@ impl Ingester {
             wal.durable(lsn).await.map_err(wal_error)?;
         }
         self.metrics.ingested(tenant, appended, head.num_series());
+        self.metrics.out_of_order(tenant, late);
         let more = if rejected > MAX_REJECTIONS_NAMED as u64 {
             format!(" ({rejected} samples rejected in all)")
         } else {

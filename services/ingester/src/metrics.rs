@@ -16,6 +16,7 @@ pub(crate) struct IngesterMetrics {
     memory_metadata: IntGaugeVec,
     memory_exemplars: IntGaugeVec,
     ingested_exemplars: IntCounterVec,
+    out_of_order_samples: IntCounterVec,
     memory_samples: IntGaugeVec,
     wal: WalMetrics,
     wal_replay_duration: Gauge,
@@ -131,6 +132,14 @@ impl IngesterMetrics {
             &["tenant"],
         )?;
         registry.register(Box::new(ingested_exemplars.clone()))?;
+        let out_of_order_samples = IntCounterVec::new(
+            Opts::new(
+                "strata_ingester_out_of_order_samples_appended_total",
+                "Samples stored out of order (within the tenant's out_of_order_time_window), by tenant; also counted in strata_ingester_ingested_samples_total.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(out_of_order_samples.clone()))?;
         registry.register(Box::new(ingested_samples.clone()))?;
         registry.register(Box::new(memory_series.clone()))?;
         registry.register(Box::new(memory_samples.clone()))?;
@@ -166,6 +175,7 @@ impl IngesterMetrics {
             memory_metadata,
             memory_exemplars,
             ingested_exemplars,
+            out_of_order_samples,
             memory_samples,
             wal,
             wal_replay_duration: gauge(
@@ -247,6 +257,15 @@ impl IngesterMetrics {
         self.memory_series
             .with_label_values(&[tenant])
             .set(series_in_memory as i64);
+    }
+
+    /// A push's samples stored out of order.
+    pub(crate) fn out_of_order(&self, tenant: &str, samples: u64) {
+        if samples > 0 {
+            self.out_of_order_samples
+                .with_label_values(&[tenant])
+                .inc_by(samples);
+        }
     }
 
     /// A push's exemplars: stored, now held, skipped by reason.

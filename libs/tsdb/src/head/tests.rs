@@ -727,9 +727,22 @@ fn late_samples_within_the_window_merge_in_time_order() {
     assert_eq!(out.appended, 4);
     // 1100 is in order; 1050 is older than it, so out of order too.
     assert_eq!(out.out_of_order, 3);
+    assert_eq!(head.out_of_order_appended(), 3);
+    // A push refused part-way still counts the late samples it stored.
+    let err = head
+        .append(&l, &samples(&[(960, 9.6), (950, 1.0)]))
+        .unwrap_err();
+    assert_eq!(err.appended(), 1);
+    assert_eq!(head.out_of_order_appended(), 4);
     let got = points(&head, 0, 2000);
     let mut want: Vec<(i64, f64)> = (1..=10).map(|i| (i * 100, i as f64)).collect();
-    want.extend([(550, 5.5), (950, 9.5), (1050, 10.5), (1100, 11.0)]);
+    want.extend([
+        (550, 5.5),
+        (950, 9.5),
+        (960, 9.6),
+        (1050, 10.5),
+        (1100, 11.0),
+    ]);
     want.sort_by_key(|p| p.0);
     assert_eq!(got, want);
     // Selections bounded inside the range see only their part, merged.
