@@ -117,6 +117,14 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// A counter family labelled by tenant and reason, for the process-wide
+/// discard counters below.
+fn by_tenant_and_reason(name: &str, help: &str) -> prometheus::IntCounterVec {
+    prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &["tenant", "reason"])
+        // The options are constants and valid; this cannot fail.
+        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
+}
+
 /// `strata_discarded_samples_total{tenant,reason}`: samples rejected anywhere on
 /// the write path (distributor validation, ingester appends). One family for the
 /// whole process, like Mimir's `cortex_discarded_samples_total`, so components
@@ -125,15 +133,10 @@ pub fn render(registry: &Registry) -> String {
 pub fn discarded_samples() -> &'static prometheus::IntCounterVec {
     static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
     COUNTER.get_or_init(|| {
-        prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "strata_discarded_samples_total",
-                "Samples rejected on the write path, by tenant and reason.",
-            ),
-            &["tenant", "reason"],
+        by_tenant_and_reason(
+            "strata_discarded_samples_total",
+            "Samples rejected on the write path, by tenant and reason.",
         )
-        // The options are constants and valid; this cannot fail.
-        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
     })
 }
 
@@ -144,15 +147,10 @@ pub fn discarded_samples() -> &'static prometheus::IntCounterVec {
 pub fn discarded_metadata() -> &'static prometheus::IntCounterVec {
     static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
     COUNTER.get_or_init(|| {
-        prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "strata_discarded_metadata_total",
-                "Metric metadata entries dropped on the write path, by tenant and reason.",
-            ),
-            &["tenant", "reason"],
+        by_tenant_and_reason(
+            "strata_discarded_metadata_total",
+            "Metric metadata entries dropped on the write path, by tenant and reason.",
         )
-        // The options are constants and valid; this cannot fail.
-        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
     })
 }
 
@@ -162,15 +160,10 @@ pub fn discarded_metadata() -> &'static prometheus::IntCounterVec {
 pub fn discarded_exemplars() -> &'static prometheus::IntCounterVec {
     static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
     COUNTER.get_or_init(|| {
-        prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "strata_discarded_exemplars_total",
-                "Exemplars dropped on the write path, by tenant and reason.",
-            ),
-            &["tenant", "reason"],
+        by_tenant_and_reason(
+            "strata_discarded_exemplars_total",
+            "Exemplars dropped on the write path, by tenant and reason.",
         )
-        // The options are constants and valid; this cannot fail.
-        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
     })
 }
 

@@ -8,8 +8,9 @@ use strata_model::Matcher;
 use strata_proto::ingester::ingester_server::{Ingester as IngesterApi, IngesterServer};
 use strata_proto::ingester::{
     ExemplarQueryRequest, ExemplarQueryResponse, LabelNamesRequest, LabelNamesResponse, LabelSet,
-    LabelValuesRequest, LabelValuesResponse, MetricsMetadataRequest, MetricsMetadataResponse,
-    PushResponse, QueryRequest, QueryStreamResponse, SeriesRequest, SeriesResponse,
+    LabelValuesRequest, LabelValuesResponse, MatcherSet, MetricsMetadataRequest,
+    MetricsMetadataResponse, PushResponse, QueryRequest, QueryStreamResponse, SeriesRequest,
+    SeriesResponse,
 };
 use strata_proto::prometheus::WriteRequest;
 use strata_proto::types::{Chunk, ChunkEncoding, LabelMatcher, StreamSeries};
@@ -63,6 +64,10 @@ fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
 fn matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> {
     strata_proto::matchers_from_proto(ms)
         .map_err(|e| ServiceError::new(ErrorCode::BadRequest, e.to_string()).into())
+}
+
+fn matcher_sets(sets: &[MatcherSet]) -> Result<Vec<Vec<Matcher>>, Status> {
+    sets.iter().map(|s| matchers(&s.matchers)).collect()
 }
 
 type QueryStream =
@@ -159,11 +164,7 @@ impl IngesterApi for IngesterGrpc {
     ) -> Result<Response<SeriesResponse>, Status> {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
-        let sets = req
-            .matcher_sets
-            .iter()
-            .map(|s| matchers(&s.matchers))
-            .collect::<Result<Vec<_>, _>>()?;
+        let sets = matcher_sets(&req.matcher_sets)?;
         let series = self.ingester()?.series(
             &tenant,
             &sets,
@@ -201,11 +202,7 @@ impl IngesterApi for IngesterGrpc {
     ) -> Result<Response<ExemplarQueryResponse>, Status> {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
-        let sets = req
-            .matcher_sets
-            .iter()
-            .map(|s| matchers(&s.matchers))
-            .collect::<Result<Vec<_>, _>>()?;
+        let sets = matcher_sets(&req.matcher_sets)?;
         let found = self.ingester()?.exemplars(
             &tenant,
             &sets,

@@ -395,21 +395,8 @@ fn decode_series(mut rest: &[u8]) -> Result<Vec<RefSeries>, String> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         let series_ref = SeriesRef(get_uvarint(&mut rest)?);
-        let n = get_uvarint(&mut rest)?;
-        // Each label takes at least two bytes: never trust a count further.
-        if n > rest.len() as u64 / 2 {
-            return Err(format!("series record: {n} labels in {} bytes", rest.len()));
-        }
-        let mut labels = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let name = get_str(&mut rest)?;
-            let value = get_str(&mut rest)?;
-            labels.push(Label::new(name, value));
-        }
-        out.push(RefSeries {
-            series_ref,
-            labels: Labels::new(labels),
-        });
+        let labels = get_labels(&mut rest, "series")?;
+        out.push(RefSeries { series_ref, labels });
     }
     Ok(out)
 }
@@ -445,23 +432,11 @@ fn decode_exemplars(mut rest: &[u8]) -> Result<Vec<RefExemplar>, String> {
             .split_first_chunk::<8>()
             .ok_or_else(|| "exemplars record: truncated value".to_string())?;
         rest = tail;
-        let n = get_uvarint(&mut rest)?;
-        if n > rest.len() as u64 / 2 {
-            return Err(format!(
-                "exemplars record: {n} labels in {} bytes",
-                rest.len()
-            ));
-        }
-        let mut labels = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let name = get_str(&mut rest)?;
-            let value = get_str(&mut rest)?;
-            labels.push(Label::new(name, value));
-        }
+        let labels = get_labels(&mut rest, "exemplars")?;
         out.push(RefExemplar {
             series_ref: SeriesRef(prev_ref),
             exemplar: Exemplar {
-                labels: Labels::new(labels),
+                labels,
                 value: f64::from_bits(u64::from_le_bytes(*bits)),
                 timestamp_ms: prev_ts,
             },
@@ -550,6 +525,26 @@ fn get_uvarint(buf: &mut &[u8]) -> Result<u64, String> {
 fn get_varint(buf: &mut &[u8]) -> Result<i64, String> {
     let u = get_uvarint(buf)?;
     Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+}
+
+/// `uvarint n, n × { uvarint len, name, uvarint len, value }`, as a series
+/// or an exemplar record holds a label set; `record` names it in errors.
+fn get_labels(buf: &mut &[u8], record: &str) -> Result<Labels, String> {
+    let n = get_uvarint(buf)?;
+    // Each label takes at least two bytes: never trust a count further.
+    if n > buf.len() as u64 / 2 {
+        return Err(format!(
+            "{record} record: {n} labels in {} bytes",
+            buf.len()
+        ));
+    }
+    let mut labels = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let name = get_str(buf)?;
+        let value = get_str(buf)?;
+        labels.push(Label::new(name, value));
+    }
+    Ok(Labels::new(labels))
 }
 
 fn get_str(buf: &mut &[u8]) -> Result<String, String> {
