@@ -38,12 +38,16 @@ const MIN: i64 = 60_000;
 type Samples = BTreeMap<String, Vec<(i64, f64)>>;
 
 fn strata_flags(data: &Path, blocks: &Path) -> Vec<String> {
+    strata_flags_with_window(data, blocks, WINDOW)
+}
+
+fn strata_flags_with_window(data: &Path, blocks: &Path, window: &str) -> Vec<String> {
     let tsdb = local_storage_flags(data);
     vec![
         "-target=all".to_string(),
         tsdb[0].clone(),
         format!("-blocks_storage.filesystem.dir={}", blocks.display()),
-        format!("-limits.out_of_order_time_window={WINDOW}"),
+        format!("-limits.out_of_order_time_window={window}"),
         // Queries read the bucket too (both replicas' copies), synced often.
         "-querier.query_store_after=0s".to_string(),
         "-blocks_storage.bucket_store.sync_interval=1s".to_string(),
@@ -101,8 +105,18 @@ async fn push_all(
 /// Every raw sample of `ooo_test` within the two hours before `at_ms`, by
 /// series, from `/api/v1/query` of a range selector (`url` ends before `/api`).
 async fn raw(url: &str, tenant: Option<&str>, at_ms: i64) -> Result<Samples, String> {
+    raw_over(url, tenant, at_ms, "2h").await
+}
+
+/// [`raw`] within `range` before `at_ms`.
+async fn raw_over(
+    url: &str,
+    tenant: Option<&str>,
+    at_ms: i64,
+    range: &str,
+) -> Result<Samples, String> {
     let q = format!(
-        "{url}/api/v1/query?query=ooo_test%5B2h%5D&time={}",
+        "{url}/api/v1/query?query=ooo_test%5B{range}%5D&time={}",
         at_ms as f64 / 1000.0
     );
     let (status, json) = get_json(&q, tenant).await;
@@ -113,7 +127,11 @@ async fn raw(url: &str, tenant: Option<&str>, at_ms: i64) -> Result<Samples, Str
 }
 
 async fn strata_raw(strata: &Strata, at_ms: i64) -> Samples {
-    raw(&strata.url("/prometheus"), Some(TENANT), at_ms)
+    strata_raw_over(strata, at_ms, "2h").await
+}
+
+async fn strata_raw_over(strata: &Strata, at_ms: i64, range: &str) -> Samples {
+    raw_over(&strata.url("/prometheus"), Some(TENANT), at_ms, range)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", strata.process.logs()))
 }
@@ -322,6 +340,155 @@ async fn late_samples_match_prometheus_survive_kill_9_and_land_in_blocks_once() 
         "queries over the compacted block",
         Duration::from_secs(30),
         || async { (strata_raw(&a, end).await == expected).then_some(()) },
+    )
+    .await;
+}
+
+/// A window longer than the head keeps (3 h, with 2 h blocks), and late
+/// samples after a flush: behind the blocks already cut. Prometheus 2.42
+/// takes them (its out-of-order head is not bounded by its blocks); so does
+/// Strata, into blocks of their own that overlap the in-order ones. The same
+/// answers as Prometheus's; the late samples survive kill -9 (WAL), are in
+/// the uploaded blocks (promtool), and after compaction each sample is
+/// there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_samples_behind_the_blocks_already_cut_match_prometheus_and_are_compacted_once() {
+    const LONG: &str = "3h";
+    let data = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let blocks = bucket.path().join("blocks");
+    let config = format!(
+        "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: {LONG}\n"
+    );
+    let prometheus = Prometheus::start(&config, &["--web.enable-remote-write-receiver"]).await;
+    let flags = strata_flags_with_window(data.path(), &blocks, LONG);
+    let strata = Strata::start_with_flags(&flags).await;
+
+    // 165 minutes of data ending 5 minutes ago, then a flush: all of it is
+    // in blocks, and the head takes nothing older in order.
+    let t0 = (now_ms() - 170 * MIN) / MIN * MIN;
+    let at = |minutes: i64, ms: i64| t0 + minutes * MIN + ms;
+    let in_order: Vec<(i64, f64)> = (0..=165).map(|k| (at(k, 0), k as f64)).collect();
+    push_all(
+        &[&strata],
+        &prometheus,
+        "in order",
+        &[("a", in_order.clone()), ("b", in_order)],
+        true,
+    )
+    .await;
+    let (status, text) = strata.flush().await;
+    assert!(status.is_success(), "{status} {text}");
+    let in_order_blocks = bucket_blocks(&blocks, false);
+    assert!(!in_order_blocks.is_empty());
+
+    // Two hours behind the newest sample, between the in-order ones: behind
+    // every block, inside the window.
+    let late: Vec<(i64, f64)> = (20..=50)
+        .rev()
+        .map(|k| (at(k, 30_000), -(k as f64)))
+        .collect();
+    push_all(
+        &[&strata],
+        &prometheus,
+        "late, behind the blocks",
+        &[("a", late.clone())],
+        true,
+    )
+    .await;
+    // A late one sent again: stored once, no error.
+    push_all(
+        &[&strata],
+        &prometheus,
+        "late duplicate",
+        &[("a", vec![late[3]])],
+        true,
+    )
+    .await;
+    // Three hours and a millisecond behind the newest sample: too old.
+    let refused = push_all(
+        &[&strata],
+        &prometheus,
+        "beyond the window",
+        &[("b", vec![(at(165, 0) - 180 * MIN - 1, 9.0)])],
+        false,
+    )
+    .await;
+    assert!(refused.contains("sample timestamp too old"), "{refused}");
+
+    let end = at(166, 0);
+    let expected = raw_over(&prometheus.url(""), None, end, LONG)
+        .await
+        .unwrap();
+    assert_eq!(expected["a"].len(), 166 + late.len());
+    assert_eq!(expected["b"].len(), 166);
+    assert_eq!(strata_raw_over(&strata, end, LONG).await, expected);
+    for query in ["ooo_test", "sum(ooo_test)", "min_over_time(ooo_test[2m])"] {
+        common::compare_range(
+            &strata.url(""),
+            TENANT,
+            &prometheus.url(""),
+            query,
+            (t0 - MIN + 7_500) as f64 / 1000.0,
+            (end + 7_500) as f64 / 1000.0,
+            15.0,
+        )
+        .await
+        .unwrap();
+    }
+
+    // kill -9: the late samples come back from the WAL.
+    drop(strata);
+    let strata = Strata::start_with_flags(&flags).await;
+    assert_eq!(
+        strata_raw_over(&strata, end, LONG).await,
+        expected,
+        "{}",
+        strata.process.logs()
+    );
+
+    // The next flush cuts them into blocks of their own (one per 2-hour
+    // range they fall in) and ships them: every sample is in the bucket.
+    let (status, text) = strata.flush().await;
+    assert!(status.is_success(), "{status} {text}");
+    let shipped = bucket_blocks(&blocks, false);
+    let late_ranges =
+        (at(50, 0).div_euclid(7_200_000) - at(20, 0).div_euclid(7_200_000) + 1) as usize;
+    assert_eq!(
+        shipped.len(),
+        in_order_blocks.len() + late_ranges,
+        "{shipped:?}"
+    );
+    let late_only: Vec<PathBuf> = shipped
+        .iter()
+        .filter(|b| !in_order_blocks.contains(b))
+        .cloned()
+        .collect();
+    let mut late_dump = dump(&late_only);
+    assert_eq!(late_dump.len(), 1, "{late_dump:?}");
+    let mut late_sorted = late.clone();
+    late_sorted.sort_by_key(|p| p.0);
+    assert_eq!(late_dump.remove("a").unwrap(), late_sorted);
+    assert_eq!(dump(&shipped), expected);
+    let total: u64 = expected.values().map(|s| s.len() as u64).sum();
+    assert_eq!(num_samples(&shipped), total);
+
+    // One compaction pass merges each late block into the in-order block it
+    // overlaps: each sample once.
+    let (status, text) = strata.post("/compactor/run").await;
+    assert!(
+        status.is_success(),
+        "{status} {text}\n{}",
+        strata.process.logs()
+    );
+    let live = bucket_blocks(&blocks, true);
+    assert_eq!(live.len(), in_order_blocks.len(), "{live:?}\n{text}");
+    assert_eq!(dump(&live), expected);
+    assert_eq!(num_samples(&live), total, "{text}");
+    eventually(
+        "queries over the compacted blocks",
+        Duration::from_secs(30),
+        || async { (strata_raw_over(&strata, end, LONG).await == expected).then_some(()) },
     )
     .await;
 }

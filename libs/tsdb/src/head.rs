@@ -26,7 +26,7 @@ use crate::postings::{self, PostingsIndex};
 use crate::strings::SharedStrings;
 
 mod ooo;
-use ooo::OooSamples;
+use ooo::{OutOfOrder, Part};
 
 /// Number of lock stripes of the labels → series map. Few: a lock is held
 /// only to find or insert a series, so more stripes than cores gain nothing,
@@ -180,8 +180,7 @@ pub enum AppendError {
     #[error(
         "sample timestamp too old: timestamp {} of series {series} is older than {}, the oldest \
          sample this ingester's head takes out of order now (the out-of-order window of {} ms \
-         before the head's newest sample, and never before the end of the blocks already cut) \
-         (err-strata-sample-too-old)",
+         before the head's newest sample) (err-strata-sample-too-old)",
         Rfc3339(*.timestamp_ms),
         Rfc3339(*.oldest_ms),
         .window_ms
@@ -396,13 +395,14 @@ impl Head {
         }
         let (series, _) = self.get_or_create(labels, None);
         let window = self.out_of_order_window();
-        self.append_series(&series, samples, i64::MIN, window, || labels.clone())
+        self.append_series(&series, samples, i64::MIN, window, true, || labels.clone())
     }
 
     /// Sets the out-of-order window: from now on, a sample older than its
     /// series' newest is stored (in the series' out-of-order chunks) if it is
-    /// at most `window_ms` older than the head's newest sample and not older
-    /// than the bound of [`Head::set_min_valid_time`]; older ones are
+    /// at most `window_ms` older than the head's newest sample, also behind
+    /// the bound of [`Head::set_min_valid_time`] (kept apart then, for
+    /// blocks of their own: [`Head::begin_late_cut`]); older ones are
     /// rejected as [`AppendError::TooOld`]. 0 (the default) or less: such
     /// samples are rejected as out of order, as without the window.
     pub fn set_out_of_order_window(&self, window_ms: i64) {
@@ -431,7 +431,21 @@ impl Head {
         series: &HeadSeries,
         samples: &[Sample],
     ) -> Result<Outcome, AppendError> {
-        self.append_series(&series.0, samples, i64::MIN, i64::MAX, || {
+        self.append_series(&series.0, samples, i64::MIN, i64::MAX, false, || {
+            self.symbols.read().labels(&series.0.labels)
+        })
+    }
+
+    /// WAL replay of late samples that went behind the block bound when
+    /// they came (logged apart for that): taken back behind it, since no
+    /// block holds them unless a late cut wrote them before the crash (then
+    /// they are cut again, and the compactor merges the copies).
+    pub fn append_replayed_late(
+        &self,
+        series: &HeadSeries,
+        samples: &[Sample],
+    ) -> Result<Outcome, AppendError> {
+        self.append_series(&series.0, samples, i64::MIN, i64::MAX, true, || {
             self.symbols.read().labels(&series.0.labels)
         })
     }
@@ -487,17 +501,23 @@ impl Head {
         oldest_ms: i64,
     ) -> Result<Outcome, AppendError> {
         let window = self.out_of_order_window();
-        self.append_series(&series.0, samples, oldest_ms, window, || {
+        self.append_series(&series.0, samples, oldest_ms, window, true, || {
             self.symbols.read().labels(&series.0.labels)
         })
     }
 
+    /// Appends in order what is at or after both `oldest_ms` and the block
+    /// bound; the rest goes out of order if the window takes it: behind the
+    /// block bound only when `may_go_behind` (a push, the replay of late
+    /// samples; not the replay of samples logged ahead of a bound that a
+    /// block cut since).
     fn append_series(
         &self,
         series: &MemSeries,
         samples: &[Sample],
         oldest_ms: i64,
         window_ms: i64,
+        may_go_behind: bool,
         labels: impl FnOnce() -> Labels,
     ) -> Result<Outcome, AppendError> {
         let mut appended = 0;
@@ -508,13 +528,22 @@ impl Head {
         let blocks_bound = self.min_valid_time.load(Ordering::Acquire);
         let min_valid = blocks_bound.max(oldest_ms);
         // Out-of-order samples are measured against the head's newest sample,
-        // as Prometheus does (not the series'), and never go behind the
-        // blocks already cut: the head's next block must hold them (see
-        // docs/decisions.md, "Out-of-order window"). An empty head takes none.
+        // as Prometheus does (not the series'). Those behind the blocks
+        // already cut are kept apart, for blocks of their own (see
+        // docs/decisions.md, "Out-of-order window"). An empty head takes none,
+        // but for a replay (a window of i64::MAX): what was logged was taken.
         let head_max = self.max_time.load(Ordering::Acquire);
-        let ooo_oldest = |max_t: i64| match head_max.max(max_t) {
-            i64::MIN => i64::MAX,
-            newest => newest.saturating_sub(window_ms).max(blocks_bound),
+        let ooo_oldest = |max_t: i64| {
+            let in_window = match head_max.max(max_t) {
+                _ if window_ms == i64::MAX => i64::MIN,
+                i64::MIN => i64::MAX,
+                newest => newest.saturating_sub(window_ms),
+            };
+            if may_go_behind {
+                in_window
+            } else {
+                in_window.max(blocks_bound)
+            }
         };
         {
             let mut chunks = series.chunks.lock();
@@ -566,7 +595,7 @@ impl Head {
                         }
                         None => {}
                     }
-                    chunks.insert_out_of_order(t, s.value);
+                    chunks.insert_out_of_order(t, s.value, t < blocks_bound);
                     appended += 1;
                     out_of_order += 1;
                     min_t = min_t.min(t);
@@ -675,17 +704,60 @@ impl Head {
         refs
     }
 
-    /// Drops every chunk whose samples are all older than `ts` (a chunk
-    /// reaching `ts` or later is kept whole) and the series left without
-    /// chunks, then recomputes the head's time range. Symbols are kept.
-    ///
-    /// Must not run concurrently with appends or series creation (the caller
-    /// serialises them, as an ingester does with its append lock): a series
-    /// found empty here could otherwise take a sample just before it is
-    /// dropped. Queries may run meanwhile.
+    /// A late cut begins: in every series, the late samples behind the block
+    /// bound are set aside for [`BlockPart::Late`] blocks (queries still read
+    /// them); later ones wait for the next cut. Returns the time range of
+    /// what is set aside, `None` if nothing is. Must not run concurrently with
+    /// appends (the caller serialises them, as for truncation).
+    pub fn begin_late_cut(&self) -> Option<(i64, i64)> {
+        let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
+        let mut range: Option<(i64, i64)> = None;
+        for s in &all {
+            let mut chunks = s.chunks.lock();
+            let Some(ooo) = chunks.ooo.as_mut() else {
+                continue;
+            };
+            if let Some((min, max)) = ooo.begin_late_cut() {
+                range = Some(range.map_or((min, max), |(a, b)| (a.min(min), b.max(max))));
+            }
+        }
+        range
+    }
+
+    /// The late cut's blocks before `ts` are in place: the samples it set
+    /// aside before `ts` leave the head.
+    pub fn finish_late_cut(&self, ts: i64) {
+        let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
+        for s in &all {
+            let mut chunks = s.chunks.lock();
+            if let Some(ooo) = chunks.ooo.as_mut() {
+                ooo.drop_cut_before(ts);
+                chunks.drop_ooo_if_empty();
+            }
+        }
+    }
+
+    /// The oldest late sample behind the block bound that no block holds
+    /// yet (being cut or not): a WAL checkpoint keeps the late samples from
+    /// there on.
+    pub fn oldest_late_sample(&self) -> Option<i64> {
+        let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
+        all.iter()
+            .filter_map(|s| {
+                let chunks = s.chunks.lock();
+                chunks
+                    .ooo
+                    .as_ref()
+                    .and_then(|o| o.late_range())
+                    .map(|r| r.0)
+            })
+            .min()
+    }
+
     /// The timestamp of the earliest sample at or after `t` in any series
-    /// (`None` if there is none): where the next block cut starts, so that a
-    /// lone old sample does not make the cut walk every empty range after it.
+    /// (`None` if there is none) that the next in-order block could hold:
+    /// where the next block cut starts, so that a lone old sample does not
+    /// make the cut walk every empty range after it.
     pub fn earliest_sample_from(&self, t: i64) -> Option<i64> {
         let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
         all.iter()
@@ -693,20 +765,25 @@ impl Head {
             .min()
     }
 
+    /// Drops every chunk whose samples are all older than `ts` (a chunk
+    /// reaching `ts` or later is kept whole) and the series left without
+    /// chunks (late samples behind the block bound stay: no block holds them
+    /// yet), then moves the head's oldest time. Symbols are kept.
+    ///
+    /// Must not run concurrently with appends or series creation (the caller
+    /// serialises them, as an ingester does with its append lock): a series
+    /// found empty here could otherwise take a sample just before it is
+    /// dropped. Queries may run meanwhile.
     pub fn truncate_before(&self, ts: i64) -> TruncateStats {
         let mut stats = TruncateStats::default();
         let all: Vec<Arc<MemSeries>> = self.index.read().series.clone();
         let mut dead: std::collections::HashSet<u64> = std::collections::HashSet::new();
         let mut min_time = i64::MAX;
-        let mut max_time = i64::MIN;
         for s in &all {
             let mut chunks = s.chunks.lock();
             stats.chunks_dropped += chunks.drop_before(ts);
             match chunks.range() {
-                Some((min, max)) => {
-                    min_time = min_time.min(min);
-                    max_time = max_time.max(max);
-                }
+                Some((min, _)) => min_time = min_time.min(min),
                 None => {
                     dead.insert(s.series_ref);
                 }
@@ -743,8 +820,11 @@ impl Head {
             index.series = survivors;
             index.postings = postings;
         }
+        // Only the oldest moves. The newest sample is in a chunk truncation
+        // keeps unless it drops everything, and then it stays the head's
+        // newest all the same (as in Prometheus): the out-of-order window is
+        // measured from it, so a flush does not close the window.
         self.min_time.store(min_time, Ordering::Release);
-        self.max_time.store(max_time, Ordering::Release);
         stats
     }
 
@@ -786,6 +866,27 @@ impl Head {
     /// Series matching `matchers` with their chunks overlapping `[mint, maxt]`;
     /// series without such a chunk are left out. Sorted by labels.
     pub fn select_chunks(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesChunks> {
+        self.select_part(matchers, mint, maxt, Part::All)
+    }
+
+    /// The series with chunks of `part` overlapping `[mint, maxt]`, as
+    /// [`Head::select_chunks`] gives them: what a block cut from the head
+    /// holds.
+    pub fn block_chunks(&self, mint: i64, maxt: i64, part: BlockPart) -> Vec<SeriesChunks> {
+        let part = match part {
+            BlockPart::InOrder => Part::InOrderBlock,
+            BlockPart::Late => Part::LateBlock,
+        };
+        self.select_part(&[], mint, maxt, part)
+    }
+
+    fn select_part(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        part: Part,
+    ) -> Vec<SeriesChunks> {
         if mint > maxt {
             return Vec::new();
         }
@@ -793,7 +894,7 @@ impl Head {
             .matching_series(matchers)
             .into_iter()
             .filter_map(|s| {
-                let chunks = s.chunks.lock().overlapping(mint, maxt);
+                let chunks = s.chunks.lock().overlapping(mint, maxt, part);
                 (!chunks.is_empty()).then_some((s, chunks))
             })
             .collect();
@@ -997,6 +1098,17 @@ impl Head {
     }
 }
 
+/// Which samples of the head a block cut from it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockPart {
+    /// The in-order samples and the late ones at or after the block bound
+    /// ([`Head::set_min_valid_time`]) when they came.
+    InOrder,
+    /// The late samples behind the bound that [`Head::begin_late_cut`] set
+    /// aside.
+    Late,
+}
+
 /// What [`Head::truncate_before`] dropped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TruncateStats {
@@ -1147,13 +1259,13 @@ struct ClosedChunk {
 /// Closed chunks in time order, then the open one. The open chunk holds the
 /// series' latest in-order sample (chunks are cut lazily, when the next sample
 /// arrives). Out-of-order samples, if the series has any, live apart
-/// ([`OooSamples`]); readers get both merged.
+/// ([`OutOfOrder`]); readers get both merged.
 #[derive(Default)]
 struct ChunkList {
     closed: Vec<ClosedChunk>,
     open: XorChunk,
     /// Boxed: most series never get one, and then it costs a pointer.
-    ooo: Option<Box<OooSamples>>,
+    ooo: Option<Box<OutOfOrder>>,
 }
 
 impl ChunkList {
@@ -1184,11 +1296,16 @@ impl ChunkList {
             .or_else(|| self.ooo_value_at(t))
     }
 
-    fn insert_out_of_order(&mut self, t: i64, v: f64) {
-        self.ooo.get_or_insert_with(Box::default).insert(t, v);
+    /// Inserts a late sample, `behind` the head's block bound or not.
+    fn insert_out_of_order(&mut self, t: i64, v: f64, behind: bool) {
+        self.ooo
+            .get_or_insert_with(Box::default)
+            .insert(t, v, behind);
     }
 
-    /// The timestamp of the series' earliest sample at or after `t`.
+    /// The timestamp of the series' earliest sample at or after `t` that
+    /// the head's next in-order block could hold (late samples behind the
+    /// block bound go into blocks of their own).
     fn earliest_from(&self, t: i64) -> Option<i64> {
         let first_at_or_after = |min: i64, max: i64, data: &[u8]| -> Option<i64> {
             if max < t {
@@ -1214,7 +1331,7 @@ impl ChunkList {
                 let (min, max) = (self.open.min_time()?, self.open.max_time()?);
                 first_at_or_after(min, max, self.open.bytes())
             });
-        let ooo = self.ooo.as_ref().and_then(|o| o.earliest_from(t));
+        let ooo = self.ooo.as_ref().and_then(|o| o.earliest_ahead_from(t));
         in_order.into_iter().chain(ooo).min()
     }
 
@@ -1255,7 +1372,9 @@ impl ChunkList {
         }
     }
 
-    /// Drops the chunks whose samples are all older than `ts`; how many.
+    /// Drops the chunks whose samples are all older than `ts`, but not the
+    /// late samples behind the block bound (no block holds them yet); how
+    /// many.
     fn drop_before(&mut self, ts: i64) -> usize {
         let before = self.closed.len();
         self.closed.retain(|c| c.max_time >= ts);
@@ -1265,32 +1384,46 @@ impl ChunkList {
             dropped += 1;
         }
         if let Some(ooo) = &mut self.ooo {
-            dropped += ooo.drop_before(ts);
-            if ooo.is_empty() {
-                self.ooo = None;
-            }
+            dropped += ooo.drop_ahead_before(ts);
+            self.drop_ooo_if_empty();
         }
         dropped
+    }
+
+    fn drop_ooo_if_empty(&mut self) {
+        if self.ooo.as_ref().is_some_and(|o| o.is_empty()) {
+            self.ooo = None;
+        }
     }
 
     fn has_data_in(&self, mint: i64, maxt: i64) -> bool {
         let overlaps = |min: i64, max: i64| min <= maxt && max >= mint;
         self.open_range().is_some_and(|(a, b)| overlaps(a, b))
             || self.closed.iter().any(|c| overlaps(c.min_time, c.max_time))
-            || self.ooo.as_ref().is_some_and(|o| o.has_data_in(mint, maxt))
+            || self
+                .ooo
+                .as_ref()
+                .is_some_and(|o| o.has_data_in(mint, maxt, Part::All))
     }
 
-    /// The series' chunks overlapping `[mint, maxt]`, in time order and not
-    /// overlapping each other, as every reader of a head expects: a series
-    /// with out-of-order samples in the range gets its samples in the range
-    /// merged and encoded afresh.
-    fn overlapping(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
-        let in_order = self.overlapping_in_order(mint, maxt);
-        let Some(ooo) = self.ooo.as_ref().filter(|o| o.has_data_in(mint, maxt)) else {
+    /// The series' chunks of `part` overlapping `[mint, maxt]`, in time order
+    /// and not overlapping each other, as every reader of a head expects: a
+    /// series with out-of-order samples in the range gets its samples in the
+    /// range merged and encoded afresh.
+    fn overlapping(&self, mint: i64, maxt: i64, part: Part) -> Vec<ChunkData> {
+        let in_order = match part {
+            Part::LateBlock => Vec::new(),
+            Part::All | Part::InOrderBlock => self.overlapping_in_order(mint, maxt),
+        };
+        let Some(ooo) = self
+            .ooo
+            .as_ref()
+            .filter(|o| o.has_data_in(mint, maxt, part))
+        else {
             return in_order;
         };
         let mut samples: Vec<(i64, f64)> = Vec::new();
-        ooo.collect(mint, maxt, &mut samples);
+        ooo.collect(mint, maxt, part, &mut samples);
         for chunk in &in_order {
             // Chunks this head encoded always decode.
             for s in crate::chunk::decode_xor(&chunk.data).unwrap_or_default() {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use strata_storage::{Bucket, TsdbConfig};
 use strata_tsdb::block::{BlockMeta, BlockOptions, BlockReader, BlockWriter};
-use strata_tsdb::head::{Head, SeriesRef};
+use strata_tsdb::head::{BlockPart, Head, SeriesRef};
 use strata_tsdb::strings::SharedStrings;
 use strata_tsdb::wal::{FsyncPolicy, TenantRetain, WalOptions};
 
@@ -235,14 +235,15 @@ impl TenantDb {
     }
 
     /// What a WAL checkpoint must keep of this tenant: the head's series
-    /// (those created after this call too) and the samples from the end of
-    /// the blocks on.
+    /// (those created after this call too), the samples from the end of
+    /// the blocks on, and the late samples behind it that no block holds yet.
     pub(crate) fn retain(&self) -> TenantRetain {
         // The next ref first: a series created after it has a ref at or
         // above it; one created before is in `series_refs`.
         let next_ref = self.head.next_series_ref();
         TenantRetain {
             keep_from_ts: self.blocks_end.load(Ordering::Acquire),
+            keep_late_from_ts: self.head.oldest_late_sample().unwrap_or(i64::MAX),
             next_ref,
             refs: self.head.series_refs(),
         }
@@ -356,47 +357,10 @@ impl TenantDb {
                 let _append = self.append.lock();
                 self.head.set_min_valid_time(maxt);
             }
-            let head = self.head.clone();
-            let parent = dir.clone();
-            let options = BlockOptions {
-                tenant: Some(self.tenant.clone()),
-                ..BlockOptions::default()
-            };
-            // The block is opened for queries before the head lets go of its
-            // samples, so they never drop out of the ingester's answers.
-            let cut = tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&parent).map_err(|e| IngesterError::Io {
-                    path: parent.clone(),
-                    source: e,
-                })?;
-                let Some(meta) =
-                    BlockWriter::new(options).write_head(&parent, &head, mint, maxt)?
-                else {
-                    return Ok::<_, IngesterError>(None);
-                };
-                let reader = BlockReader::open(&parent.join(meta.ulid.to_string()))?;
-                Ok(Some((meta, reader)))
-            })
-            .await
-            .map_err(IngesterError::Task)??;
-            let meta = cut.map(|(meta, reader)| {
-                self.local_blocks.lock().insert(
-                    meta.ulid.to_string(),
-                    LocalBlock {
-                        meta: meta.clone(),
-                        dir: dir.join(meta.ulid.to_string()),
-                        // Opened once to know it reads back before the head
-                        // lets go; its files close until a query wants them,
-                        // so a flush of many tenants opens no file per tenant.
-                        reader: {
-                            drop(reader);
-                            None
-                        },
-                        last_read: Instant::now(),
-                    },
-                );
-                meta
-            });
+            let cut = self
+                .write_block(&dir, mint, maxt, BlockPart::InOrder)
+                .await?;
+            let meta = cut.map(|meta| self.add_local_block(&dir, meta));
             // Everything before `maxt` is in a block now (or there was none).
             self.blocks_end.fetch_max(maxt, Ordering::AcqRel);
             let truncated = {
@@ -419,7 +383,118 @@ impl TenantDb {
                 written.push(meta);
             }
         }
+        // Late samples behind the blocks wait for the head's next cut, as in
+        // Prometheus (its out-of-order head is compacted with the in-order
+        // one): few blocks, and the window bounds what waits.
+        if force || !written.is_empty() {
+            written.extend(self.cut_late_blocks(&dir, range_ms, metrics).await?);
+        }
         Ok(written)
+    }
+
+    /// Writes the late samples behind the block bound into blocks of their
+    /// own, one per block range they fall in (they overlap the blocks cut
+    /// before, until the compactor merges them), then lets the head forget
+    /// them. Late samples that come meanwhile wait for the next cut. Call
+    /// with `cutting` held.
+    async fn cut_late_blocks(
+        self: &Arc<Self>,
+        dir: &Path,
+        range_ms: i64,
+        metrics: &IngesterMetrics,
+    ) -> Result<Vec<BlockMeta>, IngesterError> {
+        let mut written = Vec::new();
+        let mut until = None;
+        loop {
+            // Set aside under the append lock: a late sample is either in
+            // what this cut writes or left for the next one.
+            let range = {
+                let _append = self.append.lock();
+                self.head.begin_late_cut()
+            };
+            let Some((min, max)) = range else {
+                break;
+            };
+            let mint = min.div_euclid(range_ms).saturating_mul(range_ms);
+            let maxt = mint.saturating_add(range_ms);
+            // What came after the first set-aside waits for the next cut, so
+            // a sender that keeps sending late samples cannot hold this loop.
+            let until = *until.get_or_insert(max);
+            if mint > until || maxt <= min {
+                break;
+            }
+            let cut = self.write_block(dir, mint, maxt, BlockPart::Late).await?;
+            let meta = cut.map(|meta| self.add_local_block(dir, meta));
+            self.head.finish_late_cut(maxt);
+            tracing::info!(
+                tenant = %self.tenant,
+                block = ?meta.as_ref().map(|m| m.ulid.to_string()),
+                mint,
+                maxt,
+                series = meta.as_ref().map_or(0, |m| m.stats.num_series),
+                samples = meta.as_ref().map_or(0, |m| m.stats.num_samples),
+                "cut a block of late samples behind the blocks"
+            );
+            if let Some(meta) = meta {
+                metrics.block_cut(&self.tenant, meta.stats.num_samples, self.head.num_series());
+                written.push(meta);
+            }
+        }
+        if !written.is_empty() {
+            // Series that held only late samples go.
+            let _append = self.append.lock();
+            self.head.truncate_before(self.head.min_valid_time());
+        }
+        Ok(written)
+    }
+
+    /// Writes the head's samples of `part` in `[mint, maxt)` as a block under
+    /// `dir`, and opens it once: it must read back before the head lets go
+    /// of its samples, so that they never drop out of the ingester's answers.
+    async fn write_block(
+        &self,
+        dir: &Path,
+        mint: i64,
+        maxt: i64,
+        part: BlockPart,
+    ) -> Result<Option<BlockMeta>, IngesterError> {
+        let head = self.head.clone();
+        let parent = dir.to_path_buf();
+        let options = BlockOptions {
+            tenant: Some(self.tenant.clone()),
+            ..BlockOptions::default()
+        };
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&parent).map_err(|e| IngesterError::Io {
+                path: parent.clone(),
+                source: e,
+            })?;
+            let Some(meta) =
+                BlockWriter::new(options).write_head_part(&parent, &head, mint, maxt, part)?
+            else {
+                return Ok::<_, IngesterError>(None);
+            };
+            // Its files close until a query wants them, so a flush of many
+            // tenants opens no file per tenant.
+            drop(BlockReader::open(&parent.join(meta.ulid.to_string()))?);
+            Ok(Some(meta))
+        })
+        .await
+        .map_err(IngesterError::Task)?
+    }
+
+    /// Makes a block just written under `dir` one the queries read.
+    fn add_local_block(&self, dir: &Path, meta: BlockMeta) -> BlockMeta {
+        self.local_blocks.lock().insert(
+            meta.ulid.to_string(),
+            LocalBlock {
+                meta: meta.clone(),
+                dir: dir.join(meta.ulid.to_string()),
+                reader: None,
+                last_read: Instant::now(),
+            },
+        );
+        meta
     }
 
     /// Whether every local block is shipped (and none is left to cut).

@@ -432,6 +432,8 @@ impl Ingester {
                 Some(settings) => head.appendable_min_time((self.clock)(), settings.block_range_ms),
                 None => i64::MIN,
             };
+            // Stable under the lock: a cut raises it holding the lock.
+            let blocks_bound = head.min_valid_time();
             let mut exemplars = ExemplarPush::new(self.exemplar_capacity(tenant), head);
             for series in request.timeseries {
                 if series.samples.is_empty() {
@@ -504,7 +506,15 @@ impl Ingester {
                     }
                 };
                 if wal.is_some() && accepted > 0 {
-                    batch.add_samples(target.series_ref(), &samples[..accepted]);
+                    // Late samples behind the blocks already cut are logged
+                    // apart: replay takes them back behind the bound.
+                    for s in &samples[..accepted] {
+                        if s.timestamp_ms < blocks_bound {
+                            batch.add_late_sample(target.series_ref(), s.timestamp_ms, s.value);
+                        } else {
+                            batch.add_sample(target.series_ref(), s.timestamp_ms, s.value);
+                        }
+                    }
                 }
                 if !series.exemplars.is_empty() {
                     exemplars.add(&target, series.exemplars, wal.map(|_| &mut batch));
@@ -1630,6 +1640,106 @@ mod durability_tests {
         }
         shipped.sort_unstable();
         assert_eq!(shipped, want);
+    }
+
+    /// Late samples behind the blocks already cut (a window longer than the
+    /// head keeps, or after a flush): taken while within the window of the
+    /// head's newest sample, logged apart in the WAL and replayed behind the
+    /// bound after a restart, then cut at the next flush into a block of
+    /// their own that overlaps the in-order one; the checkpoint after it
+    /// lets go of them.
+    #[tokio::test]
+    async fn late_samples_behind_the_blocks_go_into_blocks_of_their_own() {
+        const MIN: i64 = 60_000;
+        let dir = tempfile::tempdir().unwrap();
+        let config = storage(dir.path(), Duration::from_secs(7200));
+        let bucket = dir.path().join("bucket");
+        let window = Duration::from_secs(3 * 3600);
+        let open = || {
+            with_window(
+                open_at_epoch(
+                    IngesterConfig::default(),
+                    &config,
+                    &prometheus::Registry::new(),
+                )
+                .unwrap(),
+                window,
+            )
+        };
+        let in_order: Vec<(i64, f64)> = (0..=150).map(|i| (i * MIN, i as f64)).collect();
+        // Between the in-order samples of the first block's range.
+        let late: Vec<(i64, f64)> = (30..=60)
+            .step_by(5)
+            .map(|i| (i * MIN + 30_000, -(i as f64)))
+            .collect();
+        let mut want: Vec<i64> = in_order.iter().chain(&late).map(|p| p.0).collect();
+        want.sort_unstable();
+        {
+            let ingester = open();
+            ingester.push("t", push_one("m", &in_order)).await.unwrap();
+            ingester.flush_all().await.unwrap();
+            let head = ingester.head("t").unwrap();
+            assert_eq!(head.min_valid_time(), 150 * MIN + 1);
+            assert_eq!(head.time_range(), None);
+            // Behind the blocks, within three hours of the newest sample.
+            ingester.push("t", push_one("m", &late)).await.unwrap();
+            assert_eq!(head.oldest_late_sample(), Some(30 * MIN + 30_000));
+            let err = ingester
+                .push("t", push_one("m", &[(150 * MIN - 180 * MIN - 1, 0.0)]))
+                .await
+                .unwrap_err();
+            assert!(
+                err.message.contains("sample timestamp too old"),
+                "{}",
+                err.message
+            );
+            assert_eq!(points_anywhere(&ingester, &bucket, "m"), want);
+            // A checkpoint meanwhile (another tenant's cut) keeps them.
+            ingester.checkpoint_wal().await.unwrap();
+        }
+        // kill -9: the late samples come back from the WAL, behind the bound
+        // the blocks set (local, or shipped and gone from the disk).
+        let ingester = open();
+        let head = ingester.head("t").unwrap();
+        assert_eq!(head.oldest_late_sample(), Some(30 * MIN + 30_000));
+        assert_eq!(points_anywhere(&ingester, &bucket, "m"), want);
+        let stats = ingester.flush_all().await.unwrap();
+        assert_eq!(stats.blocks_written, 1, "{stats:?}");
+        assert_eq!(head.oldest_late_sample(), None);
+        assert!(head_points(&ingester, "t", "m").is_empty());
+        assert_eq!(head.num_series(), 0);
+        // The late block covers the first block's range and holds only the
+        // late samples; every sample is somewhere, each once.
+        let m = [Matcher::equal("__name__", "m")];
+        let mut shipped = Vec::new();
+        let mut late_blocks = 0;
+        for entry in std::fs::read_dir(bucket.join("t")).unwrap() {
+            if let Ok(reader) = BlockReader::open(&entry.unwrap().path()) {
+                let got = timestamps(&reader.select(&m, i64::MIN, i64::MAX).unwrap());
+                if got.iter().all(|t| t % MIN == 30_000) {
+                    late_blocks += 1;
+                    assert_eq!(got.len(), late.len());
+                    assert_eq!(
+                        (reader.meta().min_time, reader.meta().max_time),
+                        (0, 120 * MIN)
+                    );
+                }
+                shipped.extend(got);
+            }
+        }
+        assert_eq!(late_blocks, 1);
+        shipped.sort_unstable();
+        assert_eq!(shipped, want);
+        assert_eq!(points_anywhere(&ingester, &bucket, "m"), want);
+        // The checkpoint after the cut let go of them: nothing comes back
+        // into the head, and the blocks answer.
+        drop(head);
+        drop(ingester);
+        let ingester = open();
+        assert!(ingester
+            .head("t")
+            .is_none_or(|h| h.oldest_late_sample().is_none()));
+        assert_eq!(points_anywhere(&ingester, &bucket, "m"), want);
     }
 
     /// `POST /ingester/flush` leaves the last minute in the head, so that a

@@ -15,7 +15,7 @@ use super::meta::{
 };
 use super::ulid::Ulid;
 use crate::chunk::{decode_xor, XorChunk};
-use crate::head::{ChunkData, Head};
+use crate::head::{BlockPart, ChunkData, Head};
 
 /// How blocks are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,8 @@ impl BlockWriter {
     }
 
     /// Writes the head's series with samples in `[mint, maxt)` as a block under
-    /// `parent`. `None` if there are none (no block is written).
+    /// `parent`: its in-order samples and the late ones ahead of its block
+    /// bound. `None` if there are none (no block is written).
     pub fn write_head(
         &self,
         parent: &Path,
@@ -69,8 +70,20 @@ impl BlockWriter {
         mint: i64,
         maxt: i64,
     ) -> Result<Option<BlockMeta>, BlockError> {
+        self.write_head_part(parent, head, mint, maxt, BlockPart::InOrder)
+    }
+
+    /// [`BlockWriter::write_head`] of the samples of `part`.
+    pub fn write_head_part(
+        &self,
+        parent: &Path,
+        head: &Head,
+        mint: i64,
+        maxt: i64,
+        part: BlockPart,
+    ) -> Result<Option<BlockMeta>, BlockError> {
         check_range(mint, maxt)?;
-        let series = head.select_chunks(&[], mint, maxt - 1);
+        let series = head.block_chunks(mint, maxt - 1, part);
         self.write(
             parent,
             mint,

@@ -807,14 +807,81 @@ fn duplicates_out_of_order_are_skipped_or_refused_like_in_order_ones() {
     assert!(got.contains(&(450, 4.5)) && got.contains(&(500, 5.0)));
 }
 
+/// The samples of `part` a block cut from `head` in `[mint, maxt]` holds.
+fn part_points(head: &Head, mint: i64, maxt: i64, part: BlockPart) -> Vec<(i64, f64)> {
+    head.block_chunks(mint, maxt, part)
+        .iter()
+        .flat_map(|s| &s.chunks)
+        .flat_map(|c| decode_xor(&c.data).unwrap())
+        .filter(|s| mint <= s.timestamp_ms && s.timestamp_ms <= maxt)
+        .map(|s| (s.timestamp_ms, s.value))
+        .collect()
+}
+
 #[test]
-fn out_of_order_samples_never_go_behind_the_blocks_bound() {
+fn late_samples_behind_the_blocks_bound_are_kept_apart_for_blocks_of_their_own() {
     let (head, l) = ooo_head(10_000);
+    // Blocks hold everything before 400.
     head.set_min_valid_time(400);
-    let err = head.append(&l, &samples(&[(399, 1.0)])).unwrap_err();
+    head.append(&l, &samples(&[(350, 3.5), (150, 1.5), (450, 4.5)]))
+        .unwrap();
+    let all = points(&head, 0, 2000);
+    assert!(all.contains(&(150, 1.5)) && all.contains(&(350, 3.5)) && all.contains(&(450, 4.5)));
+    // The head's next in-order block holds 450 (ahead of the bound), not the
+    // two behind it; no late block holds anything before a late cut.
+    let in_order = part_points(&head, 0, 2000, BlockPart::InOrder);
+    assert!(in_order.contains(&(450, 4.5)), "{in_order:?}");
+    assert!(
+        !in_order.iter().any(|p| p.0 == 150 || p.0 == 350),
+        "{in_order:?}"
+    );
+    assert!(part_points(&head, 0, 2000, BlockPart::Late).is_empty());
+    assert_eq!(head.oldest_late_sample(), Some(150));
+    assert_eq!(head.earliest_sample_from(i64::MIN), Some(100));
+    // Truncation behind the next in-order block keeps them.
+    head.truncate_before(500);
+    let all = points(&head, 0, 2000);
+    assert!(all.contains(&(150, 1.5)) && !all.iter().any(|p| p.0 == 450));
+    // A late cut sets them aside; one that comes meanwhile waits for the
+    // next cut, and a duplicate of one set aside is still found.
+    assert_eq!(head.begin_late_cut(), Some((150, 350)));
+    head.append(&l, &samples(&[(250, 2.5)])).unwrap();
+    let err = head.append(&l, &samples(&[(150, 9.0)])).unwrap_err();
+    assert_eq!(err.reason(), "new-value-for-timestamp");
+    assert_eq!(
+        part_points(&head, 0, 2000, BlockPart::Late),
+        vec![(150, 1.5), (350, 3.5)]
+    );
+    assert!(points(&head, 0, 2000).contains(&(250, 2.5)));
+    // The block of [0, 300) is in place: 150 leaves the head, 350 stays set
+    // aside, 250 waits.
+    head.finish_late_cut(300);
+    assert_eq!(
+        part_points(&head, 0, 2000, BlockPart::Late),
+        vec![(350, 3.5)]
+    );
+    assert_eq!(head.oldest_late_sample(), Some(250));
+    let all = points(&head, 0, 400);
+    assert!(!all.iter().any(|p| p.0 == 150));
+    assert!(all.contains(&(250, 2.5)) && all.contains(&(350, 3.5)));
+    // The next cut takes both; once written, none is left.
+    assert_eq!(head.begin_late_cut(), Some((250, 350)));
+    head.finish_late_cut(i64::MAX);
+    assert_eq!(head.oldest_late_sample(), None);
+    assert_eq!(head.begin_late_cut(), None);
+    assert!(points(&head, 0, 399).iter().all(|p| p.0 % 100 == 0));
+}
+
+#[test]
+fn without_may_go_behind_late_samples_stop_at_the_blocks_bound() {
+    // A head whose window does not reach behind the bound refuses there as
+    // too old, as before.
+    let (head, l) = ooo_head(700);
+    head.set_min_valid_time(400);
+    let err = head.append(&l, &samples(&[(299, 1.0)])).unwrap_err();
     assert_eq!(err.reason(), "sample-too-old");
-    head.append(&l, &samples(&[(401, 1.0)])).unwrap();
-    assert!(points(&head, 0, 2000).contains(&(401, 1.0)));
+    head.append(&l, &samples(&[(399, 1.0)])).unwrap();
+    assert_eq!(head.oldest_late_sample(), Some(399));
 }
 
 #[test]
@@ -921,4 +988,16 @@ fn replay_takes_back_logged_late_samples_whatever_the_window_now() {
     }
     assert_eq!(rejected, 6);
     assert_eq!(points(&bounded, 0, 2000).len(), 5);
+    // Late samples logged as behind the bound are taken back behind it,
+    // for a late block.
+    bounded
+        .append_replayed_late(&series, &samples(&[(550, 5.5), (250, 2.5)]))
+        .unwrap();
+    assert_eq!(bounded.oldest_late_sample(), Some(250));
+    assert!(points(&bounded, 0, 2000).contains(&(250, 2.5)));
+    assert_eq!(
+        part_points(&bounded, 0, 2000, BlockPart::InOrder).len(),
+        5,
+        "the late samples are in no in-order block"
+    );
 }

@@ -17,6 +17,10 @@ pub struct TenantRetain {
     /// The tenant's samples before this are in blocks: dropped, and recorded
     /// as the tenant's bound (a [`Record::MinValidTime`]) unless `i64::MIN`.
     pub keep_from_ts: i64,
+    /// Late samples behind the bound ([`Record::LateSamples`]) from this on
+    /// are kept: the head's oldest that no block holds yet (`i64::MAX`:
+    /// none).
+    pub keep_late_from_ts: i64,
     /// Series with a ref at or above this are kept (created after the head was
     /// looked at); below it, only those in `refs`.
     pub next_ref: SeriesRef,
@@ -29,6 +33,7 @@ impl TenantRetain {
     pub fn bound_only(keep_from_ts: i64) -> Self {
         Self {
             keep_from_ts,
+            keep_late_from_ts: i64::MAX,
             next_ref: SeriesRef(u64::MAX),
             refs: Vec::new(),
         }
@@ -137,7 +142,9 @@ pub(super) fn condense(
         let Some(keep) = retain.tenants.get(tenant) else {
             match &record {
                 Record::Series(list) => stats.series_dropped += list.len() as u64,
-                Record::Samples(list) => stats.samples_dropped += list.len() as u64,
+                Record::Samples(list) | Record::LateSamples(list) => {
+                    stats.samples_dropped += list.len() as u64
+                }
                 Record::MinValidTime(_) | Record::Exemplars(_) => {}
             }
             return;
@@ -163,6 +170,18 @@ pub(super) fn condense(
                 stats.samples_kept += list.len() as u64;
                 stats.samples_dropped += (before - list.len()) as u64;
                 Record::Samples(list)
+            }
+            Record::LateSamples(mut list) => {
+                let before = list.len();
+                list.retain(|s| {
+                    s.timestamp_ms >= keep.keep_late_from_ts && keep.is_live(s.series_ref)
+                });
+                stats.samples_kept += list.len() as u64;
+                stats.samples_dropped += (before - list.len()) as u64;
+                if list.is_empty() {
+                    return;
+                }
+                Record::LateSamples(list)
             }
             // Exemplars of live series, no older than the samples kept.
             Record::Exemplars(mut list) => {

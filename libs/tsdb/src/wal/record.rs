@@ -9,15 +9,19 @@
 //! Samples      (17): tenant, { varint Δref, varint Δtimestamp, u64 LE value bits }*
 //! MinValidTime (18): tenant, varint timestamp
 //! Exemplars    (19): tenant, { varint Δref, varint Δtimestamp, u64 LE value bits, uvarint n, n × label }*
+//! LateSamples  (23): tenant, as Samples
 //! ```
 //!
-//! Types 20–31 are reserved for the records planned with the shared WAL
-//! (metadata 20, unused; integer histograms 21, float histograms 22; see
+//! Types 20–22 and 24–31 are reserved for the records planned with the shared
+//! WAL (metadata 20, unused; integer histograms 21, float histograms 22; see
 //! `docs/wal.md` for their layouts). A reader skips a record of a type it does
 //! not know, counted in the replay's stats, so a WAL written by a newer version
 //! still replays every record this one understands. Out-of-order samples are
-//! ordinary Samples records: replay applies records in the order they were
-//! logged, which is the order the head took them in.
+//! ordinary Samples records (replay applies records in the order they were
+//! logged, which is the order the head took them in), but for those that went
+//! behind the tenant's block bound when they came: LateSamples records, which
+//! replay takes back behind the bound (no block holds them yet), where it
+//! refuses Samples (their block holds them).
 //!
 //! A MinValidTime record says that the tenant's samples before it are in
 //! blocks, so a head replayed from the WAL refuses them even after those
@@ -46,8 +50,11 @@ const TYPE_SERIES: u8 = 16;
 const TYPE_SAMPLES: u8 = 17;
 const TYPE_MIN_VALID_TIME: u8 = 18;
 const TYPE_EXEMPLARS: u8 = 19;
-/// The range of types this version reserves but does not write yet.
-const RESERVED: std::ops::RangeInclusive<u8> = 20..=31;
+const TYPE_LATE_SAMPLES: u8 = 23;
+/// The types this version reserves but does not write yet.
+fn is_reserved(kind: u8) -> bool {
+    matches!(kind, 20..=22 | 24..=31)
+}
 
 /// A batch closes a record once its payload passes this size, so records stay
 /// small enough to read into one buffer.
@@ -75,6 +82,14 @@ pub struct RefExemplar {
     pub exemplar: Exemplar,
 }
 
+/// A samples record being encoded, with its own delta bases.
+#[derive(Debug, Default)]
+struct OpenSamples {
+    buf: Vec<u8>,
+    prev_ref: u64,
+    prev_ts: i64,
+}
+
 /// One decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -84,6 +99,8 @@ pub enum Record {
     /// the WAL must not take them again.
     MinValidTime(i64),
     Exemplars(Vec<RefExemplar>),
+    /// Late samples that went behind the tenant's block bound when they came.
+    LateSamples(Vec<RefSample>),
 }
 
 /// Records to log in one write, encoded and framed as they are added.
@@ -99,9 +116,8 @@ pub struct WalBatch {
     /// Finished frames.
     frames: Vec<u8>,
     series: Vec<u8>,
-    samples: Vec<u8>,
-    prev_ref: u64,
-    prev_ts: i64,
+    samples: OpenSamples,
+    late_samples: OpenSamples,
     /// The open exemplars record and its own delta bases.
     exemplars: Vec<u8>,
     prev_exemplar_ref: u64,
@@ -184,23 +200,42 @@ impl WalBatch {
 
     /// Adds one sample of the series `series_ref`.
     pub fn add_sample(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) {
-        if self.samples.len() + 30 > TARGET_RECORD_LEN {
+        self.add_to(false, series_ref, timestamp_ms, value);
+    }
+
+    /// Adds one late sample of the series `series_ref` that went behind the
+    /// tenant's block bound ([`Record::LateSamples`]).
+    pub fn add_late_sample(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) {
+        self.add_to(true, series_ref, timestamp_ms, value);
+    }
+
+    fn add_to(&mut self, late: bool, series_ref: SeriesRef, timestamp_ms: i64, value: f64) {
+        let open = if late {
+            &self.late_samples
+        } else {
+            &self.samples
+        };
+        if open.buf.len() + 30 > TARGET_RECORD_LEN {
             self.close_samples();
         }
-        if self.samples.is_empty() {
-            Self::start_record(&mut self.samples, TYPE_SAMPLES, &self.tenant);
-            self.prev_ref = 0;
-            self.prev_ts = 0;
+        let (open, kind) = if late {
+            (&mut self.late_samples, TYPE_LATE_SAMPLES)
+        } else {
+            (&mut self.samples, TYPE_SAMPLES)
+        };
+        if open.buf.is_empty() {
+            Self::start_record(&mut open.buf, kind, &self.tenant);
+            open.prev_ref = 0;
+            open.prev_ts = 0;
         }
         put_varint(
-            &mut self.samples,
-            series_ref.0.wrapping_sub(self.prev_ref) as i64,
+            &mut open.buf,
+            series_ref.0.wrapping_sub(open.prev_ref) as i64,
         );
-        put_varint(&mut self.samples, timestamp_ms.wrapping_sub(self.prev_ts));
-        self.samples
-            .extend_from_slice(&value.to_bits().to_le_bytes());
-        self.prev_ref = series_ref.0;
-        self.prev_ts = timestamp_ms;
+        put_varint(&mut open.buf, timestamp_ms.wrapping_sub(open.prev_ts));
+        open.buf.extend_from_slice(&value.to_bits().to_le_bytes());
+        open.prev_ref = series_ref.0;
+        open.prev_ts = timestamp_ms;
         self.num_samples += 1;
     }
 
@@ -272,6 +307,11 @@ impl WalBatch {
                     self.add_sample(s.series_ref, s.timestamp_ms, s.value);
                 }
             }
+            Record::LateSamples(samples) => {
+                for s in samples {
+                    self.add_late_sample(s.series_ref, s.timestamp_ms, s.value);
+                }
+            }
             Record::Exemplars(exemplars) => {
                 for e in exemplars {
                     self.add_exemplar(e.series_ref, &e.exemplar);
@@ -284,7 +324,8 @@ impl WalBatch {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
             && self.series.is_empty()
-            && self.samples.is_empty()
+            && self.samples.buf.is_empty()
+            && self.late_samples.buf.is_empty()
             && self.exemplars.is_empty()
     }
 
@@ -302,7 +343,8 @@ impl WalBatch {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.series.clear();
-        self.samples.clear();
+        self.samples.buf.clear();
+        self.late_samples.buf.clear();
         self.exemplars.clear();
         self.num_series = 0;
         self.num_samples = 0;
@@ -329,7 +371,11 @@ impl WalBatch {
     /// that the series they may refer to come first.
     fn close_samples(&mut self) {
         self.close_series();
-        for open in [&mut self.samples, &mut self.exemplars] {
+        for open in [
+            &mut self.samples.buf,
+            &mut self.late_samples.buf,
+            &mut self.exemplars,
+        ] {
             if !open.is_empty() {
                 frame(&mut self.frames, open);
                 open.clear();
@@ -344,8 +390,8 @@ impl WalBatch {
 pub(super) fn is_known_type(kind: u8) -> bool {
     matches!(
         kind,
-        LEGACY_SERIES..=LEGACY_MIN_VALID_TIME | TYPE_SERIES..=TYPE_EXEMPLARS
-    ) || RESERVED.contains(&kind)
+        LEGACY_SERIES..=LEGACY_MIN_VALID_TIME | TYPE_SERIES..=TYPE_EXEMPLARS | TYPE_LATE_SAMPLES
+    ) || is_reserved(kind)
 }
 
 /// A decoded payload: the record and its tenant (`None` for the tenant-less
@@ -366,17 +412,18 @@ pub(super) fn decode(payload: &[u8]) -> Result<Decoded, String> {
         .split_first()
         .ok_or_else(|| "empty record".to_string())?;
     let tenant = match kind {
-        TYPE_SERIES | TYPE_SAMPLES | TYPE_MIN_VALID_TIME | TYPE_EXEMPLARS => {
+        TYPE_SERIES | TYPE_SAMPLES | TYPE_MIN_VALID_TIME | TYPE_EXEMPLARS | TYPE_LATE_SAMPLES => {
             Some(get_str(&mut rest)?)
         }
         LEGACY_SERIES | LEGACY_SAMPLES | LEGACY_MIN_VALID_TIME => None,
-        other if RESERVED.contains(&other) => return Ok(Decoded::Skipped(other)),
+        other if is_reserved(other) => return Ok(Decoded::Skipped(other)),
         other => return Err(format!("unknown record type {other}")),
     };
     let record = match kind {
         TYPE_SERIES | LEGACY_SERIES => Record::Series(decode_series(rest)?),
         TYPE_SAMPLES | LEGACY_SAMPLES => Record::Samples(decode_samples(rest)?),
         TYPE_EXEMPLARS => Record::Exemplars(decode_exemplars(rest)?),
+        TYPE_LATE_SAMPLES => Record::LateSamples(decode_samples(rest)?),
         _ => {
             let t = get_varint(&mut rest)?;
             if !rest.is_empty() {
@@ -477,7 +524,9 @@ pub(super) fn encode_legacy(record: &Record) -> Vec<u8> {
             out.push(LEGACY_MIN_VALID_TIME);
             put_varint(&mut out, *t);
         }
-        Record::Exemplars(_) => unreachable!("earlier versions wrote no exemplars"),
+        Record::Exemplars(_) | Record::LateSamples(_) => {
+            unreachable!("earlier versions wrote no exemplars and no late samples")
+        }
     }
     out
 }

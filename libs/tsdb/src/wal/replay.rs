@@ -173,7 +173,7 @@ fn read_file(
         stats.records += 1;
         match &record {
             Record::Series(s) => stats.series += s.len() as u64,
-            Record::Samples(s) => stats.samples += s.len() as u64,
+            Record::Samples(s) | Record::LateSamples(s) => stats.samples += s.len() as u64,
             Record::Exemplars(e) => stats.exemplars += e.len() as u64,
             Record::MinValidTime(t) => {
                 stats.min_valid_time = Some(stats.min_valid_time.map_or(*t, |m| m.max(*t)));
@@ -315,6 +315,7 @@ impl<F: FnMut(&str) -> Option<Arc<Head>>> HeadReplayer<F> {
             self.unclaimed += 1;
             return;
         };
+        let late = matches!(record, Record::LateSamples(_));
         match record {
             // Written first in a checkpoint, so it applies before its samples.
             Record::MinValidTime(t) => head.set_min_valid_time(t),
@@ -324,7 +325,7 @@ impl<F: FnMut(&str) -> Option<Arc<Head>>> HeadReplayer<F> {
                     series.insert(s.series_ref.0, found);
                 }
             }
-            Record::Samples(list) => {
+            Record::Samples(list) | Record::LateSamples(list) => {
                 for chunk in list.chunk_by(|a, b| a.series_ref == b.series_ref) {
                     let Some(target) = series.get(&chunk[0].series_ref.0) else {
                         self.unknown += chunk.len() as u64;
@@ -336,7 +337,7 @@ impl<F: FnMut(&str) -> Option<Arc<Head>>> HeadReplayer<F> {
                             .iter()
                             .map(|s: &RefSample| Sample::new(s.timestamp_ms, s.value)),
                     );
-                    let rejected = append_all(head, target, &self.run);
+                    let rejected = append_all(head, target, &self.run, late);
                     self.rejected += rejected;
                     *appended += self.run.len() as u64 - rejected;
                 }
@@ -377,13 +378,18 @@ impl<F: FnMut(&str) -> Option<Arc<Head>>> HeadReplayer<F> {
     }
 }
 
-/// Appends `samples`, skipping each one the head rejects; returns how many it
-/// rejected.
-fn append_all(head: &Head, series: &HeadSeries, samples: &[Sample]) -> u64 {
+/// Appends `samples` (`late`: behind the block bound), skipping each one the
+/// head rejects; returns how many it rejected.
+fn append_all(head: &Head, series: &HeadSeries, samples: &[Sample], late: bool) -> u64 {
     let mut rejected = 0;
     let mut rest = samples;
     while !rest.is_empty() {
-        match head.append_replayed(series, rest) {
+        let result = if late {
+            head.append_replayed_late(series, rest)
+        } else {
+            head.append_replayed(series, rest)
+        };
+        match result {
             Ok(_) => break,
             Err(e) => {
                 rejected += 1;

@@ -44,6 +44,7 @@ fn keep(ts: i64, dead: &[SeriesRef]) -> impl FnOnce() -> Retain {
             T,
             TenantRetain {
                 keep_from_ts: ts,
+                keep_late_from_ts: i64::MAX,
                 next_ref: SeriesRef(u64::MAX),
                 refs,
             },
@@ -222,7 +223,7 @@ fn big_batches_split_into_records_with_series_first() {
                 samples += list.len();
                 assert!(list.iter().all(|s| defined.contains(&s.series_ref)));
             }
-            Record::MinValidTime(_) | Record::Exemplars(_) => {
+            Record::MinValidTime(_) | Record::Exemplars(_) | Record::LateSamples(_) => {
                 panic!("not written by a batch of samples")
             }
         }
@@ -558,6 +559,7 @@ fn a_checkpoint_keeps_each_tenant_by_its_own_bound_and_drops_tenants_not_named()
         "a",
         TenantRetain {
             keep_from_ts: 30_000,
+            keep_late_from_ts: i64::MAX,
             next_ref: a.next_series_ref(),
             refs: a.series_refs(),
         },
@@ -631,7 +633,10 @@ fn segments_rotate_at_segment_size() {
         .iter()
         .map(|r| match r {
             Record::Samples(s) => s.len(),
-            Record::Series(_) | Record::MinValidTime(_) | Record::Exemplars(_) => 0,
+            Record::Series(_)
+            | Record::MinValidTime(_)
+            | Record::Exemplars(_)
+            | Record::LateSamples(_) => 0,
         })
         .sum();
     assert_eq!(samples, 601);
@@ -754,7 +759,7 @@ fn crash_mid_checkpoint_leaves_the_previous_state() {
             .map(|r| match r {
                 Record::Series(s) => (s.len(), 0),
                 Record::Samples(s) => (0, s.len()),
-                Record::MinValidTime(_) | Record::Exemplars(_) => (0, 0),
+                Record::MinValidTime(_) | Record::Exemplars(_) | Record::LateSamples(_) => (0, 0),
             })
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     };
@@ -827,7 +832,10 @@ fn concurrent_writers_with_group_commit_all_resolve() {
         .iter()
         .map(|r| match r {
             Record::Samples(s) => s.len(),
-            Record::Series(_) | Record::MinValidTime(_) | Record::Exemplars(_) => 0,
+            Record::Series(_)
+            | Record::MinValidTime(_)
+            | Record::Exemplars(_)
+            | Record::LateSamples(_) => 0,
         })
         .sum();
     assert_eq!(samples, 8 * 50 * 20 + 16 * 20);
@@ -1089,6 +1097,7 @@ fn exemplars_are_logged_after_their_series_replayed_into_the_head_and_checkpoint
         T,
         TenantRetain {
             keep_from_ts: 30_000,
+            keep_late_from_ts: i64::MAX,
             next_ref: head.next_series_ref(),
             refs: head.series_refs(),
         },
@@ -1140,4 +1149,85 @@ fn late_samples_replay_into_their_place_after_a_restart() {
     let points: Vec<i64> = contents(&restored)[0].1.iter().map(|p| p.0).collect();
     assert_eq!(points.len(), 24);
     assert!(points.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn late_samples_behind_the_bound_replay_behind_it_and_a_checkpoint_keeps_those_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), opts(1 << 20, FsyncPolicy::Never)).unwrap();
+    let l = labels(&[("__name__", "m")]);
+    let r = SeriesRef(3);
+    let mut batch = WalBatch::new(T);
+    batch.add_series(r, &l).unwrap();
+    // In order up to 20 s; then a block is cut of what is before 10 s, and
+    // one sample ahead of the bound and two late ones behind it come.
+    for i in 1..=20 {
+        batch.add_sample(r, i * 1000, i as f64);
+    }
+    batch.add_sample(r, 21_000, 21.0);
+    batch.add_late_sample(r, 4_500, 4.5);
+    batch.add_late_sample(r, 8_500, 8.5);
+    assert_eq!(batch.counts(), (1, 23));
+    wal.log(&mut batch).unwrap();
+
+    let got = records(dir.path());
+    let late: Vec<i64> = got
+        .iter()
+        .filter_map(|r| match r {
+            Record::LateSamples(list) => Some(list.iter().map(|s| s.timestamp_ms)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(late, [4_500, 8_500]);
+
+    // Replay: the bound (an ingester takes it from its blocks) keeps out
+    // the samples the block holds; the late ones come back behind it.
+    let replayed = Arc::new(Head::new());
+    replayed.set_min_valid_time(10_000);
+    let stats = replay_one(dir.path(), &replayed).unwrap();
+    assert_eq!(stats.rejected_samples, 9, "{stats:?}");
+    assert_eq!(replayed.oldest_late_sample(), Some(4_500));
+    let points: Vec<i64> = contents(&replayed)[0].1.iter().map(|p| p.0).collect();
+    assert!(
+        points.contains(&4_500) && points.contains(&8_500),
+        "{points:?}"
+    );
+    assert!(
+        !points.contains(&9_000) && points.contains(&21_000),
+        "{points:?}"
+    );
+
+    // A checkpoint keeps the late samples from the oldest no block holds
+    // yet: 4.5 s went into a late block, 8.5 s did not.
+    let mut retain = Retain::default();
+    retain.insert(
+        T,
+        TenantRetain {
+            keep_from_ts: 10_000,
+            keep_late_from_ts: 8_500,
+            next_ref: SeriesRef(u64::MAX),
+            refs: vec![r],
+        },
+    );
+    wal.checkpoint(|| retain).unwrap();
+    wal.close().unwrap();
+    let kept = records(dir.path());
+    let late: Vec<i64> = kept
+        .iter()
+        .filter_map(|r| match r {
+            Record::LateSamples(list) => Some(list.iter().map(|s| s.timestamp_ms)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(late, [8_500]);
+    // The checkpoint records the bound: a head replayed from it alone
+    // (the blocks gone from the disk) keeps the rest out all the same.
+    let restored = Arc::new(Head::new());
+    replay_one(dir.path(), &restored).unwrap();
+    let points: Vec<i64> = contents(&restored)[0].1.iter().map(|p| p.0).collect();
+    assert_eq!(points.first(), Some(&8_500), "{points:?}");
+    assert_eq!(points.get(1), Some(&10_000), "{points:?}");
+    assert_eq!(restored.oldest_late_sample(), Some(8_500));
 }
