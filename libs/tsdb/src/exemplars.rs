@@ -86,23 +86,36 @@ impl ExemplarStore {
     /// series' newest one (Prometheus's rules); a full store overwrites its
     /// oldest exemplar.
     pub fn add(&mut self, series: u64, exemplar: Exemplar) -> Result<(), ExemplarSkipped> {
-        if self.capacity == 0 {
-            return Err(ExemplarSkipped::Disabled);
-        }
-        if let Some(newest) = self.newest_of(series) {
-            if *newest == exemplar {
-                return Err(ExemplarSkipped::Duplicate);
-            }
-            if exemplar.timestamp_ms <= newest.timestamp_ms {
-                return Err(ExemplarSkipped::OutOfOrder);
-            }
-        }
+        self.check(series, &exemplar, None)?;
         if self.ring.len() >= self.capacity {
             self.evict_oldest();
         }
         let seq = self.first_seq + self.ring.len() as u64;
         self.ring.push_back((series, exemplar));
         self.by_series.entry(series).or_default().push_back(seq);
+        Ok(())
+    }
+
+    /// Whether [`ExemplarStore::add`] would store `exemplar` for `series`,
+    /// had it stored `planned` (the series' newest of those a caller plans
+    /// to add) first; changes nothing.
+    pub fn check(
+        &self,
+        series: u64,
+        exemplar: &Exemplar,
+        planned: Option<&Exemplar>,
+    ) -> Result<(), ExemplarSkipped> {
+        if self.capacity == 0 {
+            return Err(ExemplarSkipped::Disabled);
+        }
+        if let Some(newest) = planned.or_else(|| self.newest_of(series)) {
+            if newest == exemplar {
+                return Err(ExemplarSkipped::Duplicate);
+            }
+            if exemplar.timestamp_ms <= newest.timestamp_ms {
+                return Err(ExemplarSkipped::OutOfOrder);
+            }
+        }
         Ok(())
     }
 

@@ -25,7 +25,10 @@ use crate::exemplars::{Exemplar, ExemplarStore};
 use crate::postings::{self, PostingsIndex};
 use crate::strings::SharedStrings;
 
+mod append;
 mod ooo;
+use append::{decide_appends, AppendRules, DryRun};
+pub use append::{AppendPlan, PlanSeries};
 use ooo::{OutOfOrder, Part};
 
 /// Number of lock stripes of the labels → series map. Few: a lock is held
@@ -520,144 +523,82 @@ impl Head {
         may_go_behind: bool,
         labels: impl FnOnce() -> Labels,
     ) -> Result<Outcome, AppendError> {
-        let mut appended = 0;
-        let mut out_of_order = 0;
-        let mut min_t = i64::MAX;
-        let mut max_t = i64::MIN;
-        let mut rejected = None;
-        let blocks_bound = self.min_valid_time.load(Ordering::Acquire);
-        let min_valid = blocks_bound.max(oldest_ms);
-        // Out-of-order samples are measured against the head's newest sample,
-        // as Prometheus does (not the series'). Those behind the blocks
-        // already cut are kept apart, for blocks of their own (see
-        // docs/decisions.md, "Out-of-order window"). An empty head takes none,
-        // but for a replay (a window of i64::MAX): what was logged was taken.
-        let head_max = self.max_time.load(Ordering::Acquire);
-        let ooo_oldest = |max_t: i64| {
-            let in_window = match head_max.max(max_t) {
-                _ if window_ms == i64::MAX => i64::MIN,
-                i64::MIN => i64::MAX,
-                newest => newest.saturating_sub(window_ms),
-            };
-            if may_go_behind {
-                in_window
-            } else {
-                in_window.max(blocks_bound)
-            }
-        };
-        {
+        let rules = self.append_rules(oldest_ms, window_ms, may_go_behind, i64::MIN);
+        let decided = {
             let mut chunks = series.chunks.lock();
-            for (index, s) in samples.iter().enumerate() {
-                let t = s.timestamp_ms;
-                let last = chunks.open.last();
-                if t >= min_valid {
-                    match last {
-                        Some(last) if t == last.timestamp_ms => {
-                            if s.value.to_bits() == last.value.to_bits() {
-                                continue;
-                            }
-                            rejected = Some((index, t, t, Rejection::Duplicate));
-                            break;
-                        }
-                        Some(last) if t < last.timestamp_ms => {}
-                        _ => {
-                            // Newer than every in-order sample, but an
-                            // out-of-order one may hold the timestamp.
-                            match chunks.ooo_value_at(t) {
-                                Some(bits) if bits == s.value.to_bits() => continue,
-                                Some(_) => {
-                                    rejected = Some((index, t, t, Rejection::Duplicate));
-                                    break;
-                                }
-                                None => {}
-                            }
-                            if chunks.push(t, s.value) {
-                                appended += 1;
-                                min_t = min_t.min(t);
-                                max_t = max_t.max(t);
-                            }
-                            continue;
-                        }
-                    }
-                }
-                if window_ms > 0 {
-                    // This call's samples count as the head's already.
-                    let oldest = ooo_oldest(max_t);
-                    if t < oldest {
-                        rejected = Some((index, t, oldest, Rejection::TooOld));
-                        break;
-                    }
-                    match chunks.value_at(t) {
-                        Some(bits) if bits == s.value.to_bits() => continue,
-                        Some(_) => {
-                            rejected = Some((index, t, t, Rejection::Duplicate));
-                            break;
-                        }
-                        None => {}
-                    }
-                    chunks.insert_out_of_order(t, s.value, t < blocks_bound);
-                    appended += 1;
-                    out_of_order += 1;
-                    min_t = min_t.min(t);
-                    max_t = max_t.max(t);
-                    continue;
-                }
-                rejected = Some(match last {
-                    _ if t < min_valid => (index, t, min_valid, Rejection::OutOfBounds),
-                    Some(last) => (index, t, last.timestamp_ms, Rejection::OutOfOrder),
-                    // Unreachable: without a latest sample, a sample at or
-                    // after the bound is in order.
-                    None => (index, t, min_valid, Rejection::OutOfBounds),
-                });
-                break;
-            }
+            decide_appends(&mut *chunks, samples, &rules)
+        };
+        if decided.appended > 0 {
+            self.note_time_range(decided.min_t, decided.max_t);
         }
-        if appended > 0 {
-            self.note_time_range(min_t, max_t);
-        }
-        if out_of_order > 0 {
+        if decided.out_of_order > 0 {
             self.ooo_appended
-                .fetch_add(out_of_order as u64, Ordering::Relaxed);
+                .fetch_add(decided.out_of_order as u64, Ordering::Relaxed);
         }
-        match rejected {
-            None => Ok(Outcome {
-                appended,
-                out_of_order,
-            }),
-            Some((index, timestamp_ms, latest_ms, kind)) => {
-                let series = labels();
-                Err(match kind {
-                    Rejection::Duplicate => AppendError::DuplicateTimestamp {
-                        series,
-                        timestamp_ms,
-                        latest_ms,
-                        appended,
-                        index,
-                    },
-                    Rejection::OutOfOrder => AppendError::OutOfOrder {
-                        series,
-                        timestamp_ms,
-                        latest_ms,
-                        appended,
-                        index,
-                    },
-                    Rejection::OutOfBounds => AppendError::OutOfBounds {
-                        series,
-                        timestamp_ms,
-                        min_valid_ms: latest_ms,
-                        appended,
-                        index,
-                    },
-                    Rejection::TooOld => AppendError::TooOld {
-                        series,
-                        timestamp_ms,
-                        oldest_ms: latest_ms,
-                        window_ms,
-                        appended,
-                        index,
-                    },
-                })
-            }
+        decided.into_result(window_ms, labels)
+    }
+
+    /// What [`Head::append_to_from`] would do with `samples` for the series
+    /// `series_ref` (one the head holds, or a ref reserved for a new one),
+    /// after the appends `plan` already holds, changing nothing but `plan`:
+    /// an ingester logs what a push will append before the head shows any
+    /// of it. Committing the planned appends in the same order, with no
+    /// other change to the head in between (the ingester holds its append
+    /// lock), gives the same outcomes.
+    pub fn plan_append(
+        &self,
+        plan: &mut AppendPlan,
+        series: PlanSeries<'_>,
+        samples: &[Sample],
+        oldest_ms: i64,
+        labels: impl FnOnce() -> Labels,
+    ) -> Result<Outcome, AppendError> {
+        let window = self.out_of_order_window();
+        let rules = self.append_rules(oldest_ms, window, true, plan.max_t);
+        let (series_ref, chunks) = match series {
+            PlanSeries::Held(s) => (s.0.series_ref, Some(s.0.chunks.lock())),
+            PlanSeries::New(r) => (r.0, None),
+        };
+        let mut target = DryRun {
+            chunks: chunks.as_deref(),
+            planned: plan.series.entry(series_ref).or_default(),
+        };
+        let decided = decide_appends(&mut target, samples, &rules);
+        drop(chunks);
+        if decided.appended > 0 {
+            plan.max_t = plan.max_t.max(decided.max_t);
+        }
+        decided.into_result(window, labels)
+    }
+
+    /// A ref for a series a push will create once its WAL record is written
+    /// ([`Head::create_series`]); a ref reserved and never used is a gap.
+    pub fn reserve_series_ref(&self) -> SeriesRef {
+        SeriesRef(self.next_ref.fetch_add(1, Ordering::AcqRel))
+    }
+
+    /// Creates the series `labels` with the ref [`Head::reserve_series_ref`]
+    /// gave (or returns the one the head holds).
+    pub fn create_series(&self, series_ref: SeriesRef, labels: &Labels) -> HeadSeries {
+        HeadSeries(self.get_or_create(labels, Some(series_ref.0)).0)
+    }
+
+    /// The rules a call appends by: the head's bounds now, its newest sample
+    /// counting as at least `pending_max` (a plan's earlier appends).
+    fn append_rules(
+        &self,
+        oldest_ms: i64,
+        window_ms: i64,
+        may_go_behind: bool,
+        pending_max: i64,
+    ) -> AppendRules {
+        let blocks_bound = self.min_valid_time.load(Ordering::Acquire);
+        AppendRules {
+            blocks_bound,
+            min_valid: blocks_bound.max(oldest_ms),
+            head_max: self.max_time.load(Ordering::Acquire).max(pending_max),
+            window_ms,
+            may_go_behind,
         }
     }
 

@@ -13,7 +13,7 @@ use strata_model::{validate_tenant_id, Labels, Matcher, Sample};
 use strata_proto::prometheus::WriteRequest;
 use strata_status::{ErrorCode, ServiceError};
 use strata_storage::{BlocksStorageConfig, Bucket};
-use strata_tsdb::head::{AppendError, ChunkData, SeriesChunks};
+use strata_tsdb::head::{AppendError, AppendPlan, ChunkData, PlanSeries, SeriesChunks, SeriesRef};
 use strata_tsdb::strings::SharedStrings;
 use strata_tsdb::wal::{HeadReplayer, Retain, TenantRetain, Wal, WalBatch};
 
@@ -22,7 +22,7 @@ use crate::db::{ClosedTenant, DbSettings, TenantDb, LEGACY_WAL_DIR, SHARED_WAL_D
 use crate::error::IngesterError;
 use crate::metadata::{MetadataLimits, MetadataStore};
 use crate::metrics;
-use crate::series_limits::{LimitsSource, RingCounts, SeriesLimits};
+use crate::series_limits::{LimitsSource, PendingSeries, RingCounts, SeriesLimits};
 
 /// What [`Ingester::flush`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -57,6 +57,10 @@ pub struct Ingester {
     strings: Arc<SharedStrings>,
     /// Every tenant's metric metadata (not in the WAL: see `metadata`).
     metadata: MetadataStore,
+    /// Why the last WAL write failed, until one succeeds again: the
+    /// ingester is not ready meanwhile.
+    wal_write_error: parking_lot::Mutex<Option<String>>,
+    wal_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Ingester {
@@ -76,6 +80,8 @@ impl Ingester {
             clock: now_ms,
             strings: Arc::default(),
             metadata: MetadataStore::default(),
+            wal_write_error: parking_lot::Mutex::new(None),
+            wal_failing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -238,6 +244,8 @@ impl Ingester {
             clock: now_ms,
             strings,
             metadata: MetadataStore::default(),
+            wal_write_error: parking_lot::Mutex::new(None),
+            wal_failing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -415,7 +423,6 @@ impl Ingester {
         let mut rejected = 0u64;
         let mut first_error: Option<String> = None;
         let mut first_limit: Option<String> = None;
-        let mut samples = Vec::new();
         let mut batch = WalBatch::new(tenant);
         let ooo_window_ms = self.out_of_order_window_ms(tenant);
         let late: u64;
@@ -435,25 +442,47 @@ impl Ingester {
             // Stable under the lock: a cut raises it holding the lock.
             let blocks_bound = head.min_valid_time();
             let mut exemplars = ExemplarPush::new(self.exemplar_capacity(tenant), head);
+            // WAL first: the push is planned (what the head will take, which
+            // series it creates), logged, and only then applied, so a push
+            // whose WAL write fails leaves no trace in the head (Prometheus's
+            // order too). Nothing else changes the head meanwhile: appends,
+            // cuts and truncation all hold the append lock.
+            let mut plan = AppendPlan::new();
+            let mut steps: Vec<PlannedStep> = Vec::new();
+            let mut accepted_samples: Vec<Sample> = Vec::new();
+            let mut new_series: HashMap<Labels, SeriesRef> = HashMap::new();
+            let mut new_per_metric: HashMap<String, usize> = HashMap::new();
+            let mut samples = Vec::new();
             for series in request.timeseries {
+                let labels = strata_proto::labels_from_proto(series.labels);
+                let held = head.get_series(&labels);
                 if series.samples.is_empty() {
                     // Prometheus sends a series' exemplars in entries of
-                    // their own; they attach to a series the head holds.
+                    // their own; they attach to a series the head holds (or
+                    // this push creates).
                     if !series.exemplars.is_empty() {
-                        let labels = strata_proto::labels_from_proto(series.labels);
-                        match head.get_series(&labels) {
-                            Some(target) => {
-                                exemplars.add(&target, series.exemplars, wal.map(|_| &mut batch))
-                            }
+                        let target = held
+                            .as_ref()
+                            .map(|s| s.series_ref())
+                            .or_else(|| new_series.get(&labels).copied());
+                        match target {
+                            Some(r) => exemplars.add(r, series.exemplars, wal.map(|_| &mut batch)),
                             None => exemplars.missing_series(series.exemplars.len()),
                         }
                     }
                     continue;
                 }
-                let labels = strata_proto::labels_from_proto(series.labels);
-                if let Some(limits) = &series_limits {
-                    if !head.contains(&labels) {
-                        if let Err((reason, message)) = limits.check_new_series(head, &labels) {
+                let known_new = new_series.get(&labels).copied();
+                if held.is_none() && known_new.is_none() {
+                    if let Some(limits) = &series_limits {
+                        let name = labels.get(strata_model::METRIC_NAME).unwrap_or_default();
+                        let pending = PendingSeries {
+                            total: new_series.len(),
+                            same_metric: new_per_metric.get(name).copied().unwrap_or(0),
+                        };
+                        if let Err((reason, message)) =
+                            limits.check_new_series(head, &labels, pending)
+                        {
                             let n = series.samples.len() as u64;
                             rejected += n;
                             self.metrics.discarded(tenant, reason, n);
@@ -471,61 +500,103 @@ impl Ingester {
                 );
                 // A series the WAL could not record must not enter the head:
                 // its later samples would be logged against an unknown ref.
-                if wal.is_some() {
+                if wal.is_some() && held.is_none() && known_new.is_none() {
                     if let Err(e) = WalBatch::check_series(&labels) {
                         first_error.get_or_insert(e.to_string());
                         rejected += samples.len() as u64;
                         continue;
                     }
                 }
-                let (target, created) = head.get_or_create_series(&labels);
-                if created && wal.is_some() {
-                    if let Err(e) = batch.add_series(target.series_ref(), &labels) {
-                        first_error.get_or_insert(e.to_string());
-                        rejected += samples.len() as u64;
-                        continue;
-                    }
-                }
-                let accepted = match head.append_to_from(&target, &samples, oldest_ms) {
-                    Ok(outcome) => {
-                        appended += outcome.appended as u64;
-                        samples.len()
-                    }
-                    Err(e) => {
-                        appended += e.appended() as u64;
-                        rejected += (samples.len() - e.appended()) as u64;
-                        self.metrics.discarded(
-                            tenant,
-                            e.reason(),
-                            (samples.len() - e.appended()) as u64,
-                        );
-                        if first_error.is_none() {
-                            first_error = Some(describe_append_error(&e));
+                let (series_ref, target) = match (&held, known_new) {
+                    (Some(s), _) => (s.series_ref(), PlanSeries::Held(s)),
+                    (None, Some(r)) => (r, PlanSeries::New(r)),
+                    (None, None) => {
+                        let r = head.reserve_series_ref();
+                        if wal.is_some() {
+                            if let Err(e) = batch.add_series(r, &labels) {
+                                first_error.get_or_insert(e.to_string());
+                                rejected += samples.len() as u64;
+                                continue;
+                            }
                         }
-                        e.index()
+                        let name = labels.get(strata_model::METRIC_NAME).unwrap_or_default();
+                        *new_per_metric.entry(name.to_string()).or_default() += 1;
+                        new_series.insert(labels.clone(), r);
+                        (r, PlanSeries::New(r))
                     }
                 };
+                let accepted =
+                    match head
+                        .plan_append(&mut plan, target, &samples, oldest_ms, || labels.clone())
+                    {
+                        Ok(outcome) => {
+                            appended += outcome.appended as u64;
+                            samples.len()
+                        }
+                        Err(e) => {
+                            appended += e.appended() as u64;
+                            rejected += (samples.len() - e.appended()) as u64;
+                            self.metrics.discarded(
+                                tenant,
+                                e.reason(),
+                                (samples.len() - e.appended()) as u64,
+                            );
+                            if first_error.is_none() {
+                                first_error = Some(describe_append_error(&e));
+                            }
+                            e.index()
+                        }
+                    };
                 if wal.is_some() && accepted > 0 {
                     // Late samples behind the blocks already cut are logged
                     // apart: replay takes them back behind the bound.
                     for s in &samples[..accepted] {
                         if s.timestamp_ms < blocks_bound {
-                            batch.add_late_sample(target.series_ref(), s.timestamp_ms, s.value);
+                            batch.add_late_sample(series_ref, s.timestamp_ms, s.value);
                         } else {
-                            batch.add_sample(target.series_ref(), s.timestamp_ms, s.value);
+                            batch.add_sample(series_ref, s.timestamp_ms, s.value);
                         }
                     }
                 }
+                let from = accepted_samples.len();
+                accepted_samples.extend_from_slice(&samples[..accepted]);
+                steps.push(PlannedStep {
+                    target: match held {
+                        Some(s) => StepTarget::Held(s),
+                        None => StepTarget::New(labels),
+                    },
+                    series_ref,
+                    samples: from..accepted_samples.len(),
+                });
                 if !series.exemplars.is_empty() {
-                    exemplars.add(&target, series.exemplars, wal.map(|_| &mut batch));
+                    exemplars.add(series_ref, series.exemplars, wal.map(|_| &mut batch));
                 }
             }
-            exemplars.finish(tenant, &self.metrics);
-            late = head.out_of_order_appended() - late_before;
-            match wal {
-                Some(wal) if !batch.is_empty() => Some(wal.log(&mut batch).map_err(wal_error)?),
+            let logged = match wal {
+                Some(wal) if !batch.is_empty() => match wal.log(&mut batch) {
+                    Ok(lsn) => {
+                        self.wal_writable();
+                        Some(lsn)
+                    }
+                    Err(e) => {
+                        // Nothing of the push is in the head: it is refused
+                        // whole, and the sender retries it.
+                        exemplars.finish(tenant, &self.metrics, 0);
+                        self.metrics.wal_write_failed();
+                        *self.wal_write_error.lock() = Some(e.to_string());
+                        self.wal_failing
+                            .store(true, std::sync::atomic::Ordering::Release);
+                        return Err(wal_error(e));
+                    }
+                },
                 _ => None,
-            }
+            };
+            self.apply_plan(head, steps, &accepted_samples, oldest_ms);
+            let stored = exemplars.planned.len() as u64;
+            exemplars.commit();
+            exemplars.finish(tenant, &self.metrics, stored);
+            late = head.out_of_order_appended() - late_before;
+            logged
         };
         if let (Some(wal), Some(lsn)) = (wal, logged) {
             wal.durable(lsn).await.map_err(wal_error)?;
@@ -544,6 +615,57 @@ impl Ingester {
             )),
             (None, Some(msg)) => Err(ServiceError::bad_request(format!("{msg}{more}"))),
             (None, None) => Ok(()),
+        }
+    }
+
+    /// A WAL write succeeded: a failure before it no longer makes the
+    /// ingester unready.
+    fn wal_writable(&self) {
+        // Every push comes here: the lock only while a failure is recorded.
+        if !self.wal_failing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.wal_failing
+            .store(false, std::sync::atomic::Ordering::Release);
+        let mut error = self.wal_write_error.lock();
+        if let Some(reason) = error.take() {
+            tracing::info!(previous_error = %reason, "the WAL can be written again");
+        }
+    }
+
+    /// Why the ingester cannot take pushes now, if it cannot: its last WAL
+    /// write failed (a full or failing disk) and none succeeded since.
+    pub fn not_ready(&self) -> Option<String> {
+        self.wal_write_error
+            .lock()
+            .as_ref()
+            .map(|e| format!("the WAL cannot be written: {e}"))
+    }
+
+    /// Applies a push's planned appends, in the planned order, once their
+    /// WAL record is written: creates the new series with their reserved
+    /// refs and appends what the plan accepted. Call with the tenant's
+    /// append lock held since the plan was made.
+    fn apply_plan(
+        &self,
+        head: &strata_tsdb::head::Head,
+        steps: Vec<PlannedStep>,
+        accepted: &[Sample],
+        oldest_ms: i64,
+    ) {
+        for step in steps {
+            let target = match step.target {
+                StepTarget::Held(s) => s,
+                // A second entry of a series the push creates finds the
+                // one the first created.
+                StepTarget::New(labels) => head.create_series(step.series_ref, &labels),
+            };
+            let planned = accepted.get(step.samples.clone()).unwrap_or_default();
+            if let Err(e) = head.append_to_from(&target, planned, oldest_ms) {
+                // The plan ran the same rules over the same head: a
+                // disagreement is a bug, and the WAL holds the plan.
+                tracing::error!(error = %e, "the head refused a sample its plan accepted");
+            }
         }
     }
 
@@ -1040,13 +1162,32 @@ fn describe_append_error(e: &AppendError) -> String {
     e.to_string()
 }
 
-/// One push's exemplars: stored in the tenant head's store (sized to the
-/// tenant's share first), logged with the push's WAL batch, and what was
-/// skipped counted by reason. Skipped exemplars are never an error, as in
-/// Prometheus's remote-write receiver: the samples beside them are stored.
+/// One series entry of a push, planned: where its accepted samples go.
+struct PlannedStep {
+    target: StepTarget,
+    series_ref: SeriesRef,
+    /// Its accepted samples, in the push's list of them.
+    samples: std::ops::Range<usize>,
+}
+
+enum StepTarget {
+    /// A series the head held when the push was planned.
+    Held(strata_tsdb::head::HeadSeries),
+    /// One the push creates (with the ref reserved for it), by its labels.
+    New(Labels),
+}
+
+/// One push's exemplars: checked against the tenant head's store (sized to
+/// the tenant's share first), logged with the push's WAL batch, stored once
+/// the batch is written, and what was skipped counted by reason. Skipped
+/// exemplars are never an error, as in Prometheus's remote-write receiver:
+/// the samples beside them are stored.
 struct ExemplarPush<'a> {
     store: parking_lot::MutexGuard<'a, strata_tsdb::exemplars::ExemplarStore>,
-    stored: u64,
+    /// What the push will store, in order, by series ref.
+    planned: Vec<(u64, strata_tsdb::exemplars::Exemplar)>,
+    /// Index in `planned` of each series' newest.
+    newest: HashMap<u64, usize>,
     skipped: HashMap<&'static str, u64>,
 }
 
@@ -1059,39 +1200,36 @@ impl<'a> ExemplarPush<'a> {
         }
         Self {
             store,
-            stored: 0,
+            planned: Vec::new(),
+            newest: HashMap::new(),
             skipped: HashMap::new(),
         }
     }
 
     fn add(
         &mut self,
-        target: &strata_tsdb::head::HeadSeries,
+        series_ref: SeriesRef,
         exemplars: Vec<strata_proto::prometheus::Exemplar>,
         mut batch: Option<&mut WalBatch>,
     ) {
-        let store = &mut self.store;
         for e in exemplars {
             let exemplar = strata_tsdb::exemplars::Exemplar {
                 labels: strata_proto::labels_from_proto(e.labels),
                 value: e.value,
                 timestamp_ms: e.timestamp,
             };
-            if let Some(batch) = batch.as_deref_mut() {
-                // Logged only once stored, so a replay rebuilds what the
-                // store took.
-                match store.add(target.series_ref().0, exemplar.clone()) {
-                    Ok(()) => {
-                        batch.add_exemplar(target.series_ref(), &exemplar);
-                        self.stored += 1;
+            let planned = self.newest.get(&series_ref.0).map(|&i| &self.planned[i].1);
+            match self.store.check(series_ref.0, &exemplar, planned) {
+                Ok(()) => {
+                    // Logged only if it will be stored, so a replay rebuilds
+                    // what the store took.
+                    if let Some(batch) = batch.as_deref_mut() {
+                        batch.add_exemplar(series_ref, &exemplar);
                     }
-                    Err(why) => *self.skipped.entry(why.reason()).or_default() += 1,
+                    self.newest.insert(series_ref.0, self.planned.len());
+                    self.planned.push((series_ref.0, exemplar));
                 }
-            } else {
-                match store.add(target.series_ref().0, exemplar) {
-                    Ok(()) => self.stored += 1,
-                    Err(why) => *self.skipped.entry(why.reason()).or_default() += 1,
-                }
+                Err(why) => *self.skipped.entry(why.reason()).or_default() += 1,
             }
         }
     }
@@ -1100,10 +1238,19 @@ impl<'a> ExemplarPush<'a> {
         *self.skipped.entry("exemplar_series_missing").or_default() += n as u64;
     }
 
-    fn finish(self, tenant: &str, metrics: &metrics::IngesterMetrics) {
+    /// The push's WAL batch is written: stores what was planned.
+    fn commit(&mut self) {
+        for (series, exemplar) in self.planned.drain(..) {
+            if let Err(why) = self.store.add(series, exemplar) {
+                *self.skipped.entry(why.reason()).or_default() += 1;
+            }
+        }
+    }
+
+    fn finish(self, tenant: &str, metrics: &metrics::IngesterMetrics, stored: u64) {
         let held = self.store.len();
         drop(self.store);
-        metrics.exemplars(tenant, self.stored, held, &self.skipped);
+        metrics.exemplars(tenant, stored, held, &self.skipped);
     }
 }
 
@@ -1281,10 +1428,16 @@ mod tests {
             },
             single,
         );
-        ingester
-            .push("a", series_request(&[("m", "1"), ("m", "2")]))
+        // The new series of one push count as they are planned (none is in
+        // the head before the push is logged): the third of three is refused.
+        let err = ingester
+            .push("a", series_request(&[("m", "1"), ("m", "2"), ("m", "4")]))
             .await
-            .unwrap();
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRequests);
+        assert!(err.message.contains("instance=\"4\""), "{}", err.message);
+        let m = [Matcher::equal("__name__", "m")];
+        assert_eq!(ingester.query("a", &m, 0, 10).unwrap().len(), 2);
         let err = ingester
             .push("a", series_request(&[("m", "3"), ("m", "1")]))
             .await
@@ -1299,7 +1452,6 @@ mod tests {
         assert!(err.message.contains("err-strata-max-series-per-user"));
         assert!(err.message.contains("instance=\"3\""), "{}", err.message);
         // Existing series still take samples; the rejected one was not created.
-        let m = [Matcher::equal("__name__", "m")];
         assert_eq!(ingester.query("a", &m, 0, 10).unwrap().len(), 2);
         // Other tenants have the defaults.
         ingester

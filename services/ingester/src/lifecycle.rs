@@ -136,6 +136,8 @@ impl Service for IngesterService {
     }
 
     fn not_ready(&self) -> Option<String> {
-        self.membership.not_active()
+        self.membership
+            .not_active()
+            .or_else(|| self.ingester.get().and_then(|i| i.not_ready()))
     }
 }

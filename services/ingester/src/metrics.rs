@@ -23,6 +23,7 @@ pub(crate) struct IngesterMetrics {
     wal_replayed_records: IntCounter,
     wal_corruptions: IntCounter,
     wal_checkpoints: IntCounter,
+    wal_write_failures: IntCounter,
     tenants: IntGauge,
     open_block_readers: IntGauge,
     blocks_cut: IntCounter,
@@ -197,6 +198,11 @@ impl IngesterMetrics {
                 registry,
                 "strata_ingester_wal_checkpoints_total",
                 "WAL checkpoints written (one for every tenant, after blocks are cut).",
+            )?,
+            wal_write_failures: counter(
+                registry,
+                "strata_ingester_wal_write_failures_total",
+                "Pushes refused because the WAL could not be written (a full or failing disk): nothing of them entered the head.",
             )?,
             tenants: int_gauge(
                 registry,
@@ -384,6 +390,10 @@ impl IngesterMetrics {
 
     pub(crate) fn upload_retried(&self) {
         self.upload_retries.inc();
+    }
+
+    pub(crate) fn wal_write_failed(&self) {
+        self.wal_write_failures.inc();
     }
 
     pub(crate) fn cut_failed(&self) {

@@ -49,6 +49,15 @@ pub(crate) struct SeriesLimits {
     pub(crate) metric_local: usize,
 }
 
+/// New series a push has planned but not created yet (they count against
+/// the limits as if they were in the head).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PendingSeries {
+    pub(crate) total: usize,
+    /// Those with the metric name of the series being checked.
+    pub(crate) same_metric: usize,
+}
+
 impl SeriesLimits {
     /// Why the head may not get the new series `labels`, if it may not:
     /// the discard reason (Mimir's) and the message.
@@ -56,8 +65,9 @@ impl SeriesLimits {
         &self,
         head: &Head,
         labels: &Labels,
+        pending: PendingSeries,
     ) -> Result<(), (&'static str, String)> {
-        if self.user_local > 0 && head.num_series() >= self.user_local {
+        if self.user_local > 0 && head.num_series() + pending.total >= self.user_local {
             return Err((
                 "per_user_series_limit",
                 format!(
@@ -69,7 +79,9 @@ impl SeriesLimits {
         }
         if self.metric_local > 0 {
             let name = labels.get(strata_model::METRIC_NAME).unwrap_or_default();
-            if head.num_series_with(strata_model::METRIC_NAME, name) >= self.metric_local {
+            if head.num_series_with(strata_model::METRIC_NAME, name) + pending.same_metric
+                >= self.metric_local
+            {
                 return Err((
                     "per_metric_series_limit",
                     format!(

@@ -1001,3 +1001,80 @@ fn replay_takes_back_logged_late_samples_whatever_the_window_now() {
         "the late samples are in no in-order block"
     );
 }
+
+// Planning appends before making them (WAL first, issue 21).
+
+/// A small deterministic generator (xorshift), so the mixes below are the
+/// same in every run.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[test]
+fn a_plan_changes_nothing_and_its_outcomes_are_the_appends_outcomes() {
+    for seed in 1..=40u64 {
+        let mut mix = Mix(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let head = Head::new();
+        head.set_out_of_order_window(if seed % 3 == 0 { 0 } else { 400 });
+        head.set_min_valid_time(100);
+        let names = ["a", "b", "c", "d"];
+        // Some series exist before the push, with a few samples.
+        for name in &names[..2] {
+            let l = labels(&[("__name__", name)]);
+            head.append(&l, &samples(&[(1000, 1.0), (1100, 2.0)]))
+                .unwrap();
+        }
+        let before = points(&head, i64::MIN, i64::MAX);
+        // One push: entries for existing and new series, some repeated, with
+        // in-order, late, duplicate, conflicting and too old samples.
+        let mut entries = Vec::new();
+        for _ in 0..6 {
+            let name = names[mix.next(4) as usize];
+            let n = 1 + mix.next(5) as usize;
+            let points: Vec<(i64, f64)> = (0..n)
+                .map(|_| (500 + 100 * mix.next(12) as i64, mix.next(3) as f64))
+                .collect();
+            entries.push((labels(&[("__name__", name)]), samples(&points)));
+        }
+        let mut plan = AppendPlan::new();
+        let mut reserved: HashMap<Labels, SeriesRef> = HashMap::new();
+        let mut planned = Vec::new();
+        for (l, s) in &entries {
+            let held = head.get_series(l);
+            let target = match (&held, reserved.get(l)) {
+                (Some(h), _) => PlanSeries::Held(h),
+                (None, Some(r)) => PlanSeries::New(*r),
+                (None, None) => {
+                    let r = head.reserve_series_ref();
+                    reserved.insert(l.clone(), r);
+                    PlanSeries::New(r)
+                }
+            };
+            planned.push(
+                head.plan_append(&mut plan, target, s, 300, || l.clone())
+                    .map_err(|e| (e.index(), e.appended(), e.reason())),
+            );
+        }
+        // Nothing of the push is visible, and no series was created.
+        assert_eq!(head.num_series(), 2, "seed {seed}");
+        assert_eq!(points(&head, i64::MIN, i64::MAX), before, "seed {seed}");
+        // The same entries appended: the same outcomes, entry by entry.
+        for ((l, s), want) in entries.iter().zip(&planned) {
+            let target = match reserved.get(l) {
+                Some(r) => head.create_series(*r, l),
+                None => head.get_series(l).unwrap(),
+            };
+            let got = head
+                .append_to_from(&target, s, 300)
+                .map_err(|e| (e.index(), e.appended(), e.reason()));
+            assert_eq!(&got, want, "seed {seed}: {l} {s:?}");
+        }
+    }
+}
