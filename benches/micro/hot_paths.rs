@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use strata_model::{Label, Labels, Sample};
 use strata_promql::{Engine, EngineOptions, MemoryStorage};
 use strata_tsdb::chunk::{decode_xor, XorChunk};
-use strata_tsdb::head::Head;
+use strata_tsdb::head::{AppendPlan, Head, PlanSeries};
 use strata_tsdb::postings::intersect;
 
 use workload::{make_series, metric_names, series_labels, Rng};
@@ -87,6 +87,61 @@ fn head_append(c: &mut Criterion) {
             start = (start + BATCH) % existing;
             for l in &all[start..start + BATCH] {
                 head.append(l, &[Sample::new(ts, 42.0)]).unwrap();
+            }
+        })
+    });
+
+    // The ingester's path before the WAL was written first: find or create
+    // the series, append.
+    let ingester_head = Head::new();
+    for l in &all {
+        ingester_head.append(l, &[Sample::new(T0, 1.0)]).unwrap();
+    }
+    let mut ts_old = T0;
+    g.bench_function("lookup_then_append_100k_head", |b| {
+        b.iter(|| {
+            ts_old += INTERVAL_MS;
+            start = (start + BATCH) % existing;
+            for l in &all[start..start + BATCH] {
+                let (series, _) = ingester_head.get_or_create_series(l);
+                ingester_head
+                    .append_to_from(&series, &[Sample::new(ts_old, 42.0)], i64::MIN)
+                    .unwrap();
+            }
+        })
+    });
+
+    // The ingester's path now (WAL first): find the series, plan the push's
+    // appends, then (after the WAL write, not measured here) append.
+    let planned_head = Head::new();
+    for l in &all {
+        planned_head.append(l, &[Sample::new(T0, 1.0)]).unwrap();
+    }
+    let mut ts_new = T0;
+    g.bench_function("lookup_plan_then_append_100k_head", |b| {
+        b.iter(|| {
+            ts_new += INTERVAL_MS;
+            start = (start + BATCH) % existing;
+            let sample = [Sample::new(ts_new, 42.0)];
+            let mut plan = AppendPlan::with_capacity(BATCH);
+            let mut found = Vec::with_capacity(BATCH);
+            for l in &all[start..start + BATCH] {
+                let series = planned_head.get_series(l).unwrap();
+                planned_head
+                    .plan_append(
+                        &mut plan,
+                        PlanSeries::Held(&series),
+                        &sample,
+                        i64::MIN,
+                        || l.clone(),
+                    )
+                    .unwrap();
+                found.push(series);
+            }
+            for series in &found {
+                planned_head
+                    .append_to_from(series, &sample, i64::MIN)
+                    .unwrap();
             }
         })
     });

@@ -561,7 +561,9 @@ impl Head {
         };
         let mut target = DryRun {
             chunks: chunks.as_deref(),
+            series_ref,
             planned: plan.series.entry(series_ref).or_default(),
+            samples: &mut plan.samples,
         };
         let decided = decide_appends(&mut target, samples, &rules);
         drop(chunks);

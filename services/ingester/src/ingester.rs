@@ -447,8 +447,8 @@ impl Ingester {
             // whose WAL write fails leaves no trace in the head (Prometheus's
             // order too). Nothing else changes the head meanwhile: appends,
             // cuts and truncation all hold the append lock.
-            let mut plan = AppendPlan::new();
-            let mut steps: Vec<PlannedStep> = Vec::new();
+            let mut plan = AppendPlan::with_capacity(request.timeseries.len());
+            let mut steps: Vec<PlannedStep> = Vec::with_capacity(request.timeseries.len());
             let mut accepted_samples: Vec<Sample> = Vec::new();
             let mut new_series: HashMap<Labels, SeriesRef> = HashMap::new();
             let mut new_per_metric: HashMap<String, usize> = HashMap::new();

@@ -5,6 +5,7 @@
 //! then let the head show it: the plan and the append cannot disagree.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_model::{Labels, Sample};
 
@@ -69,14 +70,24 @@ pub struct AppendPlan {
     /// The newest sample planned so far (the window of later series counts
     /// from it, as it will once the earlier ones are appended).
     pub(super) max_t: i64,
-    pub(super) series: HashMap<u64, PlannedSeries>,
+    pub(super) series: HashMap<u64, PlannedSeries, BuildHasherDefault<RefHasher>>,
+    /// Every planned sample, in plan order: series ref, timestamp, value
+    /// bits. Read only to find a duplicate of a late sample among the
+    /// planned ones of its series.
+    pub(super) samples: Vec<(u64, i64, u64)>,
 }
 
 impl AppendPlan {
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A plan for a push of about `series` series entries.
+    pub fn with_capacity(series: usize) -> Self {
         Self {
             max_t: i64::MIN,
-            series: HashMap::new(),
+            series: HashMap::with_capacity_and_hasher(series, BuildHasherDefault::default()),
+            samples: Vec::with_capacity(series),
         }
     }
 }
@@ -84,6 +95,27 @@ impl AppendPlan {
 impl Default for AppendPlan {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Hashes series refs (consecutive integers) by one multiplication, which
+/// spreads them over the table's control bits.
+#[derive(Debug, Default)]
+pub(super) struct RefHasher(u64);
+
+impl Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -96,34 +128,42 @@ pub enum PlanSeries<'a> {
     New(SeriesRef),
 }
 
-/// The samples a plan adds to one series.
+/// What a plan adds to one series.
 #[derive(Debug, Default)]
 pub(super) struct PlannedSeries {
     /// The newest planned in-order sample, once there is one.
     last: Option<(i64, u64)>,
-    /// Every planned sample, sorted by timestamp.
-    added: Vec<(i64, u64)>,
-}
-
-impl PlannedSeries {
-    fn value_at(&self, t: i64) -> Option<u64> {
-        self.added
-            .binary_search_by_key(&t, |&(ts, _)| ts)
-            .ok()
-            .map(|i| self.added[i].1)
-    }
-
-    fn insert(&mut self, t: i64, bits: u64) {
-        let at = self.added.partition_point(|&(ts, _)| ts < t);
-        self.added.insert(at, (t, bits));
-    }
+    /// How many samples are planned (in the plan's list of them).
+    planned: u32,
 }
 
 /// A series' chunks (none for a series not created yet) with a plan's
 /// samples over them.
 pub(super) struct DryRun<'a> {
     pub(super) chunks: Option<&'a ChunkList>,
+    pub(super) series_ref: u64,
     pub(super) planned: &'a mut PlannedSeries,
+    pub(super) samples: &'a mut Vec<(u64, i64, u64)>,
+}
+
+impl DryRun<'_> {
+    fn planned_value_at(&self, t: i64) -> Option<u64> {
+        // Most series have nothing planned when their first late sample is
+        // checked: the scan is for the rest.
+        if self.planned.planned == 0 {
+            return None;
+        }
+        self.samples
+            .iter()
+            .rev()
+            .find(|&&(r, ts, _)| r == self.series_ref && ts == t)
+            .map(|&(_, _, bits)| bits)
+    }
+
+    fn plan(&mut self, t: i64, bits: u64) {
+        self.samples.push((self.series_ref, t, bits));
+        self.planned.planned += 1;
+    }
 }
 
 impl AppendTarget for DryRun<'_> {
@@ -135,27 +175,28 @@ impl AppendTarget for DryRun<'_> {
     }
 
     fn ooo_value_at(&self, t: i64) -> Option<u64> {
+        // Asked for a timestamp newer than every in-order sample: only a
+        // planned late one can hold it.
         self.chunks
             .and_then(|c| c.ooo_value_at(t))
-            .or_else(|| self.planned.value_at(t))
+            .or_else(|| self.planned_value_at(t))
     }
 
     fn value_at(&self, t: i64) -> Option<u64> {
         self.chunks
             .and_then(|c| c.value_at(t))
-            .or_else(|| self.planned.value_at(t))
+            .or_else(|| self.planned_value_at(t))
     }
 
     fn push(&mut self, t: i64, v: f64) -> bool {
         let bits = v.to_bits();
         self.planned.last = Some((t, bits));
-        // Newer than everything planned: appended at the end.
-        self.planned.insert(t, bits);
+        self.plan(t, bits);
         true
     }
 
     fn insert_out_of_order(&mut self, t: i64, v: f64, _behind: bool) {
-        self.planned.insert(t, v.to_bits());
+        self.plan(t, v.to_bits());
     }
 }
 
