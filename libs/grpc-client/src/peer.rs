@@ -12,6 +12,14 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+/// How often a connection to a peer is pinged (HTTP/2 PING), also while no
+/// call is in flight.
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a ping may go unanswered before the connection is closed and
+/// its calls fail.
+pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How a client talks to one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -80,7 +88,13 @@ impl Peer {
                 ServiceError::internal(format!("invalid {kind} address {address:?}: {e}"))
             })?
             .timeout(options.timeout)
-            .connect_timeout(options.connect_timeout);
+            .connect_timeout(options.connect_timeout)
+            // A peer that stops answering (a paused process, a black-holed
+            // network) is noticed in seconds, not at the call's timeout or
+            // the kernel's.
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let peer = Self {
             kind,
             address: address.to_string(),

@@ -21,6 +21,8 @@ pub struct QuerierConfig {
     pub max_samples: usize,
     pub max_concurrent: usize,
     pub ingester_client: QueryClientConfig,
+    pub minimize_ingester_requests: bool,
+    pub minimize_ingester_requests_hedging_delay: ConfigDuration,
     pub query_ingesters_within: ConfigDuration,
     pub query_store_after: ConfigDuration,
     pub store_gateway_client: QueryClientConfig,
@@ -38,7 +40,14 @@ impl Default for QuerierConfig {
             timeout: ConfigDuration::from_secs(2 * 60),
             max_samples: 50_000_000,
             max_concurrent: 20,
-            ingester_client: QueryClientConfig::default(),
+            // A call to one ingester ends well before the query would: a
+            // replica that does not answer is one of those a read tolerates.
+            ingester_client: QueryClientConfig {
+                timeout: ConfigDuration::from_secs(30),
+                ..QueryClientConfig::default()
+            },
+            minimize_ingester_requests: true,
+            minimize_ingester_requests_hedging_delay: ConfigDuration::from_secs(3),
             query_ingesters_within: ConfigDuration::from_secs(13 * 3600),
             query_store_after: ConfigDuration::from_secs(12 * 3600),
             store_gateway_client: QueryClientConfig::default(),

@@ -1,12 +1,21 @@
-//! Reading a tenant's recent data from every ingester of the ring. Each series
-//! lives on RF ingesters, so all healthy ingesters are asked in parallel, up to
-//! RF/2 of them may fail, and the replicas' answers are merged (duplicates are
-//! removed when the querier merges series by labels and samples by timestamp).
+//! Reading a tenant's recent data from the ingesters of the ring. Each series
+//! lives on RF ingesters and a write is acknowledged by a quorum of them, so
+//! the answers of all healthy ingesters but the ring's tolerance
+//! ([`ReplicationSet::min_success`]: any two of three with RF=3) hold every
+//! acknowledged sample: a read returns as soon as it has that many, and a hung
+//! or slow ingester costs it nothing. With request minimization (Mimir's
+//! `-querier.minimize-ingester-requests`, on by default) only that many are
+//! asked at first; the others are asked too when one fails, or when the
+//! answers are not all in after the hedging delay. The replicas' answers are
+//! merged (duplicates are removed when the querier merges series by labels and
+//! samples by timestamp).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use strata_model::Labels;
 use strata_proto::ingester::{
     ExemplarQueryRequest, LabelNamesRequest, LabelValuesRequest, MetricsMetadataRequest,
@@ -14,7 +23,7 @@ use strata_proto::ingester::{
 };
 use strata_proto::prometheus::{MetricMetadata, TimeSeries};
 use strata_proto::types::StreamSeries;
-use strata_ring::{Operation, Ring};
+use strata_ring::{Operation, ReplicationSet, Ring};
 use strata_status::ServiceError;
 
 use crate::ingester::IngesterQuery;
@@ -31,15 +40,36 @@ pub type QueryClientPool = strata_ring::ClientPool<dyn IngesterQuery, ServiceErr
 pub struct ReplicatedQuery {
     ring: Ring,
     pool: QueryClientPool,
+    /// With request minimization: how long the first ingesters asked have
+    /// before the others are asked too. `None`: every ingester at once.
+    hedging_delay: Option<Duration>,
+    /// Where the next read starts in the ring's list, so that minimized
+    /// reads spread over the ingesters.
+    next_start: AtomicUsize,
 }
 
 impl ReplicatedQuery {
+    /// Asks every healthy ingester at once and returns at quorum.
     pub fn new(ring: Ring, pool: QueryClientPool) -> Self {
-        Self { ring, pool }
+        Self {
+            ring,
+            pool,
+            hedging_delay: None,
+            next_start: AtomicUsize::new(0),
+        }
     }
 
-    /// Runs `call` on every healthy ingester; the answers of those that
-    /// succeeded, or the first error when more than `max_errors` failed.
+    /// Asks only as many ingesters as a read needs, and the others after
+    /// `hedging_delay` (or at once when one of the first fails).
+    pub fn minimizing_requests(mut self, hedging_delay: Duration) -> Self {
+        self.hedging_delay = Some(hedging_delay);
+        self
+    }
+
+    /// Runs `call` on the healthy ingesters until [`ReplicationSet::min_success`]
+    /// of them answered; the answers, or an error when more than the set's
+    /// `max_errors` failed (the first client error at once: a bad matcher or
+    /// tenant is the same on every replica).
     async fn fan_out<T, F, Fut>(&self, call: F) -> Result<Vec<T>, ServiceError>
     where
         F: Fn(Arc<dyn IngesterQuery>) -> Fut,
@@ -49,37 +79,79 @@ impl ReplicatedQuery {
             .ring
             .replication_set_for_operation(Operation::Read)
             .map_err(|e| ServiceError::unavailable(format!("cannot pick ingesters: {e}")))?;
-        let calls = set.instances.iter().map(|instance| {
+        let need = set.min_success();
+        let mut order = set.instances.clone();
+        if !order.is_empty() {
+            let start = self.next_start.fetch_add(1, Ordering::Relaxed) % order.len();
+            order.rotate_left(start);
+        }
+        let first = match self.hedging_delay {
+            Some(_) => need.min(order.len()),
+            None => order.len(),
+        };
+        let mut later = order.split_off(first);
+        let call = &call;
+        let ask = |instance: Arc<strata_ring::InstanceDesc>| {
             let client = self.pool.client(&instance.addr);
-            let call = &call;
             async move { call(client?).await }
-        });
-        let mut answers = Vec::with_capacity(set.instances.len());
+        };
+        let mut pending: FuturesUnordered<_> = order.into_iter().map(ask).collect();
+        let hedge = tokio::time::sleep(self.hedging_delay.unwrap_or_default());
+        tokio::pin!(hedge);
+        let mut answers = Vec::with_capacity(need);
         let mut errors = Vec::new();
-        for outcome in join_all(calls).await {
-            match outcome {
-                Ok(answer) => answers.push(answer),
-                // A client error (bad matcher, bad tenant) is the same on
-                // every replica: report it rather than tolerate it.
-                Err(e) if e.code.is_client_error() => return Err(e),
-                Err(e) => errors.push(e),
+        loop {
+            tokio::select! {
+                outcome = pending.next(), if !pending.is_empty() => {
+                    match outcome {
+                        Some(Ok(answer)) => {
+                            answers.push(answer);
+                            if answers.len() >= need {
+                                return Ok(answers);
+                            }
+                        }
+                        Some(Err(e)) if e.code.is_client_error() => return Err(e),
+                        Some(Err(e)) => {
+                            errors.push(e);
+                            if errors.len() > set.max_errors {
+                                return Err(too_many_failed(errors, &set));
+                            }
+                            // One of the first failed: the others are needed now.
+                            pending.extend(later.drain(..).map(ask));
+                        }
+                        None => {}
+                    }
+                }
+                () = &mut hedge, if !later.is_empty() => {
+                    tracing::debug!(
+                        asked = need,
+                        more = later.len(),
+                        "ingesters slow to answer a read: asking the others too"
+                    );
+                    pending.extend(later.drain(..).map(ask));
+                }
+                else => break,
             }
         }
-        if errors.len() > set.max_errors {
-            let first = errors.swap_remove(0);
-            return Err(ServiceError::new(
-                first.code,
-                format!(
-                    "{} of {} ingesters failed (at most {} may): {}",
-                    errors.len() + 1,
-                    set.instances.len(),
-                    set.max_errors,
-                    first.message
-                ),
-            ));
-        }
+        // Every ingester answered or failed, within the tolerance: only an
+        // empty ring ends here.
         Ok(answers)
     }
+}
+
+/// The error of a read that lost more ingesters than the ring tolerates.
+fn too_many_failed(mut errors: Vec<ServiceError>, set: &ReplicationSet) -> ServiceError {
+    let failed = errors.len();
+    let first = errors.swap_remove(0);
+    ServiceError::new(
+        first.code,
+        format!(
+            "{failed} of {} ingesters failed (at most {} may): {}",
+            set.instances.len(),
+            set.max_errors,
+            first.message
+        ),
+    )
 }
 
 #[async_trait::async_trait]
@@ -174,10 +246,20 @@ mod tests {
     use super::*;
     use strata_ring::{Lifecycler, MemoryKv, RingConfig};
 
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Health {
+        Up,
+        Down,
+        /// Never answers (a SIGSTOPped process, a black-holed network).
+        Hung,
+    }
+    use Health::{Down, Hung, Up};
+
     #[derive(Debug)]
     struct FakeIngester {
         names: Vec<String>,
-        down: bool,
+        health: Health,
+        calls: Arc<AtomicUsize>,
     }
 
     #[async_trait::async_trait]
@@ -194,10 +276,11 @@ mod tests {
             _: &str,
             _: LabelNamesRequest,
         ) -> Result<Vec<String>, ServiceError> {
-            if self.down {
-                Err(ServiceError::unavailable("connection refused"))
-            } else {
-                Ok(self.names.clone())
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            match self.health {
+                Up => Ok(self.names.clone()),
+                Down => Err(ServiceError::unavailable("connection refused")),
+                Hung => std::future::pending().await,
             }
         }
         async fn label_values(
@@ -219,10 +302,16 @@ mod tests {
         }
     }
 
-    async fn cluster(down: &[bool]) -> (ReplicatedQuery, Vec<Lifecycler>) {
+    struct Cluster {
+        query: ReplicatedQuery,
+        calls: Arc<AtomicUsize>,
+        _lifecyclers: Vec<Lifecycler>,
+    }
+
+    async fn cluster(health: &[Health]) -> Cluster {
         let kv: Arc<dyn strata_ring::KvStore> = Arc::new(MemoryKv::new());
         let mut lifecyclers = Vec::new();
-        for i in 0..down.len() {
+        for i in 0..health.len() {
             let config = RingConfig {
                 instance_id: format!("ingester-{i}"),
                 instance_addr: format!("addr-{i}"),
@@ -236,36 +325,96 @@ mod tests {
             lifecyclers.push(lifecycler);
         }
         let ring = Ring::new(&RingConfig::default(), kv, "ring").await.unwrap();
-        let down = down.to_vec();
+        let health = health.to_vec();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
         let pool = QueryClientPool::new(Arc::new(move |addr: &str| {
             let i: usize = addr.trim_start_matches("addr-").parse().unwrap();
             Ok(Arc::new(FakeIngester {
                 names: vec![format!("label{i}")],
-                down: down[i],
+                health: health[i],
+                calls: counted.clone(),
             }) as Arc<dyn IngesterQuery>)
         }));
-        (ReplicatedQuery::new(ring, pool), lifecyclers)
+        Cluster {
+            query: ReplicatedQuery::new(ring, pool),
+            calls,
+            _lifecyclers: lifecyclers,
+        }
+    }
+
+    async fn names(query: &ReplicatedQuery) -> Result<Vec<String>, ServiceError> {
+        let mut names = query.label_names("t", LabelNamesRequest::default()).await?;
+        names.sort();
+        Ok(names)
     }
 
     #[tokio::test]
     async fn asks_every_ingester_and_tolerates_one_failure_of_three() {
-        let (query, _l) = cluster(&[false, false, true]).await;
-        let mut names = query
-            .label_names("t", LabelNamesRequest::default())
-            .await
-            .unwrap();
-        names.sort();
-        assert_eq!(names, ["label0", "label1"]);
+        let c = cluster(&[Up, Up, Down]).await;
+        assert_eq!(names(&c.query).await.unwrap(), ["label0", "label1"]);
 
-        let (query, _l) = cluster(&[false, true, true]).await;
-        let err = query
-            .label_names("t", LabelNamesRequest::default())
-            .await
-            .unwrap_err();
+        let c = cluster(&[Up, Down, Down]).await;
+        let err = names(&c.query).await.unwrap_err();
         assert!(
             err.message.contains("2 of 3 ingesters failed"),
             "{}",
             err.message
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_ingester_costs_a_read_nothing_once_a_quorum_answered() {
+        let c = cluster(&[Up, Hung, Up]).await;
+        let started = tokio::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(60), names(&c.query)).await;
+        assert_eq!(got.expect("no answer").unwrap(), ["label0", "label2"]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(c.calls.load(Ordering::SeqCst), 3);
+        // Two hung of three: no quorum, and the read waits (the call's own
+        // deadline ends it in a real client).
+        let c = cluster(&[Up, Hung, Hung]).await;
+        let waited = tokio::time::timeout(Duration::from_secs(600), names(&c.query)).await;
+        assert!(waited.is_err(), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn minimized_reads_ask_a_quorum_first_and_hedge_after_the_delay() {
+        let delay = Duration::from_secs(3);
+        // All up: each read asks two of the three, and they answer.
+        let c = cluster(&[Up, Up, Up]).await;
+        let query = c.query.minimizing_requests(delay);
+        for _ in 0..3 {
+            assert_eq!(names(&query).await.unwrap().len(), 2);
+        }
+        assert_eq!(c.calls.load(Ordering::SeqCst), 6);
+
+        // One hung among the first asked: the third is asked after the
+        // delay, and the read completes then.
+        for hung in 0..3 {
+            let mut health = [Up, Up, Up];
+            health[hung] = Hung;
+            let c = cluster(&health).await;
+            let query = c.query.minimizing_requests(delay);
+            let mut slowest = Duration::ZERO;
+            for _ in 0..3 {
+                let started = tokio::time::Instant::now();
+                let got = names(&query).await.unwrap();
+                assert_eq!(got.len(), 2, "{got:?}");
+                assert!(!got.contains(&format!("label{hung}")), "{got:?}");
+                slowest = slowest.max(started.elapsed());
+            }
+            // The reads rotate over the ring: some asked the hung one first.
+            assert_eq!(slowest, delay, "hung {hung}");
+        }
+
+        // One failing among the first: the third is asked at once.
+        let c = cluster(&[Down, Up, Up]).await;
+        let query = c.query.minimizing_requests(delay);
+        for _ in 0..3 {
+            let started = tokio::time::Instant::now();
+            assert_eq!(names(&query).await.unwrap(), ["label1", "label2"]);
+            assert_eq!(started.elapsed(), Duration::ZERO);
+        }
     }
 }

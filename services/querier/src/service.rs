@@ -39,10 +39,13 @@ impl QuerierService {
         ingesters: QueryClientFactory,
         store_gateways: Option<(Ring, StoreGatewayClientFactory)>,
     ) -> Result<Self, ConfigError> {
-        let source = Arc::new(ReplicatedQuery::new(
-            ingester_ring.clone(),
-            QueryClientPool::new(ingesters),
-        ));
+        let mut replicated =
+            ReplicatedQuery::new(ingester_ring.clone(), QueryClientPool::new(ingesters));
+        if config.minimize_ingester_requests {
+            replicated =
+                replicated.minimizing_requests(config.minimize_ingester_requests_hedging_delay.0);
+        }
+        let source = Arc::new(replicated);
         let mut querier = Querier::new(config, source)?.with_overrides(overrides);
         let mut rings = vec![("ingester", ingester_ring)];
         if let Some((ring, clients)) = store_gateways {
