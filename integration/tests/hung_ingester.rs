@@ -4,7 +4,9 @@
 //! the querier still counts it; pushes keep reaching their quorum, and every
 //! query is answered from the other two within a few seconds (the hedging
 //! delay at most, far below the query timeout), with every sample pushed
-//! before and during the hang.
+//! before and during the hang; pushing on for 30 s, the distributor's memory
+//! stays flat (it keeps at most its in-flight limit of requests to the hung
+//! ingester).
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -84,7 +86,12 @@ async fn a_hung_ingester_stalls_neither_pushes_nor_queries() {
         let id = vec![format!("-ingester.ring.instance_id=ingester-{i}")];
         ingesters.push(start("ingester", &id, &etcd).await);
     }
-    let distributor = start("distributor", &[], &etcd).await;
+    // Pushes as fast as they are answered, beyond the default rate limit.
+    let unlimited = [
+        "-limits.ingestion_rate=10000000".to_string(),
+        "-limits.ingestion_burst_size=100000000".to_string(),
+    ];
+    let distributor = start("distributor", &unlimited, &etcd).await;
     let querier = start("querier", &[], &etcd).await;
 
     // Rounds every second, ending before the hang.
@@ -136,5 +143,56 @@ async fn a_hung_ingester_stalls_neither_pushes_nor_queries() {
         slowest_query < Duration::from_secs(10),
         "a query took {slowest_query:?} with one ingester hung"
     );
+
+    // Pushes as fast as they are answered for 30 s more of the hang: the
+    // distributor holds at most its in-flight limit (and the client
+    // timeout) of requests to the hung ingester, so its memory stays flat.
+    let mut r = 0;
+    let rss = push_flat_out(&distributor, base + 60_000, &mut r, Duration::from_secs(30)).await;
+    eprintln!(
+        "distributor RSS (KiB) every 5 s during 30 s of pushes with one ingester hung: {rss:?}"
+    );
+    let (first, peak) = (rss[0], rss.iter().copied().max().unwrap());
+    assert!(
+        peak < first + 64 * 1024,
+        "distributor RSS grew from {first} KiB to {peak} KiB"
+    );
     drop(stopped);
+}
+
+/// Pushes one sample of every series, 10 ms apart from `from_ms` on (`r`
+/// counts the pushes), as fast as they are answered, for `how_long`; the
+/// distributor's RSS every 5 s.
+async fn push_flat_out(
+    distributor: &Strata,
+    from_ms: i64,
+    r: &mut i64,
+    how_long: Duration,
+) -> Vec<u64> {
+    let started = Instant::now();
+    let mut next_sample = started;
+    let mut rss = Vec::new();
+    while started.elapsed() < how_long {
+        if Instant::now() >= next_sample {
+            rss.push(rss_kib(distributor));
+            next_sample += Duration::from_secs(5);
+        }
+        let (status, text) = push(distributor, from_ms + *r * 10, *r as f64).await;
+        assert_eq!(status, 200, "push {r}: {text}");
+        *r += 1;
+    }
+    rss.push(rss_kib(distributor));
+    rss
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(process: &Strata) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", process.process.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use strata_status::ServiceError;
+use strata_status::{ErrorCode, ServiceError};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -139,8 +139,16 @@ impl Peer {
 
     /// A failed call as a [`ServiceError`]; server-side failures name the
     /// peer (`ingester 10.0.0.1:9095: …`), the caller's own mistakes do not.
+    ///
+    /// A call the caller drops is never reported, so a call that ends as
+    /// cancelled was cancelled by the peer or the connection (closed by a
+    /// keep-alive that went unanswered, a peer shutting down): the peer's
+    /// failure, not a request the caller gave up on (499).
     pub fn error(&self, status: Status) -> ServiceError {
         let mut error = ServiceError::from(status);
+        if error.code == ErrorCode::Canceled {
+            error.code = ErrorCode::Unavailable;
+        }
         if !error.code.is_client_error() {
             error.message = format!("{} {}: {}", self.kind, self.address, error.message);
         }
@@ -289,6 +297,13 @@ mod tests {
         assert_eq!(error.message, "ingester 10.0.0.1:9095: connection refused");
         let error = peer.error(Status::invalid_argument("bad matcher"));
         assert_eq!(error.message, "bad matcher");
+        // Cancelled by the connection, not by the caller: the peer failed.
+        let error = peer.error(Status::cancelled("operation was canceled"));
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(
+            error.message,
+            "ingester 10.0.0.1:9095: operation was canceled"
+        );
 
         assert!(Peer::connect_lazy("ingester", "not a uri", &options).is_err());
         let span = peer.span("ingester.push");

@@ -26,6 +26,7 @@ use crate::validation::{format_series, validate_labels, Rejection};
 #[serde(deny_unknown_fields, default)]
 pub struct DistributorConfig {
     pub max_recv_msg_size: usize,
+    pub max_inflight_push_requests_per_ingester: usize,
     pub ha_tracker: HaTrackerConfig,
 }
 
@@ -33,6 +34,7 @@ impl Default for DistributorConfig {
     fn default() -> Self {
         Self {
             max_recv_msg_size: 100 << 20,
+            max_inflight_push_requests_per_ingester: 200,
             ha_tracker: HaTrackerConfig::default(),
         }
     }

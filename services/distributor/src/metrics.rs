@@ -1,6 +1,6 @@
 use std::sync::OnceLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// `strata_ingester_client_request_duration_seconds{operation,status_code}`:
 /// the distributor's calls to ingesters, one observation per replica request.
@@ -15,6 +15,21 @@ pub(crate) fn ingester_client_duration() -> &'static HistogramVec {
             )
             .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
             &["operation", "status_code"],
+        )
+        .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
+    })
+}
+
+/// `strata_distributor_ingester_inflight_limit_reached_total`: replica
+/// pushes not sent because the ingester had
+/// `distributor.max_inflight_push_requests_per_ingester` pushes in flight.
+/// Process-wide, like [`ingester_client_duration`].
+pub(crate) fn inflight_limit_reached() -> &'static IntCounter {
+    static COUNTER: OnceLock<IntCounter> = OnceLock::new();
+    COUNTER.get_or_init(|| {
+        IntCounter::new(
+            "strata_distributor_ingester_inflight_limit_reached_total",
+            "Replica pushes not sent because that ingester already had distributor.max_inflight_push_requests_per_ingester pushes in flight (slow or hung); they count as failed for the quorum.",
         )
         .unwrap_or_else(|_| unreachable!("constant metric options are valid"))
     })
@@ -64,6 +79,10 @@ impl DistributorMetrics {
         registry.register(Box::new(received_samples.clone()))?;
         registry.register(Box::new(received_series.clone()))?;
         match registry.register(Box::new(ingester_client_duration().clone())) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => return Err(e),
+        }
+        match registry.register(Box::new(inflight_limit_reached().clone())) {
             Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
             Err(e) => return Err(e),
         }

@@ -6,15 +6,19 @@
 //! Requests to replicas run as their own tasks, so a push answers as soon as
 //! each series has its quorum while the slower replica still receives its copy
 //! (bounded by the client timeout); a dead or slow ingester costs neither
-//! correctness nor more than that timeout.
+//! correctness nor more than that timeout. At most a set number of pushes are
+//! in flight to one ingester: beyond it, that replica counts as failed at
+//! once, so a hung ingester cannot make the distributor hold an unbounded
+//! number of requests (and their bodies) until they time out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use strata_model::shard_token_of;
 use strata_proto::prometheus::WriteRequest;
 use strata_ring::{InstanceDesc, Operation, Ring, RingError};
 use strata_status::{ErrorCode, ServiceError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::push::IngesterPush;
 
@@ -30,11 +34,48 @@ pub type PushClientPool = strata_ring::ClientPool<dyn IngesterPush, ServiceError
 pub struct ReplicatedPush {
     ring: Ring,
     pool: PushClientPool,
+    /// Pushes allowed in flight to one ingester (0: no limit).
+    inflight_limit: usize,
+    /// The permits of each ingester address.
+    inflight: parking_lot::Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl ReplicatedPush {
     pub fn new(ring: Ring, pool: PushClientPool) -> Self {
-        Self { ring, pool }
+        Self {
+            ring,
+            pool,
+            inflight_limit: 0,
+            inflight: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// At most `limit` pushes in flight to one ingester (0: no limit).
+    pub fn with_inflight_limit(mut self, limit: usize) -> Self {
+        self.inflight_limit = limit;
+        self
+    }
+
+    /// A permit for one more push to `addr`: `Ok(None)` without a limit,
+    /// the error the replica counts as when its limit is reached.
+    fn permit(&self, addr: &str) -> Result<Option<OwnedSemaphorePermit>, ServiceError> {
+        if self.inflight_limit == 0 {
+            return Ok(None);
+        }
+        let semaphore = self
+            .inflight
+            .lock()
+            .entry(addr.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inflight_limit)))
+            .clone();
+        semaphore.try_acquire_owned().map(Some).map_err(|_| {
+            crate::metrics::inflight_limit_reached().inc();
+            ServiceError::unavailable(format!(
+                "{} pushes already in flight to ingester {addr} \
+                 (distributor.max_inflight_push_requests_per_ingester): it is slow or hung",
+                self.inflight_limit
+            ))
+        })
     }
 }
 
@@ -134,7 +175,9 @@ impl IngesterPush for ReplicatedPush {
                     });
                 }
             }
-            let client = self.pool.client(&instance.addr);
+            let client = self
+                .permit(&instance.addr)
+                .and_then(|permit| Ok((permit, self.pool.client(&instance.addr)?)));
             let results = results.clone();
             let tenant = tenant.to_string();
             // In the push's span, so the ingester calls join its trace.
@@ -142,8 +185,9 @@ impl IngesterPush for ReplicatedPush {
             tokio::spawn(tracing::Instrument::instrument(
                 async move {
                     let started = std::time::Instant::now();
+                    // The permit is held until the call ends.
                     let outcome = match client {
-                        Ok(client) => client.push(&tenant, request).await,
+                        Ok((_permit, client)) => client.push(&tenant, request).await,
                         Err(e) => Err(e),
                     };
                     let status = match &outcome {
@@ -236,6 +280,8 @@ mod tests {
     struct FakeIngester {
         received: Mutex<Vec<WriteRequest>>,
         behaviour: Behaviour,
+        /// Calls that reached it (hung ones too).
+        entered: std::sync::atomic::AtomicUsize,
     }
 
     #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -251,6 +297,8 @@ mod tests {
     #[async_trait::async_trait]
     impl IngesterPush for FakeIngester {
         async fn push(&self, _tenant: &str, request: WriteRequest) -> Result<(), ServiceError> {
+            self.entered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             match self.behaviour {
                 Behaviour::Store => {
                     self.received.lock().push(request);
@@ -338,6 +386,24 @@ mod tests {
                     .sum::<usize>()
             })
             .sum()
+    }
+
+    #[tokio::test]
+    async fn a_hung_ingester_holds_no_more_pushes_than_the_limit() {
+        use Behaviour::{Hang, Store};
+        let (push, fakes, _l) = cluster(&[Store, Store, Hang]).await;
+        let push = push.with_inflight_limit(3);
+        let before = crate::metrics::inflight_limit_reached().get();
+        for _ in 0..10 {
+            // Each push reaches its quorum on the other two.
+            push.push("t", request(5)).await.unwrap();
+        }
+        // The replica calls run as their own tasks: let them start.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let entered = |i: usize| fakes[i].entered.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(entered(2), 3, "in flight to the hung ingester");
+        assert_eq!((entered(0), entered(1)), (10, 10));
+        assert!(crate::metrics::inflight_limit_reached().get() >= before + 7);
     }
 
     #[tokio::test]

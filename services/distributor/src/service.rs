@@ -41,10 +41,10 @@ impl DistributorService {
         (kv, kv_prefix): (Arc<dyn KvStore>, &str),
         registry: &prometheus::Registry,
     ) -> Result<Self, DistributorError> {
-        let ingesters = Arc::new(ReplicatedPush::new(
-            ingester_ring.clone(),
-            PushClientPool::new(clients),
-        ));
+        let ingesters = Arc::new(
+            ReplicatedPush::new(ingester_ring.clone(), PushClientPool::new(clients))
+                .with_inflight_limit(config.max_inflight_push_requests_per_ingester),
+        );
         let ha_tracker = config
             .ha_tracker
             .enable_ha_tracker

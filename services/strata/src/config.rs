@@ -394,6 +394,7 @@ fields! {
     "server.log_format" String "Log format: logfmt or json.",
     "server.graceful_shutdown_timeout" Duration "On SIGTERM, how long stopping every service may take: leaving the rings, the flush on shutdown, in-flight requests. What still runs then is named in the last log line and the process exits non-zero.",
     "ingester_client.remote_timeout" Duration "Longest a push to one ingester may take; a slower replica counts as failed for the quorum.",
+    "distributor.max_inflight_push_requests_per_ingester" Int "Pushes one distributor keeps in flight to one ingester at most; beyond it that replica counts as failed at once (strata_distributor_ingester_inflight_limit_reached_total), so a hung ingester cannot make the distributor hold requests without bound until they time out. 0: no limit.",
     "distributor.max_recv_msg_size" Int "Largest remote-write push accepted, in bytes, both compressed and decompressed; larger pushes get 413 or 400.",
     "distributor.ha_tracker.enable_ha_tracker" Bool "De-duplicate Prometheus HA pairs for tenants with limits.accept_ha_samples: one elected replica per cluster, kept in the ring's KV store (ingester.ring.kvstore, key <prefix>ha-tracker/<tenant>/<cluster>); the others' pushes are dropped with 202. See docs/ha-deduplication.md.",
     "distributor.ha_tracker.ha_tracker_update_timeout" Duration "How old the elected replica's last recorded push may get before a distributor records a newer one in the KV store (the KV store is not written on every push).",
