@@ -8,11 +8,15 @@
 //!     scopes: [read]
 //!     basic_auth:
 //!       username: team-a
-//!       password_hash: "sha256$<salt>$<hex>"
+//!       password_hash: "$2y$10$<53 characters>"   # bcrypt: htpasswd -B
 //!   - name: prometheus-team-a
 //!     tenant: team-a
 //!     scopes: [read, write]
-//!     bearer_token_hash: "sha256$<salt>$<hex>"
+//!     bearer_token_hash: "sha256$<salt>$<hex>"    # sha256 only
+//!   - name: ops
+//!     tenant: team-a
+//!     scopes: [admin]                            # the admin routes
+//!     basic_auth: {username: ops, password_hash: "$2y$10$..."}
 //! ```
 
 use std::collections::HashMap;
