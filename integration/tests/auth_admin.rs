@@ -70,7 +70,9 @@ async fn call(
         .local_address(source)
         .build()
         .unwrap();
-    let (path, form) = path.split_once('?').map_or((path, None), |(p, f)| (p, Some(f)));
+    let (path, form) = path
+        .split_once('?')
+        .map_or((path, None), |(p, f)| (p, Some(f)));
     let url = strata.url(path);
     let mut req = match method {
         "GET" => client.get(&url),
@@ -153,13 +155,25 @@ async fn admin_routes_need_the_admin_scope_and_bcrypt_passwords_back_off() {
         let guesser: IpAddr = format!("127.0.1.{}", i + 1).parse().unwrap();
         let (status, _, text) = call(local, &strata, method, path, &[]).await;
         assert_eq!(status, 401, "{what} without a credential: {text}");
-        let (status, _, text) =
-            call(guesser, &strata, method, path, &[("Authorization", &ops_wrong)]).await;
+        let (status, _, text) = call(
+            guesser,
+            &strata,
+            method,
+            path,
+            &[("Authorization", &ops_wrong)],
+        )
+        .await;
         assert_eq!(status, 401, "{what} with a wrong password: {text}");
         assert!(!text.contains("ops-secret"), "{text}");
         for non_admin in [team_a.as_str(), "Bearer token-b"] {
-            let (status, _, text) =
-                call(local, &strata, method, path, &[("Authorization", non_admin)]).await;
+            let (status, _, text) = call(
+                local,
+                &strata,
+                method,
+                path,
+                &[("Authorization", non_admin)],
+            )
+            .await;
             assert_eq!(status, 403, "{what} with {non_admin}: {text}");
             assert!(text.contains("lacks the admin scope"), "{text}");
             assert!(
@@ -183,7 +197,10 @@ async fn admin_routes_need_the_admin_scope_and_bcrypt_passwords_back_off() {
                 assert_eq!(status, 404, "{what}: {text}");
                 assert!(text.contains("no instance"), "{text}");
             } else {
-                assert!((200..300).contains(&status), "{what} as admin: {status} {text}");
+                assert!(
+                    (200..300).contains(&status),
+                    "{what} as admin: {status} {text}"
+                );
             }
         }
     }
@@ -207,13 +224,25 @@ async fn admin_routes_need_the_admin_scope_and_bcrypt_passwords_back_off() {
     // From another address: wrong passwords until the back-off (5 failures).
     let attacker: IpAddr = "127.0.0.2".parse().unwrap();
     for i in 0..5 {
-        let (status, _, text) =
-            call(attacker, &strata, "GET", "/config", &[("Authorization", &ops_wrong)]).await;
+        let (status, _, text) = call(
+            attacker,
+            &strata,
+            "GET",
+            "/config",
+            &[("Authorization", &ops_wrong)],
+        )
+        .await;
         assert_eq!(status, 401, "failure {i}: {text}");
     }
     // Then refused, even with the right password, with when to retry.
-    let (status, retry, text) =
-        call(attacker, &strata, "GET", "/config", &[("Authorization", &ops)]).await;
+    let (status, retry, text) = call(
+        attacker,
+        &strata,
+        "GET",
+        "/config",
+        &[("Authorization", &ops)],
+    )
+    .await;
     assert_eq!(status, 429, "{text}");
     let retry: u64 = retry.unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
@@ -229,7 +258,8 @@ async fn admin_routes_need_the_admin_scope_and_bcrypt_passwords_back_off() {
     // Open pages are not throttled, and this address is not either.
     let (status, _, _) = call(attacker, &strata, "GET", "/ready", &[]).await;
     assert_eq!(status, 200);
-    let (status, _, text) = call(local, &strata, "GET", "/config", &[("Authorization", &ops)]).await;
+    let (status, _, text) =
+        call(local, &strata, "GET", "/config", &[("Authorization", &ops)]).await;
     assert_eq!(status, 200, "{text}");
 
     // Counted per credential, by reason; the throttled requests too.
@@ -260,13 +290,19 @@ async fn admin_routes_need_the_admin_scope_and_bcrypt_passwords_back_off() {
         &metrics,
         "strata_auth_bcrypt_checks_total{outcome=\"computed\"}",
     );
-    let cached = metric_value(&metrics, "strata_auth_bcrypt_checks_total{outcome=\"cached\"}");
+    let cached = metric_value(
+        &metrics,
+        "strata_auth_bcrypt_checks_total{outcome=\"cached\"}",
+    );
     // Computed: the first success of each of the two passwords, and the 12
     // failures; every other success (admin calls, 403s, pushes and the
     // pushes' own tenant resolution) came from the cache.
     assert_eq!(computed, 2.0 + 12.0, "{metrics}");
     assert!(cached >= 20.0, "{metrics}");
-    assert!(!metrics.contains("127.0.0.2"), "a source address became a label");
+    assert!(
+        !metrics.contains("127.0.0.2"),
+        "a source address became a label"
+    );
 
     // The log names the credential and the source, never a secret or hash.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -289,7 +325,6 @@ async fn admin_routes_need_the_admin_scope_and_bcrypt_passwords_back_off() {
     )
     .await;
     assert_eq!(status, 200, "{text}");
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +337,10 @@ async fn without_auth_the_admin_routes_answer_anyone() {
     let local: IpAddr = LOCAL.parse().unwrap();
     for (method, path) in ADMIN_ROUTES {
         let (status, _, text) = call(local, &strata, method, path, &[]).await;
-        assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
     }
     let (status, _, text) = call(
         local,
@@ -314,5 +352,8 @@ async fn without_auth_the_admin_routes_answer_anyone() {
     .await;
     assert_eq!(status, 404, "{text}");
     let metrics = strata.metrics_text().await;
-    assert!(!metrics.contains("strata_auth_"), "auth metrics without auth");
+    assert!(
+        !metrics.contains("strata_auth_"),
+        "auth metrics without auth"
+    );
 }

@@ -37,9 +37,7 @@ impl Refused {
         Refused {
             error: ServiceError::new(
                 ErrorCode::TooManyRequests,
-                format!(
-                    "too many failed authentications from this address; retry in {secs} s"
-                ),
+                format!("too many failed authentications from this address; retry in {secs} s"),
             ),
             retry_after: Some(Duration::from_secs(secs)),
         }

@@ -151,7 +151,12 @@ impl Authenticator {
         multitenancy_enabled: bool,
         registry: &Registry,
     ) -> Result<Self, AuthError> {
-        Self::with_check_interval(config, multitenancy_enabled, registry, RELOAD_CHECK_INTERVAL)
+        Self::with_check_interval(
+            config,
+            multitenancy_enabled,
+            registry,
+            RELOAD_CHECK_INTERVAL,
+        )
     }
 
     fn with_check_interval(
@@ -175,8 +180,7 @@ impl Authenticator {
         })?;
         let tenants = TenantsFile::load(&path)?;
         log_loaded(&path, &tenants);
-        let metrics =
-            AuthMetrics::new(registry).map_err(|e| AuthError::Metrics(e.to_string()))?;
+        let metrics = AuthMetrics::new(registry).map_err(|e| AuthError::Metrics(e.to_string()))?;
         Ok(Authenticator {
             mode: Mode::Enabled(Arc::new(Enabled::new(
                 path,
@@ -198,8 +202,7 @@ impl Authenticator {
         window: Duration,
         registry: &Registry,
     ) -> Result<Self, AuthError> {
-        let metrics =
-            AuthMetrics::new(registry).map_err(|e| AuthError::Metrics(e.to_string()))?;
+        let metrics = AuthMetrics::new(registry).map_err(|e| AuthError::Metrics(e.to_string()))?;
         Ok(Authenticator {
             mode: Mode::Enabled(Arc::new(Enabled::new(
                 PathBuf::new(),
@@ -246,7 +249,9 @@ impl Authenticator {
         enabled.reload_if_changed();
         let tenants = enabled.tenants.read().clone();
         let credential = poll_once(enabled.identify(&tenants, headers, Verify::Here))
-            .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "authentication did not complete"))?
+            .ok_or_else(|| {
+                ServiceError::new(ErrorCode::Internal, "authentication did not complete")
+            })?
             .map_err(|f| f.error)?;
         check(credential, headers, scope)?;
         Ok(credential.tenant.clone())
@@ -443,7 +448,11 @@ impl Enabled {
                 }
             }
             Presented::Bearer(token) => tenants.find_bearer(token.as_bytes()).ok_or_else(|| {
-                Failure::new(unauthenticated("invalid bearer token"), None, "unknown_token")
+                Failure::new(
+                    unauthenticated("invalid bearer token"),
+                    None,
+                    "unknown_token",
+                )
             }),
         }
     }
@@ -529,7 +538,11 @@ impl Enabled {
             .with_label_values(&[name, failure.reason])
             .inc();
         let Some(ip) = source else {
-            tracing::warn!(credential = name, reason = failure.reason, "authentication failed");
+            tracing::warn!(
+                credential = name,
+                reason = failure.reason,
+                "authentication failed"
+            );
             return;
         };
         let recorded = self.failures.lock().record_failure(ip, Instant::now());
@@ -895,7 +908,9 @@ credentials:
             tenants_file: "/nonexistent/tenants.yaml".into(),
             ..AuthConfig::default()
         };
-        let err = Authenticator::new(&missing, true, &Registry::new()).unwrap_err().to_string();
+        let err = Authenticator::new(&missing, true, &Registry::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/tenants.yaml"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -910,7 +925,9 @@ credentials:
             tenants_file: path.display().to_string(),
             ..AuthConfig::default()
         };
-        let err = Authenticator::new(&bad, true, &Registry::new()).unwrap_err().to_string();
+        let err = Authenticator::new(&bad, true, &Registry::new())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("tenants.yaml")
                 && err.contains("credentials[0] (\"x\").bearer_token_hash"),
@@ -1019,13 +1036,21 @@ credentials:
         );
         assert_eq!(
             code(
-                a.admit(&headers(&[("authorization", &basic("ops:wrong"))]), None, Access::Admin)
-                    .await
+                a.admit(
+                    &headers(&[("authorization", &basic("ops:wrong"))]),
+                    None,
+                    Access::Admin
+                )
+                .await
             ),
             Err(ErrorCode::Unauthenticated)
         );
         let err = a
-            .admit(&headers(&[("authorization", "Bearer token-a")]), None, Access::Admin)
+            .admit(
+                &headers(&[("authorization", "Bearer token-a")]),
+                None,
+                Access::Admin,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.error.code, ErrorCode::Forbidden);
@@ -1043,7 +1068,11 @@ credentials:
         }
         // admin grants neither read nor write.
         let err = a
-            .admit(&headers(&[("authorization", &ops)]), None, Access::Tenant(Scope::Read))
+            .admit(
+                &headers(&[("authorization", &ops)]),
+                None,
+                Access::Tenant(Scope::Read),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.error.code, ErrorCode::Forbidden);
@@ -1051,13 +1080,20 @@ credentials:
         assert_eq!(a.admit(&headers(&[]), None, Access::Open).await, Ok(()));
         // Tenant routes are checked as the resolvers check them.
         assert_eq!(
-            a.admit(&headers(&[("authorization", "Bearer token-a")]), None, Access::Tenant(Scope::Write))
-                .await,
+            a.admit(
+                &headers(&[("authorization", "Bearer token-a")]),
+                None,
+                Access::Tenant(Scope::Write)
+            )
+            .await,
             Ok(())
         );
         let err = a
             .admit(
-                &headers(&[("authorization", "Bearer token-a"), ("x-scope-orgid", "team-b")]),
+                &headers(&[
+                    ("authorization", "Bearer token-a"),
+                    ("x-scope-orgid", "team-b"),
+                ]),
                 None,
                 Access::Tenant(Scope::Read),
             )
@@ -1078,10 +1114,19 @@ credentials:
         let a = admin_auth(10, &registry);
         let ops = headers(&[("authorization", &basic("ops:pw-bcrypt"))]);
         let computed = |r: &Registry| {
-            counter(r, "strata_auth_bcrypt_checks_total", &[("outcome", "computed")])
+            counter(
+                r,
+                "strata_auth_bcrypt_checks_total",
+                &[("outcome", "computed")],
+            )
         };
-        let cached =
-            |r: &Registry| counter(r, "strata_auth_bcrypt_checks_total", &[("outcome", "cached")]);
+        let cached = |r: &Registry| {
+            counter(
+                r,
+                "strata_auth_bcrypt_checks_total",
+                &[("outcome", "cached")],
+            )
+        };
         a.admit(&ops, None, Access::Admin).await.unwrap();
         assert_eq!((computed(&registry), cached(&registry)), (1.0, 0.0));
         for _ in 0..5 {
@@ -1117,26 +1162,51 @@ credentials:
             assert_eq!(err.retry_after, None);
         }
         // The limit is reached: even the right password is refused now.
-        let err = a.admit(&ops, Some(attacker), Access::Admin).await.unwrap_err();
+        let err = a
+            .admit(&ops, Some(attacker), Access::Admin)
+            .await
+            .unwrap_err();
         assert_eq!(err.error.code, ErrorCode::TooManyRequests);
         let wait = err.retry_after.unwrap();
-        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "{wait:?}");
-        assert!(!err.error.message.contains("192.0.2.9"), "{}", err.error.message);
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert!(
+            !err.error.message.contains("192.0.2.9"),
+            "{}",
+            err.error.message
+        );
         // Another source is not.
         assert_eq!(a.admit(&ops, Some(other), Access::Admin).await, Ok(()));
         // A missing credential is refused but not counted.
-        let missing = a.admit(&headers(&[]), Some(other), Access::Admin).await.unwrap_err();
+        let missing = a
+            .admit(&headers(&[]), Some(other), Access::Admin)
+            .await
+            .unwrap_err();
         assert_eq!(missing.error.code, ErrorCode::Unauthenticated);
 
         let failed = |labels: &[(&str, &str)]| {
             counter(&registry, "strata_auth_failed_attempts_total", labels)
         };
-        assert_eq!(failed(&[("credential", "ops"), ("reason", "wrong_password")]), 2.0);
-        assert_eq!(failed(&[("credential", "unknown"), ("reason", "unknown_user")]), 1.0);
+        assert_eq!(
+            failed(&[("credential", "ops"), ("reason", "wrong_password")]),
+            2.0
+        );
+        assert_eq!(
+            failed(&[("credential", "unknown"), ("reason", "unknown_user")]),
+            1.0
+        );
         assert_eq!(failed(&[]), 3.0);
-        assert_eq!(counter(&registry, "strata_auth_throttled_requests_total", &[]), 1.0);
+        assert_eq!(
+            counter(&registry, "strata_auth_throttled_requests_total", &[]),
+            1.0
+        );
         // No label names a source or a made-up user.
         let text = format!("{:?}", registry.gather());
-        assert!(!text.contains("192.0.2") && !text.contains("root"), "{text}");
+        assert!(
+            !text.contains("192.0.2") && !text.contains("root"),
+            "{text}"
+        );
     }
 }

@@ -164,13 +164,19 @@ mod tests {
             Some(Duration::from_secs(40))
         );
         // Another address is not affected.
-        assert_eq!(f.blocked_for(ip("192.0.2.8"), t0 + Duration::from_secs(20)), None);
+        assert_eq!(
+            f.blocked_for(ip("192.0.2.8"), t0 + Duration::from_secs(20)),
+            None
+        );
         // The window ends a minute after its first failure.
         assert_eq!(f.blocked_for(attacker, t0 + minute), None);
         // And the next failure opens a new one.
         let r = f.record_failure(attacker, t0 + minute + Duration::from_secs(1));
         assert_eq!(r.failures, 1);
-        assert_eq!(f.blocked_for(attacker, t0 + minute + Duration::from_secs(1)), None);
+        assert_eq!(
+            f.blocked_for(attacker, t0 + minute + Duration::from_secs(1)),
+            None
+        );
     }
 
     #[test]

@@ -89,9 +89,7 @@ impl SecretHash {
             )));
         };
         if *scheme != HASH_SCHEME {
-            return Err(HashFormatError(format!(
-                "unknown hash scheme; {expected}"
-            )));
+            return Err(HashFormatError(format!("unknown hash scheme; {expected}")));
         }
         check_salt(salt)?;
         let digest = decode_hex(hex).ok_or_else(|| {
@@ -388,10 +386,15 @@ mod tests {
         // differ only in how old C libraries handled non-ASCII bytes).
         for version in ["$2a$", "$2b$"] {
             let other = HTPASSWD_2Y.replacen("$2y$", version, 1);
-            assert!(SecretHash::parse(&other).unwrap().verify(b"pw-bcrypt"), "{version}");
+            assert!(
+                SecretHash::parse(&other).unwrap().verify(b"pw-bcrypt"),
+                "{version}"
+            );
         }
         let made = SecretHash::bcrypt(4, [7; 16], b"secret").unwrap();
-        assert!(SecretHash::parse(&made.to_string()).unwrap().verify(b"secret"));
+        assert!(SecretHash::parse(&made.to_string())
+            .unwrap()
+            .verify(b"secret"));
         assert!(!SecretHash::new("saltsalt", b"x").unwrap().is_slow());
     }
 

@@ -431,7 +431,11 @@ credentials:
         let ops = file.find_basic("ops", b"pw-bcrypt").unwrap();
         assert!(ops.has_scope(Scope::Admin) && !ops.has_scope(Scope::Read));
         assert!(file.find_basic("ops", b"wrong").is_none());
-        assert_eq!(file.costliest_password_hash().and_then(SecretHash::bcrypt_cost), Some(4));
+        assert_eq!(
+            file.costliest_password_hash()
+                .and_then(SecretHash::bcrypt_cost),
+            Some(4)
+        );
 
         let truncated = &good[..50];
         let bad = format!(

@@ -188,10 +188,7 @@ pub(crate) async fn admit(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    match authenticator
-        .admit(request.headers(), source, access)
-        .await
-    {
+    match authenticator.admit(request.headers(), source, access).await {
         Ok(()) => next.run(request).await,
         Err(refused) => refusal(refused, route.shape),
     }
@@ -200,12 +197,10 @@ pub(crate) async fn admit(
 fn refusal(refused: Refused, shape: Shape) -> Response {
     let code = refused.error.code;
     let mut response = match shape {
-        Shape::PrometheusApi => strata_querier::ApiError::from_service(refused.error).into_response(),
-        Shape::Text => (
-            code.http_status(),
-            format!("{}\n", refused.error.message),
-        )
-            .into_response(),
+        Shape::PrometheusApi => {
+            strata_querier::ApiError::from_service(refused.error).into_response()
+        }
+        Shape::Text => (code.http_status(), format!("{}\n", refused.error.message)).into_response(),
     };
     if code == ErrorCode::Unauthenticated {
         response.headers_mut().insert(
@@ -243,7 +238,11 @@ fn markdown_table() -> String {
             Match::Prefix => r.path.to_string(),
         };
         if r.read == r.write {
-            out.push_str(&format!("| {path} | all | {} | {} |\n", needs(r.read), r.reason));
+            out.push_str(&format!(
+                "| {path} | all | {} | {} |\n",
+                needs(r.read),
+                r.reason
+            ));
         } else {
             out.push_str(&format!(
                 "| {path} | GET, HEAD | {} | {} |\n| {path} | others | {} | |\n",
@@ -326,7 +325,10 @@ mod tests {
             Shape::Text,
         );
         assert_eq!(r.status(), http::StatusCode::UNAUTHORIZED);
-        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"strata\"");
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"strata\""
+        );
         let r = refusal(
             Refused {
                 error: strata_status::ServiceError::new(ErrorCode::TooManyRequests, "slow down"),
