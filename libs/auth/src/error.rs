@@ -18,6 +18,8 @@ pub enum AuthError {
     Read { path: String, reason: String },
     #[error("tenants file {path}: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("registering the auth metrics: {0}")]
+    Metrics(String),
 }
 
 /// Every variant is about the server's own setup (the `auth` section, the
@@ -27,9 +29,10 @@ pub enum AuthError {
 impl Coded for AuthError {
     fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Config { .. } | AuthError::Read { .. } | AuthError::Invalid { .. } => {
-                ErrorCode::Internal
-            }
+            AuthError::Config { .. }
+            | AuthError::Read { .. }
+            | AuthError::Invalid { .. }
+            | AuthError::Metrics(_) => ErrorCode::Internal,
         }
     }
 }

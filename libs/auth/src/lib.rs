@@ -10,21 +10,30 @@
 //! multitenancy disabled every request is the tenant `anonymous`.
 //!
 //! With authentication on ([`Authenticator`]), a tenants file maps credentials
-//! (basic auth or bearer tokens, stored as salted hashes: [`SecretHash`]) to a
-//! tenant and `read`/`write` [`Scope`]s; the tenant then comes from the
-//! credential, never from the header. This crate does not do TLS (terminate it
+//! (basic auth or bearer tokens, stored as bcrypt or salted SHA-256 hashes:
+//! [`SecretHash`]) to a tenant and `read`/`write`/`admin` [`Scope`]s; the
+//! tenant then comes from the credential, never from the header. Each route
+//! is of an [`Access`] class (open, a tenant's with a scope, admin) that the
+//! HTTP server checks before the route runs ([`Authenticator::admit`]),
+//! counting failed attempts and backing off sources that keep failing. Which
+//! route is of which class is the binary's table, not this crate's. This crate does not do TLS (terminate it
 //! in front of Strata: basic auth and bearer tokens are cleartext on the wire),
 //! OAuth/OIDC, or per-tenant limits.
 
+mod access;
 mod authenticator;
+mod backoff;
 mod error;
 mod hash;
+mod metrics;
 mod tenant_header;
 mod tenants;
 
+pub use access::{Access, Refused};
 pub use authenticator::{AuthConfig, Authenticator, RELOAD_CHECK_INTERVAL};
+pub use backoff::MAX_SOURCES;
 pub use error::AuthError;
-pub use hash::{HashFormatError, SecretHash, HASH_SCHEME, MIN_SALT_LEN};
+pub use hash::{HashFormatError, SecretHash, BCRYPT_COSTS, HASH_SCHEME, MIN_SALT_LEN};
 pub use tenant_header::{
     resolver, tenant_from_headers, TenantResolver, NO_AUTH_TENANT, TENANT_HEADER,
 };

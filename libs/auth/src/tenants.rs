@@ -8,11 +8,15 @@
 //!     scopes: [read]
 //!     basic_auth:
 //!       username: team-a
-//!       password_hash: "sha256$<salt>$<hex>"
+//!       password_hash: "$2y$10$<53 characters>"   # bcrypt: htpasswd -B
 //!   - name: prometheus-team-a
 //!     tenant: team-a
 //!     scopes: [read, write]
-//!     bearer_token_hash: "sha256$<salt>$<hex>"
+//!     bearer_token_hash: "sha256$<salt>$<hex>"    # sha256 only
+//!   - name: ops
+//!     tenant: team-a
+//!     scopes: [admin]                            # the admin routes
+//!     basic_auth: {username: ops, password_hash: "$2y$10$..."}
 //! ```
 
 use std::collections::HashMap;
@@ -24,14 +28,18 @@ use serde_yaml::Value;
 use strata_model::validate_tenant_id;
 
 use crate::error::AuthError;
-use crate::hash::SecretHash;
+use crate::hash::{SecretHash, HASH_SCHEME};
 
-/// What a credential may do: `read` (query APIs) or `write` (remote write).
+/// What a credential may do: `read` (query APIs), `write` (remote write) or
+/// `admin` (the administrative routes: flush, compaction, ring actions, the
+/// config dumps; see `docs/authentication.md`). Each is granted on its own:
+/// `admin` does not imply `read` or `write`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,
     Write,
+    Admin,
 }
 
 impl fmt::Display for Scope {
@@ -39,6 +47,7 @@ impl fmt::Display for Scope {
         f.write_str(match self {
             Scope::Read => "read",
             Scope::Write => "write",
+            Scope::Admin => "admin",
         })
     }
 }
@@ -147,7 +156,7 @@ impl TenantsFile {
             validate_tenant_id(&raw.tenant).map_err(|e| format!("{}: {e}", at("tenant")))?;
             if raw.scopes.is_empty() {
                 return Err(format!(
-                    "{}: list at least one of read, write",
+                    "{}: list at least one of read, write, admin",
                     at("scopes")
                 ));
             }
@@ -183,10 +192,19 @@ impl TenantsFile {
             };
             let bearer_token_hash = match raw.bearer_token_hash {
                 None => None,
-                Some(h) => Some(
-                    SecretHash::parse(&h)
-                        .map_err(|e| format!("{}: {e}", at("bearer_token_hash")))?,
-                ),
+                Some(h) => {
+                    let hash = SecretHash::parse(&h)
+                        .map_err(|e| format!("{}: {e}", at("bearer_token_hash")))?;
+                    if hash.is_slow() {
+                        return Err(format!(
+                            "{}: bcrypt is for basic_auth.password_hash; a bearer token is checked \
+                             against every bearer credential, so it takes the fast \
+                             {HASH_SCHEME}$<salt>$<hex> form (use a long random token)",
+                            at("bearer_token_hash")
+                        ));
+                    }
+                    Some(hash)
+                }
             };
             file.credentials.push(Credential {
                 name: raw.name,
@@ -220,6 +238,24 @@ impl TenantsFile {
                 None
             }
         }
+    }
+
+    /// The credential whose basic-auth user is `username`, unchecked.
+    pub fn basic_credential(&self, username: &str) -> Option<&Credential> {
+        let credential = self.credentials.get(*self.by_username.get(username)?)?;
+        credential.basic_auth.is_some().then_some(credential)
+    }
+
+    /// The bcrypt password hash of the highest cost in the file, if any: an
+    /// unknown user name is checked against it (and refused whatever the
+    /// result), so it costs what a known one does.
+    pub fn costliest_password_hash(&self) -> Option<&SecretHash> {
+        self.credentials
+            .iter()
+            .filter_map(|c| c.basic_auth.as_ref())
+            .map(|b| &b.password_hash)
+            .filter(|h| h.is_slow())
+            .max_by_key(|h| h.bcrypt_cost())
     }
 
     /// The first credential (in file order) whose bearer token is `token`.
@@ -336,9 +372,9 @@ credentials:
         let good = hash("saltsalt", "pw");
         let cases = [
             (
-                "credentials: [{name: x, tenant: t, scopes: [admin], bearer_token_hash: h}]"
+                "credentials: [{name: x, tenant: t, scopes: [root], bearer_token_hash: h}]"
                     .to_string(),
-                "credentials[0] (\"x\").scopes[0]: unknown variant `admin`",
+                "credentials[0] (\"x\").scopes[0]: unknown variant `root`",
             ),
             (
                 format!("credentials: [{{name: x, tenant: t, scopes: [read], bearer_token_hash: \"{good}\", colour: red}}]"),
@@ -351,7 +387,7 @@ credentials:
             (
                 "credentials: [{name: z, tenant: t, scopes: [read], bearer_token_hash: not-a-hash}]"
                     .to_string(),
-                "credentials[0] (\"z\").bearer_token_hash: expected sha256$<salt>$<64 hex digits>",
+                "credentials[0] (\"z\").bearer_token_hash: expected a bcrypt hash",
             ),
             (
                 "credentials: [{name: z, tenant: t, scopes: [read], basic_auth: {username: u, password_hash: hunter2}}]"
@@ -382,6 +418,46 @@ credentials:
             assert!(err.contains(want), "{text}\n  gave: {err}\n  want: {want}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn bcrypt_password_hashes_are_accepted_and_bad_ones_name_the_entry() {
+        // htpasswd -nbB -C 4 team-a pw-bcrypt
+        let good = "$2y$04$qMkFA1NEQNlyV1gyEHR93ufFAp8lukFWtq.s5R8aA/uRP3X9t9RLO";
+        let text = format!(
+            "credentials: [{{name: ops, tenant: t, scopes: [admin], basic_auth: {{username: ops, password_hash: '{good}'}}}}]"
+        );
+        let file = TenantsFile::parse(&text).unwrap();
+        let ops = file.find_basic("ops", b"pw-bcrypt").unwrap();
+        assert!(ops.has_scope(Scope::Admin) && !ops.has_scope(Scope::Read));
+        assert!(file.find_basic("ops", b"wrong").is_none());
+        assert_eq!(
+            file.costliest_password_hash()
+                .and_then(SecretHash::bcrypt_cost),
+            Some(4)
+        );
+
+        let truncated = &good[..50];
+        let bad = format!(
+            "credentials: [{{name: ok, tenant: t, scopes: [read], basic_auth: {{username: a, password_hash: '{good}'}}}}, {{name: ops, tenant: t, scopes: [admin], basic_auth: {{username: ops, password_hash: '{truncated}'}}}}]"
+        );
+        let err = TenantsFile::parse(&bad).unwrap_err();
+        assert!(
+            err.starts_with("credentials[1] (\"ops\").basic_auth.password_hash: it has 50 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains(&good[7..20]), "{err}");
+
+        // bcrypt is refused for bearer tokens, without quoting it.
+        let bearer = format!(
+            "credentials: [{{name: tok, tenant: t, scopes: [read], bearer_token_hash: '{good}'}}]"
+        );
+        let err = TenantsFile::parse(&bearer).unwrap_err();
+        assert!(
+            err.starts_with("credentials[0] (\"tok\").bearer_token_hash: bcrypt is for basic_auth.password_hash"),
+            "{err}"
+        );
+        assert!(!err.contains(&good[7..20]), "{err}");
     }
 
     #[test]

@@ -378,8 +378,10 @@ macro_rules! fields {
 fields! {
     "target" String "Comma-separated modules to run: all, distributor, ingester, querier, store-gateway, compactor.",
     "multitenancy_enabled" Bool "When false, every request belongs to the tenant `anonymous` and no tenant header is needed.",
-    "auth.enabled" Bool "Require a credential from auth.tenants_file (basic auth or bearer token) on every push and query; the tenant comes from the credential. Off: trust X-Scope-OrgID, as Mimir does. See docs/authentication.md.",
-    "auth.tenants_file" String "YAML file mapping credentials (hashed) to tenants and read/write scopes; re-read when it changes. Required when auth.enabled.",
+    "auth.enabled" Bool "Require a credential from auth.tenants_file (basic auth or bearer token) on every push and query, and one with the admin scope on the admin routes (flush, compaction, ring forget, /config, /runtime_config, the HA tracker); the tenant comes from the credential. Off: trust X-Scope-OrgID, as Mimir does. See docs/authentication.md.",
+    "auth.tenants_file" String "YAML file mapping credentials (bcrypt or salted SHA-256 hashes) to tenants and read/write/admin scopes; re-read when it changes. Required when auth.enabled.",
+    "auth.max_failures_per_source" Int "Failed authentications from one address (IPv6: one /64) within auth.failure_window after which its requests get 429 with Retry-After until the window ends (strata_auth_throttled_requests_total). 0: no back-off. Behind a proxy every client shares the proxy's address.",
+    "auth.failure_window" Duration "The window of auth.max_failures_per_source, opened by an address's first failure.",
     "server.http_listen_address" String "Address the HTTP server listens on.",
     "server.http_listen_port" Int "Port of the HTTP server (push, query API, /metrics, /ready).",
     "server.grpc_listen_address" String "Address the gRPC server listens on.",

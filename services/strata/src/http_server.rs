@@ -115,7 +115,7 @@ pub(crate) async fn serve(
         (limits.max_connections > 0).then(|| Arc::new(Semaphore::new(limits.max_connections)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -144,7 +144,11 @@ pub(crate) async fn serve(
         };
         let service = hyper::service::service_fn({
             let router = router.clone();
-            move |request: hyper::Request<hyper::body::Incoming>| {
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // The peer, for what needs the source address (auth's back-off).
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 router.clone().oneshot(request.map(axum::body::Body::new))
             }
         });

@@ -5,6 +5,7 @@
 // A binary crate: `pub` marks what its modules share, nothing is exported.
 #![allow(unreachable_pub)]
 
+mod access;
 mod addresses;
 mod app;
 mod cli;

@@ -83,7 +83,7 @@ impl Wiring {
         // `auth.enabled`) check a credential; one for the process, so the
         // tenants file is read and watched once.
         let authenticator =
-            strata_auth::Authenticator::new(&config.auth, config.multitenancy_enabled)
+            strata_auth::Authenticator::new(&config.auth, config.multitenancy_enabled, &registry)
                 .map_err(|e| failed(Module::HttpServer)(format!("auth: {e}").into()))?;
         Ok(Self {
             overrides: Arc::new(strata_limits::Overrides::new(config.limits.clone())),
@@ -335,10 +335,20 @@ impl Wiring {
             .route(
                 "/config",
                 get(pages::show_config).with_state(Arc::new(crate::config::masked_yaml(config))),
-            )
-            .layer(axum::middleware::from_fn(
-                strata_telemetry::observe_http_request,
-            ));
+            );
+        // With auth on, every route (and the 404 fallback) is admitted by
+        // the route table of `access` first; off, nothing changes.
+        let router = if self.authenticator.is_enabled() {
+            router.layer(axum::middleware::from_fn_with_state(
+                self.authenticator.clone(),
+                crate::access::admit,
+            ))
+        } else {
+            router
+        };
+        let router = router.layer(axum::middleware::from_fn(
+            strata_telemetry::observe_http_request,
+        ));
         Ok(router)
     }
 
