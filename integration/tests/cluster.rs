@@ -264,21 +264,26 @@ async fn three_ingesters_replicate_survive_a_kill_and_rejoin() {
     assert!(msg.contains("quorum"), "{msg}");
 }
 
+/// etcd frozen (SIGSTOP) for four heartbeat timeouts (10 s each here; the
+/// same as five minutes of the default 1 m, shorter to run): every process
+/// routes by its cached ring, and since every heartbeat stopped at once the
+/// ring is judged as it was when last read, so no instance times out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_continue_while_etcd_is_away() {
+async fn pushes_and_queries_continue_while_etcd_is_away_for_four_heartbeat_timeouts() {
     const SERIES: usize = 20;
     let etcd = Etcd::start().await;
-    let _ingesters = [
-        start_ingester("ingester-1", None, &etcd).await,
-        start_ingester("ingester-2", None, &etcd).await,
-        start_ingester("ingester-3", None, &etcd).await,
-    ];
-    let distributor = start("distributor", &[], &etcd).await;
-    let querier = start("querier", &[], &etcd).await;
+    let timeout = vec!["-ingester.ring.heartbeat_timeout=10s".to_string()];
+    let mut ingesters = Vec::new();
+    for id in ["ingester-1", "ingester-2", "ingester-3"] {
+        let mut extra = timeout.clone();
+        extra.push(format!("-ingester.ring.instance_id={id}"));
+        ingesters.push(start("ingester", &extra, &etcd).await);
+    }
+    let distributor = start("distributor", &timeout, &etcd).await;
+    let querier = start("querier", &timeout, &etcd).await;
     let start_ms = now_ms() - 60_000;
     wait_writable(&distributor, SERIES, start_ms).await;
 
-    // etcd frozen (SIGSTOP) for 10 s: the distributor routes by its cached ring.
     let pid = etcd.process.pid().to_string();
     let signal = |sig: &str| {
         let ok = std::process::Command::new("kill")
@@ -291,12 +296,22 @@ async fn pushes_continue_while_etcd_is_away() {
     signal("-STOP");
     let frozen_at = ring_state(&querier).await;
     let mut acknowledged = vec![(start_ms, 0.0)];
-    for round in 1..=20 {
+    for round in 1..=40 {
         let ts = start_ms + round * 1_000;
         let (status, msg) = push_round(&distributor, 0, SERIES, ts, round as f64).await;
+        if status != 200 {
+            signal("-CONT");
+        }
         assert_eq!(status, 200, "round {round} with etcd away: {msg}");
         acknowledged.push((ts, round as f64));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if round % 10 == 0 {
+            let results = query_all(&querier, "cluster_test_total", start_ms, ts).await;
+            assert_eq!(results.len(), SERIES, "query with etcd away, round {round}");
+            for values in &results {
+                assert_eq!(values, &acknowledged, "query with etcd away, round {round}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     signal("-CONT");
 
@@ -308,18 +323,17 @@ async fn pushes_continue_while_etcd_is_away() {
         (newest(&ring_state(&querier).await) > before + 5).then_some(())
     })
     .await;
+    let ts = start_ms + 41_000;
+    let (status, msg) = push_round(&distributor, 0, SERIES, ts, 41.0).await;
+    assert_eq!(status, 200, "after etcd is back: {msg}");
+    acknowledged.push((ts, 41.0));
 
-    let results = query_all(
-        &querier,
-        "cluster_test_total",
-        start_ms,
-        acknowledged.last().unwrap().0,
-    )
-    .await;
+    let results = query_all(&querier, "cluster_test_total", start_ms, ts).await;
     assert_eq!(results.len(), SERIES);
     for values in &results {
         assert_eq!(values, &acknowledged);
     }
+    drop(ingesters);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,6 +120,10 @@ pub struct RingSnapshot {
     owners: Vec<u32>,
     /// KV revision the snapshot was built from (0 if unknown).
     revision: i64,
+    /// The newest heartbeat of any instance (`i64::MIN` without instances):
+    /// health is judged against it when the whole ring's heartbeats stopped
+    /// together ([`RingSnapshot::clock`]).
+    newest_heartbeat: i64,
 }
 
 impl RingSnapshot {
@@ -151,6 +155,11 @@ impl RingSnapshot {
         pairs.sort_unstable();
         pairs.dedup_by_key(|(token, _)| *token);
         let (tokens, owners) = pairs.into_iter().unzip();
+        let newest_heartbeat = instances
+            .iter()
+            .map(|i| i.heartbeat_timestamp)
+            .max()
+            .unwrap_or(i64::MIN);
         Self {
             options,
             instances,
@@ -159,6 +168,7 @@ impl RingSnapshot {
             tokens,
             owners,
             revision,
+            newest_heartbeat,
         }
     }
 
@@ -195,6 +205,26 @@ impl RingSnapshot {
         self.tokens.len()
     }
 
+    /// The time health is judged at: the local clock, but no later than
+    /// half a heartbeat timeout after the ring's newest heartbeat. When every
+    /// heartbeat stops at once, the KV store is away (or this copy cannot
+    /// read it), not every instance: the ring is then judged as it was when
+    /// last read, so pushes and queries go on by the cached copy for as long
+    /// as the KV store is away. One instance whose heartbeat lags the others
+    /// still times out as before.
+    pub fn clock(&self) -> i64 {
+        self.clock_at(now_secs())
+    }
+
+    /// [`RingSnapshot::clock`] when the local clock says `now`.
+    pub fn clock_at(&self, now: i64) -> i64 {
+        let grace = i64::try_from(self.options.heartbeat_timeout.as_secs() / 2).unwrap_or(i64::MAX);
+        if self.newest_heartbeat == i64::MIN || grace == 0 {
+            return now;
+        }
+        now.min(self.newest_heartbeat.saturating_add(grace))
+    }
+
     fn healthy(&self, instance: &InstanceDesc, op: Operation, now: i64) -> bool {
         op.is_healthy_state(instance.state)
             && instance.heartbeat_fresh(now, self.options.heartbeat_timeout.as_secs())
@@ -202,7 +232,7 @@ impl RingSnapshot {
 
     /// The replica set for `key`, by the local clock. See [`RingSnapshot::get_at`].
     pub fn get(&self, key: u32, op: Operation) -> Result<ReplicationSet, RingError> {
-        self.get_at(key, op, now_secs())
+        self.get_at(key, op, self.clock())
     }
 
     /// The replica set for `key` at time `now` (seconds since the epoch).
@@ -278,7 +308,7 @@ impl RingSnapshot {
     /// Every instance healthy for `op`, with `max_errors = 0` (Cortex's
     /// `GetAllHealthy`). An empty ring is [`RingError::EmptyRing`].
     pub fn all_healthy(&self, op: Operation) -> Result<ReplicationSet, RingError> {
-        self.all_healthy_at(op, now_secs())
+        self.all_healthy_at(op, self.clock())
     }
 
     /// [`RingSnapshot::all_healthy`] at time `now`.
@@ -308,7 +338,7 @@ impl RingSnapshot {
         &self,
         op: Operation,
     ) -> Result<ReplicationSet, RingError> {
-        self.replication_set_for_operation_at(op, now_secs())
+        self.replication_set_for_operation_at(op, self.clock())
     }
 
     /// [`RingSnapshot::replication_set_for_operation`] at time `now`.
@@ -344,7 +374,7 @@ impl RingSnapshot {
 
     /// Counts per state, unhealthy instances, tokens and zones.
     pub fn summary(&self) -> RingSummary {
-        self.summary_at(now_secs())
+        self.summary_at(self.clock())
     }
 
     /// [`RingSnapshot::summary`] at time `now`.
@@ -624,6 +654,30 @@ mod tests {
         let two = ring(five([Active; 5])[..2].to_vec(), 3, false);
         let set = two.get_at(99, Operation::Write, NOW).unwrap();
         assert_eq!((set.instances.len(), set.max_errors), (2, 0));
+    }
+
+    #[test]
+    fn when_every_heartbeat_stops_the_ring_is_judged_as_last_read() {
+        // Every heartbeat at NOW, read five minutes later (the KV store
+        // away all that time): judged at NOW + 30 s, every instance healthy.
+        let r = ring(five([Active; 5]), 3, false);
+        let later = NOW + 300;
+        assert_eq!(r.clock_at(later), NOW + 30);
+        let set = r
+            .replication_set_for_operation_at(Operation::Read, r.clock_at(later))
+            .unwrap();
+        assert_eq!(set.instances.len(), 5);
+        // One that stopped 50 s before the others still times out.
+        let mut instances = five([Active; 5]);
+        instances[4].heartbeat_timestamp = NOW - 50;
+        let r = ring(instances, 3, false);
+        let set = r
+            .all_healthy_at(Operation::Read, r.clock_at(later))
+            .unwrap();
+        assert_eq!(ids(&set), ["a", "b", "c", "d"]);
+        // While heartbeats come, the clock is the local one.
+        assert_eq!(r.clock_at(NOW + 10), NOW + 10);
+        assert_eq!(ring(Vec::new(), 3, false).clock_at(later), later);
     }
 
     #[test]
