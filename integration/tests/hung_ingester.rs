@@ -7,6 +7,11 @@
 //! before and during the hang; pushing on for 30 s, the distributor's memory
 //! stays flat (it keeps at most its in-flight limit of requests to the hung
 //! ingester).
+//!
+//! A network partition of one ingester (its gRPC port behind a proxy that
+//! stops forwarding, both ways, keeping the connections open) behaves the
+//! same: writes at quorum, reads from the other two; healed, it takes writes
+//! again.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -14,6 +19,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use strata_integration::proxy::TcpProxy;
 use strata_integration::{
     eventually, get_json, now_ms, one_sample_per_series_body, push_raw, Etcd, Strata,
 };
@@ -195,4 +201,73 @@ fn rss_kib(process: &Strata) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_ingester_behaves_like_a_hung_one() {
+    let etcd = Etcd::start().await;
+    let mut ingesters = Vec::new();
+    for i in 0..2 {
+        let id = vec![format!("-ingester.ring.instance_id=ingester-{i}")];
+        ingesters.push(start("ingester", &id, &etcd).await);
+    }
+    // The third is reached through the proxy only: the ring has its address.
+    let proxy = TcpProxy::start().await;
+    let behind = vec![
+        "-ingester.ring.instance_id=ingester-2".to_string(),
+        format!("-ingester.ring.instance_addr=127.0.0.1:{}", proxy.port),
+    ];
+    ingesters.push(start("ingester", &behind, &etcd).await);
+    proxy.forward_to(ingesters[2].grpc_port);
+    let distributor = start("distributor", &[], &etcd).await;
+    let querier = start("querier", &[], &etcd).await;
+
+    let base = (now_ms() - 120_000) / 1000 * 1000;
+    eventually("pushes to be accepted", Duration::from_secs(30), || async {
+        (push(&distributor, base, 0.0).await.0 == 200).then_some(())
+    })
+    .await;
+    for r in 1..10 {
+        let (status, text) = push(&distributor, base + r * 1000, r as f64).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    proxy.partition();
+    let mut slowest_push = Duration::ZERO;
+    for r in 10..30 {
+        let started = Instant::now();
+        let (status, text) = push(&distributor, base + r * 1000, r as f64).await;
+        slowest_push = slowest_push.max(started.elapsed());
+        assert_eq!(status, 200, "round {r} with ingester-2 partitioned: {text}");
+    }
+    let at = base + 30_000;
+    let mut slowest_query = Duration::ZERO;
+    for _ in 0..4 {
+        let (body, took) = timed_query(
+            &querier,
+            "sum(count_over_time(hung_test_total%5B5m%5D))",
+            at,
+        )
+        .await;
+        assert_eq!(scalar(&body), (SERIES * 30) as f64, "{body}");
+        slowest_query = slowest_query.max(took);
+    }
+    eprintln!("with one ingester of three partitioned: slowest push {slowest_push:?}, slowest query {slowest_query:?}");
+    assert!(
+        slowest_query < Duration::from_secs(10),
+        "a query took {slowest_query:?} with one ingester partitioned"
+    );
+
+    // Healed: it takes writes again, and reads see everything.
+    proxy.heal();
+    for r in 30..40 {
+        let (status, text) = push(&distributor, base + r * 1000, r as f64).await;
+        assert_eq!(status, 200, "round {r} after healing: {text}");
+    }
+    let (body, _) = timed_query(
+        &querier,
+        "sum(count_over_time(hung_test_total%5B5m%5D))",
+        base + 40_000,
+    )
+    .await;
+    assert_eq!(scalar(&body), (SERIES * 40) as f64, "{body}");
 }
