@@ -250,7 +250,27 @@ fn dump(s3: &S3Server, blocks: &[String]) -> Samples {
     dumped
 }
 
-async fn flush_all(nodes: &[Strata]) {
+/// Flushes every node once each holds all `series` (a push is answered at
+/// the quorum of two; the third replica's copy lands right after, and a node
+/// flushed before it would cut its block without it and refuse it later as
+/// out of bounds).
+async fn flush_all(nodes: &[Strata], series: usize) {
+    for node in nodes {
+        eventually(
+            "every replica to hold every series",
+            Duration::from_secs(30),
+            || async {
+                let text = node.metrics_text().await;
+                let held: f64 = text
+                    .lines()
+                    .filter(|l| l.starts_with("strata_ingester_memory_series{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                (held == series as f64).then_some(())
+            },
+        )
+        .await;
+    }
     for node in nodes {
         let (status, text) = node.flush().await;
         assert!(
@@ -387,7 +407,7 @@ async fn replica_copies_become_one_block_per_range() {
     .1;
     assert_eq!(sum_before["data"]["result"][0]["value"][1], "1200");
 
-    flush_all(&cluster.nodes).await;
+    flush_all(&cluster.nodes, pushed.len()).await;
     let ranges = wait_for_three_copies(&cluster.s3, &pushed).await;
     assert!(ranges.len() >= 5, "{ranges:?}");
     // With three overlapping copies the dump still has each sample once
@@ -542,7 +562,7 @@ async fn a_compactor_killed_mid_pass_leaves_no_sample_missing_or_doubled() {
     // No compactor in the nodes: the one under test owns every tenant.
     let cluster = start_cluster("distributor,ingester,querier,store-gateway").await;
     let pushed = push(&cluster.nodes[0], 300).await;
-    flush_all(&cluster.nodes).await;
+    flush_all(&cluster.nodes, pushed.len()).await;
     let ranges = wait_for_three_copies(&cluster.s3, &pushed).await;
 
     // A compactor of its own, so killing it kills nothing else; its scratch

@@ -133,8 +133,13 @@ pub enum PlanSeries<'a> {
 pub(super) struct PlannedSeries {
     /// The newest planned in-order sample, once there is one.
     last: Option<(i64, u64)>,
-    /// How many samples are planned (in the plan's list of them).
+    /// How many samples are planned (in the plan's list of them), and how
+    /// many of those are late ones.
     planned: u32,
+    planned_late: u32,
+    /// Where the series' first planned sample is in the plan's list: a
+    /// lookup scans no further back.
+    first: usize,
 }
 
 /// A series' chunks (none for a series not created yet) with a plan's
@@ -147,13 +152,16 @@ pub(super) struct DryRun<'a> {
 }
 
 impl DryRun<'_> {
+    /// A planned sample of the series at `t`. Only late samples ask (and
+    /// an in-order one only when the series has late ones planned), so the
+    /// scan, back to the series' first planned sample, stays off the
+    /// common path.
     fn planned_value_at(&self, t: i64) -> Option<u64> {
-        // Most series have nothing planned when their first late sample is
-        // checked: the scan is for the rest.
         if self.planned.planned == 0 {
             return None;
         }
         self.samples
+            .get(self.planned.first..)?
             .iter()
             .rev()
             .find(|&&(r, ts, _)| r == self.series_ref && ts == t)
@@ -161,6 +169,9 @@ impl DryRun<'_> {
     }
 
     fn plan(&mut self, t: i64, bits: u64) {
+        if self.planned.planned == 0 {
+            self.planned.first = self.samples.len();
+        }
         self.samples.push((self.series_ref, t, bits));
         self.planned.planned += 1;
     }
@@ -177,9 +188,11 @@ impl AppendTarget for DryRun<'_> {
     fn ooo_value_at(&self, t: i64) -> Option<u64> {
         // Asked for a timestamp newer than every in-order sample: only a
         // planned late one can hold it.
-        self.chunks
-            .and_then(|c| c.ooo_value_at(t))
-            .or_else(|| self.planned_value_at(t))
+        self.chunks.and_then(|c| c.ooo_value_at(t)).or_else(|| {
+            (self.planned.planned_late > 0)
+                .then(|| self.planned_value_at(t))
+                .flatten()
+        })
     }
 
     fn value_at(&self, t: i64) -> Option<u64> {
@@ -196,6 +209,7 @@ impl AppendTarget for DryRun<'_> {
     }
 
     fn insert_out_of_order(&mut self, t: i64, v: f64, _behind: bool) {
+        self.planned.planned_late += 1;
         self.plan(t, v.to_bits());
     }
 }
