@@ -75,8 +75,8 @@ impl StoreGatewayQuery for Direct {
         let mut rx = self.0.series(
             tenant,
             matchers,
-            r.min_time_ms,
-            r.max_time_ms,
+            (r.min_time_ms, r.max_time_ms),
+            &r.block_ids,
             r.skip_chunks,
         );
         let mut out = Vec::new();

@@ -13,13 +13,16 @@
 //! encoding (`strata-tsdb`), who the tenant is (a resolver passed to [`router`]),
 //! which ingesters hold a tenant (the ring; [`ReplicatedQuery`] asks them
 //! all and tolerates RF/2 failures) or which store-gateway serves which block
-//! (their ring; [`StoreGatewaySet`] asks them all), nor the clients that reach
+//! (their ring; [`StoreGatewaySet`] asks each block's owners and checks that
+//! every block the bucket shows was answered, [`BlocksFinder`] reading which
+//! blocks those are), nor the clients that reach
 //! them: those are the ingester's and the store-gateway's own
 //! (`strata_ingester::IngesterClient`, `strata_store_gateway::StoreGatewayClient`),
 //! for which [`IngesterQuery`] and [`StoreGatewayQuery`] are implemented here.
 //! It keeps no state between requests.
 
 mod api;
+mod blocks_finder;
 mod config;
 mod engine;
 mod error;
@@ -37,6 +40,7 @@ mod storage;
 mod store_gateway;
 
 pub use api::{router, TenantResolver};
+pub use blocks_finder::{BlocksFinder, WantedBlock};
 pub use config::{ConfigError, QuerierConfig, QueryClientConfig};
 pub use engine::{EngineError, QueryOutput};
 pub use error::{ApiError, StartError};
@@ -51,5 +55,6 @@ pub use storage::{
     decode_stream_series, merge_samples, merge_series, SourceSplit, TenantQueryable,
 };
 pub use store_gateway::{
-    StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewayQuery, StoreGatewaySet,
+    StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewayQuery, StoreGatewayReplica,
+    StoreGatewaySet,
 };

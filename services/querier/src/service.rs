@@ -15,7 +15,7 @@ use crate::config::{ConfigError, QuerierConfig};
 use crate::error::StartError;
 use crate::querier::Querier;
 use crate::replicated::{QueryClientFactory, QueryClientPool, ReplicatedQuery};
-use crate::store_gateway::{StoreGatewayClientFactory, StoreGatewayClientPool, StoreGatewaySet};
+use crate::store_gateway::StoreGatewaySet;
 
 /// See the module's documentation.
 #[derive(Debug)]
@@ -29,15 +29,15 @@ pub struct QuerierService {
 
 impl QuerierService {
     /// The querier reading recent data from the ingesters of `ingester_ring`
-    /// and, with `store_gateways`, blocks from the store-gateways of that
-    /// ring, each reached through the client its factory makes for its
-    /// address; within the tenants' limits from `overrides`.
+    /// (each reached through the client its factory makes for its address)
+    /// and, with `store_gateways`, blocks through them; within the tenants'
+    /// limits from `overrides`.
     pub fn new(
         config: QuerierConfig,
         overrides: Arc<Overrides>,
         ingester_ring: Ring,
         ingesters: QueryClientFactory,
-        store_gateways: Option<(Ring, StoreGatewayClientFactory)>,
+        store_gateways: Option<StoreGatewaySet>,
     ) -> Result<Self, ConfigError> {
         let mut replicated =
             ReplicatedQuery::new(ingester_ring.clone(), QueryClientPool::new(ingesters));
@@ -48,10 +48,9 @@ impl QuerierService {
         let source = Arc::new(replicated);
         let mut querier = Querier::new(config, source)?.with_overrides(overrides);
         let mut rings = vec![("ingester", ingester_ring)];
-        if let Some((ring, clients)) = store_gateways {
-            let set = StoreGatewaySet::new(ring.clone(), StoreGatewayClientPool::new(clients));
+        if let Some(set) = store_gateways {
+            rings.push(("store-gateway", set.ring().clone()));
             querier = querier.with_store_gateways(Arc::new(set));
-            rings.push(("store-gateway", ring));
         }
         Ok(Self {
             querier: Arc::new(querier),
@@ -88,10 +87,14 @@ impl Service for QuerierService {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use strata_ring::{KvStore, MemoryKv, RingConfig};
     use strata_status::ServiceError;
 
     use super::*;
+    use crate::store_gateway::{StoreGatewayClientFactory, StoreGatewayClientPool};
+    use crate::BlocksFinder;
 
     async fn ring(kv: &Arc<dyn KvStore>, key: &str) -> Ring {
         Ring::new(&RingConfig::default(), kv.clone(), key)
@@ -109,7 +112,14 @@ mod tests {
             Arc::new(Overrides::new(Default::default())),
             ingesters,
             no_ingester,
-            store_gateways.map(|ring| (ring, no_store_gateway)),
+            store_gateways.map(|ring| {
+                let bucket = object_store::memory::InMemory::new();
+                let bucket = strata_storage::Bucket::new(Arc::new(bucket));
+                let finder = BlocksFinder::new(bucket, Duration::from_secs(60), Duration::ZERO);
+                let pool = StoreGatewayClientPool::new(no_store_gateway);
+                let registry = prometheus::Registry::new();
+                StoreGatewaySet::new(ring, pool, Arc::new(finder), &registry).unwrap()
+            }),
         )
         .unwrap()
     }

@@ -211,6 +211,7 @@ impl TenantQueryable {
                 max_time_ms: end,
                 matchers: proto_matchers.clone(),
                 skip_chunks: false,
+                block_ids: Vec::new(),
             };
             let streamed = store.series(&self.tenant, request).await?;
             streamed
@@ -254,6 +255,7 @@ impl TenantQueryable {
                     max_time_ms: end,
                     matchers: set.iter().map(matcher_to_proto).collect(),
                     skip_chunks: true,
+                    block_ids: Vec::new(),
                 };
                 let found = store.series(&self.tenant, request).await?;
                 all.extend(found.into_iter().map(|s| labels_from_proto(s.labels)));
@@ -287,6 +289,7 @@ impl TenantQueryable {
                     min_time_ms: start,
                     max_time_ms: end,
                     matchers,
+                    block_ids: Vec::new(),
                 };
                 names.extend(store.label_names(&self.tenant, request).await?);
             }
@@ -322,6 +325,7 @@ impl TenantQueryable {
                     min_time_ms: start,
                     max_time_ms: end,
                     matchers,
+                    block_ids: Vec::new(),
                 };
                 values.extend(store.label_values(&self.tenant, request).await?);
             }

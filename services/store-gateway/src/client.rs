@@ -17,7 +17,7 @@ use strata_status::ServiceError;
 use tonic::transport::Channel;
 
 use crate::service::StoreGatewayGrpc;
-use crate::store::BucketStore;
+use crate::store::{BlocksAnswer, BucketStore};
 
 /// One store-gateway, remote or in-process; cheap to clone.
 #[derive(Debug, Clone)]
@@ -43,30 +43,39 @@ impl StoreGatewayClient {
     }
 
     /// Series matching the request with their chunks overlapping [min, max]
-    /// (labels only with `skip_chunks`), once per block holding them.
+    /// (labels only with `skip_chunks`), once per block holding them, and
+    /// the blocks read.
     pub async fn series(
         &self,
         tenant: &str,
         request: SeriesRequest,
-    ) -> Result<Vec<StreamSeries>, ServiceError> {
-        self.target
+    ) -> Result<BlocksAnswer<Vec<StreamSeries>>, ServiceError> {
+        let batches = self
+            .target
             .server_stream(
                 "store_gateway.series",
                 tenant,
                 request,
                 |mut client, r| async move { client.series(r).await },
                 |service, r| service.series(r),
-                |batch: SeriesResponse| batch.series,
+                |batch: SeriesResponse| vec![batch],
             )
-            .await
+            .await?;
+        let mut answer = BlocksAnswer::<Vec<StreamSeries>>::default();
+        for batch in batches {
+            answer.value.extend(batch.series);
+            answer.queried_blocks.extend(batch.queried_blocks);
+        }
+        Ok(answer)
     }
 
-    /// Label names of the series matching the request, in any order.
+    /// Label names of the series matching the request, in any order, and
+    /// the blocks read.
     pub async fn label_names(
         &self,
         tenant: &str,
         request: LabelNamesRequest,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<BlocksAnswer<Vec<String>>, ServiceError> {
         let response = self
             .target
             .unary(
@@ -77,15 +86,19 @@ impl StoreGatewayClient {
                 |service, r| service.label_names(r),
             )
             .await?;
-        Ok(response.label_names)
+        Ok(BlocksAnswer {
+            value: response.label_names,
+            queried_blocks: response.queried_blocks,
+        })
     }
 
-    /// Values of one label among the series matching the request.
+    /// Values of one label among the series matching the request, and the
+    /// blocks read.
     pub async fn label_values(
         &self,
         tenant: &str,
         request: LabelValuesRequest,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<BlocksAnswer<Vec<String>>, ServiceError> {
         let response = self
             .target
             .unary(
@@ -96,7 +109,10 @@ impl StoreGatewayClient {
                 |service, r| service.label_values(r),
             )
             .await?;
-        Ok(response.label_values)
+        Ok(BlocksAnswer {
+            value: response.label_values,
+            queried_blocks: response.queried_blocks,
+        })
     }
 }
 
@@ -138,9 +154,9 @@ mod tests {
         ));
         let client = StoreGatewayClient::in_process(store);
         let names = client.label_names("t", LabelNamesRequest::default()).await;
-        assert_eq!(names, Ok(vec![]));
+        assert_eq!(names, Ok(BlocksAnswer::default()));
         let series = client.series("t", SeriesRequest::default()).await;
-        assert_eq!(series, Ok(vec![]));
+        assert_eq!(series, Ok(BlocksAnswer::default()));
         // The tenant travels as metadata, checked as a remote call's is.
         let err = client
             .label_values("bad\ntenant", LabelValuesRequest::default())

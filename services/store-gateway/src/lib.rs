@@ -39,4 +39,4 @@ pub use lifecycle::{LifecycleError, StoreGatewayService};
 pub use metrics::StoreMetrics;
 pub use service::{grpc_service, StoreGatewayGrpc};
 pub use sharding::ShardingStrategy;
-pub use store::{BucketStore, SyncStats};
+pub use store::{BlocksAnswer, BucketStore, SyncStats};

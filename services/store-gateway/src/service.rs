@@ -73,8 +73,8 @@ impl StoreGateway for StoreGatewayGrpc {
         let rx = self.store.series(
             &tenant,
             matchers,
-            req.min_time_ms,
-            req.max_time_ms,
+            (req.min_time_ms, req.max_time_ms),
+            &req.block_ids,
             req.skip_chunks,
         );
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map_err(status));
@@ -88,12 +88,20 @@ impl StoreGateway for StoreGatewayGrpc {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
         let matchers = matchers(&req.matchers)?;
-        let label_names = self
+        let answer = self
             .store
-            .label_names(&tenant, matchers, req.min_time_ms, req.max_time_ms)
+            .label_names(
+                &tenant,
+                matchers,
+                (req.min_time_ms, req.max_time_ms),
+                &req.block_ids,
+            )
             .await
             .map_err(status)?;
-        Ok(Response::new(LabelNamesResponse { label_names }))
+        Ok(Response::new(LabelNamesResponse {
+            label_names: answer.value,
+            queried_blocks: answer.queried_blocks,
+        }))
     }
 
     async fn label_values(
@@ -103,17 +111,20 @@ impl StoreGateway for StoreGatewayGrpc {
         let tenant = tenant(&request)?;
         let req = request.into_inner();
         let matchers = matchers(&req.matchers)?;
-        let label_values = self
+        let answer = self
             .store
             .label_values(
                 &tenant,
                 &req.label_name,
                 matchers,
-                req.min_time_ms,
-                req.max_time_ms,
+                (req.min_time_ms, req.max_time_ms),
+                &req.block_ids,
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(LabelValuesResponse { label_values }))
+        Ok(Response::new(LabelValuesResponse {
+            label_values: answer.value,
+            queried_blocks: answer.queried_blocks,
+        }))
     }
 }

@@ -47,6 +47,27 @@ pub struct SyncStats {
     pub load_failures: usize,
 }
 
+/// An answer and the blocks read for it (their ULIDs): what lets the querier
+/// check that every block it needed was answered by some replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlocksAnswer<T> {
+    pub value: T,
+    pub queried_blocks: Vec<String>,
+}
+
+impl<T> BlocksAnswer<T> {
+    fn new(value: T, blocks: &[Arc<Block>]) -> Self {
+        Self {
+            value,
+            queried_blocks: block_ids(blocks),
+        }
+    }
+}
+
+fn block_ids(blocks: &[Arc<Block>]) -> Vec<String> {
+    blocks.iter().map(|b| b.meta().ulid.to_string()).collect()
+}
+
 /// A block the bucket shows, before it is loaded.
 #[derive(Debug, Clone)]
 struct Candidate {
@@ -416,14 +437,17 @@ impl BucketStore {
         })
     }
 
-    /// The tenant's loaded blocks overlapping `[mint, maxt]`, oldest first.
-    fn blocks_for(&self, tenant: &str, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
+    /// The tenant's loaded blocks overlapping `[mint, maxt]`, oldest first;
+    /// with `only` not empty, just those of them it names.
+    fn blocks_for(&self, tenant: &str, mint: i64, maxt: i64, only: &[String]) -> Vec<Arc<Block>> {
         let mut blocks: Vec<Arc<Block>> = self
             .tenants
             .read()
             .get(tenant)
             .map(|b| {
-                b.values()
+                b.iter()
+                    .filter(|(id, _)| only.is_empty() || only.contains(id))
+                    .map(|(_, block)| block)
                     .filter(|b| b.overlaps(mint, maxt))
                     .cloned()
                     .collect()
@@ -436,16 +460,17 @@ impl BucketStore {
     /// Streams the tenant's series matching `matchers` with their chunks
     /// overlapping `[mint, maxt]`, block by block, in messages of at most
     /// [`crate::block::SERIES_BATCH`] series; the last message names the
-    /// blocks read. Reading stops when the receiver is dropped.
+    /// blocks read. With `only` not empty, only the blocks it names. Reading
+    /// stops when the receiver is dropped.
     pub fn series(
         &self,
         tenant: &str,
         matchers: Vec<Matcher>,
-        mint: i64,
-        maxt: i64,
+        (mint, maxt): (i64, i64),
+        only: &[String],
         skip_chunks: bool,
     ) -> mpsc::Receiver<Result<SeriesResponse, StoreError>> {
-        let blocks = self.blocks_for(tenant, mint, maxt);
+        let blocks = self.blocks_for(tenant, mint, maxt, only);
         let metrics = self.metrics.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::task::spawn_blocking(move || {
@@ -467,44 +492,45 @@ impl BucketStore {
             }
             let _ = tx.blocking_send(Ok(SeriesResponse {
                 series: Vec::new(),
-                queried_blocks: blocks.iter().map(|b| b.meta().ulid.to_string()).collect(),
+                queried_blocks: block_ids(&blocks),
             }));
         });
         rx
     }
 
     /// Label names of the tenant's series matching `matchers` in `[mint,
-    /// maxt]`, sorted.
+    /// maxt]`, sorted (with `only` not empty, in the blocks it names).
     pub async fn label_names(
         &self,
         tenant: &str,
         matchers: Vec<Matcher>,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let blocks = self.blocks_for(tenant, mint, maxt);
+        (mint, maxt): (i64, i64),
+        only: &[String],
+    ) -> Result<BlocksAnswer<Vec<String>>, StoreError> {
+        let blocks = self.blocks_for(tenant, mint, maxt, only);
         tokio::task::spawn_blocking(move || {
             let mut names = BTreeSet::new();
             for block in &blocks {
                 names.extend(block.label_names(&matchers, mint, maxt)?);
             }
-            Ok(names.into_iter().collect())
+            Ok(BlocksAnswer::new(names.into_iter().collect(), &blocks))
         })
         .await
         .map_err(StoreError::Task)?
     }
 
     /// Values of label `name` among the tenant's series matching `matchers`
-    /// in `[mint, maxt]`, sorted, without the empty value.
+    /// in `[mint, maxt]`, sorted, without the empty value (with `only` not
+    /// empty, in the blocks it names).
     pub async fn label_values(
         &self,
         tenant: &str,
         name: &str,
         matchers: Vec<Matcher>,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let blocks = self.blocks_for(tenant, mint, maxt);
+        (mint, maxt): (i64, i64),
+        only: &[String],
+    ) -> Result<BlocksAnswer<Vec<String>>, StoreError> {
+        let blocks = self.blocks_for(tenant, mint, maxt, only);
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
             let mut values = BTreeSet::new();
@@ -512,7 +538,7 @@ impl BucketStore {
                 values.extend(block.label_values(&name, &matchers, mint, maxt)?);
             }
             values.remove("");
-            Ok(values.into_iter().collect())
+            Ok(BlocksAnswer::new(values.into_iter().collect(), &blocks))
         })
         .await
         .map_err(StoreError::Task)?

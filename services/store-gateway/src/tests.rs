@@ -94,7 +94,18 @@ async fn query(
     mint: i64,
     maxt: i64,
 ) -> (Decoded, Vec<String>) {
-    let mut rx = store.series(tenant, m.to_vec(), mint, maxt, false);
+    query_blocks(store, tenant, m, (mint, maxt), &[]).await
+}
+
+/// A query of only the blocks `only` names (all with it empty).
+async fn query_blocks(
+    store: &BucketStore,
+    tenant: &str,
+    m: &[Matcher],
+    (mint, maxt): (i64, i64),
+    only: &[String],
+) -> (Decoded, Vec<String>) {
+    let mut rx = store.series(tenant, m.to_vec(), (mint, maxt), only, false);
     let mut out = Decoded::new();
     let mut blocks = Vec::new();
     while let Some(msg) = rx.recv().await {
@@ -185,6 +196,17 @@ async fn serves_blocks_like_the_block_reader_with_caches_and_restarts() {
     let up = [Matcher::new(MatchOp::Equal, "__name__", "up").unwrap()];
     let (_, blocks) = query(&store, "team-a", &up, T0 + 70 * MIN, T0 + 80 * MIN).await;
     assert_eq!(blocks, vec![b.ulid.to_string()]);
+    // Named blocks only: what the querier asks each replica for.
+    let only_a = [a.ulid.to_string(), "01HNOTLOADED00000000000000".to_string()];
+    let whole = (T0, T0 + 120 * MIN);
+    let (got, blocks) = query_blocks(&store, "team-a", &up, whole, &only_a).await;
+    assert_eq!(blocks, vec![a.ulid.to_string()]);
+    assert_eq!(got, direct(&dirs[..1], &up, whole.0, whole.1));
+    let names = store.label_names("team-a", vec![], whole, &only_a).await;
+    assert_eq!(names.unwrap().queried_blocks, vec![a.ulid.to_string()]);
+    let jobs = store.label_values("team-a", "job", vec![], whole, &only_a[1..]);
+    let jobs = jobs.await.unwrap();
+    assert_eq!((jobs.value.len(), jobs.queried_blocks.len()), (0, 0));
     // Another tenant's blocks are not visible.
     let (other, _) = query(&store, "team-b", &up, T0, T0 + 120 * MIN).await;
     assert!(
@@ -211,15 +233,16 @@ async fn serves_blocks_like_the_block_reader_with_caches_and_restarts() {
 
     // Label endpoints: from the header without matchers, via series with.
     let names = store
-        .label_names("team-a", vec![], T0, T0 + 120 * MIN)
+        .label_names("team-a", vec![], whole, &[])
         .await
         .unwrap();
-    assert_eq!(names, ["__name__", "instance", "job"]);
+    assert_eq!(names.value, ["__name__", "instance", "job"]);
+    assert_eq!(names.queried_blocks.len(), 2);
     let jobs = store
-        .label_values("team-a", "job", up.to_vec(), T0, T0 + 120 * MIN)
+        .label_values("team-a", "job", up.to_vec(), whole, &[])
         .await
         .unwrap();
-    assert_eq!(jobs, ["api", "db", "web"]);
+    assert_eq!(jobs.value, ["api", "db", "web"]);
 
     // A restart with the same sync dir fetches nothing to open the blocks.
     let restarted = self::store(bucket.path(), sync_dir.path(), 64 << 20);

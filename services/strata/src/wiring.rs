@@ -221,7 +221,22 @@ impl Wiring {
                         self.store_gateway.clone(),
                         config.querier.store_gateway_client.client_options(),
                     );
-                    Some((ring, clients))
+                    let bucket = config.blocks_storage.bucket().map_err(|e| fail(boxed(e)))?;
+                    let bucket_store = &config.blocks_storage.bucket_store;
+                    let finder = strata_querier::BlocksFinder::new(
+                        bucket,
+                        bucket_store.sync_interval.0,
+                        bucket_store.ignore_deletion_mark_delay.0,
+                    );
+                    let set = strata_querier::StoreGatewaySet::new(
+                        ring,
+                        strata_querier::StoreGatewayClientPool::new(clients),
+                        Arc::new(finder),
+                        &self.registry,
+                    )
+                    .map_err(|e| fail(boxed(e)))?
+                    .hedging(Some(config.querier.store_gateway_hedging_delay.0));
+                    Some(set)
                 } else {
                     None
                 };
