@@ -1,4 +1,4 @@
-//! `GET /ingester/ring`: the ingester ring for people (HTML) and tools (JSON
+//! `GET /ingester/ring` (and `/store-gateway/ring`): a ring for people (HTML) and tools (JSON
 //! with `Accept: application/json`), and `POST /ingester/ring` with
 //! `forget=<instance id>` to remove an instance that will not come back. Also
 //! the ring's gauges on `/metrics`.
@@ -44,8 +44,13 @@ struct PageState {
 }
 
 pub fn router(ring: Ring, heartbeat_timeout: Duration) -> Router {
+    router_at("/ingester/ring", ring, heartbeat_timeout)
+}
+
+/// The same page for another ring, at `path` (`/store-gateway/ring`).
+pub fn router_at(path: &str, ring: Ring, heartbeat_timeout: Duration) -> Router {
     Router::new()
-        .route("/ingester/ring", get(show).post(forget))
+        .route(path, get(show).post(forget))
         .with_state(PageState {
             ring,
             heartbeat_timeout_secs: heartbeat_timeout.as_secs(),

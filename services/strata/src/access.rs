@@ -89,6 +89,14 @@ const ROUTES: &[Route] = &[
         shape: Shape::Text,
         reason: "GET shows instances, addresses, tokens and heartbeats, no tenant data (open, as in Mimir); POST `forget` removes an instance from the ring",
     },
+    Route {
+        path: "/store-gateway/ring",
+        matching: Match::Exact,
+        read: OPEN,
+        write: ADMIN,
+        shape: Shape::Text,
+        reason: "as the ingester ring's page, for the store-gateway ring",
+    },
     route(
         "/ingester/flush",
         ADMIN,
@@ -291,6 +299,8 @@ mod tests {
             ("GET", "/ingester/ring", OPEN),
             ("HEAD", "/ingester/ring", OPEN),
             ("POST", "/ingester/ring", ADMIN),
+            ("GET", "/store-gateway/ring", OPEN),
+            ("POST", "/store-gateway/ring", ADMIN),
             ("POST", "/ingester/flush", ADMIN),
             ("GET", "/ingester/flush", ADMIN),
             ("POST", "/compactor/run", ADMIN),

@@ -333,9 +333,22 @@ impl Wiring {
                 "the ingester ring: instances, states, tokens; forget an instance",
             ),
         ];
+        let mut router = std::mem::take(&mut self.router);
+        if let Some(ring) = &self.store_gateway_ring {
+            pages.push((
+                "/store-gateway/ring",
+                "the store-gateway ring: instances, states, tokens; forget an instance",
+            ));
+            let timeout = config.store_gateway.sharding_ring.heartbeat_timeout.0;
+            router = router.merge(strata_ring::http::router_at(
+                "/store-gateway/ring",
+                ring.clone(),
+                timeout,
+            ));
+        }
         pages.append(&mut self.pages);
         let registry = Arc::new(self.registry.clone());
-        let router = std::mem::take(&mut self.router)
+        let router = router
             .merge(crate::limits::router(self.overrides.clone()))
             .merge(strata_ring::http::router(
                 self.ingester_ring.clone(),
