@@ -9,7 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_model::{Labels, Sample};
 
-use super::{AppendError, ChunkList, HeadSeries, Outcome, Rejection, SeriesRef};
+use super::series::{AppendError, ChunkList, HeadSeries, Outcome, Rejection, SeriesRef};
 
 /// The bounds one call appends by, read from the head once.
 pub(super) struct AppendRules {
