@@ -8,10 +8,11 @@
 //! A tenant's view is read at most once per `sync_interval` (the
 //! store-gateways' own sync period). A block is *required* — a query fails
 //! rather than silently missing it — once it was uploaded longer ago than
-//! [`BlocksFinder::upload_grace`] (by then every owner has loaded it) and is
-//! not marked for deletion; a marked block is still read while the
-//! store-gateways serve it, but its data is in the block that replaced it,
-//! so it is not required. Everything read from the bucket is input: an
+//! [`BlocksFinder::upload_grace`] (by then every owner has loaded it). A
+//! block marked for deletion stays required while the store-gateways serve
+//! it (`ignore_deletion_mark_delay`, less one sync interval of margin): the
+//! block that replaced it is fresh, so not required yet, and one of the two
+//! must hold the data. Everything read from the bucket is input: an
 //! unreadable `meta.json` leaves its block out, as the store-gateway does.
 
 use std::collections::HashMap;
@@ -112,6 +113,7 @@ impl BlocksFinder {
         let now = unix_now();
         let grace = self.upload_grace.as_secs() as i64;
         let ignore_marked_after = self.ignore_deletion_mark_delay.as_secs() as i64;
+        let require_marked_for = ignore_marked_after - self.refresh.as_secs() as i64;
         Ok(known
             .iter()
             .filter(|b| mint <= maxt && b.min_time <= maxt && b.max_time > mint)
@@ -121,7 +123,8 @@ impl BlocksFinder {
             })
             .map(|b| WantedBlock {
                 id: b.id.clone(),
-                required: b.deletion_time.is_none() && now - b.uploaded_at >= grace,
+                required: now - b.uploaded_at >= grace
+                    && b.deletion_time.is_none_or(|t| now - t < require_marked_for),
             })
             .collect())
     }
@@ -341,7 +344,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_bucket_index_wins_and_marked_blocks_are_read_then_dropped() {
+    async fn the_bucket_index_wins_and_marked_blocks_are_required_then_dropped() {
         let (_dir, bucket) = bucket();
         put_meta(&bucket, BLOCK_C, 0, 1000).await;
         let now = unix_now();
@@ -365,6 +368,16 @@ mod tests {
             bucket.clone(),
             Duration::from_secs(60),
             Duration::from_secs(600),
+        );
+        let found = finder.blocks("t", 0, 10).await.unwrap();
+        // Marked a minute ago, served for ten: still required (the block
+        // replacing it may be too fresh to be).
+        assert_eq!(ids(&found), [(BLOCK_A, true), (BLOCK_B, true)]);
+        // Within a sync interval of being dropped: read, not required.
+        let finder = BlocksFinder::new(
+            bucket.clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(100),
         );
         let found = finder.blocks("t", 0, 10).await.unwrap();
         assert_eq!(ids(&found), [(BLOCK_A, true), (BLOCK_B, false)]);
