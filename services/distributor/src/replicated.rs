@@ -388,6 +388,19 @@ mod tests {
             .sum()
     }
 
+    /// Waits (up to 10 s) until `done`: the calls to replicas beyond the
+    /// quorum go on in their own tasks after a push returns.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_hung_ingester_holds_no_more_pushes_than_the_limit() {
         use Behaviour::{Hang, Store};
@@ -398,9 +411,14 @@ mod tests {
             // Each push reaches its quorum on the other two.
             push.push("t", request(5)).await.unwrap();
         }
-        // The replica calls run as their own tasks: let them start.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The replica calls run as their own tasks: wait until every one
+        // started or was refused.
         let entered = |i: usize| fakes[i].entered.load(std::sync::atomic::Ordering::SeqCst);
+        let refused = || crate::metrics::inflight_limit_reached().get() - before;
+        until("the replica calls to start", || {
+            entered(0) == 10 && entered(1) == 10 && entered(2) + refused() as usize >= 10
+        })
+        .await;
         assert_eq!(entered(2), 3, "in flight to the hung ingester");
         assert_eq!((entered(0), entered(1)), (10, 10));
         assert!(crate::metrics::inflight_limit_reached().get() >= before + 7);
@@ -420,7 +438,19 @@ mod tests {
             })
             .collect();
         push.push("t", request).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let replicas = || {
+            fakes
+                .iter()
+                .map(|f| {
+                    f.received
+                        .lock()
+                        .iter()
+                        .map(|r| r.metadata.len())
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
+        };
+        until("every entry to reach three replicas", || replicas() >= 60).await;
         // Every entry on three of the five ingesters, and on the same three
         // as a series named by that metric alone (m0 is both).
         let holders = |name: &str| -> Vec<usize> {
@@ -454,7 +484,10 @@ mod tests {
         use Behaviour::Store;
         let (push, fakes, _l) = cluster(&[Store, Store, Store, Store]).await;
         push.push("t", request(50)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until("every series on three replicas", || {
+            stored_series(&fakes) >= 150
+        })
+        .await;
         assert_eq!(stored_series(&fakes), 150);
     }
 
