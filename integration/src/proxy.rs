@@ -2,11 +2,13 @@
 //! between them on demand: [`TcpProxy::partition`] stops forwarding in both
 //! directions while keeping every connection open (what a black-holed network
 //! or a partition looks like from either side: nothing answers, nothing
-//! closes), [`TcpProxy::heal`] resumes it. A process that should be reached
-//! through the proxy advertises the proxy's port (an ingester's
-//! `-ingester.ring.instance_addr`).
+//! closes), [`TcpProxy::heal`] resumes it; [`TcpProxy::slow_down`] holds
+//! every chunk of bytes for a while before forwarding it (a slow disk or
+//! network: requests take seconds, but answer). A process that should be
+//! reached through the proxy advertises the proxy's port (an ingester's
+//! `-ingester.ring.instance_addr`) or is configured with it (an S3 endpoint).
 
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ pub struct TcpProxy {
     pub port: u16,
     target: Arc<AtomicU16>,
     partitioned: Arc<AtomicBool>,
+    /// Milliseconds each chunk is held before it is forwarded.
+    delay_ms: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -31,8 +35,10 @@ impl TcpProxy {
         let port = listener.local_addr().unwrap().port();
         let target = Arc::new(AtomicU16::new(0));
         let partitioned = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let accept = tokio::spawn({
-            let (target, partitioned) = (target.clone(), partitioned.clone());
+            let (target, partitioned, delay) =
+                (target.clone(), partitioned.clone(), delay_ms.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let port = target.load(Ordering::SeqCst);
@@ -44,8 +50,12 @@ impl TcpProxy {
                     };
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
-                    tokio::spawn(pump(client_read, server_write, partitioned.clone()));
-                    tokio::spawn(pump(server_read, client_write, partitioned.clone()));
+                    let link = Link {
+                        partitioned: partitioned.clone(),
+                        delay_ms: delay.clone(),
+                    };
+                    tokio::spawn(pump(client_read, server_write, link.clone()));
+                    tokio::spawn(pump(server_read, client_write, link));
                 }
             }
         });
@@ -53,6 +63,7 @@ impl TcpProxy {
             port,
             target,
             partitioned,
+            delay_ms,
             accept,
         }
     }
@@ -71,6 +82,13 @@ impl TcpProxy {
     pub fn heal(&self) {
         self.partitioned.store(false, Ordering::SeqCst);
     }
+
+    /// Holds every chunk read from either side for `delay` before it is
+    /// forwarded (zero: at once again).
+    pub fn slow_down(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
 impl Drop for TcpProxy {
@@ -79,15 +97,27 @@ impl Drop for TcpProxy {
     }
 }
 
-/// Copies `from` to `to`; while partitioned, what was read is held back.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, partitioned: Arc<AtomicBool>) {
+/// What one connection's pumps follow.
+#[derive(Clone)]
+struct Link {
+    partitioned: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+/// Copies `from` to `to`; while partitioned, what was read is held back, and
+/// each chunk waits for the delay.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        while partitioned.load(Ordering::SeqCst) {
+        let delay = link.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        while link.partitioned.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
