@@ -62,7 +62,10 @@ pub struct BlocksFinder {
     refresh: Duration,
     upload_grace: Duration,
     ignore_deletion_mark_delay: Duration,
-    views: tokio::sync::Mutex<HashMap<String, TenantView>>,
+    /// Each tenant's view behind its own lock: concurrent queries of a
+    /// tenant wait for one read instead of each listing the bucket, and a
+    /// slow read of one tenant holds up no other.
+    views: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<TenantView>>>>>,
     /// `(min_time, max_time)` by block ID: a `meta.json` never changes.
     metas: parking_lot::Mutex<HashMap<String, Option<(i64, i64)>>>,
     marks: parking_lot::Mutex<HashMap<String, i64>>,
@@ -82,7 +85,7 @@ impl BlocksFinder {
             refresh: sync_interval,
             upload_grace: Self::upload_grace(sync_interval),
             ignore_deletion_mark_delay,
-            views: tokio::sync::Mutex::new(HashMap::new()),
+            views: parking_lot::Mutex::new(HashMap::new()),
             metas: parking_lot::Mutex::new(HashMap::new()),
             marks: parking_lot::Mutex::new(HashMap::new()),
         }
@@ -130,33 +133,35 @@ impl BlocksFinder {
     }
 
     /// The tenant's blocks, re-read when older than the refresh interval; a
-    /// failed re-read keeps the last view (logged), and fails the query
-    /// only when there is none.
+    /// failed re-read keeps the last view (logged) until the next interval,
+    /// and fails the query only when there is none.
     async fn view(&self, tenant: &str) -> Result<Arc<Vec<KnownBlock>>, ServiceError> {
-        // One reader per tenant at a time: concurrent queries wait for the
-        // same read instead of each listing the bucket.
-        let mut views = self.views.lock().await;
-        if let Some(view) = views.get(tenant) {
-            if view.read_at.elapsed() < self.refresh {
-                return Ok(view.blocks.clone());
+        let slot = self
+            .views
+            .lock()
+            .entry(tenant.to_string())
+            .or_default()
+            .clone();
+        let mut view = slot.lock().await;
+        if let Some(v) = view.as_ref() {
+            if v.read_at.elapsed() < self.refresh {
+                return Ok(v.blocks.clone());
             }
         }
         match self.read(tenant).await {
             Ok(blocks) => {
                 let blocks = Arc::new(blocks);
-                views.insert(
-                    tenant.to_string(),
-                    TenantView {
-                        read_at: Instant::now(),
-                        blocks: blocks.clone(),
-                    },
-                );
+                *view = Some(TenantView {
+                    read_at: Instant::now(),
+                    blocks: blocks.clone(),
+                });
                 Ok(blocks)
             }
-            Err(e) => match views.get(tenant) {
-                Some(view) => {
+            Err(e) => match view.as_mut() {
+                Some(v) => {
                     tracing::warn!(%tenant, error = %e, "querier: cannot re-read the tenant's blocks; using the last view");
-                    Ok(view.blocks.clone())
+                    v.read_at = Instant::now();
+                    Ok(v.blocks.clone())
                 }
                 None => Err(ServiceError::unavailable(format!(
                     "cannot learn the tenant's blocks from object storage: {e}"
