@@ -43,6 +43,8 @@ pub use kv::{
 pub use lifecycler::{forget_instance, Lifecycler};
 pub use membership::{Membership, Registration};
 pub use pool::{ClientFactory, ClientPool};
-pub use replication::{Operation, ReplicationOptions, ReplicationSet, RingSnapshot, RingSummary};
+pub use replication::{
+    Operation, Quorum, ReplicationOptions, ReplicationSet, RingSnapshot, RingSummary,
+};
 pub use ring::{Ring, DEFAULT_RESYNC_PERIOD};
 pub use tokens::{complete_tokens, generate_tokens, TokensFile};

@@ -54,17 +54,107 @@ pub struct ReplicationSet {
     /// How many of `instances` may fail (or be slow) while the request still
     /// reaches its quorum.
     pub max_errors: usize,
+    /// With zone awareness: how many zones may fail (or be slow) — a zone
+    /// counts as answered once every one of its instances has. `None`:
+    /// instances are counted, not zones.
+    pub max_unavailable_zones: Option<usize>,
 }
 
 impl ReplicationSet {
-    /// The quorum: successes needed before the request counts as done.
+    /// The quorum: successes needed before the request counts as done (with
+    /// zones: an upper bound, see [`ReplicationSet::quorum`]).
     pub fn min_success(&self) -> usize {
         self.instances.len().saturating_sub(self.max_errors)
+    }
+
+    /// A tally of answers that says when they cover every key at the
+    /// tolerance: `min_success` instances, or with zones every instance of
+    /// all zones but `max_unavailable_zones`.
+    pub fn quorum(&self) -> Quorum {
+        let mut zones: std::collections::BTreeMap<String, usize> = Default::default();
+        if self.max_unavailable_zones.is_some() {
+            for i in &self.instances {
+                *zones.entry(i.zone.clone()).or_default() += 1;
+            }
+        }
+        Quorum {
+            needed: self.min_success(),
+            max_errors: self.max_errors,
+            max_unavailable_zones: self.max_unavailable_zones,
+            zones,
+            succeeded: Default::default(),
+            failed_zones: Default::default(),
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// The zones of the set in the order their first instance appears.
+    pub fn zones(&self) -> Vec<String> {
+        let mut zones: Vec<String> = Vec::new();
+        for i in &self.instances {
+            if !zones.contains(&i.zone) {
+                zones.push(i.zone.clone());
+            }
+        }
+        zones
     }
 
     /// Whether `addr` is one of the instances.
     pub fn includes(&self, addr: &str) -> bool {
         self.instances.iter().any(|i| i.addr == addr)
+    }
+}
+
+/// Answers of a [`ReplicationSet`] so far: [`Quorum::reached`] once they cover
+/// every key, [`Quorum::lost`] once they no longer can.
+#[derive(Debug, Clone)]
+pub struct Quorum {
+    needed: usize,
+    max_errors: usize,
+    max_unavailable_zones: Option<usize>,
+    /// Instances per zone (zone mode only).
+    zones: std::collections::BTreeMap<String, usize>,
+    succeeded: std::collections::BTreeMap<String, usize>,
+    failed_zones: std::collections::BTreeSet<String>,
+    successes: usize,
+    failures: usize,
+}
+
+impl Quorum {
+    /// Counts an answer of `instance`.
+    pub fn success(&mut self, instance: &InstanceDesc) {
+        self.successes += 1;
+        *self.succeeded.entry(instance.zone.clone()).or_default() += 1;
+    }
+
+    /// Counts a failure of `instance`.
+    pub fn failure(&mut self, instance: &InstanceDesc) {
+        self.failures += 1;
+        self.failed_zones.insert(instance.zone.clone());
+    }
+
+    /// Whether the answers cover every key at the set's tolerance.
+    pub fn reached(&self) -> bool {
+        match self.max_unavailable_zones {
+            None => self.successes >= self.needed,
+            Some(tolerated) => {
+                let complete = self
+                    .zones
+                    .iter()
+                    .filter(|(zone, n)| self.succeeded.get(*zone) == Some(n))
+                    .count();
+                complete + tolerated >= self.zones.len()
+            }
+        }
+    }
+
+    /// Whether too many failed for the answers ever to cover every key.
+    pub fn lost(&self) -> bool {
+        match self.max_unavailable_zones {
+            None => self.failures > self.max_errors,
+            Some(tolerated) => self.failed_zones.len() > tolerated,
+        }
     }
 }
 
@@ -302,6 +392,7 @@ impl RingSnapshot {
         Ok(ReplicationSet {
             instances,
             max_errors: healthy_count - quorum,
+            max_unavailable_zones: None,
         })
     }
 
@@ -325,6 +416,7 @@ impl RingSnapshot {
         Ok(ReplicationSet {
             instances,
             max_errors: 0,
+            max_unavailable_zones: None,
         })
     }
 
@@ -351,6 +443,9 @@ impl RingSnapshot {
             return Err(RingError::EmptyRing);
         }
         let rf = self.options.replication_factor.max(1);
+        if self.options.zone_awareness_enabled {
+            return self.zone_set_at(op, now, rf);
+        }
         let required = self.instances.len().max(rf) - rf / 2;
         let set = self.all_healthy_at(op, now)?;
         if set.instances.len() < required {
@@ -369,6 +464,51 @@ impl RingSnapshot {
         Ok(ReplicationSet {
             instances: set.instances,
             max_errors,
+            max_unavailable_zones: None,
+        })
+    }
+
+    /// The zone-aware form (Mimir's): each key has a replica in each of
+    /// `rf` zones, so the answers of every instance of all zones but
+    /// `rf / 2` cover every key. A zone with an unhealthy instance is left
+    /// out and counts as one of those; more such zones than that is
+    /// [`RingError::TooManyUnhealthy`].
+    fn zone_set_at(&self, op: Operation, now: i64, rf: usize) -> Result<ReplicationSet, RingError> {
+        let mut zones: Vec<&str> = self.instances.iter().map(|i| i.zone.as_str()).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let tolerated = (rf / 2).min(zones.len().saturating_sub(1));
+        let unhealthy: Vec<&InstanceDesc> = self
+            .instances
+            .iter()
+            .filter(|i| !self.healthy(i, op, now))
+            .map(|i| i.as_ref())
+            .collect();
+        let mut unhealthy_zones: Vec<&str> = unhealthy.iter().map(|i| i.zone.as_str()).collect();
+        unhealthy_zones.sort_unstable();
+        unhealthy_zones.dedup();
+        if unhealthy_zones.len() > tolerated {
+            let required = self
+                .instances
+                .iter()
+                .filter(|i| !unhealthy_zones[..tolerated].contains(&i.zone.as_str()))
+                .count();
+            return Err(RingError::TooManyUnhealthy {
+                required,
+                healthy: self.instances.len() - unhealthy.len(),
+                unhealthy: unhealthy.iter().map(|i| i.addr.clone()).collect(),
+            });
+        }
+        let instances = self
+            .instances
+            .iter()
+            .filter(|i| !unhealthy_zones.contains(&i.zone.as_str()))
+            .cloned()
+            .collect();
+        Ok(ReplicationSet {
+            instances,
+            max_errors: 0,
+            max_unavailable_zones: Some(tolerated - unhealthy_zones.len()),
         })
     }
 
@@ -733,5 +873,69 @@ mod tests {
         let set = r.get_at(0, Operation::Write, NOW).unwrap();
         // Token 5 went to a (the first owner); b owns nothing, so only a is found.
         assert_eq!(ids(&set), ["a"]);
+    }
+
+    #[test]
+    fn zone_aware_reads_tolerate_a_whole_zone_and_count_zones() {
+        // Two instances in each of three zones, RF 3.
+        let six = |unhealthy: &[&str]| {
+            let instances = ["a1", "a2", "b1", "b2", "c1", "c2"]
+                .iter()
+                .enumerate()
+                .map(|(n, id)| {
+                    let mut i = instance(id, &id[..1], Active, &[10 * (n as u32 + 1)]);
+                    if unhealthy.contains(id) {
+                        i.heartbeat_timestamp = NOW - 3600;
+                    }
+                    i
+                })
+                .collect();
+            ring(instances, 3, true)
+        };
+        let all = six(&[]);
+        let set = all
+            .replication_set_for_operation_at(Operation::Read, NOW)
+            .unwrap();
+        assert_eq!(
+            (set.instances.len(), set.max_unavailable_zones),
+            (6, Some(1))
+        );
+        // Zones count, not instances: a zone with every instance answered,
+        // and another: done; one instance of each of two zones: not yet.
+        let by_id = |id: &str| set.instances.iter().find(|i| i.id == id).unwrap().clone();
+        let mut q = set.quorum();
+        for id in ["a1", "b1", "c1"] {
+            q.success(&by_id(id));
+        }
+        assert!(
+            !q.reached(),
+            "three instances of three zones, no zone whole"
+        );
+        q.success(&by_id("a2"));
+        assert!(!q.reached());
+        q.success(&by_id("b2"));
+        assert!(q.reached(), "zones a and b whole");
+        let mut q = set.quorum();
+        q.failure(&by_id("a1"));
+        q.failure(&by_id("a2"));
+        assert!(!q.lost(), "one zone failing is tolerated");
+        q.failure(&by_id("b1"));
+        assert!(q.lost(), "a second zone failing is not");
+
+        // A whole zone down (what the instance count, 5 of 6 needed, refused):
+        // the other two zones, all of them needed.
+        let zone_down = six(&["a1", "a2"]);
+        let set = zone_down
+            .replication_set_for_operation_at(Operation::Read, NOW)
+            .unwrap();
+        assert_eq!(ids(&set), ["b1", "b2", "c1", "c2"]);
+        assert_eq!(set.max_unavailable_zones, Some(0));
+        // One instance down in each of two zones: no read can cover every key.
+        let two_zones = six(&["a1", "b2"]);
+        let err = two_zones.replication_set_for_operation_at(Operation::Read, NOW);
+        assert!(
+            matches!(err, Err(RingError::TooManyUnhealthy { .. })),
+            "{err:?}"
+        );
     }
 }

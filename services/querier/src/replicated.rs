@@ -79,41 +79,63 @@ impl ReplicatedQuery {
             .ring
             .replication_set_for_operation(Operation::Read)
             .map_err(|e| ServiceError::unavailable(format!("cannot pick ingesters: {e}")))?;
-        let need = set.min_success();
         let mut order = set.instances.clone();
-        if !order.is_empty() {
-            let start = self.next_start.fetch_add(1, Ordering::Relaxed) % order.len();
-            order.rotate_left(start);
-        }
-        let first = match self.hedging_delay {
-            Some(_) => need.min(order.len()),
-            None => order.len(),
+        let first = match (self.hedging_delay, set.max_unavailable_zones) {
+            (None, _) => order.len(),
+            // All the instances of all zones but the tolerated ones, the
+            // zones taken in turn.
+            (Some(_), Some(tolerated)) => {
+                let mut zones = set.zones();
+                if !zones.is_empty() {
+                    let start = self.next_start.fetch_add(1, Ordering::Relaxed) % zones.len();
+                    zones.rotate_left(start);
+                }
+                let asked: Vec<String> = zones[..zones.len().saturating_sub(tolerated)].to_vec();
+                order.sort_by_key(|i| !asked.contains(&i.zone));
+                order.iter().filter(|i| asked.contains(&i.zone)).count()
+            }
+            (Some(_), None) => {
+                if !order.is_empty() {
+                    let start = self.next_start.fetch_add(1, Ordering::Relaxed) % order.len();
+                    order.rotate_left(start);
+                }
+                set.min_success().min(order.len())
+            }
         };
         let mut later = order.split_off(first);
         let call = &call;
         let ask = |instance: Arc<strata_ring::InstanceDesc>| {
             let client = self.pool.client(&instance.addr);
-            async move { call(client?).await }
+            async move {
+                let outcome = match client {
+                    Ok(client) => call(client).await,
+                    Err(e) => Err(e),
+                };
+                (instance, outcome)
+            }
         };
         let mut pending: FuturesUnordered<_> = order.into_iter().map(ask).collect();
         let hedge = tokio::time::sleep(self.hedging_delay.unwrap_or_default());
         tokio::pin!(hedge);
-        let mut answers = Vec::with_capacity(need);
+        let mut quorum = set.quorum();
+        let mut answers = Vec::with_capacity(set.min_success());
         let mut errors = Vec::new();
         loop {
             tokio::select! {
                 outcome = pending.next(), if !pending.is_empty() => {
                     match outcome {
-                        Some(Ok(answer)) => {
+                        Some((instance, Ok(answer))) => {
                             answers.push(answer);
-                            if answers.len() >= need {
+                            quorum.success(&instance);
+                            if quorum.reached() {
                                 return Ok(answers);
                             }
                         }
-                        Some(Err(e)) if e.code.is_client_error() => return Err(e),
-                        Some(Err(e)) => {
+                        Some((_, Err(e))) if e.code.is_client_error() => return Err(e),
+                        Some((instance, Err(e))) => {
                             errors.push(e);
-                            if errors.len() > set.max_errors {
+                            quorum.failure(&instance);
+                            if quorum.lost() {
                                 return Err(too_many_failed(errors, &set));
                             }
                             // One of the first failed: the others are needed now.
@@ -124,7 +146,7 @@ impl ReplicatedQuery {
                 }
                 () = &mut hedge, if !later.is_empty() => {
                     tracing::debug!(
-                        asked = need,
+                        asked = first,
                         more = later.len(),
                         "ingesters slow to answer a read: asking the others too"
                     );
@@ -143,12 +165,15 @@ impl ReplicatedQuery {
 fn too_many_failed(mut errors: Vec<ServiceError>, set: &ReplicationSet) -> ServiceError {
     let failed = errors.len();
     let first = errors.swap_remove(0);
+    let tolerance = match set.max_unavailable_zones {
+        Some(zones) => format!("all but {zones} zone(s) must answer"),
+        None => format!("at most {} may", set.max_errors),
+    };
     ServiceError::new(
         first.code,
         format!(
-            "{failed} of {} ingesters failed (at most {} may): {}",
+            "{failed} of {} ingesters failed ({tolerance}): {}",
             set.instances.len(),
-            set.max_errors,
             first.message
         ),
     )
@@ -309,6 +334,12 @@ mod tests {
     }
 
     async fn cluster(health: &[Health]) -> Cluster {
+        cluster_in_zones(health, 0).await
+    }
+
+    /// [`cluster`] with zone awareness over `zones` zones (instance `i` in
+    /// zone `i % zones`; 0: no zones).
+    async fn cluster_in_zones(health: &[Health], zones: usize) -> Cluster {
         let kv: Arc<dyn strata_ring::KvStore> = Arc::new(MemoryKv::new());
         let mut lifecyclers = Vec::new();
         for i in 0..health.len() {
@@ -316,6 +347,12 @@ mod tests {
                 instance_id: format!("ingester-{i}"),
                 instance_addr: format!("addr-{i}"),
                 num_tokens: 8,
+                instance_availability_zone: if zones > 0 {
+                    format!("zone-{}", i % zones)
+                } else {
+                    String::new()
+                },
+                zone_awareness_enabled: zones > 0,
                 ..Default::default()
             };
             let lifecycler = Lifecycler::start(&config, kv.clone(), "ring")
@@ -324,7 +361,16 @@ mod tests {
             lifecycler.activate().await.unwrap();
             lifecyclers.push(lifecycler);
         }
-        let ring = Ring::new(&RingConfig::default(), kv, "ring").await.unwrap();
+        let ring_config = RingConfig {
+            zone_awareness_enabled: zones > 0,
+            instance_availability_zone: if zones > 0 {
+                "zone-0".into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        };
+        let ring = Ring::new(&ring_config, kv, "ring").await.unwrap();
         let health = health.to_vec();
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
@@ -416,5 +462,39 @@ mod tests {
             assert_eq!(names(&query).await.unwrap(), ["label1", "label2"]);
             assert_eq!(started.elapsed(), Duration::ZERO);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zone_aware_reads_need_every_instance_of_all_zones_but_one() {
+        // Six ingesters in three zones (0, 3 in zone-0; 1, 4 in zone-1; 2, 5
+        // in zone-2): a whole zone failing is tolerated, as the instance
+        // count (5 of 6) would not.
+        let c = cluster_in_zones(&[Down, Up, Up, Down, Up, Up], 3).await;
+        assert_eq!(
+            names(&c.query).await.unwrap(),
+            ["label1", "label2", "label4", "label5"]
+        );
+        // One instance failing in each of two zones: no read covers every series.
+        let c = cluster_in_zones(&[Down, Down, Up, Up, Up, Up], 3).await;
+        let err = names(&c.query).await.unwrap_err();
+        assert!(
+            err.message.contains("all but 1 zone(s) must answer"),
+            "{}",
+            err.message
+        );
+        // A hung zone costs a minimized read the hedging delay at most.
+        let delay = Duration::from_secs(3);
+        let c = cluster_in_zones(&[Hung, Up, Up, Hung, Up, Up], 3).await;
+        let query = c.query.minimizing_requests(delay);
+        for _ in 0..3 {
+            let started = tokio::time::Instant::now();
+            assert_eq!(names(&query).await.unwrap().len(), 4);
+            assert!(started.elapsed() <= delay);
+        }
+        // Each minimized read asks the four instances of two zones first.
+        let c = cluster_in_zones(&[Up; 6], 3).await;
+        let query = c.query.minimizing_requests(delay);
+        assert_eq!(names(&query).await.unwrap().len(), 4);
+        assert_eq!(c.calls.load(Ordering::SeqCst), 4);
     }
 }
