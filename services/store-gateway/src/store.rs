@@ -222,6 +222,9 @@ impl BucketStore {
                             .entry(tenant.clone())
                             .or_default()
                             .insert(id, Arc::new(block));
+                        // Queryable from now on: counted now, not at the end
+                        // of the sync (which sets the exact number).
+                        self.metrics.blocks_loaded.inc();
                     }
                     Err(e) => {
                         self.metrics.block_load_failures.inc();
