@@ -268,11 +268,21 @@ async fn three_ingesters_replicate_survive_a_kill_and_rejoin() {
 /// same as five minutes of the default 1 m, shorter to run): every process
 /// routes by its cached ring, and since every heartbeat stopped at once the
 /// ring is judged as it was when last read, so no instance times out.
+/// `STRATA_TEST_ETCD_AWAY_S` (40) and `STRATA_TEST_HEARTBEAT_TIMEOUT` (10s)
+/// run it at full length: 300 and 1m are the five minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_and_queries_continue_while_etcd_is_away_for_four_heartbeat_timeouts() {
     const SERIES: usize = 20;
+    let away_s: i64 = std::env::var("STRATA_TEST_ETCD_AWAY_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let heartbeat_timeout =
+        std::env::var("STRATA_TEST_HEARTBEAT_TIMEOUT").unwrap_or_else(|_| "10s".to_string());
     let etcd = Etcd::start().await;
-    let timeout = vec!["-ingester.ring.heartbeat_timeout=10s".to_string()];
+    let timeout = vec![format!(
+        "-ingester.ring.heartbeat_timeout={heartbeat_timeout}"
+    )];
     let mut ingesters = Vec::new();
     for id in ["ingester-1", "ingester-2", "ingester-3"] {
         let mut extra = timeout.clone();
@@ -281,7 +291,7 @@ async fn pushes_and_queries_continue_while_etcd_is_away_for_four_heartbeat_timeo
     }
     let distributor = start("distributor", &timeout, &etcd).await;
     let querier = start("querier", &timeout, &etcd).await;
-    let start_ms = now_ms() - 60_000;
+    let start_ms = now_ms() - 60_000 - away_s * 1000;
     wait_writable(&distributor, SERIES, start_ms).await;
 
     let pid = etcd.process.pid().to_string();
@@ -296,7 +306,7 @@ async fn pushes_and_queries_continue_while_etcd_is_away_for_four_heartbeat_timeo
     signal("-STOP");
     let frozen_at = ring_state(&querier).await;
     let mut acknowledged = vec![(start_ms, 0.0)];
-    for round in 1..=40 {
+    for round in 1..=away_s {
         let ts = start_ms + round * 1_000;
         let (status, msg) = push_round(&distributor, 0, SERIES, ts, round as f64).await;
         if status != 200 {
@@ -323,10 +333,11 @@ async fn pushes_and_queries_continue_while_etcd_is_away_for_four_heartbeat_timeo
         (newest(&ring_state(&querier).await) > before + 5).then_some(())
     })
     .await;
-    let ts = start_ms + 41_000;
-    let (status, msg) = push_round(&distributor, 0, SERIES, ts, 41.0).await;
+    let ts = start_ms + (away_s + 1) * 1_000;
+    let last = (away_s + 1) as f64;
+    let (status, msg) = push_round(&distributor, 0, SERIES, ts, last).await;
     assert_eq!(status, 200, "after etcd is back: {msg}");
-    acknowledged.push((ts, 41.0));
+    acknowledged.push((ts, last));
 
     let results = query_all(&querier, "cluster_test_total", start_ms, ts).await;
     assert_eq!(results.len(), SERIES);

@@ -8,6 +8,8 @@
 //!   below the delay (the write path never waits for the bucket);
 //! - queries over the blocks answer within the querier's own limit
 //!   (`querier.timeout` 10 s): complete, or an error, never a hang;
+//! - blocks cut meanwhile are shipped through the slow bucket (slower, but
+//!   they arrive);
 //! - once it is fast again every sample is queryable.
 
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
@@ -38,6 +40,17 @@ async fn count_samples(strata: &Strata, at_ms: i64) -> (u16, f64, Duration, Stri
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     (status, value, started.elapsed(), body.to_string())
+}
+
+/// The blocks (directories with a meta.json) of the tenant in the bucket.
+fn blocks_in_bucket(s3: &S3Server) -> usize {
+    let Ok(entries) = std::fs::read_dir(s3.bucket_dir().join(TENANT)) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("meta.json").is_file())
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +145,28 @@ async fn slow_object_storage_slows_old_queries_within_their_limit_and_no_push() 
         );
         outcomes.push((status, took));
     }
-    eprintln!("slow bucket: slowest push {slowest_push:?}, queries {outcomes:?}");
+    // Samples 6 minutes on make the head cut the recent ones into blocks
+    // now: the shipper uploads them through the slow bucket.
+    let before = blocks_in_bucket(&s3);
+    let later = BTreeMap::from([("later".to_string(), vec![(t + 6 * MIN, 1.0)])]);
+    let started = Instant::now();
+    push_each_series(&strata, TENANT, "slow_s3_recent", &later).await;
+    slowest_push = slowest_push.max(started.elapsed());
+    let shipped_slowly = Instant::now();
+    eventually(
+        "a block shipped through the slow bucket",
+        Duration::from_secs(180),
+        || async { (blocks_in_bucket(&s3) > before).then_some(()) },
+    )
+    .await;
+    let failures = strata
+        .metric("strata_ingester_shipper_upload_failures_total")
+        .await
+        .unwrap_or(0.0);
+    eprintln!(
+        "slow bucket: slowest push {slowest_push:?}, queries {outcomes:?}, a block shipped after {:?}, upload failures {failures}",
+        shipped_slowly.elapsed()
+    );
     assert!(
         slowest_push < Duration::from_secs(1),
         "a push waited {slowest_push:?} for the slow bucket"
