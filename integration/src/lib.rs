@@ -533,6 +533,30 @@ pub async fn push_each_series(
     }
 }
 
+/// Pushes every series of `series` (name → samples, as the label `series` of
+/// `metric`) in one request, so that the head sees them all at once (pushed
+/// one by one, a head cutting blocks every second may cut before the next
+/// series' older samples arrive); panics unless answered 200.
+pub async fn push_series_at_once(
+    strata: &Strata,
+    tenant: &str,
+    metric: &str,
+    series: &std::collections::BTreeMap<String, Vec<(i64, f64)>>,
+) {
+    let labels: Vec<[(&str, &str); 2]> = series
+        .keys()
+        .map(|name| [("__name__", metric), ("series", name.as_str())])
+        .collect();
+    let all: Vec<TestSeries<'_>> = labels
+        .iter()
+        .zip(series.values())
+        .map(|(l, samples)| (&l[..], &samples[..]))
+        .collect();
+    let body = encode_write_request(&write_request(&all));
+    let (status, msg) = push_raw(&strata.url("/api/v1/push"), Some(tenant), body).await;
+    assert_eq!(status, 200, "{msg}");
+}
+
 /// POSTs a remote-write body; returns the status and the response text.
 pub async fn push_raw(url: &str, tenant: Option<&str>, body: Vec<u8>) -> (u16, String) {
     push_with_headers(url, &tenant_header(tenant), body).await

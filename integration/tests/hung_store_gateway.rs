@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use strata_integration::{
-    eventually, eventually_grows_by, get_json, get_with_headers, now_ms, push_each_series, Etcd,
+    eventually, eventually_grows_by, get_json, get_with_headers, now_ms, push_series_at_once, Etcd,
     S3Server, Strata,
 };
 
@@ -176,11 +176,11 @@ async fn cluster() -> Cluster {
         (status == 200).then_some(())
     })
     .await;
-    push_each_series(querier, TENANT, "sg_hang", &pushed).await;
+    push_series_at_once(querier, TENANT, "sg_hang", &pushed).await;
     // A sample now moves the head on, so that all of the old ones are cut
     // into blocks and shipped.
     let now = BTreeMap::from([("now".to_string(), vec![(t, 1.0)])]);
-    push_each_series(querier, TENANT, "sg_hang_now", &now).await;
+    push_series_at_once(querier, TENANT, "sg_hang_now", &now).await;
     let at = cluster.at();
     eventually(
         "every sample to be read from the store-gateways",

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_integration::{
-    encode_write_request, eventually, get_json, now_ms, push_each_series, push_raw, write_request,
-    S3Server, Strata,
+    encode_write_request, eventually, get_json, now_ms, push_raw, push_series_at_once,
+    write_request, S3Server, Strata,
 };
 
 const TENANT: &str = "sg-test";
@@ -97,7 +97,7 @@ async fn a_window_over_store_both_and_ingesters_returns_each_sample_once() {
             .collect();
         pushed.insert(format!("s{s}"), samples);
     }
-    push_each_series(&strata, TENANT, "sg_test", &pushed).await;
+    push_series_at_once(&strata, TENANT, "sg_test", &pushed).await;
 
     let time_s = (t + 1000) as f64 / 1000.0;
     // Blocks are cut, shipped and loaded in the background; until then the
