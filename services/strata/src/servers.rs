@@ -143,7 +143,18 @@ impl Service for GrpcServerService {
     async fn running(&self, mut stop: Stop) -> Result<(), BoxError> {
         let listener = self.listener.lock().take().ok_or(ServerError::NotStarted)?;
         let services = self.services.lock().take().ok_or(ServerError::NotStarted)?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Every gRPC call is a small request and a small answer: without
+        // TCP_NODELAY, Nagle's algorithm meets the peer's delayed ACK and a
+        // call between processes waits ~40 ms (measured: distributed query
+        // medians 42–55 ms, 2–12 ms with it). `serve_with_incoming` leaves
+        // the accepted sockets as they come, so it is set here.
+        use tokio_stream::StreamExt as _;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+            if let Ok(stream) = &stream {
+                let _ = stream.set_nodelay(true);
+            }
+            stream
+        });
         tonic::transport::Server::builder()
             // Dead peers (a crashed distributor, a black-holed network) are
             // found by HTTP/2 pings, not kept forever.
